@@ -1,0 +1,46 @@
+//! The application as the HTTP layer sees it: shared state, and the `Handler` that routes
+//! requests, renders refusals and records each exchange.
+
+use std::sync::Arc;
+
+use crate::cluster::Cluster;
+use crate::health::Monitor;
+use crate::http::{Exchange, Handler, Rejection, Request, Response, Stats};
+use crate::logging;
+use crate::metrics::Metrics;
+use crate::routes::{self, ApiError};
+use crate::store::Store;
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub monitor: Monitor,
+    pub cluster: Cluster,
+    pub metrics: Metrics,
+    pub connections: Arc<Stats>,
+}
+
+impl Handler for App {
+    fn handle(&self, request: &Request<'_>) -> Response {
+        routes::dispatch(self, request)
+    }
+
+    fn reject(&self, rejection: Rejection) -> Response {
+        if rejection == Rejection::Internal {
+            log::error!("a request handler panicked; answered 500");
+        }
+        ApiError::from(rejection).into_response()
+    }
+
+    fn completed(&self, exchange: &Exchange<'_>) {
+        self.metrics
+            .request(routes::label(exchange.path), exchange.status, exchange.elapsed);
+        logging::access(
+            exchange.method,
+            exchange.path,
+            exchange.status,
+            exchange.elapsed,
+            exchange.bytes,
+            &exchange.peer.to_string(),
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! Configuration: the environment, read once at start-up into a validated `Config`. A bad value
+//! is refused with one line naming the variable and what it expects.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use log::LevelFilter;
+
+use crate::http::{Limits, ServerConfig};
+use crate::logging::{self, Format};
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub debug: bool,
+    pub log_format: Format,
+    pub log_level: LevelFilter,
+    pub http: ServerConfig,
+}
+
+#[derive(Debug)]
+pub enum StoreConfig {
+    /// Neither `REDIS_URL` nor `REDIS_CLUSTER_ADDRESS`: counts live in this process only.
+    Memory,
+    Redis(RedisConfig),
+}
+
+#[derive(Debug)]
+pub struct RedisConfig {
+    pub url: Secret,
+    /// The URL without credentials, for logs.
+    pub display: String,
+    pub key: String,
+    pub timeout: Duration,
+}
+
+/// A value that must never be printed; `Debug` shows `<redacted>`.
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A variable whose value is not acceptable.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: expected {}", self.variable, self.expected)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(variable: &'static str, expected: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        expected: expected.into(),
+    }
+}
+
+/// Every variable read here, with its default, for `hello --help`.
+pub const VARIABLES: &str = "\
+  PORT                     port to listen on (default 8080)
+  HOST                     address to listen on (default 0.0.0.0)
+  REDIS_URL                redis:// or rediss:// URL, with password if any; wins over the address
+  REDIS_CLUSTER_ADDRESS    Redis host:port (the original service's variable)
+                           neither set: an in-process store whose counts are lost on exit
+  REDIS_KEY                sorted-set key (default nytimes.names)
+  REDIS_TIMEOUT_MS         Redis connect, read and write timeout (default 1000)
+  DEBUG                    true: local mode, no AWS calls (default false)
+  LOG_FORMAT               text or json (default text)
+  RUST_LOG                 error, warn, info, debug or trace (default info)
+  HTTP_WORKERS             threads answering requests (default 16)
+  HTTP_MAX_CONNECTIONS     open connections before new ones are refused (default 10000)
+  HTTP_REQUEST_TIMEOUT_MS  time to send a whole request once started (default 10000)
+  HTTP_IDLE_TIMEOUT_MS     keep-alive idle time, above an ALB's 60 s (default 75000)
+  HTTP_WRITE_TIMEOUT_MS    time a client may stall reading a response (default 10000)
+  SHUTDOWN_TIMEOUT_MS      time in-flight requests get after SIGTERM (default 10000)
+";
+
+impl Config {
+    /// Reads the configuration through `var`, which returns a variable's value if it is set.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // An empty variable counts as unset, as shells and task definitions often leave them.
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+
+        let port: u16 = number(&get, "PORT", 8080, 1, u16::MAX)?;
+        let host = match get("HOST") {
+            Some(h) => IpAddr::from_str(h.trim())
+                .map_err(|_| invalid("HOST", "an IP address such as 0.0.0.0 or 127.0.0.2"))?,
+            None => IpAddr::from([0, 0, 0, 0]),
+        };
+
+        let key = get("REDIS_KEY").unwrap_or_else(|| "nytimes.names".to_owned());
+        let timeout = millis(&get, "REDIS_TIMEOUT_MS", 1000)?;
+        let store = if let Some(url) = get("REDIS_URL") {
+            StoreConfig::Redis(redis_from_url(url.trim(), key, timeout)?)
+        } else if let Some(address) = get("REDIS_CLUSTER_ADDRESS") {
+            StoreConfig::Redis(redis_from_address(address.trim(), key, timeout)?)
+        } else {
+            StoreConfig::Memory
+        };
+
+        let debug = match get("DEBUG").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(_) => return Err(invalid("DEBUG", "true or false")),
+        };
+        let log_format = match get("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("text") => Format::Text,
+            Some("json") => Format::Json,
+            Some(_) => return Err(invalid("LOG_FORMAT", "text or json")),
+        };
+        let log_level = match get("RUST_LOG") {
+            None => LevelFilter::Info,
+            Some(spec) => logging::parse_level(&spec)
+                .ok_or_else(|| invalid("RUST_LOG", "a level: error, warn, info, debug, trace or off"))?,
+        };
+
+        let http = ServerConfig {
+            workers: number(&get, "HTTP_WORKERS", 16, 1, 1024)?,
+            max_connections: number(&get, "HTTP_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
+            request_timeout: millis(&get, "HTTP_REQUEST_TIMEOUT_MS", 10_000)?,
+            idle_timeout: millis(&get, "HTTP_IDLE_TIMEOUT_MS", 75_000)?,
+            write_timeout: millis(&get, "HTTP_WRITE_TIMEOUT_MS", 10_000)?,
+            drain_timeout: millis(&get, "SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            limits: Limits::default(),
+        };
+
+        Ok(Config {
+            listen: SocketAddr::new(host, port),
+            store,
+            debug,
+            log_format,
+            log_level,
+            http,
+        })
+    }
+}
+
+fn number<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = get(variable) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<T>()
+        .ok()
+        .filter(|n| *n >= min && *n <= max)
+        .ok_or_else(|| invalid(variable, format!("a whole number from {min} to {max}")))
+}
+
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    number(get, variable, default, 1, 3_600_000).map(Duration::from_millis)
+}
+
+fn redis_from_url(url: &str, key: String, timeout: Duration) -> Result<RedisConfig, ConfigError> {
+    const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db] or rediss://… (value not shown: it may hold a password)";
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+        .ok_or_else(|| invalid("REDIS_URL", EXPECTED))?;
+    redis::Client::open(url).map_err(|_| invalid("REDIS_URL", EXPECTED))?;
+    let scheme = &url[..url.len() - rest.len()];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(invalid("REDIS_URL", EXPECTED));
+    }
+    Ok(RedisConfig {
+        url: Secret(url.to_owned()),
+        display: format!("{scheme}{host}"),
+        key,
+        timeout,
+    })
+}
+
+fn redis_from_address(
+    address: &str,
+    key: String,
+    timeout: Duration,
+) -> Result<RedisConfig, ConfigError> {
+    let expected = "host:port, e.g. localhost:6379";
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("REDIS_CLUSTER_ADDRESS", expected))?;
+    if host.is_empty()
+        || host.contains(['/', '@', ' '])
+        || port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(invalid("REDIS_CLUSTER_ADDRESS", expected));
+    }
+    let url = format!("redis://{address}");
+    redis::Client::open(url.as_str()).map_err(|_| invalid("REDIS_CLUSTER_ADDRESS", expected))?;
+    Ok(RedisConfig {
+        display: url.clone(),
+        url: Secret(url),
+        key,
+        timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_env(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_serve_locally_without_redis() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert!(matches!(c.store, StoreConfig::Memory));
+        assert!(!c.debug);
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(75));
+    }
+
+    #[test]
+    fn redis_url_wins_and_never_shows_its_password() {
+        let c = config(&[
+            ("REDIS_URL", "rediss://:s3cret@cache.example:6380/0"),
+            ("REDIS_CLUSTER_ADDRESS", "other:6379"),
+        ])
+        .unwrap();
+        let StoreConfig::Redis(r) = &c.store else {
+            panic!("expected redis")
+        };
+        assert_eq!(r.display, "rediss://cache.example:6380");
+        assert_eq!(r.key, "nytimes.names");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn seed_address_variable_still_works() {
+        let c = config(&[("REDIS_CLUSTER_ADDRESS", "10.0.0.5:6379"), ("REDIS_KEY", "k")]).unwrap();
+        let StoreConfig::Redis(r) = &c.store else {
+            panic!("expected redis")
+        };
+        assert_eq!(r.url.expose(), "redis://10.0.0.5:6379");
+        assert_eq!(r.key, "k");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let var = |vars: &[(&str, &str)]| config(vars).unwrap_err().variable;
+        assert_eq!(var(&[("PORT", "http")]), "PORT");
+        assert_eq!(var(&[("PORT", "0")]), "PORT");
+        assert_eq!(var(&[("PORT", "70000")]), "PORT");
+        assert_eq!(var(&[("HOST", "localhost:1")]), "HOST");
+        assert_eq!(var(&[("REDIS_URL", "http://x")]), "REDIS_URL");
+        assert_eq!(var(&[("REDIS_URL", "redis://")]), "REDIS_URL");
+        assert_eq!(var(&[("REDIS_CLUSTER_ADDRESS", "nohost")]), "REDIS_CLUSTER_ADDRESS");
+        assert_eq!(var(&[("REDIS_CLUSTER_ADDRESS", "h:0")]), "REDIS_CLUSTER_ADDRESS");
+        assert_eq!(var(&[("DEBUG", "maybe")]), "DEBUG");
+        assert_eq!(var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
+        assert_eq!(var(&[("RUST_LOG", "loud")]), "RUST_LOG");
+        assert_eq!(var(&[("HTTP_WORKERS", "0")]), "HTTP_WORKERS");
+        let e = config(&[("REDIS_URL", "redis://:pw-in-url@")]).unwrap_err();
+        assert!(!e.to_string().contains("pw-in-url"));
+    }
+}

@@ -1,0 +1,226 @@
+//! This node's health: host statistics sampled by a background thread (so a request never waits
+//! for a CPU interval), and the store's reachability as of its last check.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sysinfo::{Disks, System};
+
+use crate::store::Store;
+
+/// How often statistics are sampled; CPU use is the average over this interval.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Disks change slowly and cost a `statvfs` each, so they are read every few samples.
+const DISK_EVERY: u32 = 5;
+/// Filesystems that hold no data of their own.
+const VIRTUAL_FILESYSTEMS: [&str; 6] = ["tmpfs", "devtmpfs", "ramfs", "squashfs", "nsfs", "efivarfs"];
+
+/// The `/health` document, field names as the original service had them.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeHealth {
+    pub ec2_instance_id: String,
+    /// Host uptime in seconds.
+    pub uptime: u64,
+    pub cpu_utilization_percent: f64,
+    pub disk_utilization_percent: f64,
+    pub total_ram_bytes_used: u64,
+    pub total_ram_bytes_available: u64,
+    /// Present when the process runs under a cgroup memory limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_memory_limit_bytes: Option<u64>,
+    pub store: StoreHealth,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreHealth {
+    pub kind: &'static str,
+    /// Whether the store answered its last check.
+    pub reachable: bool,
+    /// Whether counts outlive the process.
+    pub persistent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    cpu_percent: f64,
+    disk_percent: f64,
+    ram_used: u64,
+    ram_available: u64,
+    cgroup_limit: Option<u64>,
+    store_error: Option<String>,
+}
+
+/// Reports this node's health from the latest sample.
+pub struct Monitor {
+    instance_id: String,
+    store_kind: &'static str,
+    latest: Arc<Mutex<Sample>>,
+}
+
+impl Monitor {
+    /// Takes a first sample and starts the sampling thread. `instance_id` is `local` or the
+    /// EC2 instance id.
+    pub fn start(instance_id: String, store: Arc<dyn Store>) -> Monitor {
+        let latest = Arc::new(Mutex::new(Sample::default()));
+        let mut sampler = Sampler::new(store.clone(), Arc::clone(&latest));
+        sampler.sample(true);
+        let spawned = thread::Builder::new()
+            .name("health".into())
+            .spawn(move || loop {
+                thread::sleep(SAMPLE_INTERVAL);
+                sampler.tick();
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the health sampler: {e}; /health will not change");
+        }
+        Monitor {
+            instance_id,
+            store_kind: store.kind(),
+            latest,
+        }
+    }
+
+    pub fn node_health(&self) -> NodeHealth {
+        let s = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        NodeHealth {
+            ec2_instance_id: self.instance_id.clone(),
+            uptime: System::uptime(),
+            cpu_utilization_percent: s.cpu_percent,
+            disk_utilization_percent: s.disk_percent,
+            total_ram_bytes_used: s.ram_used,
+            total_ram_bytes_available: s.ram_available,
+            cgroup_memory_limit_bytes: s.cgroup_limit,
+            store: StoreHealth {
+                kind: self.store_kind,
+                reachable: s.store_error.is_none(),
+                persistent: self.store_kind != "memory",
+                error: s.store_error,
+            },
+        }
+    }
+}
+
+struct Sampler {
+    system: System,
+    disks: Disks,
+    store: Arc<dyn Store>,
+    latest: Arc<Mutex<Sample>>,
+    ticks: u32,
+}
+
+impl Sampler {
+    fn new(store: Arc<dyn Store>, latest: Arc<Mutex<Sample>>) -> Sampler {
+        let mut system = System::new();
+        system.refresh_cpu_usage();
+        Sampler {
+            system,
+            disks: Disks::new_with_refreshed_list(),
+            store,
+            latest,
+            ticks: 0,
+        }
+    }
+
+    fn tick(&mut self) {
+        self.ticks = self.ticks.wrapping_add(1);
+        self.sample(self.ticks % DISK_EVERY == 0);
+    }
+
+    fn sample(&mut self, with_disks: bool) {
+        self.system.refresh_cpu_usage();
+        self.system.refresh_memory();
+        let disk_percent = if with_disks {
+            self.disks.refresh(true);
+            Some(disk_percent(&self.disks))
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let store_error = self.store.ping().err().map(|e| e.to_string());
+        let mut s = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        // Log changes only, not every failed check while the store stays down.
+        match (&s.store_error, &store_error) {
+            (None, Some(e)) => log::error!(
+                "store check failed after {} ms: {e}",
+                started.elapsed().as_millis()
+            ),
+            (Some(_), None) => log::info!("store reachable again"),
+            _ => {}
+        }
+        s.cpu_percent = f64::from(self.system.global_cpu_usage());
+        if let Some(d) = disk_percent {
+            s.disk_percent = d;
+        }
+        s.ram_used = self.system.used_memory();
+        s.ram_available = self.system.available_memory();
+        s.cgroup_limit = self
+            .system
+            .cgroup_limits()
+            .map(|c| c.total_memory)
+            .filter(|limit| *limit > 0 && *limit < self.system.total_memory());
+        s.store_error = store_error;
+    }
+}
+
+/// Space used across real filesystems, each device counted once, as a percentage of their
+/// combined size (the original added up per-disk percentages, past 100).
+fn disk_percent(disks: &Disks) -> f64 {
+    let mut seen = HashSet::new();
+    let (mut used, mut total) = (0u64, 0u64);
+    for disk in disks.list() {
+        let fs = disk.file_system().to_string_lossy();
+        if disk.total_space() == 0
+            || VIRTUAL_FILESYSTEMS.contains(&fs.as_ref())
+            || !seen.insert(disk.name().to_os_string())
+        {
+            continue;
+        }
+        total += disk.total_space();
+        used += disk.total_space().saturating_sub(disk.available_space());
+    }
+    percent(used, total)
+}
+
+fn percent(used: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        (used as f64 / total as f64 * 100.0).clamp(0.0, 100.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn percent_stays_within_bounds() {
+        assert_eq!(percent(0, 0), 0.0);
+        assert_eq!(percent(50, 200), 25.0);
+        assert_eq!(percent(300, 200), 100.0);
+    }
+
+    #[test]
+    fn reports_real_numbers_for_this_machine() {
+        let monitor = Monitor::start("local".into(), Arc::new(MemoryStore::new()));
+        let h = monitor.node_health();
+        assert_eq!(h.ec2_instance_id, "local");
+        assert!(h.uptime > 0);
+        assert!(h.total_ram_bytes_used > 0);
+        assert!(h.total_ram_bytes_available > 0);
+        assert!((0.0..=100.0).contains(&h.disk_utilization_percent));
+        assert!(h.disk_utilization_percent > 0.0, "no real filesystem found");
+        assert!((0.0..=100.0).contains(&h.cpu_utilization_percent));
+        assert!(h.store.reachable && !h.store.persistent);
+    }
+}

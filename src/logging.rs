@@ -1,0 +1,148 @@
+//! Log lines on standard error, as text for people or one JSON object per line for CloudWatch:
+//! a `log` backend for ordinary messages, and the access line written for every request.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use serde_json::json;
+
+use crate::clock::Utc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+struct Logger {
+    format: Format,
+}
+
+static FORMAT: OnceLock<Format> = OnceLock::new();
+
+/// Installs the logger; only the first call has an effect.
+pub fn init(format: Format, level: LevelFilter) {
+    if FORMAT.set(format).is_ok() && log::set_boxed_logger(Box::new(Logger { format })).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+fn format() -> Format {
+    FORMAT.get().copied().unwrap_or(Format::Text)
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = match self.format {
+            Format::Text => format!(
+                "{} {:<5} {}\n",
+                Utc::now().rfc3339(),
+                record.level(),
+                record.args()
+            ),
+            Format::Json => {
+                let mut s = json!({
+                    "ts": Utc::now().rfc3339(),
+                    "level": level_name(record.level()),
+                    "msg": record.args().to_string(),
+                })
+                .to_string();
+                s.push('\n');
+                s
+            }
+        };
+        emit(&line);
+    }
+
+    fn flush(&self) {}
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+/// One write per line, so lines from different threads never interleave.
+fn emit(line: &str) {
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The access line for one request, at `info`.
+pub fn access(method: &str, path: &str, status: u16, elapsed: Duration, bytes: u64, peer: &str) {
+    if log::max_level() < LevelFilter::Info {
+        return;
+    }
+    let millis = elapsed.as_secs_f64() * 1000.0;
+    let line = match format() {
+        Format::Text => format!(
+            "{} INFO  {peer} \"{} {}\" {status} {bytes}B {millis:.3}ms\n",
+            Utc::now().rfc3339(),
+            method.escape_default(),
+            path.escape_default(),
+        ),
+        Format::Json => {
+            let mut s = json!({
+                "ts": Utc::now().rfc3339(),
+                "level": "info",
+                "msg": "request",
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": (millis * 1000.0).round() / 1000.0,
+                "bytes": bytes,
+                "peer": peer,
+            })
+            .to_string();
+            s.push('\n');
+            s
+        }
+    };
+    emit(&line);
+}
+
+/// Reads `RUST_LOG`: a level (`error` … `trace`, or `off`), or `env_logger`-style directives
+/// of which the bare level or the one for `hello` is used.
+pub fn parse_level(spec: &str) -> Option<LevelFilter> {
+    let mut level = None;
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        match directive.split_once('=') {
+            Some((target, l)) if target == "hello" => level = Some(l.parse().ok()?),
+            Some(_) => {}
+            None => {
+                let parsed: LevelFilter = directive.parse().ok()?;
+                level = level.or(Some(parsed));
+            }
+        }
+    }
+    level
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rust_log() {
+        assert_eq!(parse_level("debug"), Some(LevelFilter::Debug));
+        assert_eq!(parse_level("WARN"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("info,hello=trace"), Some(LevelFilter::Trace));
+        assert_eq!(parse_level("other=debug,error"), Some(LevelFilter::Error));
+        assert_eq!(parse_level("off"), Some(LevelFilter::Off));
+        assert_eq!(parse_level("loud"), None);
+        assert_eq!(parse_level(""), None);
+    }
+}

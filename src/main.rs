@@ -1,0 +1,175 @@
+//! The `hello` binary: configuration in, server up, signals handled.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use hello::app::App;
+use hello::cluster::Cluster;
+use hello::config::{Config, StoreConfig, VARIABLES};
+use hello::health::Monitor;
+use hello::http::{Server, ShutdownHandle};
+use hello::metrics::Metrics;
+use hello::store::{MemoryStore, RedisStore, Store};
+use hello::{healthcheck, logging};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("serve") => serve(),
+        Some("healthcheck") => match Config::from_env(|k| std::env::var(k).ok()) {
+            Ok(config) => match healthcheck::check(config.listen.port()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hello healthcheck: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("hello: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Some("-h" | "--help" | "help") => {
+            print!("{}", usage());
+            ExitCode::SUCCESS
+        }
+        Some("-V" | "--version") => {
+            println!("hello {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("hello: unknown command {other:?}; see hello --help");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn usage() -> String {
+    format!(
+        "hello {}: counts hellos in Redis and reports node and cluster health.\n\n\
+         Usage:\n  hello              serve HTTP (the default)\n  \
+         hello healthcheck  exit 0 if this host's server answers GET /health with 200\n  \
+         hello --version    print the version\n\n\
+         Environment:\n{VARIABLES}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+fn serve() -> ExitCode {
+    let config = match Config::from_env(|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hello: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(config.log_format, config.log_level);
+    raise_open_file_limit();
+
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Memory => {
+            log::warn!(
+                "neither REDIS_URL nor REDIS_CLUSTER_ADDRESS is set: counts are kept in memory and lost when the process exits"
+            );
+            Arc::new(MemoryStore::new())
+        }
+        StoreConfig::Redis(r) => match RedisStore::new(r.url.expose(), r.key.clone(), r.timeout) {
+            Ok(store) => {
+                log::info!("counting in Redis at {} under key {:?}", r.display, r.key);
+                Arc::new(store)
+            }
+            Err(_) => {
+                eprintln!("hello: invalid Redis URL (value not shown)");
+                return ExitCode::from(2);
+            }
+        },
+    };
+
+    let server = match Server::bind(config.listen, config.http.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.debug {
+        log::info!("DEBUG=true: local mode, no AWS calls");
+    }
+    let app = App {
+        monitor: Monitor::start("local".to_owned(), Arc::clone(&store)),
+        cluster: Cluster::Local,
+        store,
+        metrics: Metrics::new(),
+        connections: server.stats(),
+    };
+    if let Err(e) = watch_signals(server.shutdown_handle()) {
+        log::error!("cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    log::info!(
+        "hello {} listening on {} with {} workers",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr().unwrap_or(config.listen),
+        config.http.workers
+    );
+    match server.run(Arc::new(app)) {
+        Ok(()) => {
+            log::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// First SIGTERM or SIGINT: drain and exit. A second one: exit at once.
+fn watch_signals(shutdown: ShutdownHandle) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = signals.forever();
+            if let Some(signal) = received.next() {
+                log::info!("received signal {signal}: draining");
+                shutdown.shutdown();
+            }
+            if let Some(signal) = received.next() {
+                log::warn!("received signal {signal} again: exiting without draining");
+                std::process::exit(1);
+            }
+        })?;
+    Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: each connection is a descriptor.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                log::debug!(
+                    "raised the open-file limit from {} to {}",
+                    limit.rlim_cur,
+                    limit.rlim_max
+                );
+            }
+        }
+    }
+}

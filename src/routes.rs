@@ -1,0 +1,311 @@
+//! Method and path to handler, and the one JSON error type every failure becomes.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::app::App;
+use crate::counts::{Listing, Paging, PagingError};
+use crate::hello::{greeting, Name, NameError};
+use crate::http::{Rejection, Request, Response};
+use crate::metrics::ConnectionGauges;
+use crate::store::StoreError;
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Root,
+    Hello,
+    Counts,
+    Health,
+    Cluster,
+    Metrics,
+}
+
+impl Route {
+    /// The route's pattern: a metrics label with a fixed number of values.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Root => "/",
+            Route::Hello => "/hello/{name}",
+            Route::Counts => "/counts",
+            Route::Health => "/health",
+            Route::Cluster => "/health/cluster",
+            Route::Metrics => "/metrics",
+        }
+    }
+
+    /// `/hello` changes state, so it does not answer HEAD.
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Hello => "GET",
+            _ => "GET, HEAD",
+        }
+    }
+}
+
+/// The route for a path, with the raw `{name}` segment for `/hello/{name}`.
+pub fn resolve(path: &str) -> Option<(Route, &str)> {
+    let route = match path {
+        "/" => Route::Root,
+        "/counts" => Route::Counts,
+        "/health" => Route::Health,
+        "/health/cluster" => Route::Cluster,
+        "/metrics" => Route::Metrics,
+        _ => {
+            let segment = path.strip_prefix("/hello/")?;
+            if segment.contains('/') {
+                return None;
+            }
+            return Some((Route::Hello, segment));
+        }
+    };
+    Some((route, ""))
+}
+
+/// The label under which a request to `path` is counted.
+pub fn label(path: &str) -> &'static str {
+    resolve(path).map_or("other", |(route, _)| route.label())
+}
+
+pub fn dispatch(app: &App, request: &Request<'_>) -> Response {
+    handle(app, request).unwrap_or_else(ApiError::into_response)
+}
+
+fn handle(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
+    let Some((route, segment)) = resolve(request.path) else {
+        return Err(ApiError::new(
+            404,
+            "not_found",
+            format!("no route for {} {}", request.method, request.path),
+        ));
+    };
+    let allowed = match request.method {
+        "GET" => true,
+        "HEAD" => route != Route::Hello,
+        _ => false,
+    };
+    if !allowed {
+        return Err(ApiError {
+            allow: Some(route.allow()),
+            ..ApiError::new(
+                405,
+                "method_not_allowed",
+                format!(
+                    "method {} is not allowed for {}; allowed: {}",
+                    request.method,
+                    route.label(),
+                    route.allow()
+                ),
+            )
+        });
+    }
+    match route {
+        Route::Root => Ok(Response::new(200, TEXT, "Welcome to the Hello Service")),
+        Route::Hello => hello(app, segment, request),
+        Route::Counts => counts(app, request),
+        Route::Health => Ok(json_response(200, &app.monitor.node_health())),
+        Route::Cluster => Ok(json_response(200, &app.cluster.health(&app.monitor))),
+        Route::Metrics => {
+            let gauges = ConnectionGauges {
+                open: app.connections.open.load(Ordering::Relaxed),
+                refused: app.connections.refused.load(Ordering::Relaxed),
+            };
+            Ok(Response::new(200, PROMETHEUS, app.metrics.render(gauges)))
+        }
+    }
+}
+
+fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, ApiError> {
+    let name = Name::from_segment(segment)?;
+    let count = app
+        .store
+        .increment(name.as_str())
+        .map_err(|e| store_failure(app, "increment", e))?;
+    app.metrics.increment_stored();
+    let message = greeting(&name);
+    if accepts_json(request) {
+        #[derive(Serialize)]
+        struct Greeting<'a> {
+            message: &'a str,
+            name: &'a str,
+            count: i64,
+        }
+        Ok(json_response(
+            200,
+            &Greeting {
+                message: &message,
+                name: name.as_str(),
+                count,
+            },
+        ))
+    } else {
+        Ok(Response::new(200, TEXT, message))
+    }
+}
+
+fn counts(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
+    let paging = Paging::from_query(request.query)?;
+    let listing = Listing::start(Arc::clone(&app.store), paging)
+        .map_err(|e| store_failure(app, "range", e))?;
+    Ok(Response::stream(
+        200,
+        JSON,
+        Box::new(move |out| {
+            let result = listing.write_json(out);
+            if let Err(e) = &result {
+                log::error!("counts listing aborted mid-response: {e}");
+            }
+            result
+        }),
+    ))
+}
+
+fn store_failure(app: &App, operation: &'static str, e: StoreError) -> ApiError {
+    app.metrics.store_error(operation);
+    log::error!("store {operation} failed: {e}");
+    ApiError::from(e)
+}
+
+/// Whether the client listed `application/json` among the media types it accepts.
+fn accepts_json(request: &Request<'_>) -> bool {
+    let Some(accept) = request.header("accept") else {
+        return false;
+    };
+    String::from_utf8_lossy(accept).split(',').any(|range| {
+        range
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON))
+    })
+}
+
+fn json_response(status: u16, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => Response::new(status, JSON, body),
+        Err(e) => {
+            log::error!("cannot serialise a response: {e}");
+            Response::new(
+                500,
+                JSON,
+                r#"{"error":{"status":500,"code":"internal","message":"internal error"}}"#,
+            )
+        }
+    }
+}
+
+/// Every error the API answers with: `{"error": {"status", "code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    /// For 405: the methods the route takes.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Fields<'a>,
+        }
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            status: u16,
+            code: &'a str,
+            message: &'a str,
+        }
+        let body = Body {
+            error: Fields {
+                status: self.status,
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        let mut response = json_response(self.status, &body);
+        if let Some(allow) = self.allow {
+            response = response.with_header("Allow", allow);
+        }
+        response
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> ApiError {
+        ApiError::new(400, "invalid_name", e.to_string())
+    }
+}
+
+impl From<PagingError> for ApiError {
+    fn from(e: PagingError) -> ApiError {
+        ApiError::new(400, "invalid_parameter", e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(_) => ApiError::new(
+                503,
+                "store_unavailable",
+                "the count store is unavailable; nothing was counted for certain, try again later",
+            ),
+            StoreError::Refused(_) => ApiError::new(500, "internal", "the count store refused the command"),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> ApiError {
+        match r {
+            Rejection::BadRequest(why) => ApiError::new(400, "bad_request", why),
+            Rejection::Timeout => ApiError::new(408, "request_timeout", "the request was not completed in time"),
+            Rejection::UriTooLong => ApiError::new(414, "uri_too_long", "the request line is too long"),
+            Rejection::HeadersTooLarge => ApiError::new(431, "headers_too_large", "the request headers are too large"),
+            Rejection::PayloadTooLarge => ApiError::new(413, "payload_too_large", "the request body is too large"),
+            Rejection::NotImplemented(why) => ApiError::new(501, "not_implemented", why),
+            Rejection::VersionNotSupported => ApiError::new(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are supported"),
+            Rejection::Overloaded => ApiError::new(503, "overloaded", "the server has too many connections; try again later"),
+            Rejection::Internal => ApiError::new(500, "internal", "internal error"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_routes_and_segments() {
+        assert_eq!(resolve("/"), Some((Route::Root, "")));
+        assert_eq!(resolve("/hello/Bob"), Some((Route::Hello, "Bob")));
+        assert_eq!(resolve("/hello/"), Some((Route::Hello, "")));
+        assert_eq!(resolve("/hello/a/b"), None);
+        assert_eq!(resolve("/hello"), None);
+        assert_eq!(resolve("/health/cluster"), Some((Route::Cluster, "")));
+        assert_eq!(resolve("/counts/"), None);
+        assert_eq!(label("/hello/anything"), "/hello/{name}");
+        assert_eq!(label("/nope"), "other");
+    }
+}

@@ -1,0 +1,69 @@
+//! Where counts live: the `Store` trait the handlers use, with a Redis sorted set behind it in
+//! production and an in-process store for development.
+
+mod memory;
+mod redis;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+use std::fmt;
+
+/// One name and how many times it was greeted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub count: i64,
+}
+
+/// The order of a listing. `Ascending` is Redis `ZRANGE` order: count, then name bytewise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time. For an increment the outcome
+    /// is unknown, so it must not be retried.
+    Unavailable(String),
+    /// The store answered with an error of its own (e.g. the key holds another type).
+    Refused(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
+            StoreError::Refused(why) => write!(f, "store refused the command: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A set of names with counts. Implementations are shared by all worker threads.
+pub trait Store: Send + Sync {
+    /// Adds one to `name`'s count and returns the new count. Called once per request: an
+    /// `Unavailable` error means the outcome is unknown and the caller must not retry.
+    fn increment(&self, name: &str) -> Result<i64, StoreError>;
+
+    /// Up to `count` entries starting at rank `start` in `order`.
+    fn range(&self, order: Order, start: u64, count: usize) -> Result<Vec<Entry>, StoreError>;
+
+    /// Checks that the store answers.
+    fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short word for logs and `/health`: `redis` or `memory`.
+    fn kind(&self) -> &'static str;
+}
+
+/// Converts a Redis score to a count. Scores written by this service (and the original) are
+/// whole numbers; a fractional score written by someone else is truncated towards zero.
+fn score_to_count(score: f64) -> i64 {
+    score as i64
+}
+
+pub mod contract;
