@@ -32,8 +32,11 @@ impl Handler for App {
     }
 
     fn completed(&self, exchange: &Exchange<'_>) {
-        self.metrics
-            .request(routes::label(exchange.path), exchange.status, exchange.elapsed);
+        self.metrics.request(
+            routes::label(exchange.path),
+            exchange.status,
+            exchange.elapsed,
+        );
         logging::access(
             exchange.method,
             exchange.path,

@@ -117,20 +117,30 @@ impl Config {
             StoreConfig::Memory
         };
 
-        let debug = match get("DEBUG").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        let debug = match get("DEBUG")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("false" | "0" | "no") => false,
             Some("true" | "1" | "yes") => true,
             Some(_) => return Err(invalid("DEBUG", "true or false")),
         };
-        let log_format = match get("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        let log_format = match get("LOG_FORMAT")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("text") => Format::Text,
             Some("json") => Format::Json,
             Some(_) => return Err(invalid("LOG_FORMAT", "text or json")),
         };
         let log_level = match get("RUST_LOG") {
             None => LevelFilter::Info,
-            Some(spec) => logging::parse_level(&spec)
-                .ok_or_else(|| invalid("RUST_LOG", "a level: error, warn, info, debug, trace or off"))?,
+            Some(spec) => logging::parse_level(&spec).ok_or_else(|| {
+                invalid(
+                    "RUST_LOG",
+                    "a level: error, warn, info, debug, trace or off",
+                )
+            })?,
         };
 
         let http = ServerConfig {
@@ -267,7 +277,11 @@ mod tests {
 
     #[test]
     fn seed_address_variable_still_works() {
-        let c = config(&[("REDIS_CLUSTER_ADDRESS", "10.0.0.5:6379"), ("REDIS_KEY", "k")]).unwrap();
+        let c = config(&[
+            ("REDIS_CLUSTER_ADDRESS", "10.0.0.5:6379"),
+            ("REDIS_KEY", "k"),
+        ])
+        .unwrap();
         let StoreConfig::Redis(r) = &c.store else {
             panic!("expected redis")
         };
@@ -284,8 +298,14 @@ mod tests {
         assert_eq!(var(&[("HOST", "localhost:1")]), "HOST");
         assert_eq!(var(&[("REDIS_URL", "http://x")]), "REDIS_URL");
         assert_eq!(var(&[("REDIS_URL", "redis://")]), "REDIS_URL");
-        assert_eq!(var(&[("REDIS_CLUSTER_ADDRESS", "nohost")]), "REDIS_CLUSTER_ADDRESS");
-        assert_eq!(var(&[("REDIS_CLUSTER_ADDRESS", "h:0")]), "REDIS_CLUSTER_ADDRESS");
+        assert_eq!(
+            var(&[("REDIS_CLUSTER_ADDRESS", "nohost")]),
+            "REDIS_CLUSTER_ADDRESS"
+        );
+        assert_eq!(
+            var(&[("REDIS_CLUSTER_ADDRESS", "h:0")]),
+            "REDIS_CLUSTER_ADDRESS"
+        );
         assert_eq!(var(&[("DEBUG", "maybe")]), "DEBUG");
         assert_eq!(var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
         assert_eq!(var(&[("RUST_LOG", "loud")]), "RUST_LOG");

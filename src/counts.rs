@@ -52,8 +52,11 @@ impl Paging {
             match key {
                 "limit" if !seen_limit => {
                     seen_limit = true;
-                    paging.limit =
-                        Some(parse_count(&value).filter(|n| *n >= 1).ok_or(PagingError::Limit)?);
+                    paging.limit = Some(
+                        parse_count(&value)
+                            .filter(|n| *n >= 1)
+                            .ok_or(PagingError::Limit)?,
+                    );
                 }
                 "offset" if !seen_offset => {
                     seen_offset = true;
@@ -166,14 +169,23 @@ mod tests {
         let p = Paging::from_query(Some("limit=5&limit=x")).unwrap();
         assert_eq!(p.limit, Some(5));
         assert_eq!(Paging::from_query(Some("limit=0")), Err(PagingError::Limit));
-        assert_eq!(Paging::from_query(Some("limit=-1")), Err(PagingError::Limit));
+        assert_eq!(
+            Paging::from_query(Some("limit=-1")),
+            Err(PagingError::Limit)
+        );
         assert_eq!(Paging::from_query(Some("limit=")), Err(PagingError::Limit));
         assert_eq!(
             Paging::from_query(Some("limit=99999999999999999999")),
             Err(PagingError::Limit)
         );
-        assert_eq!(Paging::from_query(Some("offset=1.5")), Err(PagingError::Offset));
-        assert_eq!(Paging::from_query(Some("order=up")), Err(PagingError::Order));
+        assert_eq!(
+            Paging::from_query(Some("offset=1.5")),
+            Err(PagingError::Offset)
+        );
+        assert_eq!(
+            Paging::from_query(Some("order=up")),
+            Err(PagingError::Order)
+        );
     }
 
     fn listing(store: &Arc<dyn Store>, query: &str) -> String {
@@ -202,9 +214,11 @@ mod tests {
         }
         let all: serde_json::Value = serde_json::from_str(&listing(&store, "")).unwrap();
         assert_eq!(all["counts"].as_array().unwrap().len(), CHUNK * 2 + 12);
-        let page: serde_json::Value =
-            serde_json::from_str(&listing(&store, &format!("offset={}&limit={}", CHUNK - 1, CHUNK + 2)))
-                .unwrap();
+        let page: serde_json::Value = serde_json::from_str(&listing(
+            &store,
+            &format!("offset={}&limit={}", CHUNK - 1, CHUNK + 2),
+        ))
+        .unwrap();
         let page = page["counts"].as_array().unwrap();
         assert_eq!(page.len(), CHUNK + 2);
         assert_eq!(page[0]["name"], format!("n{:05}", CHUNK - 2));

@@ -16,7 +16,8 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Disks change slowly and cost a `statvfs` each, so they are read every few samples.
 const DISK_EVERY: u32 = 5;
 /// Filesystems that hold no data of their own.
-const VIRTUAL_FILESYSTEMS: [&str; 6] = ["tmpfs", "devtmpfs", "ramfs", "squashfs", "nsfs", "efivarfs"];
+const VIRTUAL_FILESYSTEMS: [&str; 6] =
+    ["tmpfs", "devtmpfs", "ramfs", "squashfs", "nsfs", "efivarfs"];
 
 /// The `/health` document, field names as the original service had them.
 #[derive(Clone, Debug, Serialize)]
@@ -132,7 +133,7 @@ impl Sampler {
 
     fn tick(&mut self) {
         self.ticks = self.ticks.wrapping_add(1);
-        self.sample(self.ticks % DISK_EVERY == 0);
+        self.sample(self.ticks.is_multiple_of(DISK_EVERY));
     }
 
     fn sample(&mut self, with_disks: bool) {

@@ -178,14 +178,29 @@ mod tests {
     fn refuses_bad_names_with_the_reason() {
         assert_eq!(Name::from_segment(""), Err(NameError::Empty));
         assert_eq!(Name::from_segment("%"), Err(NameError::BadPercentEncoding));
-        assert_eq!(Name::from_segment("a%2"), Err(NameError::BadPercentEncoding));
-        assert_eq!(Name::from_segment("a%zz"), Err(NameError::BadPercentEncoding));
+        assert_eq!(
+            Name::from_segment("a%2"),
+            Err(NameError::BadPercentEncoding)
+        );
+        assert_eq!(
+            Name::from_segment("a%zz"),
+            Err(NameError::BadPercentEncoding)
+        );
         assert_eq!(Name::from_segment("%ff"), Err(NameError::NotUtf8));
         assert_eq!(Name::from_segment("%C3"), Err(NameError::NotUtf8));
-        assert_eq!(Name::from_segment("a%00b"), Err(NameError::ControlCharacter));
-        assert_eq!(Name::from_segment("a%0Ab"), Err(NameError::ControlCharacter));
+        assert_eq!(
+            Name::from_segment("a%00b"),
+            Err(NameError::ControlCharacter)
+        );
+        assert_eq!(
+            Name::from_segment("a%0Ab"),
+            Err(NameError::ControlCharacter)
+        );
         assert_eq!(Name::from_segment("%7F"), Err(NameError::ControlCharacter));
-        assert_eq!(Name::from_segment("%C2%85"), Err(NameError::ControlCharacter));
+        assert_eq!(
+            Name::from_segment("%C2%85"),
+            Err(NameError::ControlCharacter)
+        );
     }
 
     #[test]

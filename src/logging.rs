@@ -120,7 +120,7 @@ pub fn parse_level(spec: &str) -> Option<LevelFilter> {
     let mut level = None;
     for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         match directive.split_once('=') {
-            Some((target, l)) if target == "hello" => level = Some(l.parse().ok()?),
+            Some(("hello", l)) => level = Some(l.parse().ok()?),
             Some(_) => {}
             None => {
                 let parsed: LevelFilter = directive.parse().ok()?;

@@ -77,7 +77,9 @@ impl Metrics {
 
     pub fn render(&self, connections: ConnectionGauges) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP hello_http_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str(
+            "# HELP hello_http_requests_total HTTP requests answered, by route and status.\n",
+        );
         out.push_str("# TYPE hello_http_requests_total counter\n");
         for ((route, status), n) in lock(&self.requests).iter() {
             let _ = writeln!(
@@ -110,7 +112,9 @@ impl Metrics {
                 h.count
             );
         }
-        out.push_str("# HELP hello_store_errors_total Store operations that failed, by operation.\n");
+        out.push_str(
+            "# HELP hello_store_errors_total Store operations that failed, by operation.\n",
+        );
         out.push_str("# TYPE hello_store_errors_total counter\n");
         for (op, n) in lock(&self.store_errors).iter() {
             let _ = writeln!(out, "hello_store_errors_total{{operation=\"{op}\"}} {n}");
@@ -158,12 +162,18 @@ mod tests {
         m.request("/hello/{name}", 200, Duration::from_millis(30));
         m.request("/hello/{name}", 503, Duration::from_secs(10));
         let text = m.render(ConnectionGauges::default());
-        assert!(text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"200\"} 2\n"));
-        assert!(text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"503\"} 1\n"));
+        assert!(
+            text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"200\"} 2\n")
+        );
+        assert!(
+            text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"503\"} 1\n")
+        );
         assert!(text.contains("le=\"0.0005\"} 1\n"));
         assert!(text.contains("le=\"0.05\"} 2\n"));
         assert!(text.contains("le=\"2.5\"} 2\n"));
         assert!(text.contains("le=\"+Inf\"} 3\n"));
-        assert!(text.contains("hello_http_request_duration_seconds_count{route=\"/hello/{name}\"} 3\n"));
+        assert!(
+            text.contains("hello_http_request_duration_seconds_count{route=\"/hello/{name}\"} 3\n")
+        );
     }
 }

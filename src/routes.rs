@@ -269,9 +269,11 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::new(
                 503,
                 "store_unavailable",
-                "the count store is unavailable; nothing was counted for certain, try again later",
+                "the count store is unavailable; try again later",
             ),
-            StoreError::Refused(_) => ApiError::new(500, "internal", "the count store refused the command"),
+            StoreError::Refused(_) => {
+                ApiError::new(500, "internal", "the count store refused the command")
+            }
         }
     }
 }
@@ -280,13 +282,33 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> ApiError {
         match r {
             Rejection::BadRequest(why) => ApiError::new(400, "bad_request", why),
-            Rejection::Timeout => ApiError::new(408, "request_timeout", "the request was not completed in time"),
-            Rejection::UriTooLong => ApiError::new(414, "uri_too_long", "the request line is too long"),
-            Rejection::HeadersTooLarge => ApiError::new(431, "headers_too_large", "the request headers are too large"),
-            Rejection::PayloadTooLarge => ApiError::new(413, "payload_too_large", "the request body is too large"),
+            Rejection::Timeout => ApiError::new(
+                408,
+                "request_timeout",
+                "the request was not completed in time",
+            ),
+            Rejection::UriTooLong => {
+                ApiError::new(414, "uri_too_long", "the request line is too long")
+            }
+            Rejection::HeadersTooLarge => ApiError::new(
+                431,
+                "headers_too_large",
+                "the request headers are too large",
+            ),
+            Rejection::PayloadTooLarge => {
+                ApiError::new(413, "payload_too_large", "the request body is too large")
+            }
             Rejection::NotImplemented(why) => ApiError::new(501, "not_implemented", why),
-            Rejection::VersionNotSupported => ApiError::new(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are supported"),
-            Rejection::Overloaded => ApiError::new(503, "overloaded", "the server has too many connections; try again later"),
+            Rejection::VersionNotSupported => ApiError::new(
+                505,
+                "http_version_not_supported",
+                "only HTTP/1.0 and HTTP/1.1 are supported",
+            ),
+            Rejection::Overloaded => ApiError::new(
+                503,
+                "overloaded",
+                "the server has too many connections; try again later",
+            ),
             Rejection::Internal => ApiError::new(500, "internal", "internal error"),
         }
     }

@@ -60,7 +60,9 @@ pub fn frame(buf: &[u8], limits: &Limits) -> Result<Framing, Rejection> {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(&buf[..head]) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(Rejection::BadRequest("malformed request head")),
+        Ok(httparse::Status::Partial) => {
+            return Err(Rejection::BadRequest("malformed request head"))
+        }
         Err(e) => return Err(parse_error(e)),
     }
     let body = body_length(req.headers, limits)?;
@@ -218,7 +220,10 @@ mod tests {
     #[test]
     fn frames_complete_and_partial_requests() {
         assert_eq!(framing(b""), Ok(Framing::Partial));
-        assert_eq!(framing(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(Framing::Partial));
+        assert_eq!(
+            framing(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Ok(Framing::Partial)
+        );
         let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(
             framing(req),
@@ -228,10 +233,7 @@ mod tests {
             })
         );
         let piped = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
-        assert_eq!(
-            framing(piped),
-            Ok(Framing::Complete { head: 19, body: 0 })
-        );
+        assert_eq!(framing(piped), Ok(Framing::Complete { head: 19, body: 0 }));
         assert_eq!(
             framing(b"GET / HTTP/1.1\nHost: x\n\n"),
             Ok(Framing::Complete { head: 24, body: 0 })

@@ -86,7 +86,11 @@ pub fn write(out: &mut impl Write, response: Response, framing: Framing) -> io::
             }
             out.write_all(&head)?;
             out.flush()?;
-            Ok(if framing.head_only { 0 } else { body.len() as u64 })
+            Ok(if framing.head_only {
+                0
+            } else {
+                body.len() as u64
+            })
         }
         Body::Stream(produce) => {
             // An HTTP/1.0 client learns where a stream ends when the connection closes.
@@ -243,7 +247,9 @@ mod tests {
             )
         };
         let text = render(stream(), KEEP);
-        assert!(text.ends_with("Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"));
+        assert!(
+            text.ends_with("Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
+        );
         let old = Framing {
             http10: true,
             ..KEEP

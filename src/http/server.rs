@@ -495,6 +495,9 @@ impl Reactor {
     }
 
     fn begin_shutdown(&mut self) {
+        // Clients already in the backlog completed their handshake and may have sent a
+        // request: take them in and answer them rather than reset them.
+        self.accept();
         if let Some(l) = self.listener.take() {
             let _ = self.poller.delete(&l);
         }
@@ -587,10 +590,9 @@ impl Worker {
                     None
                 }
                 Ok(request) => {
-                    let response = panic::catch_unwind(AssertUnwindSafe(|| {
-                        self.handler.handle(request)
-                    }))
-                    .unwrap_or_else(|_| self.handler.reject(Rejection::Internal));
+                    let response =
+                        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request)))
+                            .unwrap_or_else(|_| self.handler.reject(Rejection::Internal));
                     let framing = response::Framing {
                         head_only: request.method == "HEAD",
                         keep_alive: request.wants_keep_alive()

@@ -15,10 +15,9 @@ impl Write for TimedWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
             match (&*self.stream).write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(
-                    self.stream,
-                    self.timeout,
-                )?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_writable(self.stream, self.timeout)?
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => return other,
             }

@@ -90,10 +90,13 @@ impl RedisStore {
     }
 }
 
-/// True when Redis itself answered with an error: the connection is still in step.
+/// True when Redis answered with an error about the command itself (a wrong type, a bad
+/// argument): retrying will not help and the connection is still in step. Every other failure,
+/// including transient server states such as `LOADING` after a restart or `READONLY` on a
+/// replica after a failover, makes the store unavailable and the connection is replaced.
 fn is_server_error(e: &RedisError) -> bool {
     !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal())
-        && e.code().is_some()
+        && matches!(e.code(), Some("WRONGTYPE" | "ERR"))
 }
 
 impl Store for RedisStore {

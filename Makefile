@@ -1,0 +1,40 @@
+# hello — build, run, test, measure.
+#   make          the static musl binary (and the image, where a container builder runs)
+#   make run      the service on :8080 (no Redis needed: an in-process store)
+#   make test     every check and test suite; installs what they need
+#   make bench    throughput, latency and memory, side by side with webdis
+
+TARGET  := x86_64-unknown-linux-musl
+STATIC  := target/$(TARGET)/release/hello
+IMAGE   ?= nytimes/hello
+SHELL   := /bin/bash
+
+.PHONY: all static image run test bench clean
+
+all: static image
+
+static:
+	@. scripts/lib.sh && ensure_musl_target
+	cargo build --release --locked --target $(TARGET)
+	@ls -l $(STATIC) | awk '{print "static binary: " $$5 " bytes"}'
+
+image: static
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  docker build -t $(IMAGE) . ; \
+	elif command -v podman >/dev/null 2>&1; then \
+	  podman build -t $(IMAGE) . ; \
+	else \
+	  echo "no container builder here (docker engine or podman): skipped the image"; \
+	fi
+
+run:
+	cargo run --release
+
+test:
+	scripts/test.sh
+
+bench:
+	scripts/bench.sh
+
+clean:
+	cargo clean

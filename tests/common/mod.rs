@@ -1,0 +1,409 @@
+//! The shared test harness: a private `redis-server` on a free port, the `hello` binary as a
+//! real process, and a small HTTP/1.1 client over plain sockets.
+#![allow(dead_code)] // Each suite uses a different part of the harness.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < timeout,
+            "{what} not ready after {timeout:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `redis-server` of our own, never the user's.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    /// Set when every write is fsynced to an append-only file in this folder, so that counts
+    /// survive a SIGKILL and a restart.
+    durable_dir: Option<PathBuf>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            durable_dir: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    pub fn start_durable() -> Redis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("hello-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = Redis {
+            child: None,
+            port,
+            durable_dir: Some(dir),
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let (appendonly, dir) = match &self.durable_dir {
+            Some(dir) => ("yes", dir.clone()),
+            None => ("no", std::env::temp_dir()),
+        };
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", appendonly, "--appendfsync", "always"])
+            .args(["--dir", &dir.to_string_lossy()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cannot run redis-server: run the README's test command, which installs it");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("redis-server", Duration::from_secs(10), || {
+            redis_client(port)
+                .get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): connections drop, data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis is not running").id()
+    }
+
+    /// A direct connection, to check what the service stored.
+    pub fn connection(&self) -> redis::Connection {
+        redis_client(self.port)
+            .get_connection()
+            .expect("connect to test redis")
+    }
+
+    /// Every (name, count) in `key`, in ZRANGE order.
+    pub fn counts(&self, key: &str) -> Vec<(String, i64)> {
+        let raw: Vec<(Vec<u8>, i64)> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut self.connection())
+            .expect("ZRANGE");
+        raw.into_iter()
+            .map(|(name, count)| (String::from_utf8_lossy(&name).into_owned(), count))
+            .collect()
+    }
+
+    pub fn total(&self, key: &str) -> i64 {
+        self.counts(key).iter().map(|(_, c)| c).sum()
+    }
+}
+
+fn redis_client(port: u16) -> redis::Client {
+    redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("redis url")
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(dir) = &self.durable_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The `hello` binary, running.
+pub struct Service {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts `hello` on 127.0.0.1 and a free port with `env` added, and waits until it serves.
+    pub fn start(env: &[(&str, &str)]) -> Service {
+        Service::start_on("127.0.0.1", env)
+    }
+
+    pub fn with_redis(redis: &Redis) -> Service {
+        Service::start(&[("REDIS_CLUSTER_ADDRESS", &redis.address())])
+    }
+
+    pub fn start_on(host: &str, env: &[(&str, &str)]) -> Service {
+        let port = free_port();
+        let addr: SocketAddr = format!("{host}:{port}").parse().expect("address");
+        let log =
+            std::env::temp_dir().join(format!("hello-test-{}-{port}.log", std::process::id()));
+        let child = Command::new(env!("CARGO_BIN_EXE_hello"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", host)
+            .env("PORT", port.to_string())
+            .env("DEBUG", "true")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start hello");
+        let service = Service {
+            child: Some(child),
+            addr,
+            log,
+        };
+        wait_until("hello", Duration::from_secs(10), || {
+            TcpStream::connect(addr).is_ok()
+        });
+        service
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[])
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut conn = Conn::open(self.addr);
+        conn.send(method, path, headers);
+        conn.response(method == "HEAD")
+    }
+
+    /// Sends raw bytes on a new connection and returns everything read until it closes.
+    pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let _ = stream.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        out
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("not running").id()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Runs `hello` with `env` until it exits by itself (for start-up errors); returns its exit
+/// status and standard error.
+pub fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hello"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("run hello");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An HTTP response as received.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("utf-8 body")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts this is the API's JSON error with `status` and `code`.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let body = self.json();
+        assert_eq!(body["error"]["status"], status);
+        assert_eq!(body["error"]["code"], code);
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+}
+
+/// A keep-alive client connection.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        Conn {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.send_raw(req.as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("send");
+    }
+
+    pub fn get(&mut self, path: &str) -> Response {
+        self.send("GET", path, &[]);
+        self.response(false)
+    }
+
+    pub fn try_response(&mut self, head_only: bool) -> std::io::Result<Response> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (n, v) = h.split_once(':').expect("header");
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_only {
+            return Ok(response);
+        }
+        if let Some(len) = response.header("content-length") {
+            let mut body = vec![0; len.parse().expect("length")];
+            self.reader.read_exact(&mut body)?;
+            response.body = body;
+        } else if response.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let mut size = String::new();
+                self.reader.read_line(&mut size)?;
+                let size = usize::from_str_radix(size.trim(), 16).map_err(std::io::Error::other)?;
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk)?;
+                if size == 0 {
+                    break;
+                }
+                response.body.extend_from_slice(&chunk[..size]);
+            }
+        } else {
+            self.reader.read_to_end(&mut response.body)?;
+        }
+        Ok(response)
+    }
+
+    pub fn response(&mut self, head_only: bool) -> Response {
+        self.try_response(head_only).expect("response")
+    }
+
+    /// True when the server closed the connection (read returns end of file).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0) | Err(_))
+    }
+}

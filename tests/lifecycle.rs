@@ -1,0 +1,232 @@
+//! Start-up, failure and shutdown: refused configuration, Redis going away under load, and
+//! graceful draining on SIGTERM (also as PID 1).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, run_to_exit, Conn, Redis, Service};
+
+#[test]
+fn bad_configuration_is_refused_with_one_line_naming_the_variable() {
+    let cases: [(&str, &str); 5] = [
+        ("PORT", "eighty"),
+        ("HOST", "not-an-ip"),
+        ("REDIS_URL", "http://:topsecret@host"),
+        ("REDIS_CLUSTER_ADDRESS", "no-port"),
+        ("HTTP_WORKERS", "0"),
+    ];
+    for (var, value) in cases {
+        let (status, stderr) = run_to_exit(&[(var, value)]);
+        assert_eq!(status.code(), Some(2), "{var}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{var}: {stderr}");
+        assert!(stderr.contains(var), "{var}: {stderr}");
+        assert!(!stderr.contains("topsecret"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_address_in_use_is_a_clear_start_up_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (status, stderr) = run_to_exit(&[("HOST", "127.0.0.1"), ("PORT", &port)]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("cannot listen on 127.0.0.1:"), "{stderr}");
+}
+
+/// One `/hello` on a new connection: `Some(status)`, or `None` if the exchange broke after the
+/// request was sent.
+fn hello_once(addr: SocketAddr, name: &str) -> Result<Option<u16>, ()> {
+    let mut stream = TcpStream::connect(addr).map_err(|_| ())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let req = format!("GET /hello/{name} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(req.as_bytes()).is_err() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    Ok(text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|s| s.parse().ok()))
+}
+
+#[test]
+fn redis_restart_under_load_gives_503s_then_heals_without_double_counting() {
+    let mut redis = Redis::start_durable();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "300"),
+    ]);
+    let stop = AtomicBool::new(false);
+    let ok = AtomicU64::new(0);
+    let unavailable = AtomicU64::new(0);
+    let other = AtomicU64::new(0);
+    let last_503 = Mutex::new(None::<Instant>);
+    let first_ok_after_restart = Mutex::new(None::<Instant>);
+    let restarted_at = Mutex::new(None::<Instant>);
+    thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut conn = Conn::open(s.addr);
+                while !stop.load(Ordering::Relaxed) {
+                    let r = conn.get("/hello/restart");
+                    match r.status {
+                        200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            if restarted_at.lock().unwrap().is_some() {
+                                first_ok_after_restart
+                                    .lock()
+                                    .unwrap()
+                                    .get_or_insert(Instant::now());
+                            }
+                        }
+                        503 => {
+                            r.assert_error(503, "store_unavailable");
+                            unavailable.fetch_add(1, Ordering::Relaxed);
+                            *last_503.lock().unwrap() = Some(Instant::now());
+                        }
+                        _ => {
+                            other.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        thread::sleep(Duration::from_millis(500));
+        redis.kill();
+        thread::sleep(Duration::from_millis(1500));
+        let down_503s = unavailable.load(Ordering::Relaxed);
+        assert!(down_503s > 0, "no 503 while Redis was down");
+        // /health still answers, and says the store is unreachable.
+        let h = s.get("/health");
+        assert_eq!(h.status, 200);
+        assert_eq!(h.json()["store"]["reachable"], false);
+        redis.restart();
+        *restarted_at.lock().unwrap() = Some(Instant::now());
+        thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let restarted = restarted_at.lock().unwrap().unwrap();
+    let healed = first_ok_after_restart
+        .lock()
+        .unwrap()
+        .expect("never healed")
+        .duration_since(restarted);
+    let ok = ok.load(Ordering::Relaxed) as i64;
+    let unavailable = unavailable.load(Ordering::Relaxed) as i64;
+    let stored = redis.total("nytimes.names");
+    println!(
+        "redis restart: {ok} × 200, {unavailable} × 503 (outcome unknown), {} other; stored {stored}; first 200 {healed:?} after restart",
+        other.load(Ordering::Relaxed)
+    );
+    assert_eq!(other.load(Ordering::Relaxed), 0);
+    assert!(healed < Duration::from_secs(1), "healed after {healed:?}");
+    // Every 200 is stored; a 503 may or may not have been, but nothing is stored twice.
+    assert!(
+        stored >= ok && stored <= ok + unavailable,
+        "stored {stored}, ok {ok}"
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let redis = Redis::start();
+    let mut s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "3000"),
+    ]);
+    // An idle keep-alive connection is closed at shutdown, not waited for.
+    let mut idle = Conn::open(s.addr);
+    assert_eq!(idle.get("/").status, 200);
+
+    // Freeze Redis so that requests are certainly in flight when SIGTERM arrives.
+    let redis_pid = redis.pid() as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(redis_pid, libc::SIGSTOP) };
+    let outcomes: Vec<Result<Option<u16>, ()>> = thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = s.addr;
+                scope.spawn(move || hello_once(addr, &format!("drain{i}")))
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        s.signal(libc::SIGTERM);
+        thread::sleep(Duration::from_millis(300));
+        // SAFETY: as above.
+        unsafe { libc::kill(redis_pid, libc::SIGCONT) };
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let started = Instant::now();
+    let status = s.wait(Duration::from_secs(15)).expect("did not exit");
+    println!("exited {:?} after SIGTERM", started.elapsed());
+    assert_eq!(status.code(), Some(0));
+    assert!(outcomes.iter().all(|o| *o == Ok(Some(200))), "{outcomes:?}");
+    assert_eq!(redis.total("nytimes.names"), 8);
+    assert!(idle.is_closed());
+    // No longer listening.
+    assert!(TcpStream::connect(s.addr).is_err());
+}
+
+#[test]
+fn sigterm_as_pid_1_exits_cleanly() {
+    let port = free_port();
+    let mut child = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            env!("CARGO_BIN_EXE_hello"),
+        ])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux) is needed for this test");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "PID 1 server did not start"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The server is the child of `unshare`: PID 1 in its namespace.
+    let children =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+            .unwrap();
+    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let status_file = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status_file
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .unwrap();
+    assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
+    // SAFETY: signalling our own grandchild.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            println!("PID 1 exited {:?} after SIGTERM", started.elapsed());
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "PID 1 ignored SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,119 @@
+//! Many clients at once: exact counts under concurrency, a fair answer to a burst of
+//! keep-alive connections, and the connection cap.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Conn, Redis, Service};
+
+#[test]
+fn concurrent_increments_are_counted_exactly() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 250;
+    let redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    let names = ["Ann", "Bob", "Cy"];
+    thread::scope(|scope| {
+        for t in 0..THREADS {
+            let addr = s.addr;
+            scope.spawn(move || {
+                let mut conn = Conn::open(addr);
+                for i in 0..PER_THREAD {
+                    let r = conn.get(&format!("/hello/{}", names[(t + i) % names.len()]));
+                    assert_eq!(r.status, 200);
+                }
+            });
+        }
+    });
+    let counts = redis.counts("nytimes.names");
+    let total: i64 = counts.iter().map(|(_, c)| c).sum();
+    assert_eq!(total, (THREADS * PER_THREAD) as i64);
+    for (name, count) in counts {
+        let expected = (0..THREADS)
+            .flat_map(|t| (0..PER_THREAD).map(move |i| names[(t + i) % names.len()]))
+            .filter(|n| *n == name)
+            .count();
+        assert_eq!(count, expected as i64, "{name}");
+    }
+}
+
+#[test]
+fn a_burst_of_keep_alive_connections_is_served_fairly() {
+    const CONNECTIONS: usize = 256;
+    let redis = Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("HTTP_WORKERS", "16"),
+    ]);
+    let barrier = Arc::new(Barrier::new(CONNECTIONS));
+    let run_for = Duration::from_secs(3);
+    let results: Vec<(Duration, usize)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..CONNECTIONS)
+            .map(|i| {
+                let barrier = Arc::clone(&barrier);
+                let addr = s.addr;
+                thread::Builder::new()
+                    .stack_size(128 * 1024)
+                    .spawn_scoped(scope, move || {
+                        let mut conn = Conn::open(addr);
+                        barrier.wait();
+                        let start = Instant::now();
+                        let mut first = None;
+                        let mut served = 0;
+                        while start.elapsed() < run_for {
+                            let r = conn.get(&format!("/hello/burst{}", i % 8));
+                            assert_eq!(r.status, 200);
+                            first.get_or_insert(start.elapsed());
+                            served += 1;
+                        }
+                        (first.expect("no response on a connection"), served)
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let mut firsts: Vec<Duration> = results.iter().map(|(f, _)| *f).collect();
+    firsts.sort();
+    let served: usize = results.iter().map(|(_, n)| n).sum();
+    let p = |q: f64| firsts[((firsts.len() as f64 * q) as usize).min(firsts.len() - 1)];
+    println!(
+        "burst of {CONNECTIONS}: first response p50 {:?}, p99 {:?}, max {:?}; {served} requests in {run_for:?}",
+        p(0.5),
+        p(0.99),
+        firsts[firsts.len() - 1]
+    );
+    assert!(results.iter().all(|(_, n)| *n > 0));
+    // Every connection had its first answer long before the run was over (tiny_http left some
+    // connections unanswered for the whole run).
+    assert!(firsts[firsts.len() - 1] < run_for / 2);
+    assert_eq!(redis.total("nytimes.names"), served as i64);
+}
+
+#[test]
+fn connections_beyond_the_cap_are_refused_with_a_clear_answer() {
+    let s = Service::start(&[("HTTP_MAX_CONNECTIONS", "4")]);
+    // Let the server see the start-up probe's connection close.
+    thread::sleep(Duration::from_millis(200));
+    let mut held: Vec<Conn> = (0..4).map(|_| Conn::open(s.addr)).collect();
+    for c in &mut held {
+        assert_eq!(c.get("/").status, 200);
+    }
+    let mut extra = Conn::open(s.addr);
+    let r = extra.response(false);
+    r.assert_error(503, "overloaded");
+    drop(held);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.get("/").status, 200);
+    let metrics = s.get("/metrics").text();
+    assert!(
+        metrics.contains("hello_http_connections_refused_total 1\n"),
+        "{metrics}"
+    );
+}
