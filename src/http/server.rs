@@ -1,20 +1,20 @@
 //! The listener, the poller thread and the worker pool.
 //!
-//! The poller thread owns every connection that is idle or still sending its request. When a
-//! connection's buffer holds a complete request it goes to the worker queue; the worker answers
-//! it (and any requests pipelined behind it) and hands the connection back. So a worker is only
-//! busy while there is a request to answer, and a burst of connections waits in one fair FIFO
-//! queue instead of behind whichever connections reached a thread first.
+//! Connections that are idle or still sending their request wait in a table, registered with a
+//! readiness poller. The poller thread reads what arrives; when a connection's buffer holds a
+//! complete request, the connection goes to the worker queue. A worker answers it (and any
+//! requests pipelined behind it) and puts the connection back in the table itself. So a worker
+//! is only busy while there is a request to answer, and a burst of connections waits in one
+//! fair FIFO queue instead of behind whichever connections reached a thread first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,55 +112,52 @@ impl Server {
 
     /// Serves until shut down and drained (or the drain time is up).
     pub fn run(self, handler: Arc<dyn Handler>) -> io::Result<()> {
-        let (job_tx, job_rx) = mpsc::channel::<Conn>();
-        let (back_tx, back_rx) = mpsc::channel::<Option<Conn>>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        let mut workers = Vec::with_capacity(self.config.workers);
-        for i in 0..self.config.workers {
-            let worker = Worker {
-                jobs: Arc::clone(&job_rx),
-                back: back_tx.clone(),
-                poller: Arc::clone(&self.poller),
-                handler: Arc::clone(&handler),
-                stopping: Arc::clone(&self.stopping),
-                config: self.config.clone(),
-            };
+        let shared = Arc::new(Shared {
+            poller: self.poller,
+            table: Mutex::new(HashMap::new()),
+            queue: Queue::default(),
+            stats: self.stats,
+            stopping: self.stopping,
+            config: self.config,
+            handler,
+        });
+        let mut workers = Vec::with_capacity(shared.config.workers);
+        for i in 0..shared.config.workers {
+            let shared = Arc::clone(&shared);
             workers.push(
                 thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || worker.run())?,
+                    .spawn(move || worker(&shared))?,
             );
         }
-        drop(back_tx);
-
         let mut reactor = Reactor {
-            refusal: prerender(handler.reject(Rejection::Overloaded)),
-            timeout_reply: prerender(handler.reject(Rejection::Timeout)),
-            handler,
+            refusal: prerender(shared.handler.reject(Rejection::Overloaded)),
+            timeout_reply: prerender(shared.handler.reject(Rejection::Timeout)),
+            shared: Arc::clone(&shared),
             listener: Some(self.listener),
-            poller: self.poller,
-            config: self.config,
-            stats: self.stats,
-            stopping: self.stopping,
-            conns: HashMap::new(),
             next_key: LISTENER_KEY + 1,
-            out: 0,
-            jobs: job_tx,
             spare_fd: File::open("/dev/null").ok(),
             accept_paused_until: None,
         };
-        let drained = reactor.run(&back_rx)?;
-        drop(reactor);
-        if drained {
+        let drained = reactor.run();
+        shared.queue.close();
+        if matches!(drained, Ok(true)) {
             for w in workers {
                 let _ = w.join();
             }
         }
-        Ok(())
+        drained.map(|_| ())
     }
 }
 
-fn prerender(response: Response) -> Vec<u8> {
+/// A response rendered once, written by the poller thread without blocking.
+struct Prerendered {
+    status: u16,
+    bytes: Vec<u8>,
+}
+
+fn prerender(response: Response) -> Prerendered {
+    let status = response.status;
     let mut bytes = Vec::new();
     let framing = response::Framing {
         head_only: false,
@@ -169,7 +166,7 @@ fn prerender(response: Response) -> Vec<u8> {
     };
     // Writing into a Vec cannot fail.
     let _ = response::write(&mut bytes, response, framing);
-    bytes
+    Prerendered { status, bytes }
 }
 
 /// A client connection and what it has sent that is not yet answered.
@@ -181,47 +178,143 @@ struct Conn {
     deadline: Instant,
 }
 
-struct Reactor {
-    handler: Arc<dyn Handler>,
-    listener: Option<TcpListener>,
+/// What the poller thread and the workers share.
+struct Shared {
     poller: Arc<Poller>,
-    config: ServerConfig,
+    /// Connections waiting for bytes, by poller key.
+    table: Mutex<HashMap<usize, Conn>>,
+    queue: Queue,
     stats: Arc<Stats>,
     stopping: Arc<AtomicBool>,
-    conns: HashMap<usize, Conn>,
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, HashMap<usize, Conn>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts a connection whose buffer holds no complete request back in the table and re-arms
+    /// its readiness (it stays registered with the poller while it is away).
+    fn park(&self, mut conn: Conn) {
+        conn.deadline = Instant::now()
+            + if conn.buf.is_empty() {
+                self.config.idle_timeout
+            } else {
+                self.config.request_timeout
+            };
+        let key = conn.key;
+        let mut table = self.table();
+        let conn = table.entry(key).or_insert(conn);
+        // Re-armed under the lock, so the poller thread cannot see the event before the
+        // connection is in the table.
+        if self.poller.modify(&conn.stream, Event::readable(key)).is_err() {
+            if let Some(conn) = table.remove(&key) {
+                drop(table);
+                self.close(conn);
+            }
+        }
+    }
+
+    /// Where a connection goes next: the queue, the table, or (refused) nowhere.
+    fn route(&self, conn: Conn, eof: bool) {
+        match frame(&conn.buf, &self.config.limits) {
+            Ok(Framing::Complete { .. }) => self.queue.push(conn),
+            Ok(Framing::Partial) if eof => self.close(conn),
+            Ok(Framing::Partial) => self.park(conn),
+            Err(rejection) => {
+                let reply = prerender(self.handler.reject(rejection));
+                self.reply_and_close(conn, &reply);
+            }
+        }
+    }
+
+    /// A best-effort answer that never blocks (for the poller thread), then close.
+    fn reply_and_close(&self, conn: Conn, reply: &Prerendered) {
+        let written = (&conn.stream).write(&reply.bytes).unwrap_or(0);
+        self.handler.completed(&Exchange {
+            method: "-",
+            path: "-",
+            status: reply.status,
+            elapsed: Duration::ZERO,
+            bytes: written as u64,
+            peer: conn.peer,
+        });
+        self.close(conn);
+    }
+
+    fn close(&self, conn: Conn) {
+        let _ = self.poller.delete(&conn.stream);
+        drop(conn);
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The FIFO of connections with a complete request, taken by the workers.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<(VecDeque<Conn>, bool)>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn push(&self, conn: Conn) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .push_back(conn);
+        self.ready.notify_one();
+    }
+
+    /// The next connection, or `None` once the queue is closed and empty.
+    fn pop(&self) -> Option<Conn> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(conn) = state.0.pop_front() {
+                return Some(conn);
+            }
+            if state.1 {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        self.ready.notify_all();
+    }
+}
+
+struct Reactor {
+    shared: Arc<Shared>,
+    listener: Option<TcpListener>,
     next_key: usize,
-    /// Connections currently with workers.
-    out: usize,
-    jobs: Sender<Conn>,
-    refusal: Vec<u8>,
-    timeout_reply: Vec<u8>,
+    refusal: Prerendered,
+    timeout_reply: Prerendered,
     /// Held so that, when descriptors run out, one can be freed to accept and refuse a client
     /// instead of leaving it in the backlog.
     spare_fd: Option<File>,
     accept_paused_until: Option<Instant>,
 }
 
-enum Readiness {
-    Ready,
-    Waiting,
-    Closed,
-}
-
 impl Reactor {
     /// Returns whether every connection was drained.
-    fn run(&mut self, back: &Receiver<Option<Conn>>) -> io::Result<bool> {
+    fn run(&mut self) -> io::Result<bool> {
+        let poller = Arc::clone(&self.shared.poller);
         if let Some(l) = &self.listener {
             // SAFETY: the listener is deleted from the poller before it is dropped.
-            unsafe { self.poller.add(l, Event::readable(LISTENER_KEY))? };
+            unsafe { poller.add(l, Event::readable(LISTENER_KEY))? };
         }
         let mut events = Events::new();
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
         let mut drain_deadline: Option<Instant> = None;
         loop {
-            let now = Instant::now();
-            let wait = next_sweep.saturating_duration_since(now);
+            let wait = next_sweep.saturating_duration_since(Instant::now());
             events.clear();
-            match self.poller.wait(&mut events, Some(wait)) {
+            match poller.wait(&mut events, Some(wait)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -233,37 +326,26 @@ impl Reactor {
                     self.on_readable(ev.key);
                 }
             }
-            while let Ok(returned) = back.try_recv() {
-                self.out -= 1;
-                match returned {
-                    Some(conn) => self.on_returned(conn),
-                    None => self.closed(),
-                }
-            }
-            if self.stopping.load(Ordering::SeqCst) && drain_deadline.is_none() {
-                drain_deadline = Some(Instant::now() + self.config.drain_timeout);
+            if self.shared.stopping.load(Ordering::SeqCst) && drain_deadline.is_none() {
+                drain_deadline = Some(Instant::now() + self.shared.config.drain_timeout);
                 self.begin_shutdown();
             }
             let now = Instant::now();
             if now >= next_sweep {
-                self.sweep(now);
+                self.sweep(now, drain_deadline.is_some());
                 next_sweep = now + SWEEP_INTERVAL;
-                if let Some(until) = self.accept_paused_until {
-                    if now >= until {
-                        self.accept_paused_until = None;
-                        self.rearm_listener();
-                    }
+                if self.accept_paused_until.is_some_and(|until| now >= until) {
+                    self.accept_paused_until = None;
+                    self.rearm_listener();
                 }
             }
             if let Some(deadline) = drain_deadline {
-                if self.conns.is_empty() && self.out == 0 {
+                let open = self.shared.stats.open.load(Ordering::SeqCst);
+                if open == 0 {
                     return Ok(true);
                 }
                 if now >= deadline {
-                    log::warn!(
-                        "drain time is up with {} connection(s) still busy",
-                        self.out + self.conns.len()
-                    );
+                    log::warn!("drain time is up with {open} connection(s) still open");
                     return Ok(false);
                 }
             }
@@ -277,8 +359,8 @@ impl Reactor {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    let open = self.conns.len() + self.out;
-                    if open >= self.config.max_connections {
+                    let open = self.shared.stats.open.load(Ordering::Relaxed);
+                    if open >= self.shared.config.max_connections as u64 {
                         self.refuse(stream, "connection cap reached");
                         continue;
                     }
@@ -293,18 +375,23 @@ impl Reactor {
                         peer,
                         buf: Vec::new(),
                         key,
-                        deadline: Instant::now() + self.config.request_timeout,
+                        deadline: Instant::now() + self.shared.config.request_timeout,
                     };
-                    // SAFETY: connections are deleted from the poller before they leave
-                    // the reactor or are dropped.
-                    if unsafe { self.poller.add(&conn.stream, Event::readable(key)) }.is_ok() {
-                        self.conns.insert(key, conn);
-                        self.stats.open.fetch_add(1, Ordering::Relaxed);
+                    let mut table = self.shared.table();
+                    let conn = table.entry(key).or_insert(conn);
+                    // SAFETY: a connection is deleted from the poller before it is dropped
+                    // (`Shared::close`).
+                    if unsafe { self.shared.poller.add(&conn.stream, Event::readable(key)) }
+                        .is_ok()
+                    {
+                        self.shared.stats.open.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        table.remove(&key);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_out_of_descriptors(&e) => {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     self.out_of_descriptors();
                     return;
                 }
@@ -329,10 +416,10 @@ impl Reactor {
     }
 
     fn refuse(&self, stream: TcpStream, why: &str) {
-        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         log::warn!("refused a connection: {why}");
         let _ = stream.set_nonblocking(true);
-        let _ = (&stream).write(&self.refusal);
+        let _ = (&stream).write(&self.refusal.bytes);
     }
 
     fn rearm_listener(&self) {
@@ -340,156 +427,56 @@ impl Reactor {
             return;
         }
         if let Some(l) = &self.listener {
-            let _ = self.poller.modify(l, Event::readable(LISTENER_KEY));
+            let _ = self.shared.poller.modify(l, Event::readable(LISTENER_KEY));
         }
     }
 
     fn on_readable(&mut self, key: usize) {
-        let Some(mut conn) = self.conns.remove(&key) else {
+        let Some(mut conn) = self.shared.table().remove(&key) else {
             return;
         };
-        let limit = self.config.limits.head + self.config.limits.body;
-        let mut eof = false;
+        let limit = self.shared.config.limits.head + self.shared.config.limits.body;
         let was_empty = conn.buf.is_empty();
+        let mut eof = false;
+        let mut chunk = [0u8; READ_CHUNK];
         while conn.buf.len() < limit {
-            let len = conn.buf.len();
-            conn.buf.resize(len + READ_CHUNK, 0);
-            match (&conn.stream).read(&mut conn.buf[len..]) {
+            match (&conn.stream).read(&mut chunk) {
                 Ok(0) => {
-                    conn.buf.truncate(len);
                     eof = true;
                     break;
                 }
-                Ok(n) => conn.buf.truncate(len + n),
-                Err(e) => {
-                    conn.buf.truncate(len);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => break,
-                        io::ErrorKind::Interrupted => {}
-                        _ => {
-                            eof = true;
-                            conn.buf.clear();
-                            break;
-                        }
-                    }
+                Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.shared.close(conn);
+                    return;
                 }
             }
         }
         if was_empty && !conn.buf.is_empty() {
-            conn.deadline = Instant::now() + self.config.request_timeout;
+            conn.deadline = Instant::now() + self.shared.config.request_timeout;
         }
-        match self.readiness(&conn) {
-            Readiness::Ready => self.dispatch(conn),
-            Readiness::Waiting if eof => self.close(conn),
-            Readiness::Waiting => self.rearm(conn),
-            Readiness::Closed => {}
-        }
+        self.shared.route(conn, eof);
     }
 
-    /// Whether `conn` holds a complete request; refuses it (and returns `Closed`) if it can
-    /// never become one.
-    fn readiness(&self, conn: &Conn) -> Readiness {
-        match frame(&conn.buf, &self.config.limits) {
-            Ok(Framing::Complete { .. }) => Readiness::Ready,
-            Ok(Framing::Partial) => Readiness::Waiting,
-            Err(rejection) => {
-                let response = prerender(self.handler.reject(rejection));
-                self.reply_and_forget(conn, &response);
-                Readiness::Closed
-            }
-        }
-    }
-
-    /// Best-effort answer from the poller thread, which must never block on a client.
-    fn reply_and_forget(&self, conn: &Conn, bytes: &[u8]) {
-        let _ = self.poller.delete(&conn.stream);
-        let written = (&conn.stream).write(bytes).unwrap_or(0);
-        let status = std::str::from_utf8(bytes.get(9..12).unwrap_or_default())
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        self.handler.completed(&Exchange {
-            method: "-",
-            path: "-",
-            status,
-            elapsed: Duration::ZERO,
-            bytes: written as u64,
-            peer: conn.peer,
-        });
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    fn dispatch(&mut self, conn: Conn) {
-        let _ = self.poller.delete(&conn.stream);
-        self.out += 1;
-        if let Err(mpsc::SendError(conn)) = self.jobs.send(conn) {
-            self.out -= 1;
-            drop(conn);
-            self.closed();
-        }
-    }
-
-    fn rearm(&mut self, conn: Conn) {
-        if self
-            .poller
-            .modify(&conn.stream, Event::readable(conn.key))
-            .is_ok()
-        {
-            self.conns.insert(conn.key, conn);
-        } else {
-            self.close(conn);
-        }
-    }
-
-    fn on_returned(&mut self, mut conn: Conn) {
-        if self.stopping.load(Ordering::SeqCst) && conn.buf.is_empty() {
-            self.closed();
-            return;
-        }
-        conn.deadline = Instant::now()
-            + if conn.buf.is_empty() {
-                self.config.idle_timeout
+    /// Closes connections past their deadline (answering 408 to those mid-request) and, while
+    /// draining, every idle one.
+    fn sweep(&mut self, now: Instant, draining: bool) {
+        let expired: Vec<Conn> = {
+            let mut table = self.shared.table();
+            let keys: Vec<usize> = table
+                .iter()
+                .filter(|(_, c)| c.deadline <= now || (draining && c.buf.is_empty()))
+                .map(|(k, _)| *k)
+                .collect();
+            keys.iter().filter_map(|k| table.remove(k)).collect()
+        };
+        for conn in expired {
+            if conn.buf.is_empty() {
+                self.shared.close(conn);
             } else {
-                self.config.request_timeout
-            };
-        match self.readiness(&conn) {
-            Readiness::Ready => self.dispatch(conn),
-            Readiness::Closed => {}
-            Readiness::Waiting => {
-                // SAFETY: as in `accept`.
-                if unsafe { self.poller.add(&conn.stream, Event::readable(conn.key)) }.is_ok() {
-                    self.conns.insert(conn.key, conn);
-                } else {
-                    self.closed();
-                }
-            }
-        }
-    }
-
-    fn close(&mut self, conn: Conn) {
-        let _ = self.poller.delete(&conn.stream);
-        drop(conn);
-        self.closed();
-    }
-
-    fn closed(&self) {
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    fn sweep(&mut self, now: Instant) {
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in expired {
-            if let Some(conn) = self.conns.remove(&key) {
-                if conn.buf.is_empty() {
-                    self.close(conn);
-                } else {
-                    self.reply_and_forget(&conn, &self.timeout_reply);
-                }
+                self.shared.reply_and_close(conn, &self.timeout_reply);
             }
         }
     }
@@ -499,145 +486,117 @@ impl Reactor {
         // request: take them in and answer them rather than reset them.
         self.accept();
         if let Some(l) = self.listener.take() {
-            let _ = self.poller.delete(&l);
-        }
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.buf.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
-        for key in idle {
-            if let Some(conn) = self.conns.remove(&key) {
-                self.close(conn);
-            }
+            let _ = self.shared.poller.delete(&l);
         }
         log::info!(
-            "shutting down: stopped accepting; {} request(s) in flight, {} connection(s) mid-request",
-            self.out,
-            self.conns.len()
+            "shutting down: stopped accepting; draining {} open connection(s)",
+            self.shared.stats.open.load(Ordering::SeqCst)
         );
+        self.sweep(Instant::now(), true);
     }
 }
 
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
-}
-
-struct Worker {
-    jobs: Arc<Mutex<Receiver<Conn>>>,
-    back: Sender<Option<Conn>>,
-    poller: Arc<Poller>,
-    handler: Arc<dyn Handler>,
-    stopping: Arc<AtomicBool>,
-    config: ServerConfig,
-}
-
-impl Worker {
-    fn run(self) {
-        loop {
-            let job = self
-                .jobs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .recv();
-            let Ok(conn) = job else {
-                return;
-            };
-            let returned = self.serve(conn);
-            if self.back.send(returned).is_err() {
-                return;
+fn worker(shared: &Shared) {
+    while let Some(conn) = shared.queue.pop() {
+        if let Some(conn) = serve(shared, conn) {
+            if shared.stopping.load(Ordering::SeqCst) && conn.buf.is_empty() {
+                shared.close(conn);
+            } else {
+                shared.route(conn, false);
             }
-            let _ = self.poller.notify();
         }
     }
+}
 
-    /// Answers the complete requests at the front of `conn`'s buffer; gives the connection
-    /// back if it stays open.
-    fn serve(&self, mut conn: Conn) -> Option<Conn> {
-        for _ in 0..MAX_REQUESTS_PER_TURN {
-            let (head, body) = match frame(&conn.buf, &self.config.limits) {
-                Ok(Framing::Complete { head, body }) => (head, body),
-                Ok(Framing::Partial) => return Some(conn),
-                Err(rejection) => {
-                    self.answer_rejection(&conn, rejection);
-                    return None;
-                }
-            };
-            let keep = self.answer(&conn, head)?;
-            conn.buf.drain(..head + body);
-            if !keep {
+/// Answers the complete requests at the front of `conn`'s buffer; gives the connection back if
+/// it stays open.
+fn serve(shared: &Shared, mut conn: Conn) -> Option<Conn> {
+    for _ in 0..MAX_REQUESTS_PER_TURN {
+        let (head, body) = match frame(&conn.buf, &shared.config.limits) {
+            Ok(Framing::Complete { head, body }) => (head, body),
+            Ok(Framing::Partial) => return Some(conn),
+            Err(rejection) => {
+                answer_rejection(shared, &conn, rejection);
+                shared.close(conn);
+                return None;
+            }
+        };
+        match answer(shared, &conn, head) {
+            Some(true) => {}
+            Some(false) | None => {
+                shared.close(conn);
                 return None;
             }
         }
-        Some(conn)
+        conn.buf.drain(..head + body);
     }
+    Some(conn)
+}
 
-    /// Answers the request whose head is `conn.buf[..head]`. `None` when the connection broke;
-    /// otherwise whether it stays open.
-    fn answer(&self, conn: &Conn, head: usize) -> Option<bool> {
-        let mut writer = TimedWriter {
-            stream: &conn.stream,
-            timeout: self.config.write_timeout,
-        };
-        with_request(
-            &conn.buf[..head],
-            conn.peer,
-            Instant::now(),
-            |parsed| match parsed {
-                Err(rejection) => {
-                    self.answer_rejection(conn, rejection);
-                    None
-                }
-                Ok(request) => {
-                    let response =
-                        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request)))
-                            .unwrap_or_else(|_| self.handler.reject(Rejection::Internal));
-                    let framing = response::Framing {
-                        head_only: request.method == "HEAD",
-                        keep_alive: request.wants_keep_alive()
-                            && !self.stopping.load(Ordering::SeqCst),
-                        http10: request.minor_version == 0,
-                    };
-                    let keep = response::keeps_alive(&response, framing);
-                    let status = response.status;
-                    let written = response::write(&mut writer, response, framing);
-                    self.handler.completed(&Exchange {
-                        method: request.method,
-                        path: request.path,
-                        status,
-                        elapsed: request.received.elapsed(),
-                        bytes: *written.as_ref().unwrap_or(&0),
-                        peer: conn.peer,
-                    });
-                    written.ok().map(|_| keep)
-                }
-            },
-        )
-    }
+/// Answers the request whose head is `conn.buf[..head]`. `None` when the connection broke;
+/// otherwise whether it stays open.
+fn answer(shared: &Shared, conn: &Conn, head: usize) -> Option<bool> {
+    let mut writer = TimedWriter {
+        stream: &conn.stream,
+        timeout: shared.config.write_timeout,
+    };
+    with_request(
+        &conn.buf[..head],
+        conn.peer,
+        Instant::now(),
+        |parsed| match parsed {
+            Err(rejection) => {
+                answer_rejection(shared, conn, rejection);
+                None
+            }
+            Ok(request) => {
+                let response =
+                    panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(request)))
+                        .unwrap_or_else(|_| shared.handler.reject(Rejection::Internal));
+                let framing = response::Framing {
+                    head_only: request.method == "HEAD",
+                    keep_alive: request.wants_keep_alive()
+                        && !shared.stopping.load(Ordering::SeqCst),
+                    http10: request.minor_version == 0,
+                };
+                let keep = response::keeps_alive(&response, framing);
+                let status = response.status;
+                let written = response::write(&mut writer, response, framing);
+                shared.handler.completed(&Exchange {
+                    method: request.method,
+                    path: request.path,
+                    status,
+                    elapsed: request.received.elapsed(),
+                    bytes: *written.as_ref().unwrap_or(&0),
+                    peer: conn.peer,
+                });
+                written.ok().map(|_| keep)
+            }
+        },
+    )
+}
 
-    fn answer_rejection(&self, conn: &Conn, rejection: Rejection) {
-        let started = Instant::now();
-        let mut response = self.handler.reject(rejection);
-        response.close = true;
-        let status = response.status;
-        let mut writer = TimedWriter {
-            stream: &conn.stream,
-            timeout: self.config.write_timeout,
-        };
-        let framing = response::Framing {
-            head_only: false,
-            keep_alive: false,
-            http10: false,
-        };
-        let written = response::write(&mut writer, response, framing).unwrap_or(0);
-        self.handler.completed(&Exchange {
-            method: "-",
-            path: "-",
-            status,
-            elapsed: started.elapsed(),
-            bytes: written,
-            peer: conn.peer,
-        });
-    }
+fn answer_rejection(shared: &Shared, conn: &Conn, rejection: Rejection) {
+    let started = Instant::now();
+    let mut response = shared.handler.reject(rejection);
+    response.close = true;
+    let status = response.status;
+    let mut writer = TimedWriter {
+        stream: &conn.stream,
+        timeout: shared.config.write_timeout,
+    };
+    let framing = response::Framing {
+        head_only: false,
+        keep_alive: false,
+        http10: false,
+    };
+    let written = response::write(&mut writer, response, framing).unwrap_or(0);
+    shared.handler.completed(&Exchange {
+        method: "-",
+        path: "-",
+        status,
+        elapsed: started.elapsed(),
+        bytes: written,
+        peer: conn.peer,
+    });
 }
