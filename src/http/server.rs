@@ -1,36 +1,40 @@
-//! The listener, the poller thread and the worker pool.
+//! The listener and the worker threads that share one epoll instance.
 //!
-//! Connections that are idle or still sending their request wait in a table, registered with a
-//! readiness poller. The poller thread reads what arrives; when a connection's buffer holds a
-//! complete request, the connection goes to the worker queue. A worker answers it (and any
-//! requests pipelined behind it) and puts the connection back in the table itself. So a worker
-//! is only busy while there is a request to answer, and a burst of connections waits in one
-//! fair FIFO queue instead of behind whichever connections reached a thread first.
+//! Every connection that is idle or still sending its request waits in a table, registered
+//! with epoll in one-shot mode. Each worker waits on epoll for one ready connection at a time,
+//! reads it, answers the complete requests it holds (running blocking handlers), and re-arms
+//! it. The kernel's ready list is the queue: connections are served in the order they became
+//! ready, no thread is tied to a connection between requests, and there is no hand-off between
+//! a poller thread and the workers. A sweeper (the thread that called [`Server::run`]) enforces
+//! deadlines and drives shutdown.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use polling::{Event, Events, Poller};
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags};
 
 use super::request::{frame, with_request, Framing, Limits};
 use super::response::{self, Response};
 use super::socket::TimedWriter;
 use super::{Exchange, Handler, Rejection};
 
-const LISTENER_KEY: usize = 0;
-/// Requests one worker answers on a connection before letting others go first.
-const MAX_REQUESTS_PER_TURN: usize = 32;
+const LISTENER_KEY: u64 = 0;
+const WAKE_KEY: u64 = u64::MAX;
 /// How often deadlines are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 const READ_CHUNK: usize = 8 * 1024;
+/// Connections one worker accepts before letting the others at the listener.
+const ACCEPT_BATCH: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -59,19 +63,16 @@ pub struct Stats {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     flag: Arc<AtomicBool>,
-    poller: Arc<Poller>,
 }
 
 impl ShutdownHandle {
     pub fn shutdown(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        let _ = self.poller.notify();
     }
 }
 
 pub struct Server {
     listener: TcpListener,
-    poller: Arc<Poller>,
     config: ServerConfig,
     stats: Arc<Stats>,
     stopping: Arc<AtomicBool>,
@@ -83,12 +84,10 @@ impl Server {
         // std listens with a backlog of 128; a burst of new connections deserves more, or the
         // kernel drops SYNs and clients wait a full second to retry. Calling listen(2) again
         // on a listening socket only changes the backlog (capped by net.core.somaxconn).
-        // SAFETY: the descriptor belongs to `listener` and stays open across the call.
-        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+        rustix::net::listen(&listener, 4096)?;
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener,
-            poller: Arc::new(Poller::new()?),
             config,
             stats: Arc::new(Stats::default()),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -106,18 +105,33 @@ impl Server {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             flag: Arc::clone(&self.stopping),
-            poller: Arc::clone(&self.poller),
         }
     }
 
     /// Serves until shut down and drained (or the drain time is up).
     pub fn run(self, handler: Arc<dyn Handler>) -> io::Result<()> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        // Level-triggered: once written, it wakes every worker, for good.
+        epoll::add(&epoll, &wake, EventData::new_u64(WAKE_KEY), EventFlags::IN)?;
+        epoll::add(
+            &epoll,
+            &self.listener,
+            EventData::new_u64(LISTENER_KEY),
+            ONE_SHOT_IN,
+        )?;
         let shared = Arc::new(Shared {
-            poller: self.poller,
+            epoll,
+            listener: RwLock::new(Some(self.listener)),
+            accept_paused: AtomicBool::new(false),
+            spare_fd: Mutex::new(File::open("/dev/null").ok()),
             table: Mutex::new(HashMap::new()),
-            queue: Queue::default(),
+            next_key: AtomicU64::new(LISTENER_KEY + 1),
+            refusal: prerender(handler.reject(Rejection::Overloaded)),
+            timeout_reply: prerender(handler.reject(Rejection::Timeout)),
             stats: self.stats,
             stopping: self.stopping,
+            done: AtomicBool::new(false),
             config: self.config,
             handler,
         });
@@ -130,27 +144,21 @@ impl Server {
                     .spawn(move || worker(&shared))?,
             );
         }
-        let mut reactor = Reactor {
-            refusal: prerender(shared.handler.reject(Rejection::Overloaded)),
-            timeout_reply: prerender(shared.handler.reject(Rejection::Timeout)),
-            shared: Arc::clone(&shared),
-            listener: Some(self.listener),
-            next_key: LISTENER_KEY + 1,
-            spare_fd: File::open("/dev/null").ok(),
-            accept_paused_until: None,
-        };
-        let drained = reactor.run();
-        shared.queue.close();
-        if matches!(drained, Ok(true)) {
+        let drained = sweeper(&shared);
+        shared.done.store(true, Ordering::SeqCst);
+        rustix::io::write(&wake, &1u64.to_ne_bytes())?;
+        if drained {
             for w in workers {
                 let _ = w.join();
             }
         }
-        drained.map(|_| ())
+        Ok(())
     }
 }
 
-/// A response rendered once, written by the poller thread without blocking.
+const ONE_SHOT_IN: EventFlags = EventFlags::IN.union(EventFlags::ONESHOT);
+
+/// A response rendered once, written without blocking.
 struct Prerendered {
     status: u16,
     bytes: Vec<u8>,
@@ -174,29 +182,256 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     buf: Vec<u8>,
-    key: usize,
+    key: u64,
     deadline: Instant,
 }
 
-/// What the poller thread and the workers share.
+/// What the workers and the sweeper share.
 struct Shared {
-    poller: Arc<Poller>,
-    /// Connections waiting for bytes, by poller key.
-    table: Mutex<HashMap<usize, Conn>>,
-    queue: Queue,
+    epoll: OwnedFd,
+    /// `None` once shutdown has begun.
+    listener: RwLock<Option<TcpListener>>,
+    /// Set when accepting stopped for want of descriptors; the sweeper resumes it.
+    accept_paused: AtomicBool,
+    /// Held so that, when descriptors run out, one can be freed to accept and refuse a client
+    /// instead of leaving it in the backlog.
+    spare_fd: Mutex<Option<File>>,
+    /// Connections waiting for bytes, by epoll key.
+    table: Mutex<HashMap<u64, Conn>>,
+    next_key: AtomicU64,
+    refusal: Prerendered,
+    timeout_reply: Prerendered,
     stats: Arc<Stats>,
     stopping: Arc<AtomicBool>,
+    /// Set when the workers are to exit.
+    done: AtomicBool,
     config: ServerConfig,
     handler: Arc<dyn Handler>,
 }
 
 impl Shared {
-    fn table(&self) -> MutexGuard<'_, HashMap<usize, Conn>> {
+    fn table(&self) -> MutexGuard<'_, HashMap<u64, Conn>> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Puts a connection whose buffer holds no complete request back in the table and re-arms
-    /// its readiness (it stays registered with the poller while it is away).
+    fn accept(&self) {
+        let listener = self.listener.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(listener) = listener.as_ref() else {
+            return;
+        };
+        for _ in 0..ACCEPT_BATCH {
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    self.out_of_descriptors(listener);
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+        let _ = epoll::modify(
+            &self.epoll,
+            listener,
+            EventData::new_u64(LISTENER_KEY),
+            ONE_SHOT_IN,
+        );
+    }
+
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        if self.stats.open.load(Ordering::Relaxed) >= self.config.max_connections as u64 {
+            self.refuse(stream, "connection cap reached");
+            return;
+        }
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let conn = Conn {
+            stream,
+            peer,
+            buf: Vec::new(),
+            key,
+            deadline: Instant::now() + self.config.request_timeout,
+        };
+        let mut table = self.table();
+        let conn = table.entry(key).or_insert(conn);
+        if epoll::add(
+            &self.epoll,
+            &conn.stream,
+            EventData::new_u64(key),
+            ONE_SHOT_IN,
+        )
+        .is_ok()
+        {
+            self.stats.open.fetch_add(1, Ordering::Relaxed);
+        } else {
+            table.remove(&key);
+        }
+    }
+
+    /// accept(2) failed for want of descriptors: free the spare, take the waiting client and
+    /// refuse it, so it hears why at once; then leave the listener disarmed until the next
+    /// sweep.
+    fn out_of_descriptors(&self, listener: &TcpListener) {
+        log::warn!("out of file descriptors: refusing new connections until some close");
+        let mut spare = self.spare_fd.lock().unwrap_or_else(PoisonError::into_inner);
+        *spare = None;
+        if let Ok((stream, _)) = listener.accept() {
+            self.refuse(stream, "out of file descriptors");
+        }
+        *spare = File::open("/dev/null").ok();
+        self.accept_paused.store(true, Ordering::SeqCst);
+    }
+
+    fn refuse(&self, stream: TcpStream, why: &str) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        log::warn!("refused a connection: {why}");
+        let _ = stream.set_nonblocking(true);
+        let _ = (&stream).write(&self.refusal.bytes);
+    }
+
+    fn resume_accepting(&self) {
+        if self.accept_paused.swap(false, Ordering::SeqCst) {
+            if let Some(l) = self
+                .listener
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                let _ = epoll::modify(
+                    &self.epoll,
+                    l,
+                    EventData::new_u64(LISTENER_KEY),
+                    ONE_SHOT_IN,
+                );
+            }
+        }
+    }
+
+    /// Reads what `key`'s connection has sent and answers every complete request in it.
+    fn on_readable(&self, key: u64) {
+        let Some(mut conn) = self.table().remove(&key) else {
+            return;
+        };
+        let limit = self.config.limits.head + self.config.limits.body;
+        let was_empty = conn.buf.is_empty();
+        let mut eof = false;
+        let mut chunk = [0u8; READ_CHUNK];
+        while conn.buf.len() < limit {
+            match (&conn.stream).read(&mut chunk) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close(conn);
+                    return;
+                }
+            }
+        }
+        if was_empty && !conn.buf.is_empty() {
+            conn.deadline = Instant::now() + self.config.request_timeout;
+        }
+        let Some(conn) = self.serve(conn) else {
+            return;
+        };
+        if eof || (self.stopping.load(Ordering::SeqCst) && conn.buf.is_empty()) {
+            self.close(conn);
+        } else {
+            self.park(conn);
+        }
+    }
+
+    /// Answers the complete requests at the front of `conn`'s buffer; gives the connection
+    /// back if it stays open.
+    fn serve(&self, mut conn: Conn) -> Option<Conn> {
+        loop {
+            let (head, body) = match frame(&conn.buf, &self.config.limits) {
+                Ok(Framing::Complete { head, body }) => (head, body),
+                Ok(Framing::Partial) => return Some(conn),
+                Err(rejection) => {
+                    self.answer_rejection(&conn, rejection);
+                    self.close(conn);
+                    return None;
+                }
+            };
+            if self.answer(&conn, head) != Some(true) {
+                self.close(conn);
+                return None;
+            }
+            conn.buf.drain(..head + body);
+        }
+    }
+
+    /// Answers the request whose head is `conn.buf[..head]`. `None` when the connection
+    /// broke; otherwise whether it stays open.
+    fn answer(&self, conn: &Conn, head: usize) -> Option<bool> {
+        let mut writer = TimedWriter {
+            stream: &conn.stream,
+            timeout: self.config.write_timeout,
+        };
+        with_request(&conn.buf[..head], conn.peer, Instant::now(), |parsed| {
+            let request = match parsed {
+                Ok(request) => request,
+                Err(rejection) => {
+                    self.answer_rejection(conn, rejection);
+                    return None;
+                }
+            };
+            let response = panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request)))
+                .unwrap_or_else(|_| self.handler.reject(Rejection::Internal));
+            let framing = response::Framing {
+                head_only: request.method == "HEAD",
+                keep_alive: request.wants_keep_alive() && !self.stopping.load(Ordering::SeqCst),
+                http10: request.minor_version == 0,
+            };
+            let keep = response::keeps_alive(&response, framing);
+            let status = response.status;
+            let written = response::write(&mut writer, response, framing);
+            self.handler.completed(&Exchange {
+                method: request.method,
+                path: request.path,
+                status,
+                elapsed: request.received.elapsed(),
+                bytes: *written.as_ref().unwrap_or(&0),
+                peer: conn.peer,
+            });
+            written.ok().map(|_| keep)
+        })
+    }
+
+    fn answer_rejection(&self, conn: &Conn, rejection: Rejection) {
+        let started = Instant::now();
+        let mut response = self.handler.reject(rejection);
+        response.close = true;
+        let status = response.status;
+        let mut writer = TimedWriter {
+            stream: &conn.stream,
+            timeout: self.config.write_timeout,
+        };
+        let framing = response::Framing {
+            head_only: false,
+            keep_alive: false,
+            http10: false,
+        };
+        let written = response::write(&mut writer, response, framing).unwrap_or(0);
+        self.handler.completed(&Exchange {
+            method: "-",
+            path: "-",
+            status,
+            elapsed: started.elapsed(),
+            bytes: written,
+            peer: conn.peer,
+        });
+    }
+
+    /// Puts a connection back in the table and re-arms it.
     fn park(&self, mut conn: Conn) {
         conn.deadline = Instant::now()
             + if conn.buf.is_empty() {
@@ -207,9 +442,15 @@ impl Shared {
         let key = conn.key;
         let mut table = self.table();
         let conn = table.entry(key).or_insert(conn);
-        // Re-armed under the lock, so the poller thread cannot see the event before the
-        // connection is in the table.
-        if self.poller.modify(&conn.stream, Event::readable(key)).is_err() {
+        // Re-armed under the lock, so no worker can take the event before the connection is
+        // in the table.
+        let armed = epoll::modify(
+            &self.epoll,
+            &conn.stream,
+            EventData::new_u64(key),
+            ONE_SHOT_IN,
+        );
+        if armed.is_err() {
             if let Some(conn) = table.remove(&key) {
                 drop(table);
                 self.close(conn);
@@ -217,20 +458,7 @@ impl Shared {
         }
     }
 
-    /// Where a connection goes next: the queue, the table, or (refused) nowhere.
-    fn route(&self, conn: Conn, eof: bool) {
-        match frame(&conn.buf, &self.config.limits) {
-            Ok(Framing::Complete { .. }) => self.queue.push(conn),
-            Ok(Framing::Partial) if eof => self.close(conn),
-            Ok(Framing::Partial) => self.park(conn),
-            Err(rejection) => {
-                let reply = prerender(self.handler.reject(rejection));
-                self.reply_and_close(conn, &reply);
-            }
-        }
-    }
-
-    /// A best-effort answer that never blocks (for the poller thread), then close.
+    /// A best-effort answer that never blocks, then close.
     fn reply_and_close(&self, conn: Conn, reply: &Prerendered) {
         let written = (&conn.stream).write(&reply.bytes).unwrap_or(0);
         self.handler.completed(&Exchange {
@@ -245,227 +473,17 @@ impl Shared {
     }
 
     fn close(&self, conn: Conn) {
-        let _ = self.poller.delete(&conn.stream);
+        let _ = epoll::delete(&self.epoll, &conn.stream);
         drop(conn);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The FIFO of connections with a complete request, taken by the workers.
-#[derive(Default)]
-struct Queue {
-    state: Mutex<(VecDeque<Conn>, bool)>,
-    ready: Condvar,
-}
-
-impl Queue {
-    fn push(&self, conn: Conn) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .push_back(conn);
-        self.ready.notify_one();
-    }
-
-    /// The next connection, or `None` once the queue is closed and empty.
-    fn pop(&self) -> Option<Conn> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(conn) = state.0.pop_front() {
-                return Some(conn);
-            }
-            if state.1 {
-                return None;
-            }
-            state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    fn close(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
-        self.ready.notify_all();
-    }
-}
-
-struct Reactor {
-    shared: Arc<Shared>,
-    listener: Option<TcpListener>,
-    next_key: usize,
-    refusal: Prerendered,
-    timeout_reply: Prerendered,
-    /// Held so that, when descriptors run out, one can be freed to accept and refuse a client
-    /// instead of leaving it in the backlog.
-    spare_fd: Option<File>,
-    accept_paused_until: Option<Instant>,
-}
-
-impl Reactor {
-    /// Returns whether every connection was drained.
-    fn run(&mut self) -> io::Result<bool> {
-        let poller = Arc::clone(&self.shared.poller);
-        if let Some(l) = &self.listener {
-            // SAFETY: the listener is deleted from the poller before it is dropped.
-            unsafe { poller.add(l, Event::readable(LISTENER_KEY))? };
-        }
-        let mut events = Events::new();
-        let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
-        let mut drain_deadline: Option<Instant> = None;
-        loop {
-            let wait = next_sweep.saturating_duration_since(Instant::now());
-            events.clear();
-            match poller.wait(&mut events, Some(wait)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            for ev in events.iter() {
-                if ev.key == LISTENER_KEY {
-                    self.accept();
-                } else {
-                    self.on_readable(ev.key);
-                }
-            }
-            if self.shared.stopping.load(Ordering::SeqCst) && drain_deadline.is_none() {
-                drain_deadline = Some(Instant::now() + self.shared.config.drain_timeout);
-                self.begin_shutdown();
-            }
-            let now = Instant::now();
-            if now >= next_sweep {
-                self.sweep(now, drain_deadline.is_some());
-                next_sweep = now + SWEEP_INTERVAL;
-                if self.accept_paused_until.is_some_and(|until| now >= until) {
-                    self.accept_paused_until = None;
-                    self.rearm_listener();
-                }
-            }
-            if let Some(deadline) = drain_deadline {
-                let open = self.shared.stats.open.load(Ordering::SeqCst);
-                if open == 0 {
-                    return Ok(true);
-                }
-                if now >= deadline {
-                    log::warn!("drain time is up with {open} connection(s) still open");
-                    return Ok(false);
-                }
-            }
-        }
-    }
-
-    fn accept(&mut self) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    let open = self.shared.stats.open.load(Ordering::Relaxed);
-                    if open >= self.shared.config.max_connections as u64 {
-                        self.refuse(stream, "connection cap reached");
-                        continue;
-                    }
-                    if stream.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let key = self.next_key;
-                    self.next_key += 1;
-                    let conn = Conn {
-                        stream,
-                        peer,
-                        buf: Vec::new(),
-                        key,
-                        deadline: Instant::now() + self.shared.config.request_timeout,
-                    };
-                    let mut table = self.shared.table();
-                    let conn = table.entry(key).or_insert(conn);
-                    // SAFETY: a connection is deleted from the poller before it is dropped
-                    // (`Shared::close`).
-                    if unsafe { self.shared.poller.add(&conn.stream, Event::readable(key)) }
-                        .is_ok()
-                    {
-                        self.shared.stats.open.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        table.remove(&key);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    self.out_of_descriptors();
-                    return;
-                }
-                Err(_) => {}
-            }
-        }
-        self.rearm_listener();
-    }
-
-    /// accept(2) failed for want of descriptors: free the spare, take the waiting client and
-    /// refuse it, so it hears why at once; then pause accepting briefly.
-    fn out_of_descriptors(&mut self) {
-        log::warn!("out of file descriptors: refusing new connections until some close");
-        self.spare_fd = None;
-        if let Some(listener) = &self.listener {
-            if let Ok((stream, _)) = listener.accept() {
-                self.refuse(stream, "out of file descriptors");
-            }
-        }
-        self.spare_fd = File::open("/dev/null").ok();
-        self.accept_paused_until = Some(Instant::now() + SWEEP_INTERVAL);
-    }
-
-    fn refuse(&self, stream: TcpStream, why: &str) {
-        self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-        log::warn!("refused a connection: {why}");
-        let _ = stream.set_nonblocking(true);
-        let _ = (&stream).write(&self.refusal.bytes);
-    }
-
-    fn rearm_listener(&self) {
-        if self.accept_paused_until.is_some() {
-            return;
-        }
-        if let Some(l) = &self.listener {
-            let _ = self.shared.poller.modify(l, Event::readable(LISTENER_KEY));
-        }
-    }
-
-    fn on_readable(&mut self, key: usize) {
-        let Some(mut conn) = self.shared.table().remove(&key) else {
-            return;
-        };
-        let limit = self.shared.config.limits.head + self.shared.config.limits.body;
-        let was_empty = conn.buf.is_empty();
-        let mut eof = false;
-        let mut chunk = [0u8; READ_CHUNK];
-        while conn.buf.len() < limit {
-            match (&conn.stream).read(&mut chunk) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.shared.close(conn);
-                    return;
-                }
-            }
-        }
-        if was_empty && !conn.buf.is_empty() {
-            conn.deadline = Instant::now() + self.shared.config.request_timeout;
-        }
-        self.shared.route(conn, eof);
     }
 
     /// Closes connections past their deadline (answering 408 to those mid-request) and, while
     /// draining, every idle one.
-    fn sweep(&mut self, now: Instant, draining: bool) {
+    fn sweep(&self, now: Instant, draining: bool) {
         let expired: Vec<Conn> = {
-            let mut table = self.shared.table();
-            let keys: Vec<usize> = table
+            let mut table = self.table();
+            let keys: Vec<u64> = table
                 .iter()
                 .filter(|(_, c)| c.deadline <= now || (draining && c.buf.is_empty()))
                 .map(|(k, _)| *k)
@@ -474,129 +492,78 @@ impl Reactor {
         };
         for conn in expired {
             if conn.buf.is_empty() {
-                self.shared.close(conn);
+                self.close(conn);
             } else {
-                self.shared.reply_and_close(conn, &self.timeout_reply);
+                self.reply_and_close(conn, &self.timeout_reply);
             }
         }
     }
 
-    fn begin_shutdown(&mut self) {
-        // Clients already in the backlog completed their handshake and may have sent a
-        // request: take them in and answer them rather than reset them.
-        self.accept();
-        if let Some(l) = self.listener.take() {
-            let _ = self.shared.poller.delete(&l);
+    fn begin_shutdown(&self) {
+        let mut listener = self
+            .listener
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = listener.take() {
+            // Clients already in the backlog completed their handshake and may have sent a
+            // request: take them in and answer them rather than reset them.
+            while let Ok((stream, peer)) = l.accept() {
+                self.admit(stream, peer);
+            }
+            let _ = epoll::delete(&self.epoll, &l);
         }
+        drop(listener);
         log::info!(
             "shutting down: stopped accepting; draining {} open connection(s)",
-            self.shared.stats.open.load(Ordering::SeqCst)
+            self.stats.open.load(Ordering::SeqCst)
         );
         self.sweep(Instant::now(), true);
     }
 }
 
 fn worker(shared: &Shared) {
-    while let Some(conn) = shared.queue.pop() {
-        if let Some(conn) = serve(shared, conn) {
-            if shared.stopping.load(Ordering::SeqCst) && conn.buf.is_empty() {
-                shared.close(conn);
-            } else {
-                shared.route(conn, false);
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
+    while !shared.done.load(Ordering::SeqCst) {
+        events.clear();
+        match epoll::wait(&shared.epoll, spare_capacity(&mut events), None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                log::error!("epoll_wait failed: {e}; worker exits");
+                return;
+            }
+        }
+        for event in &events {
+            match event.data.u64() {
+                WAKE_KEY => {}
+                LISTENER_KEY => shared.accept(),
+                key => shared.on_readable(key),
             }
         }
     }
 }
 
-/// Answers the complete requests at the front of `conn`'s buffer; gives the connection back if
-/// it stays open.
-fn serve(shared: &Shared, mut conn: Conn) -> Option<Conn> {
-    for _ in 0..MAX_REQUESTS_PER_TURN {
-        let (head, body) = match frame(&conn.buf, &shared.config.limits) {
-            Ok(Framing::Complete { head, body }) => (head, body),
-            Ok(Framing::Partial) => return Some(conn),
-            Err(rejection) => {
-                answer_rejection(shared, &conn, rejection);
-                shared.close(conn);
-                return None;
+/// Enforces deadlines until shutdown has drained; returns whether every connection closed.
+fn sweeper(shared: &Shared) -> bool {
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        thread::sleep(SWEEP_INTERVAL);
+        let now = Instant::now();
+        if shared.stopping.load(Ordering::SeqCst) && drain_deadline.is_none() {
+            drain_deadline = Some(now + shared.config.drain_timeout);
+            shared.begin_shutdown();
+        }
+        shared.sweep(now, drain_deadline.is_some());
+        shared.resume_accepting();
+        if let Some(deadline) = drain_deadline {
+            let open = shared.stats.open.load(Ordering::SeqCst);
+            if open == 0 {
+                return true;
             }
-        };
-        match answer(shared, &conn, head) {
-            Some(true) => {}
-            Some(false) | None => {
-                shared.close(conn);
-                return None;
+            if now >= deadline {
+                log::warn!("drain time is up with {open} connection(s) still open");
+                return false;
             }
         }
-        conn.buf.drain(..head + body);
     }
-    Some(conn)
-}
-
-/// Answers the request whose head is `conn.buf[..head]`. `None` when the connection broke;
-/// otherwise whether it stays open.
-fn answer(shared: &Shared, conn: &Conn, head: usize) -> Option<bool> {
-    let mut writer = TimedWriter {
-        stream: &conn.stream,
-        timeout: shared.config.write_timeout,
-    };
-    with_request(
-        &conn.buf[..head],
-        conn.peer,
-        Instant::now(),
-        |parsed| match parsed {
-            Err(rejection) => {
-                answer_rejection(shared, conn, rejection);
-                None
-            }
-            Ok(request) => {
-                let response =
-                    panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(request)))
-                        .unwrap_or_else(|_| shared.handler.reject(Rejection::Internal));
-                let framing = response::Framing {
-                    head_only: request.method == "HEAD",
-                    keep_alive: request.wants_keep_alive()
-                        && !shared.stopping.load(Ordering::SeqCst),
-                    http10: request.minor_version == 0,
-                };
-                let keep = response::keeps_alive(&response, framing);
-                let status = response.status;
-                let written = response::write(&mut writer, response, framing);
-                shared.handler.completed(&Exchange {
-                    method: request.method,
-                    path: request.path,
-                    status,
-                    elapsed: request.received.elapsed(),
-                    bytes: *written.as_ref().unwrap_or(&0),
-                    peer: conn.peer,
-                });
-                written.ok().map(|_| keep)
-            }
-        },
-    )
-}
-
-fn answer_rejection(shared: &Shared, conn: &Conn, rejection: Rejection) {
-    let started = Instant::now();
-    let mut response = shared.handler.reject(rejection);
-    response.close = true;
-    let status = response.status;
-    let mut writer = TimedWriter {
-        stream: &conn.stream,
-        timeout: shared.config.write_timeout,
-    };
-    let framing = response::Framing {
-        head_only: false,
-        keep_alive: false,
-        http10: false,
-    };
-    let written = response::write(&mut writer, response, framing).unwrap_or(0);
-    shared.handler.completed(&Exchange {
-        method: "-",
-        path: "-",
-        status,
-        elapsed: started.elapsed(),
-        bytes: written,
-        peer: conn.peer,
-    });
 }

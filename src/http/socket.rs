@@ -3,8 +3,9 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 pub struct TimedWriter<'a> {
     pub stream: &'a TcpStream,
@@ -30,27 +31,17 @@ impl Write for TimedWriter<'_> {
 }
 
 fn wait_writable(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
-    let mut fd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `fd` is a valid pollfd for the duration of the call, and the count is 1.
-    let n = unsafe { libc::poll(&mut fd, 1, millis) };
-    match n {
-        n if n < 0 => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        }
-        0 => Err(io::Error::new(
+    let mut fds = [PollFd::new(stream, PollFlags::OUT)];
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(0) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "client did not read the response in time",
         )),
-        _ => Ok(()),
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

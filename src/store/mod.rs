@@ -1,6 +1,7 @@
 //! Where counts live: the `Store` trait the handlers use, with a Redis sorted set behind it in
 //! production and an in-process store for development.
 
+mod batch;
 mod memory;
 mod redis;
 
@@ -24,7 +25,7 @@ pub enum Order {
 }
 
 /// Why the store could not do what was asked.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum StoreError {
     /// The store could not be reached or did not answer in time. For an increment the outcome
     /// is unknown, so it must not be retried.

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::{Client, Connection, ConnectionLike, RedisError};
+use redis::{Client, Connection, ConnectionLike, RedisError, Value};
 
+use super::batch::Batcher;
 use super::{score_to_count, Entry, Order, Store, StoreError};
 
 pub struct RedisStore {
@@ -18,6 +19,7 @@ pub struct RedisStore {
     /// Bumped when a connection fails, so that the other idle connections (most likely broken
     /// the same way, e.g. by a Redis restart) are dropped instead of failing one request each.
     generation: AtomicU64,
+    increments: Batcher,
 }
 
 impl RedisStore {
@@ -29,6 +31,7 @@ impl RedisStore {
             timeout,
             idle: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
+            increments: Batcher::default(),
         })
     }
 
@@ -90,6 +93,46 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// One pipeline of `ZINCRBY`s. A failure fails every increment in it: their outcome is
+    /// unknown, and none is retried.
+    fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
+        let mut pipe = redis::pipe();
+        // Each reply stands for itself: one refused command must not report the others,
+        // which were stored, as failed.
+        pipe.ignore_errors();
+        for name in names {
+            pipe.cmd("ZINCRBY").arg(&self.key).arg(1).arg(*name);
+        }
+        match self.with_connection(|c| pipe.query::<Vec<Value>>(c)) {
+            Ok(replies) => {
+                let counts: Vec<_> = replies.into_iter().map(reply_to_count).collect();
+                if counts
+                    .iter()
+                    .any(|c| matches!(c, Err(StoreError::Unavailable(_))))
+                {
+                    // e.g. READONLY: this connection reaches a replica after a failover.
+                    self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+                }
+                counts
+            }
+            Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
+fn reply_to_count(reply: Value) -> Result<i64, StoreError> {
+    match reply {
+        Value::ServerError(e) if matches!(e.code(), "WRONGTYPE" | "ERR") => {
+            Err(StoreError::Refused(e.to_string()))
+        }
+        Value::ServerError(e) => Err(StoreError::Unavailable(e.to_string())),
+        other => redis::from_redis_value::<f64>(other)
+            .map(score_to_count)
+            .map_err(|e| StoreError::Refused(format!("unexpected ZINCRBY reply: {e}"))),
+    }
+}
+
 /// True when Redis answered with an error about the command itself (a wrong type, a bad
 /// argument): retrying will not help and the connection is still in step. Every other failure,
 /// including transient server states such as `LOADING` after a restart or `READONLY` on a
@@ -101,14 +144,8 @@ fn is_server_error(e: &RedisError) -> bool {
 
 impl Store for RedisStore {
     fn increment(&self, name: &str) -> Result<i64, StoreError> {
-        let score: f64 = self.with_connection(|c| {
-            redis::cmd("ZINCRBY")
-                .arg(&self.key)
-                .arg(1)
-                .arg(name)
-                .query(c)
-        })?;
-        Ok(score_to_count(score))
+        self.increments
+            .increment(name, &|names| self.increment_all(names))
     }
 
     fn range(&self, order: Order, start: u64, count: usize) -> Result<Vec<Entry>, StoreError> {
