@@ -70,6 +70,8 @@ fn metrics_parse_and_count_requests_latency_and_store_errors() {
     redis.kill();
     assert_eq!(s.get("/hello/Down").status, 503);
 
+    // An exchange is recorded just after its response is written: give the last one a moment.
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let r = s.get("/metrics");
     assert_eq!(r.status, 200);
     assert_eq!(
