@@ -33,17 +33,10 @@ impl Handler for App {
 
     fn completed(&self, exchange: &Exchange<'_>) {
         self.metrics.request(
-            routes::label(exchange.path),
+            routes::metrics_index(exchange.path),
             exchange.status,
             exchange.elapsed,
         );
-        logging::access(
-            exchange.method,
-            exchange.path,
-            exchange.status,
-            exchange.elapsed,
-            exchange.bytes,
-            &exchange.peer.to_string(),
-        );
+        logging::access(exchange);
     }
 }

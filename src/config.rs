@@ -86,7 +86,7 @@ pub const VARIABLES: &str = "\
   DEBUG                    true: local mode, no AWS calls (default false)
   LOG_FORMAT               text or json (default text)
   RUST_LOG                 error, warn, info, debug or trace (default info)
-  HTTP_WORKERS             threads answering requests (default 16)
+  HTTP_WORKERS             threads answering requests (default 32)
   HTTP_MAX_CONNECTIONS     open connections before new ones are refused (default 10000)
   HTTP_REQUEST_TIMEOUT_MS  time to send a whole request once started (default 10000)
   HTTP_IDLE_TIMEOUT_MS     keep-alive idle time, above an ALB's 60 s (default 75000)
@@ -144,7 +144,7 @@ impl Config {
         };
 
         let http = ServerConfig {
-            workers: number(&get, "HTTP_WORKERS", 16, 1, 1024)?,
+            workers: number(&get, "HTTP_WORKERS", 32, 1, 1024)?,
             max_connections: number(&get, "HTTP_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
             request_timeout: millis(&get, "HTTP_REQUEST_TIMEOUT_MS", 10_000)?,
             idle_timeout: millis(&get, "HTTP_IDLE_TIMEOUT_MS", 75_000)?,

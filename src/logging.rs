@@ -3,12 +3,12 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use serde_json::json;
 
 use crate::clock::Utc;
+use crate::http::Exchange;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -82,10 +82,18 @@ fn emit(line: &str) {
 }
 
 /// The access line for one request, at `info`.
-pub fn access(method: &str, path: &str, status: u16, elapsed: Duration, bytes: u64, peer: &str) {
+pub fn access(exchange: &Exchange<'_>) {
     if log::max_level() < LevelFilter::Info {
         return;
     }
+    let Exchange {
+        method,
+        path,
+        status,
+        elapsed,
+        bytes,
+        peer,
+    } = exchange;
     let millis = elapsed.as_secs_f64() * 1000.0;
     let line = match format() {
         Format::Text => format!(
@@ -104,7 +112,7 @@ pub fn access(method: &str, path: &str, status: u16, elapsed: Duration, bytes: u
                 "status": status,
                 "duration_ms": (millis * 1000.0).round() / 1000.0,
                 "bytes": bytes,
-                "peer": peer,
+                "peer": peer.to_string(),
             })
             .to_string();
             s.push('\n');

@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::counts::{Listing, Paging, PagingError};
 use crate::hello::{greeting, Name, NameError};
 use crate::http::{Rejection, Request, Response};
-use crate::metrics::ConnectionGauges;
+use crate::metrics::{self, ConnectionGauges};
 use crate::store::StoreError;
 
 const JSON: &str = "application/json";
@@ -19,7 +19,7 @@ const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    Root,
+    Root = 0,
     Hello,
     Counts,
     Health,
@@ -28,16 +28,14 @@ pub enum Route {
 }
 
 impl Route {
-    /// The route's pattern: a metrics label with a fixed number of values.
+    /// The route's index in [`metrics::ROUTES`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The route's pattern, also its metrics label.
     pub fn label(self) -> &'static str {
-        match self {
-            Route::Root => "/",
-            Route::Hello => "/hello/{name}",
-            Route::Counts => "/counts",
-            Route::Health => "/health",
-            Route::Cluster => "/health/cluster",
-            Route::Metrics => "/metrics",
-        }
+        metrics::ROUTES[self.index()]
     }
 
     /// `/hello` changes state, so it does not answer HEAD.
@@ -68,9 +66,9 @@ pub fn resolve(path: &str) -> Option<(Route, &str)> {
     Some((route, ""))
 }
 
-/// The label under which a request to `path` is counted.
-pub fn label(path: &str) -> &'static str {
-    resolve(path).map_or("other", |(route, _)| route.label())
+/// The index in [`metrics::ROUTES`] under which a request to `path` is counted.
+pub fn metrics_index(path: &str) -> usize {
+    resolve(path).map_or(metrics::ROUTES.len() - 1, |(route, _)| route.index())
 }
 
 pub fn dispatch(app: &App, request: &Request<'_>) -> Response {
@@ -327,7 +325,17 @@ mod tests {
         assert_eq!(resolve("/hello"), None);
         assert_eq!(resolve("/health/cluster"), Some((Route::Cluster, "")));
         assert_eq!(resolve("/counts/"), None);
-        assert_eq!(label("/hello/anything"), "/hello/{name}");
-        assert_eq!(label("/nope"), "other");
+        assert_eq!(
+            metrics::ROUTES[metrics_index("/hello/anything")],
+            "/hello/{name}"
+        );
+        assert_eq!(
+            metrics::ROUTES[metrics_index("/health/cluster")],
+            "/health/cluster"
+        );
+        assert_eq!(metrics::ROUTES[metrics_index("/")], "/");
+        assert_eq!(metrics::ROUTES[metrics_index("/metrics")], "/metrics");
+        assert_eq!(metrics::ROUTES[metrics_index("/counts")], "/counts");
+        assert_eq!(metrics::ROUTES[metrics_index("/nope")], "other");
     }
 }

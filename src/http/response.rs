@@ -1,7 +1,9 @@
 //! Responses and their serialisation: a head with `Content-Length`, or a chunked stream for
 //! bodies produced while they are written.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clock::Utc;
 
@@ -70,7 +72,7 @@ pub fn write(out: &mut impl Write, response: Response, framing: Framing) -> io::
         "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\n",
         response.status,
         reason(response.status),
-        Utc::now().http_date(),
+        http_date(),
         response.content_type
     )?;
     for (name, value) in &response.headers {
@@ -134,6 +136,24 @@ pub fn keeps_alive(response: &Response, framing: Framing) -> bool {
     framing.keep_alive
         && !response.close
         && !(framing.http10 && matches!(response.body, Body::Stream(_)) && !framing.head_only)
+}
+
+/// The `Date` header's value, formatted once a second per thread.
+fn http_date() -> String {
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != now {
+            *cache = (now, Utc::from_unix_millis(now as i64 * 1000).http_date());
+        }
+        cache.1.clone()
+    })
 }
 
 fn connection_header(keep_alive: bool, http10: bool) -> &'static [u8] {

@@ -326,7 +326,14 @@ impl Shared {
                     eof = true;
                     break;
                 }
-                Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    conn.buf.extend_from_slice(&chunk[..n]);
+                    // A short read drained the socket: skip the read that would only say
+                    // so. Bytes arriving later re-trigger the connection once it is re-armed.
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
