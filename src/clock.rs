@@ -72,6 +72,60 @@ impl Utc {
     }
 }
 
+/// `20150830T123600Z`, the timestamp form AWS signatures use.
+impl Utc {
+    pub fn amz_date(&self) -> String {
+        format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (the form of AWS credential `Expiration` fields).
+pub fn parse_rfc3339_utc(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    if !s.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + std::time::Duration::from_secs(s))
+}
+
+/// (year, month, day) to days since 1970-01-01; the inverse of `civil_from_days`.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (the era-based method from Howard Hinnant's date algorithms).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -110,5 +164,24 @@ mod tests {
         // The SigV4 test suite's instant.
         let t = Utc::from_unix_millis(1_440_938_160_000);
         assert_eq!(t.rfc3339(), "2015-08-30T12:36:00.000Z");
+        assert_eq!(t.amz_date(), "20150830T123600Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0i64, 951_827_696_000, 1_440_938_160_000, 4_102_444_800_000] {
+            let text = Utc::from_unix_millis(ms).rfc3339();
+            let parsed = parse_rfc3339_utc(&text).unwrap();
+            assert_eq!(
+                parsed,
+                UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
+            );
+        }
+        assert_eq!(
+            parse_rfc3339_utc("2015-08-30T12:36:00Z"),
+            Some(UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160))
+        );
+        assert_eq!(parse_rfc3339_utc("2015-08-30 12:36:00"), None);
+        assert_eq!(parse_rfc3339_utc("2015-13-30T12:36:00Z"), None);
     }
 }

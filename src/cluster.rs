@@ -1,28 +1,244 @@
-//! The health of every node serving behind the load balancer. In local mode, that is this
-//! node alone.
+//! The health of every node serving behind the load balancer: discover the nodes in service
+//! (Classic ELB or target group, then EC2 for private IPs), ask each one's `/health` in
+//! parallel under a deadline, and list those that could not be asked apart. In local mode the
+//! cluster is this node alone.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::health::{Monitor, NodeHealth};
+use crate::aws::elb::{self, Target, TargetId};
+use crate::aws::query::QueryClient;
+use crate::aws::{ec2, AwsError};
+use crate::health::Monitor;
 
-/// How the cluster's members are found.
 pub enum Cluster {
     /// `DEBUG=true`, or no load balancer configured: this node is the cluster.
     Local,
+    Balanced(Box<Balanced>),
+}
+
+/// Which load balancer lists the cluster's nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    ClassicElb(String),
+    TargetGroup(String),
+}
+
+pub struct Balanced {
+    pub discovery: Discovery,
+    pub elb: QueryClient,
+    pub ec2: QueryClient,
+    /// Connect and total time allowed to each peer.
+    pub peer_timeout: Duration,
+    /// Time the whole answer may take, discovery included.
+    pub deadline: Duration,
+    pub agent: ureq::Agent,
 }
 
 /// The `/health/cluster` document.
 #[derive(Debug, Serialize)]
 pub struct ClusterHealth {
-    pub node_healths: Vec<NodeHealth>,
+    pub node_healths: Vec<Value>,
+    pub unreachable: Vec<Unreachable>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Unreachable {
+    pub ec2_instance_id: Option<String>,
+    pub address: Option<String>,
+    pub error: String,
+}
+
+/// A node to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Peer {
+    instance_id: Option<String>,
+    address: SocketAddr,
 }
 
 impl Cluster {
-    pub fn health(&self, own: &Monitor) -> ClusterHealth {
+    pub fn health(&self, own: &Monitor) -> Result<ClusterHealth, AwsError> {
+        let own_health = || serde_json::to_value(own.node_health()).unwrap_or(Value::Null);
         match self {
-            Cluster::Local => ClusterHealth {
-                node_healths: vec![own.node_health()],
+            Cluster::Local => Ok(ClusterHealth {
+                node_healths: vec![own_health()],
+                unreachable: Vec::new(),
+            }),
+            Cluster::Balanced(b) => {
+                let started = Instant::now();
+                let (peers, mut unreachable) = b.peers()?;
+                let own_id = own.instance_id();
+                let deadline = started + b.deadline;
+                let answers: Vec<Result<Value, Unreachable>> = thread::scope(|scope| {
+                    let handles: Vec<_> = peers
+                        .iter()
+                        .map(|peer| {
+                            if peer.instance_id.as_deref() == Some(own_id.as_str()) {
+                                // This node: from memory, not over the network.
+                                return Ok(own_health());
+                            }
+                            Err(scope.spawn(move || b.ask(peer, deadline)))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| match h {
+                            Ok(own) => Ok(own),
+                            Err(handle) => handle.join().unwrap_or_else(|_| {
+                                Err(Unreachable {
+                                    ec2_instance_id: None,
+                                    address: None,
+                                    error: "internal error asking a peer".into(),
+                                })
+                            }),
+                        })
+                        .collect()
+                });
+                let mut node_healths = Vec::new();
+                for answer in answers {
+                    match answer {
+                        Ok(health) => node_healths.push(health),
+                        Err(u) => unreachable.push(u),
+                    }
+                }
+                Ok(ClusterHealth {
+                    node_healths,
+                    unreachable,
+                })
+            }
+        }
+    }
+}
+
+impl Balanced {
+    /// The nodes in service, and those in service that have no address to ask.
+    fn peers(&self) -> Result<(Vec<Peer>, Vec<Unreachable>), AwsError> {
+        let targets = match &self.discovery {
+            Discovery::ClassicElb(name) => elb::classic_in_service(&self.elb, name)?,
+            Discovery::TargetGroup(arn) => elb::healthy_targets(&self.elb, arn)?,
+        };
+        let instance_ids: Vec<String> = targets
+            .iter()
+            .filter_map(|t| match &t.id {
+                TargetId::Instance(id) => Some(id.clone()),
+                TargetId::Ip(_) => None,
+            })
+            .collect();
+        let ips = ec2::private_ips(&self.ec2, &instance_ids)?;
+        Ok(resolve(&targets, &ips))
+    }
+
+    /// One peer's `/health`, within its own timeout and the overall deadline.
+    fn ask(&self, peer: &Peer, deadline: Instant) -> Result<Value, Unreachable> {
+        let unreachable = |error: String| Unreachable {
+            ec2_instance_id: peer.instance_id.clone(),
+            address: Some(peer.address.to_string()),
+            error,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = self.peer_timeout.min(left);
+        if timeout.is_zero() {
+            return Err(unreachable(
+                "deadline passed before it could be asked".into(),
+            ));
+        }
+        let response = self
+            .agent
+            .get(format!("http://{}/health", peer.address))
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(unreachable(format!("/health answered {status}")));
+        }
+        let body = response
+            .into_body()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let value: Value = serde_json::from_str(&body)
+            .map_err(|e| unreachable(format!("/health is not JSON: {e}")))?;
+        if !value.get("ec2_instance_id").is_some_and(Value::is_string) {
+            return Err(unreachable("/health has no ec2_instance_id".into()));
+        }
+        Ok(value)
+    }
+}
+
+/// Pairs targets with addresses: instance targets by their private IP, IP targets as they are.
+fn resolve(
+    targets: &[Target],
+    ips: &HashMap<String, std::net::IpAddr>,
+) -> (Vec<Peer>, Vec<Unreachable>) {
+    let mut peers = Vec::new();
+    let mut unreachable = Vec::new();
+    for t in targets {
+        match &t.id {
+            TargetId::Ip(ip) => peers.push(Peer {
+                instance_id: None,
+                address: SocketAddr::new(*ip, t.port),
+            }),
+            TargetId::Instance(id) => match ips.get(id) {
+                Some(ip) => peers.push(Peer {
+                    instance_id: Some(id.clone()),
+                    address: SocketAddr::new(*ip, t.port),
+                }),
+                None => unreachable.push(Unreachable {
+                    ec2_instance_id: Some(id.clone()),
+                    address: None,
+                    error: "EC2 reports no private IP for this instance".into(),
+                }),
             },
         }
+    }
+    (peers, unreachable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_instance_and_ip_targets() {
+        let targets = [
+            Target {
+                id: TargetId::Instance("i-1".into()),
+                port: 8080,
+            },
+            Target {
+                id: TargetId::Ip("10.0.0.9".parse().unwrap()),
+                port: 9000,
+            },
+            Target {
+                id: TargetId::Instance("i-2".into()),
+                port: 8080,
+            },
+        ];
+        let ips = HashMap::from([("i-1".to_string(), "10.0.0.1".parse().unwrap())]);
+        let (peers, unreachable) = resolve(&targets, &ips);
+        assert_eq!(
+            peers,
+            [
+                Peer {
+                    instance_id: Some("i-1".into()),
+                    address: "10.0.0.1:8080".parse().unwrap()
+                },
+                Peer {
+                    instance_id: None,
+                    address: "10.0.0.9:9000".parse().unwrap()
+                },
+            ]
+        );
+        assert_eq!(unreachable.len(), 1);
+        assert_eq!(unreachable[0].ec2_instance_id.as_deref(), Some("i-2"));
     }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::cluster::Discovery;
 use crate::http::{Limits, ServerConfig};
 use crate::logging::{self, Format};
+use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct Config {
@@ -19,6 +21,23 @@ pub struct Config {
     pub log_format: Format,
     pub log_level: LevelFilter,
     pub http: ServerConfig,
+    pub aws: AwsConfig,
+}
+
+/// What `/health` and `/health/cluster` need from AWS. Credentials are read by
+/// `aws::credentials` itself, so that they never sit in this struct.
+#[derive(Debug)]
+pub struct AwsConfig {
+    /// `None` in local mode or when no load balancer is named.
+    pub discovery: Option<Discovery>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); otherwise asked from instance metadata.
+    pub region: Option<String>,
+    pub elb_endpoint: Option<String>,
+    pub ec2_endpoint: Option<String>,
+    /// `None` when `DEBUG=true` or `AWS_EC2_METADATA_DISABLED=true`.
+    pub imds_endpoint: Option<String>,
+    pub peer_timeout: Duration,
+    pub cluster_deadline: Duration,
 }
 
 #[derive(Debug)]
@@ -35,21 +54,6 @@ pub struct RedisConfig {
     pub display: String,
     pub key: String,
     pub timeout: Duration,
-}
-
-/// A value that must never be printed; `Debug` shows `<redacted>`.
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// A variable whose value is not acceptable.
@@ -92,6 +96,13 @@ pub const VARIABLES: &str = "\
   HTTP_IDLE_TIMEOUT_MS     keep-alive idle time, above an ALB's 60 s (default 75000)
   HTTP_WRITE_TIMEOUT_MS    time a client may stall reading a response (default 10000)
   SHUTDOWN_TIMEOUT_MS      time in-flight requests get after SIGTERM (default 10000)
+  ELB_NAME                 Classic ELB whose in-service instances form the cluster
+  TARGET_GROUP_ARN         or: ALB/NLB target group whose healthy targets form the cluster
+  CLUSTER_PEER_TIMEOUT_MS  time each peer's /health may take (default 1500)
+  CLUSTER_DEADLINE_MS      time /health/cluster may take in all (default 3000)
+  AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+  AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI, AWS_ENDPOINT_URL[_EC2|_ELASTIC_LOAD_BALANCING],
+  AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_DISABLED: as the AWS SDKs read them
 ";
 
 impl Config {
@@ -153,6 +164,7 @@ impl Config {
             limits: Limits::default(),
         };
 
+        let aws = aws_config(&get, debug)?;
         Ok(Config {
             listen: SocketAddr::new(host, port),
             store,
@@ -160,8 +172,72 @@ impl Config {
             log_format,
             log_level,
             http,
+            aws,
         })
     }
+}
+
+fn aws_config(
+    get: &impl Fn(&str) -> Option<String>,
+    debug: bool,
+) -> Result<AwsConfig, ConfigError> {
+    let discovery = match (get("ELB_NAME"), get("TARGET_GROUP_ARN")) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "TARGET_GROUP_ARN",
+                "either ELB_NAME or TARGET_GROUP_ARN, not both",
+            ))
+        }
+        (Some(name), None) => Some(Discovery::ClassicElb(name.trim().to_owned())),
+        (None, Some(arn)) if arn.trim().starts_with("arn:") => {
+            Some(Discovery::TargetGroup(arn.trim().to_owned()))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "TARGET_GROUP_ARN",
+                "a target group ARN (arn:aws:elasticloadbalancing:…)",
+            ))
+        }
+        (None, None) => None,
+    };
+    let endpoint = |variable: &'static str| -> Result<Option<String>, ConfigError> {
+        match get(variable).or_else(|| get("AWS_ENDPOINT_URL")) {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Some(url.trim().to_owned()))
+            }
+            Some(_) => Err(invalid(variable, "an http:// or https:// URL")),
+            None => Ok(None),
+        }
+    };
+    let metadata_disabled = match get("AWS_EC2_METADATA_DISABLED")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(invalid("AWS_EC2_METADATA_DISABLED", "true or false")),
+    };
+    let imds_endpoint = match get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+        Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
+            return Err(invalid(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                "an http:// URL",
+            ))
+        }
+        Some(url) => url.trim().to_owned(),
+        None => crate::aws::imds::DEFAULT_ENDPOINT.to_owned(),
+    };
+    Ok(AwsConfig {
+        discovery: if debug { None } else { discovery },
+        region: get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .map(|r| r.trim().to_owned()),
+        elb_endpoint: endpoint("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING")?,
+        ec2_endpoint: endpoint("AWS_ENDPOINT_URL_EC2")?,
+        imds_endpoint: (!debug && !metadata_disabled).then_some(imds_endpoint),
+        peer_timeout: millis(get, "CLUSTER_PEER_TIMEOUT_MS", 1500)?,
+        cluster_deadline: millis(get, "CLUSTER_DEADLINE_MS", 3000)?,
+    })
 }
 
 fn number<T>(
@@ -206,7 +282,7 @@ fn redis_from_url(url: &str, key: String, timeout: Duration) -> Result<RedisConf
         return Err(invalid("REDIS_URL", EXPECTED));
     }
     Ok(RedisConfig {
-        url: Secret(url.to_owned()),
+        url: Secret::new(url),
         display: format!("{scheme}{host}"),
         key,
         timeout,
@@ -232,7 +308,7 @@ fn redis_from_address(
     redis::Client::open(url.as_str()).map_err(|_| invalid("REDIS_CLUSTER_ADDRESS", expected))?;
     Ok(RedisConfig {
         display: url.clone(),
-        url: Secret(url),
+        url: Secret::new(url),
         key,
         timeout,
     })
@@ -276,6 +352,33 @@ mod tests {
     }
 
     #[test]
+    fn aws_settings_follow_the_sdk_variables() {
+        let c = config(&[
+            ("ELB_NAME", "hello-elb"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:5001"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.aws.discovery,
+            Some(Discovery::ClassicElb("hello-elb".into()))
+        );
+        assert_eq!(c.aws.elb_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(c.aws.ec2_endpoint.as_deref(), Some("http://127.0.0.1:5001"));
+        assert_eq!(c.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            c.aws.imds_endpoint.as_deref(),
+            Some("http://169.254.169.254")
+        );
+        // DEBUG=true: local mode, no metadata calls, no discovery.
+        let c = config(&[("ELB_NAME", "x"), ("DEBUG", "true")]).unwrap();
+        assert!(c.aws.discovery.is_none() && c.aws.imds_endpoint.is_none());
+        let c = config(&[("AWS_EC2_METADATA_DISABLED", "true")]).unwrap();
+        assert!(c.aws.imds_endpoint.is_none());
+    }
+
+    #[test]
     fn seed_address_variable_still_works() {
         let c = config(&[
             ("REDIS_CLUSTER_ADDRESS", "10.0.0.5:6379"),
@@ -310,6 +413,19 @@ mod tests {
         assert_eq!(var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
         assert_eq!(var(&[("RUST_LOG", "loud")]), "RUST_LOG");
         assert_eq!(var(&[("HTTP_WORKERS", "0")]), "HTTP_WORKERS");
+        assert_eq!(var(&[("TARGET_GROUP_ARN", "tg")]), "TARGET_GROUP_ARN");
+        assert_eq!(
+            var(&[("ELB_NAME", "a"), ("TARGET_GROUP_ARN", "arn:x")]),
+            "TARGET_GROUP_ARN"
+        );
+        assert_eq!(
+            var(&[("AWS_ENDPOINT_URL_EC2", "localhost:5000")]),
+            "AWS_ENDPOINT_URL_EC2"
+        );
+        assert_eq!(
+            var(&[("AWS_EC2_METADATA_DISABLED", "yes please")]),
+            "AWS_EC2_METADATA_DISABLED"
+        );
         let e = config(&[("REDIS_URL", "redis://:pw-in-url@")]).unwrap_err();
         assert!(!e.to_string().contains("pw-in-url"));
     }

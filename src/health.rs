@@ -2,7 +2,7 @@
 //! for a CPU interval), and the store's reachability as of its last check.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -58,15 +58,15 @@ struct Sample {
 
 /// Reports this node's health from the latest sample.
 pub struct Monitor {
-    instance_id: String,
+    /// Set once the instance metadata service has answered; `local` until then.
+    instance_id: Arc<OnceLock<String>>,
     store_kind: &'static str,
     latest: Arc<Mutex<Sample>>,
 }
 
 impl Monitor {
-    /// Takes a first sample and starts the sampling thread. `instance_id` is `local` or the
-    /// EC2 instance id.
-    pub fn start(instance_id: String, store: Arc<dyn Store>) -> Monitor {
+    /// Takes a first sample and starts the sampling thread.
+    pub fn start(store: Arc<dyn Store>) -> Monitor {
         let latest = Arc::new(Mutex::new(Sample::default()));
         let mut sampler = Sampler::new(store.clone(), Arc::clone(&latest));
         sampler.sample(true);
@@ -80,10 +80,22 @@ impl Monitor {
             log::error!("cannot start the health sampler: {e}; /health will not change");
         }
         Monitor {
-            instance_id,
+            instance_id: Arc::new(OnceLock::new()),
             store_kind: store.kind(),
             latest,
         }
+    }
+
+    /// Where the EC2 instance id goes once it is known (from another thread).
+    pub fn instance_id_slot(&self) -> Arc<OnceLock<String>> {
+        Arc::clone(&self.instance_id)
+    }
+
+    pub fn instance_id(&self) -> String {
+        self.instance_id
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "local".to_owned())
     }
 
     pub fn node_health(&self) -> NodeHealth {
@@ -93,7 +105,7 @@ impl Monitor {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         NodeHealth {
-            ec2_instance_id: self.instance_id.clone(),
+            ec2_instance_id: self.instance_id(),
             uptime: System::uptime(),
             cpu_utilization_percent: s.cpu_percent,
             disk_utilization_percent: s.disk_percent,
@@ -213,7 +225,7 @@ mod tests {
 
     #[test]
     fn reports_real_numbers_for_this_machine() {
-        let monitor = Monitor::start("local".into(), Arc::new(MemoryStore::new()));
+        let monitor = Monitor::start(Arc::new(MemoryStore::new()));
         let h = monitor.node_health();
         assert_eq!(h.ec2_instance_id, "local");
         assert!(h.uptime > 0);

@@ -6,6 +6,7 @@
 //! [`cluster`]) → the outside world ([`store`]).
 
 pub mod app;
+pub mod aws;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -17,4 +18,5 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod routes;
+pub mod secret;
 pub mod store;

@@ -1,15 +1,19 @@
 //! The `hello` binary: configuration in, server up, signals handled.
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use hello::app::App;
-use hello::cluster::Cluster;
-use hello::config::{Config, StoreConfig, VARIABLES};
+use hello::aws::credentials::{Provider, Source};
+use hello::aws::imds::Imds;
+use hello::aws::query::QueryClient;
+use hello::aws::{ec2, elb};
+use hello::cluster::{Balanced, Cluster, Discovery};
+use hello::config::{AwsConfig, Config, StoreConfig, VARIABLES};
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::Metrics;
@@ -99,9 +103,25 @@ fn serve() -> ExitCode {
     if config.debug {
         log::info!("DEBUG=true: local mode, no AWS calls");
     }
+    let monitor = Monitor::start(Arc::clone(&store));
+    let imds = config
+        .aws
+        .imds_endpoint
+        .as_deref()
+        .map(|e| Arc::new(Imds::new(e)));
+    if let Some(imds) = &imds {
+        learn_instance_id(Arc::clone(imds), monitor.instance_id_slot());
+    }
+    let cluster = match cluster(&config.aws, imds) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hello: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let app = App {
-        monitor: Monitor::start("local".to_owned(), Arc::clone(&store)),
-        cluster: Cluster::Local,
+        monitor,
+        cluster,
         store,
         metrics: Metrics::new(),
         connections: server.stats(),
@@ -126,6 +146,89 @@ fn serve() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Asks instance metadata for the instance id in the background, so that start-up (and
+/// `/health`, which says `local` meanwhile) never waits for it off EC2.
+fn learn_instance_id(imds: Arc<Imds>, slot: Arc<OnceLock<String>>) {
+    let spawned =
+        thread::Builder::new()
+            .name("imds".into())
+            .spawn(move || match imds.instance_id() {
+                Ok(id) => {
+                    log::info!("running on EC2 instance {id}");
+                    let _ = slot.set(id);
+                }
+                Err(e) => log::info!("no instance metadata ({e}): the instance id stays \"local\""),
+            });
+    if let Err(e) = spawned {
+        log::warn!("cannot ask instance metadata: {e}");
+    }
+}
+
+/// The cluster view: local, or discovery through a load balancer with clients built from the
+/// environment. An error names the variable to fix.
+fn cluster(aws: &AwsConfig, imds: Option<Arc<Imds>>) -> Result<Cluster, String> {
+    let Some(discovery) = aws.discovery.clone() else {
+        return Ok(Cluster::Local);
+    };
+    let region = match (&aws.region, &imds) {
+        (Some(r), _) => r.clone(),
+        (None, Some(imds)) => imds.region().map_err(|e| {
+            format!("invalid AWS_REGION: not set, and instance metadata gave none ({e})")
+        })?,
+        (None, None) => {
+            return Err("invalid AWS_REGION: expected a region such as us-east-1".into())
+        }
+    };
+    let source = Source::from_env(|k| std::env::var(k).ok(), imds).ok_or(
+        "invalid AWS_ACCESS_KEY_ID: no AWS credentials in the environment, the ECS container endpoint or instance metadata",
+    )?;
+    log::info!(
+        "AWS credentials from the {}; region {region}",
+        source.name()
+    );
+    let credentials = Arc::new(Provider::new(source));
+    let timeout = aws.cluster_deadline;
+    let elb_endpoint = aws
+        .elb_endpoint
+        .clone()
+        .unwrap_or_else(|| format!("https://elasticloadbalancing.{region}.amazonaws.com"));
+    let ec2_endpoint = aws
+        .ec2_endpoint
+        .clone()
+        .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
+    let version = match discovery {
+        Discovery::ClassicElb(_) => elb::CLASSIC_VERSION,
+        Discovery::TargetGroup(_) => elb::V2_VERSION,
+    };
+    let elb = QueryClient::new(
+        &elb_endpoint,
+        &region,
+        "elasticloadbalancing",
+        version,
+        Arc::clone(&credentials),
+        timeout,
+    )
+    .map_err(|e| format!("invalid AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING: {e}"))?;
+    let ec2 = QueryClient::new(
+        &ec2_endpoint,
+        &region,
+        "ec2",
+        ec2::VERSION,
+        credentials,
+        timeout,
+    )
+    .map_err(|e| format!("invalid AWS_ENDPOINT_URL_EC2: {e}"))?;
+    log::info!("cluster = {discovery:?}, via {elb_endpoint} and {ec2_endpoint}");
+    Ok(Cluster::Balanced(Box::new(Balanced {
+        discovery,
+        elb,
+        ec2,
+        peer_timeout: aws.peer_timeout,
+        deadline: aws.cluster_deadline,
+        agent: hello::aws::agent(aws.peer_timeout, aws.peer_timeout),
+    })))
 }
 
 /// First SIGTERM or SIGINT: drain and exit. A second one: exit at once.

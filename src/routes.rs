@@ -108,7 +108,13 @@ fn handle(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
         Route::Hello => hello(app, segment, request),
         Route::Counts => counts(app, request),
         Route::Health => Ok(json_response(200, &app.monitor.node_health())),
-        Route::Cluster => Ok(json_response(200, &app.cluster.health(&app.monitor))),
+        Route::Cluster => {
+            let health = app.cluster.health(&app.monitor).map_err(|e| {
+                log::error!("cluster discovery failed: {e}");
+                ApiError::new(502, "upstream_error", e.to_string())
+            })?;
+            Ok(json_response(200, &health))
+        }
         Route::Metrics => {
             let gauges = ConnectionGauges {
                 open: app.connections.open.load(Ordering::Relaxed),

@@ -2,6 +2,8 @@
 //! real process, and a small HTTP/1.1 client over plain sockets.
 #![allow(dead_code)] // Each suite uses a different part of the harness.
 
+pub mod aws;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -168,13 +170,17 @@ impl Service {
 
     pub fn start_on(host: &str, env: &[(&str, &str)]) -> Service {
         let port = free_port();
-        let addr: SocketAddr = format!("{host}:{port}").parse().expect("address");
+        Service::start_at(format!("{host}:{port}").parse().expect("address"), env)
+    }
+
+    pub fn start_at(addr: SocketAddr, env: &[(&str, &str)]) -> Service {
+        let (host, port) = (addr.ip().to_string(), addr.port());
         let log =
             std::env::temp_dir().join(format!("hello-test-{}-{port}.log", std::process::id()));
         let child = Command::new(env!("CARGO_BIN_EXE_hello"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOST", host)
+            .env("HOST", &host)
             .env("PORT", port.to_string())
             .env("DEBUG", "true")
             .envs(env.iter().copied())

@@ -1,0 +1,242 @@
+//! Credentials, from the first source that has them: environment variables, the ECS container
+//! credentials endpoint, or the EC2 instance profile through the metadata service. Fetched
+//! credentials are cached until five minutes before they expire; one refresh runs at a time.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::clock::parse_rfc3339_utc;
+use crate::secret::Secret;
+
+use super::imds::Imds;
+use super::{agent, body_text, AwsError};
+
+/// How long before expiry cached credentials are replaced.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+const ECS_HOST: &str = "http://169.254.170.2";
+
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where credentials come from, decided once at start-up.
+pub enum Source {
+    Static(Arc<Credentials>),
+    /// ECS: a full URL and, for `FULL_URI`, the authorization header value.
+    Container {
+        url: String,
+        authorization: Option<Secret>,
+    },
+    InstanceProfile(Arc<Imds>),
+}
+
+impl Source {
+    /// The first source the environment offers (`var` reads a variable).
+    pub fn from_env(
+        var: impl Fn(&str) -> Option<String>,
+        imds: Option<Arc<Imds>>,
+    ) -> Option<Source> {
+        let get = |n: &str| var(n).filter(|v| !v.trim().is_empty());
+        if let (Some(id), Some(secret)) = (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+            return Some(Source::Static(Arc::new(Credentials {
+                access_key_id: id,
+                secret_access_key: Secret::new(secret),
+                session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+                expires_at: None,
+            })));
+        }
+        if let Some(relative) = get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+            return Some(Source::Container {
+                url: format!("{ECS_HOST}{relative}"),
+                authorization: None,
+            });
+        }
+        if let Some(full) = get("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+            let authorization = get("AWS_CONTAINER_AUTHORIZATION_TOKEN").or_else(|| {
+                get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .map(|t| t.trim().to_owned())
+            });
+            return Some(Source::Container {
+                url: full,
+                authorization: authorization.map(Secret::new),
+            });
+        }
+        imds.map(Source::InstanceProfile)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Static(_) => "environment",
+            Source::Container { .. } => "ECS container endpoint",
+            Source::InstanceProfile(_) => "EC2 instance profile",
+        }
+    }
+}
+
+/// A credential source with its cache.
+pub struct Provider {
+    source: Source,
+    cached: Mutex<Option<Arc<Credentials>>>,
+    agent: ureq::Agent,
+}
+
+impl Provider {
+    pub fn new(source: Source) -> Provider {
+        Provider {
+            source,
+            cached: Mutex::new(None),
+            agent: agent(Duration::from_secs(1), Duration::from_secs(3)),
+        }
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Current credentials, fetching them when there are none or they are about to expire.
+    /// Callers wait on the lock while one of them refreshes, so there is one refresh at a time.
+    pub fn get(&self) -> Result<Arc<Credentials>, AwsError> {
+        if let Source::Static(c) = &self.source {
+            return Ok(Arc::clone(c));
+        }
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cached.as_ref() {
+            let fresh = c
+                .expires_at
+                .is_none_or(|at| SystemTime::now() + REFRESH_MARGIN < at);
+            if fresh {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let fetched = Arc::new(self.fetch()?);
+        *cached = Some(Arc::clone(&fetched));
+        Ok(fetched)
+    }
+
+    fn fetch(&self) -> Result<Credentials, AwsError> {
+        match &self.source {
+            Source::Static(_) => unreachable!("static credentials are never fetched"),
+            Source::Container { url, authorization } => {
+                let mut request = self.agent.get(url);
+                if let Some(auth) = authorization {
+                    request = request.header("Authorization", auth.expose());
+                }
+                let response = request
+                    .call()
+                    .map_err(|e| AwsError::Credentials(format!("container endpoint: {e}")))?;
+                let (status, body) = body_text(response)?;
+                if status != 200 {
+                    return Err(AwsError::Credentials(format!(
+                        "container endpoint answered {status}"
+                    )));
+                }
+                parse_credentials_json(&body)
+            }
+            Source::InstanceProfile(imds) => {
+                let roles = imds.get("/latest/meta-data/iam/security-credentials/")?;
+                let role = roles
+                    .lines()
+                    .next()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .ok_or_else(|| AwsError::Credentials("the instance has no role".into()))?;
+                let body = imds.get(&format!(
+                    "/latest/meta-data/iam/security-credentials/{role}"
+                ))?;
+                parse_credentials_json(&body)
+            }
+        }
+    }
+}
+
+/// The JSON both the ECS endpoint and IMDS answer with.
+pub fn parse_credentials_json(body: &str) -> Result<Credentials, AwsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Document {
+        access_key_id: String,
+        secret_access_key: String,
+        token: Option<String>,
+        expiration: Option<String>,
+        code: Option<String>,
+    }
+    let doc: Document = serde_json::from_str(body)
+        .map_err(|e| AwsError::Credentials(format!("unreadable credentials document: {e}")))?;
+    if let Some(code) = doc.code.filter(|c| c != "Success") {
+        return Err(AwsError::Credentials(format!(
+            "metadata service says {code}"
+        )));
+    }
+    let expires_at = match doc.expiration {
+        Some(text) => Some(
+            parse_rfc3339_utc(&text)
+                .ok_or_else(|| AwsError::Credentials(format!("unreadable Expiration {text:?}")))?,
+        ),
+        None => None,
+    };
+    Ok(Credentials {
+        access_key_id: doc.access_key_id,
+        secret_access_key: Secret::new(doc.secret_access_key),
+        session_token: doc.token.map(Secret::new),
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_comes_first() {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SECRET".to_string()),
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" => Some("/v2/creds".to_string()),
+            _ => None,
+        };
+        let source = Source::from_env(env, None).unwrap();
+        assert_eq!(source.name(), "environment");
+        let env =
+            |k: &str| (k == "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").then(|| "/v2/c".to_string());
+        match Source::from_env(env, None).unwrap() {
+            Source::Container { url, authorization } => {
+                assert_eq!(url, "http://169.254.170.2/v2/c");
+                assert!(authorization.is_none());
+            }
+            _ => panic!("expected the container source"),
+        }
+        assert!(Source::from_env(|_| None, None).is_none());
+    }
+
+    #[test]
+    fn reads_credential_documents() {
+        let c = parse_credentials_json(
+            r#"{"Code":"Success","AccessKeyId":"ASIA","SecretAccessKey":"s","Token":"t","Expiration":"2026-11-26T18:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIA");
+        assert_eq!(c.session_token.unwrap().expose(), "t");
+        assert!(c.expires_at.is_some());
+        assert!(parse_credentials_json(
+            r#"{"Code":"Failure","AccessKeyId":"","SecretAccessKey":""}"#
+        )
+        .is_err());
+        let e = parse_credentials_json("not json {\"SecretAccessKey\":\"leak\"").unwrap_err();
+        assert!(!e.to_string().contains("leak"));
+    }
+}

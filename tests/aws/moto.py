@@ -1,0 +1,103 @@
+"""Drives the moto AWS emulator for the cluster tests: a signed-in user and a cluster of
+instances on 127.0.0.x behind a Classic ELB and an instance target group.
+
+  moto.py credentials             -> {"key": ..., "secret": ...}   (the only unsigned calls)
+  moto.py cluster PORT IP [IP...] -> {"instances": {ip: id}, "elb": name, "target_group": arn}
+  moto.py role-credentials        -> {"key", "secret", "token"} of an assumed allow-all role
+  moto.py stop INSTANCE_ID
+
+The endpoint is $MOTO_URL; every call after `credentials` is signed with $AWS_ACCESS_KEY_ID.
+"""
+
+import json
+import os
+import sys
+
+import boto3
+
+REGION = "us-east-1"
+
+
+def client(service, **creds):
+    return boto3.client(service, region_name=REGION, endpoint_url=os.environ["MOTO_URL"], **creds)
+
+
+def credentials():
+    # moto lets exactly INITIAL_NO_AUTH_ACTION_COUNT (3) calls through unsigned: these three.
+    iam = client("iam", aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="hello")
+    key = iam.create_access_key(UserName="hello")["AccessKey"]
+    iam.put_user_policy(
+        UserName="hello",
+        PolicyName="allow-all",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    print(json.dumps({"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}))
+
+
+def cluster(port, ips):
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="127.0.0.0/24", AvailabilityZone="us-east-1a")
+    subnet = subnet["Subnet"]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instances = {}
+    for ip in ips:
+        reservation = ec2.run_instances(
+            ImageId=image, MinCount=1, MaxCount=1, SubnetId=subnet, PrivateIpAddress=ip
+        )
+        instances[ip] = reservation["Instances"][0]["InstanceId"]
+    elb = client("elb")
+    elb.create_load_balancer(
+        LoadBalancerName="hello-elb",
+        Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": port}],
+        AvailabilityZones=["us-east-1a"],
+    )
+    elb.register_instances_with_load_balancer(
+        LoadBalancerName="hello-elb", Instances=[{"InstanceId": i} for i in instances.values()]
+    )
+    elbv2 = client("elbv2")
+    group = elbv2.create_target_group(
+        Name="hello-tg", Protocol="HTTP", Port=port, VpcId=vpc, TargetType="instance"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": i, "Port": port} for i in instances.values()])
+    print(json.dumps({"instances": instances, "elb": "hello-elb", "target_group": group}))
+
+
+def role_credentials():
+    """Temporary credentials of an allow-all role, as an instance profile would hand out."""
+    iam = client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": iam.get_user(UserName="hello")["User"]["Arn"]}, "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName="hello-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    iam.put_role_policy(
+        RoleName="hello-role",
+        PolicyName="allow-all",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    creds = client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="node")["Credentials"]
+    print(json.dumps({"key": creds["AccessKeyId"], "secret": creds["SecretAccessKey"],
+                      "token": creds["SessionToken"]}))
+
+
+def stop(instance_id):
+    client("ec2").stop_instances(InstanceIds=[instance_id])
+    print(json.dumps({"stopped": instance_id}))
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "credentials":
+        credentials()
+    elif command == "cluster":
+        cluster(int(args[0]), args[1:])
+    elif command == "role-credentials":
+        role_credentials()
+    elif command == "stop":
+        stop(args[0])
+    else:
+        sys.exit(f"unknown command {command}")

@@ -1,0 +1,250 @@
+//! `/health/cluster` on a real multi-node cluster on one machine: nodes on 127.0.0.x behind a
+//! Classic ELB and a target group in the moto emulator (which checks our signatures), each
+//! node told its instance id by a metadata stub.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::aws::{hanging_listener, ImdsConfig, ImdsStub, Moto};
+use common::{free_port, Service};
+
+/// A cluster: moto, one node per address (each with its own metadata stub).
+struct Cluster {
+    moto: Moto,
+    port: u16,
+    instances: serde_json::Map<String, serde_json::Value>,
+    elb: String,
+    target_group: String,
+}
+
+impl Cluster {
+    fn new(ips: &[&str]) -> Cluster {
+        let moto = Moto::start();
+        let port = free_port();
+        let mut args = vec!["cluster".to_string(), port.to_string()];
+        args.extend(ips.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let made = moto.script(&args);
+        Cluster {
+            port,
+            instances: made["instances"].as_object().unwrap().clone(),
+            elb: made["elb"].as_str().unwrap().to_owned(),
+            target_group: made["target_group"].as_str().unwrap().to_owned(),
+            moto,
+        }
+    }
+
+    fn id(&self, ip: &str) -> String {
+        self.instances[ip].as_str().unwrap().to_owned()
+    }
+
+    fn addr(&self, ip: &str) -> SocketAddr {
+        format!("{ip}:{}", self.port).parse().unwrap()
+    }
+
+    /// Starts a node on `ip` discovering through `discovery` (`ELB_NAME` or
+    /// `TARGET_GROUP_ARN`); returns it with its metadata stub.
+    fn node(
+        &self,
+        ip: &str,
+        discovery: (&str, &str),
+        extra: &[(&str, &str)],
+    ) -> (Service, ImdsStub) {
+        let imds = ImdsStub::start(ImdsConfig {
+            instance_id: self
+                .instances
+                .get(ip)
+                .and_then(|v| v.as_str())
+                .unwrap_or("i-none")
+                .to_owned(),
+            region: "us-east-1".into(),
+            credentials: None,
+            v1_only: false,
+        });
+        let mut env: Vec<(String, String)> = self.moto.node_env();
+        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.url.clone()));
+        env.push((discovery.0.into(), discovery.1.into()));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        (Service::start_at(self.addr(ip), &env), imds)
+    }
+}
+
+fn ids(value: &serde_json::Value, key: &str) -> BTreeSet<String> {
+    value[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {value}"))
+        .iter()
+        .map(|n| n["ec2_instance_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits for a node's instance id (learnt from metadata in the background).
+fn wait_for_instance_id(node: &Service, id: &str) {
+    let start = Instant::now();
+    while node.get("/health").json()["ec2_instance_id"] != id {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "instance id never learnt"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let c = Cluster::new(&ips);
+    let elb = c.elb.clone();
+    let nodes: Vec<_> = ips
+        .iter()
+        .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
+        .collect();
+    let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
+    for (ip, (node, _)) in ips.iter().zip(&nodes) {
+        wait_for_instance_id(node, &c.id(ip));
+    }
+    for (node, _) in &nodes {
+        let r = node.get("/health/cluster");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(ids(&body, "node_healths"), all);
+        assert!(body["unreachable"].as_array().unwrap().is_empty());
+    }
+    // A node that is not itself a target, discovering through the target group.
+    let tg = c.target_group.clone();
+    let (outsider, _imds) = c.node("127.0.0.9", ("TARGET_GROUP_ARN", &tg), &[]);
+    let body = outsider.get("/health/cluster").json();
+    assert_eq!(ids(&body, "node_healths"), all);
+}
+
+#[test]
+fn stopped_killed_and_hung_nodes() {
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+    let c = Cluster::new(&ips);
+    let elb = c.elb.clone();
+    let deadline = [
+        ("CLUSTER_PEER_TIMEOUT_MS", "700"),
+        ("CLUSTER_DEADLINE_MS", "1500"),
+    ];
+    let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &deadline);
+    let (mut b, _ib) = c.node(ips[1], ("ELB_NAME", &elb), &deadline);
+    let (_d, _id) = c.node(ips[2], ("ELB_NAME", &elb), &deadline);
+    // 127.0.0.5 accepts connections and never answers.
+    let _hung = hanging_listener(c.addr(ips[3]));
+
+    let started = Instant::now();
+    let body = a.get("/health/cluster").json();
+    let elapsed = started.elapsed();
+    println!("4 nodes, one hung: /health/cluster in {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(
+        ids(&body, "node_healths"),
+        [c.id(ips[0]), c.id(ips[1]), c.id(ips[2])].into()
+    );
+    let unreachable = body["unreachable"].as_array().unwrap();
+    assert_eq!(unreachable.len(), 1);
+    assert_eq!(unreachable[0]["ec2_instance_id"], c.id(ips[3]));
+    assert_eq!(unreachable[0]["address"], c.addr(ips[3]).to_string());
+    assert!(unreachable[0]["error"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("timeout"));
+
+    // Stopped in EC2: out of service, so not listed at all.
+    c.moto.script(&["stop", &c.id(ips[3])]);
+    let body = a.get("/health/cluster").json();
+    assert!(body["unreachable"].as_array().unwrap().is_empty(), "{body}");
+    assert_eq!(ids(&body, "node_healths").len(), 3);
+
+    // Killed but still in service: listed as unreachable, with the reason.
+    b.signal(libc::SIGKILL);
+    b.wait(Duration::from_secs(5));
+    let body = a.get("/health/cluster").json();
+    assert_eq!(
+        ids(&body, "node_healths"),
+        [c.id(ips[0]), c.id(ips[2])].into()
+    );
+    let unreachable = body["unreachable"].as_array().unwrap();
+    assert_eq!(unreachable.len(), 1);
+    assert_eq!(unreachable[0]["ec2_instance_id"], c.id(ips[1]));
+}
+
+#[test]
+fn a_wrong_secret_is_refused_by_aws_and_surfaces_as_502() {
+    let c = Cluster::new(&["127.0.0.2"]);
+    let elb = c.elb.clone();
+    let (node, _imds) = c.node(
+        "127.0.0.2",
+        ("ELB_NAME", &elb),
+        &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+    );
+    let r = node.get("/health/cluster");
+    r.assert_error(502, "upstream_error");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("SignatureDoesNotMatch"), "{message}");
+    assert!(!message.contains("not-the-secret"));
+    assert!(!node.logs().contains("not-the-secret"));
+    assert!(!node.logs().contains(&c.moto.secret));
+}
+
+#[test]
+fn credentials_and_region_from_instance_metadata_v2_and_v1() {
+    let c = Cluster::new(&["127.0.0.2"]);
+    let role = c.moto.script(&["role-credentials"]);
+    let text = |k: &str| role[k].as_str().unwrap().to_owned();
+    for v1_only in [false, true] {
+        let imds = ImdsStub::start(ImdsConfig {
+            instance_id: c.id("127.0.0.2"),
+            region: "us-east-1".into(),
+            credentials: Some((text("key"), text("secret"), text("token"))),
+            v1_only,
+        });
+        let env = [
+            ("AWS_ENDPOINT_URL", c.moto.url.as_str()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url.as_str()),
+            ("ELB_NAME", c.elb.as_str()),
+            ("DEBUG", "false"),
+        ];
+        let node = Service::start_at(c.addr("127.0.0.2"), &env);
+        let r = node.get("/health/cluster");
+        assert_eq!(r.status, 200, "v1_only={v1_only}: {}", r.text());
+        assert_eq!(ids(&r.json(), "node_healths"), [c.id("127.0.0.2")].into());
+        assert!(imds.token_puts.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        let tokenless = imds
+            .tokenless_gets
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if v1_only {
+            assert!(tokenless > 0, "IMDSv1 fallback not used");
+        } else {
+            assert_eq!(tokenless, 0, "IMDSv2 GETs must carry the token");
+        }
+        drop(node);
+    }
+}
+
+#[test]
+fn debug_mode_makes_no_metadata_calls() {
+    let imds = ImdsStub::start(ImdsConfig {
+        instance_id: "i-should-not-be-asked".into(),
+        region: "us-east-1".into(),
+        credentials: None,
+        v1_only: false,
+    });
+    let node = Service::start(&[
+        ("DEBUG", "true"),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url),
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(node.get("/health").json()["ec2_instance_id"], "local");
+    assert_eq!(imds.token_puts.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        imds.tokenless_gets
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}

@@ -1,0 +1,257 @@
+//! AWS peers for the cluster tests: the moto emulator (signature checking on) and a stub of the
+//! EC2 instance metadata service, which has no emulator. The stub follows the documented
+//! IMDSv2 protocol: `PUT /latest/api/token` with a TTL header gives a token; every `GET` needs
+//! it (401 without), unless the stub plays an IMDSv1-only service that refuses the `PUT`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+fn venv_bin(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A moto server of our own, with an IAM user whose key every later call is signed with.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run .venv/bin/moto_server: the README's test command installs it");
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        let mut moto = Moto {
+            child,
+            url,
+            key: String::new(),
+            secret: String::new(),
+        };
+        let creds = moto.script(&["credentials"]);
+        moto.key = creds["key"].as_str().unwrap().to_owned();
+        moto.secret = creds["secret"].as_str().unwrap().to_owned();
+        moto
+    }
+
+    /// Runs tests/aws/moto.py with this server and key; returns its JSON answer.
+    pub fn script(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new(venv_bin("python"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/moto.py"))
+            .args(args)
+            .env("MOTO_URL", &self.url)
+            .env("AWS_ACCESS_KEY_ID", &self.key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+            .output()
+            .expect("run moto.py");
+        assert!(
+            out.status.success(),
+            "moto.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("moto.py JSON")
+    }
+
+    /// The environment a node needs to discover its cluster through this server.
+    pub fn node_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.url.clone()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), self.key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.secret.clone()),
+            ("DEBUG".into(), "false".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the metadata stub serves.
+#[derive(Clone)]
+pub struct ImdsConfig {
+    pub instance_id: String,
+    pub region: String,
+    /// Role credentials (`AccessKeyId`, `SecretAccessKey`, `Token`), if the instance has a
+    /// role.
+    pub credentials: Option<(String, String, String)>,
+    /// Refuse the token call with 403, as an IMDSv1-only service would.
+    pub v1_only: bool,
+}
+
+/// A metadata stub on 127.0.0.1, answering one connection at a time.
+pub struct ImdsStub {
+    pub url: String,
+    /// GETs that came without a token (IMDSv1 style).
+    pub tokenless_gets: Arc<AtomicUsize>,
+    pub token_puts: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+const TOKEN: &str = "stub-token-AQAEAK";
+
+impl ImdsStub {
+    pub fn start(config: ImdsConfig) -> ImdsStub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tokenless_gets = Arc::new(AtomicUsize::new(0));
+        let token_puts = Arc::new(AtomicUsize::new(0));
+        let (s, t, p) = (
+            Arc::clone(&stop),
+            Arc::clone(&tokenless_gets),
+            Arc::clone(&token_puts),
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    let _ = serve_imds(stream, &config, &t, &p);
+                }
+            }
+        });
+        ImdsStub {
+            url: format!("http://{addr}"),
+            tokenless_gets,
+            token_puts,
+            stop,
+            addr,
+        }
+    }
+}
+
+impl Drop for ImdsStub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve_imds(
+    stream: TcpStream,
+    config: &ImdsConfig,
+    tokenless: &AtomicUsize,
+    puts: &AtomicUsize,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let header = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+    }
+    let (status, body) = if method == "PUT" && path == "/latest/api/token" {
+        puts.fetch_add(1, Ordering::SeqCst);
+        if config.v1_only {
+            (403, String::new())
+        } else if header("x-aws-ec2-metadata-token-ttl-seconds").is_none() {
+            (400, String::new())
+        } else {
+            (200, TOKEN.to_owned())
+        }
+    } else if method == "GET" {
+        let token = header("x-aws-ec2-metadata-token");
+        if token.is_none() {
+            tokenless.fetch_add(1, Ordering::SeqCst);
+        }
+        if !config.v1_only && token != Some(TOKEN) {
+            (401, String::new())
+        } else {
+            imds_get(path, config)
+        }
+    } else {
+        (405, String::new())
+    };
+    let mut stream = reader.into_inner();
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn imds_get(path: &str, config: &ImdsConfig) -> (u16, String) {
+    match path {
+        "/latest/meta-data/instance-id" => (200, config.instance_id.clone()),
+        "/latest/dynamic/instance-identity/document" => (
+            200,
+            serde_json::json!({"instanceId": config.instance_id, "region": config.region})
+                .to_string(),
+        ),
+        "/latest/meta-data/iam/security-credentials/" if config.credentials.is_some() => {
+            (200, "hello-role".into())
+        }
+        "/latest/meta-data/iam/security-credentials/hello-role" => match &config.credentials {
+            Some((key, secret, token)) => (
+                200,
+                serde_json::json!({
+                    "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key,
+                    "SecretAccessKey": secret, "Token": token,
+                    "Expiration": "2099-01-01T00:00:00Z"
+                })
+                .to_string(),
+            ),
+            None => (404, String::new()),
+        },
+        _ => (404, String::new()),
+    }
+}
+
+/// A peer that accepts connections and never answers.
+pub fn hanging_listener(addr: SocketAddr) -> TcpListener {
+    TcpListener::bind(addr).expect("bind the hanging peer")
+}
