@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::aws::{hanging_listener, ImdsConfig, ImdsStub, Moto};
+use common::aws::{container_endpoint, hanging_listener, ImdsConfig, ImdsStub, Moto};
 use common::{free_port, Service};
 
 /// A cluster: moto, one node per address (each with its own metadata stub).
@@ -108,7 +108,12 @@ fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
         wait_for_instance_id(node, &c.id(ip));
     }
     for (node, _) in &nodes {
+        let started = Instant::now();
         let r = node.get("/health/cluster");
+        println!(
+            "3 healthy nodes: /health/cluster in {:?}",
+            started.elapsed()
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         let body = r.json();
         assert_eq!(ids(&body, "node_healths"), all);
@@ -225,6 +230,66 @@ fn credentials_and_region_from_instance_metadata_v2_and_v1() {
         }
         drop(node);
     }
+}
+
+#[test]
+fn credentials_from_the_ecs_container_endpoint() {
+    let c = Cluster::new(&["127.0.0.2"]);
+    let role = c.moto.script(&["role-credentials"]);
+    let text = |k: &str| role[k].as_str().unwrap().to_owned();
+    let (url, refused) = container_endpoint(
+        (text("key"), text("secret"), text("token")),
+        "Bearer ecs-agent-token",
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL", c.moto.url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "Bearer ecs-agent-token",
+        ),
+        ("ELB_NAME", c.elb.as_str()),
+        ("DEBUG", "false"),
+    ];
+    let node = Service::start_at(c.addr("127.0.0.2"), &env);
+    let r = node.get("/health/cluster");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["node_healths"].as_array().unwrap().len(), 1);
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(!node.logs().contains(&text("secret")));
+    assert!(!node.logs().contains("ecs-agent-token"));
+}
+
+#[test]
+fn sixteen_nodes_with_one_hung_answer_within_the_deadline() {
+    let ips: Vec<String> = (2..=17).map(|i| format!("127.0.0.{i}")).collect();
+    let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    let c = Cluster::new(&ip_refs);
+    let elb = c.elb.clone();
+    let deadline = [
+        ("CLUSTER_PEER_TIMEOUT_MS", "1000"),
+        ("CLUSTER_DEADLINE_MS", "2000"),
+    ];
+    let nodes: Vec<_> = ip_refs[..15]
+        .iter()
+        .map(|ip| c.node(ip, ("ELB_NAME", &elb), &deadline))
+        .collect();
+    let _hung = hanging_listener(c.addr(ip_refs[15]));
+    let mut timings = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let body = nodes[0].0.get("/health/cluster").json();
+        timings.push(started.elapsed());
+        assert_eq!(ids(&body, "node_healths").len(), 15, "{body}");
+        assert_eq!(body["unreachable"].as_array().unwrap().len(), 1);
+    }
+    println!("16 nodes, one hung (peer timeout 1 s): /health/cluster took {timings:?}");
+    assert!(
+        timings.iter().all(|t| *t < Duration::from_secs(3)),
+        "{timings:?}"
+    );
 }
 
 #[test]

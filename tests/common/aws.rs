@@ -255,3 +255,50 @@ fn imds_get(path: &str, config: &ImdsConfig) -> (u16, String) {
 pub fn hanging_listener(addr: SocketAddr) -> TcpListener {
     TcpListener::bind(addr).expect("bind the hanging peer")
 }
+
+/// A stub of the ECS container credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`):
+/// answers `GET /creds` with the credentials JSON when the `Authorization` header matches,
+/// 401 otherwise. Returns its URL and a counter of refused calls.
+pub fn container_endpoint(
+    credentials: (String, String, String),
+    authorization: &'static str,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/creds", listener.local_addr().unwrap());
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&refused);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut authorized = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((n, v)) = line.split_once(':') {
+                    if n.eq_ignore_ascii_case("authorization") && v.trim() == authorization {
+                        authorized = true;
+                    }
+                }
+            }
+            let (status, body) = if authorized {
+                let (key, secret, token) = &credentials;
+                (200, serde_json::json!({
+                    "AccessKeyId": key, "SecretAccessKey": secret, "Token": token,
+                    "Expiration": "2099-01-01T00:00:00Z", "RoleArn": "arn:aws:iam::123456789012:role/hello"
+                }).to_string())
+            } else {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (401, String::new())
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, refused)
+}
