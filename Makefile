@@ -3,13 +3,14 @@
 #   make run      the service on :8080 (no Redis needed: an in-process store)
 #   make test     every check and test suite; installs what they need
 #   make bench    throughput, latency and memory, side by side with webdis
+#   make deploy   release this commit to ECS (scripts/deploy.sh --dry-run to preview)
 
 TARGET  := x86_64-unknown-linux-musl
 STATIC  := target/$(TARGET)/release/hello
 IMAGE   ?= nytimes/hello
 SHELL   := /bin/bash
 
-.PHONY: all static image run test bench clean
+.PHONY: all static image run test bench deploy clean
 
 all: static image
 
@@ -35,6 +36,9 @@ test:
 
 bench:
 	scripts/bench.sh
+
+deploy:
+	scripts/deploy.sh
 
 clean:
 	cargo clean

@@ -22,16 +22,18 @@ need_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The project's Python venv for test peers, with the pinned requirements.
+# ensure_venv DIR REQUIREMENTS: a Python venv with the pinned requirements, reinstalled when
+# the requirements file changes.
 ensure_venv() {
-  if [ ! -x .venv/bin/python ]; then
-    echo "==> creating .venv"
-    python3 -m venv .venv
+  local dir=$1 requirements=$2
+  if [ ! -x "$dir/bin/python" ]; then
+    echo "==> creating $dir"
+    python3 -m venv "$dir"
   fi
-  if ! cmp -s tests/requirements.txt .venv/.installed-requirements 2>/dev/null; then
-    echo "==> installing tests/requirements.txt into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
-    cp tests/requirements.txt .venv/.installed-requirements
+  if ! cmp -s "$requirements" "$dir/.installed-requirements" 2>/dev/null; then
+    echo "==> installing $requirements into $dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$dir/.installed-requirements"
   fi
 }
 

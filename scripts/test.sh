@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The test command (`make test`): installs what the tests need, then runs the checks and every
-# test suite. Tests start their own redis-server on free ports; a Redis you run is not touched.
+# test suite. Tests start their own redis-server and moto on free ports; a Redis you run is
+# never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-need_packages redis-server:redis-server unshare:util-linux
-ensure_venv
+need_packages redis-server:redis-server unshare:util-linux file:file curl:curl podman:podman runc:runc slirp4netns:slirp4netns
+ensure_musl_target
+ensure_venv .venv tests/requirements.txt
+ensure_venv .venv-tools tests/tools-requirements.txt
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -17,5 +20,23 @@ runtime=$(cargo tree -e normal -i tokio 2>/dev/null || true)
 if [ -n "$runtime" ]; then
   echo "tokio is a normal dependency:"; echo "$runtime"; exit 1
 fi
+
+echo "==> the static binary"
+make --no-print-directory static
+binary=target/x86_64-unknown-linux-musl/release/hello
+file "$binary" | tee /dev/stderr | grep -Eq 'static(-pie)? linked' || { echo "not statically linked"; exit 1; }
+echo "static binary size: $(stat -c %s "$binary") bytes"
+
+echo "==> hadolint Dockerfile"
+.venv-tools/bin/hadolint Dockerfile
+
+echo "==> terraform fmt and checkov over deployment/"
+if command -v terraform >/dev/null 2>&1; then
+  terraform fmt -check -recursive deployment
+else
+  echo "terraform is not installed: skipped terraform fmt -check"
+fi
+.venv-tools/bin/checkov --skip-download --directory deployment --framework terraform --quiet --compact
+
 echo "==> cargo test"
 cargo test --all-targets

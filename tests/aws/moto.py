@@ -4,6 +4,8 @@ instances on 127.0.0.x behind a Classic ELB and an instance target group.
   moto.py credentials             -> {"key": ..., "secret": ...}   (the only unsigned calls)
   moto.py cluster PORT IP [IP...] -> {"instances": {ip: id}, "elb": name, "target_group": arn}
   moto.py role-credentials        -> {"key", "secret", "token"} of an assumed allow-all role
+  moto.py ecs-service TASK_JSON    -> an ECS service on that task definition, and an ECR repo
+  moto.py service-task CLUSTER SERVICE -> the service's task definition (arn, revision, image)
   moto.py stop INSTANCE_ID
 
 The endpoint is $MOTO_URL; every call after `credentials` is signed with $AWS_ACCESS_KEY_ID.
@@ -84,6 +86,27 @@ def role_credentials():
                       "token": creds["SessionToken"]}))
 
 
+def ecs_service(task_definition_file):
+    """An ECR repository and an ECS service running the example task definition, registered
+    as `aws ecs register-task-definition --cli-input-json` would."""
+    ecs = client("ecs")
+    ecs.create_cluster(clusterName="hello")
+    task = ecs.register_task_definition(**json.load(open(task_definition_file)))["taskDefinition"]
+    ecs.create_service(cluster="hello", serviceName="hello", taskDefinition=task["taskDefinitionArn"],
+                       desiredCount=1)
+    repo = client("ecr").create_repository(repositoryName="hello")["repository"]["repositoryUri"]
+    print(json.dumps({"task_definition": task["taskDefinitionArn"], "repository": repo}))
+
+
+def service_task(cluster, service):
+    ecs = client("ecs")
+    arn = ecs.describe_services(cluster=cluster, services=[service])["services"][0]["taskDefinition"]
+    task = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    print(json.dumps({"arn": arn, "revision": task["revision"],
+                      "image": task["containerDefinitions"][0]["image"],
+                      "secrets": task["containerDefinitions"][0].get("secrets", [])}))
+
+
 def stop(instance_id):
     client("ec2").stop_instances(InstanceIds=[instance_id])
     print(json.dumps({"stopped": instance_id}))
@@ -97,6 +120,10 @@ if __name__ == "__main__":
         cluster(int(args[0]), args[1:])
     elif command == "role-credentials":
         role_credentials()
+    elif command == "ecs-service":
+        ecs_service(args[0])
+    elif command == "service-task":
+        service_task(args[0], args[1])
     elif command == "stop":
         stop(args[0])
     else:

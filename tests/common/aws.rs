@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::free_port;
 
-fn venv_bin(name: &str) -> String {
+pub fn venv_bin(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(".venv/bin")
         .join(name)
@@ -32,10 +32,16 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// With extra environment for the server (e.g. `MOTO_ECS_SERVICE_RUNNING`).
+    pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

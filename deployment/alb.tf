@@ -1,0 +1,72 @@
+# The public Application Load Balancer. Health checks ask /health, which answers 200 while the
+# process serves (even with Redis down, which /health reports instead).
+
+resource "aws_lb" "main" {
+  # checkov:skip=CKV_AWS_91:Access logs need an S3 bucket with its own policy; enable when needed.
+  # checkov:skip=CKV2_AWS_28:A WAF is a product decision (and cost) beyond this service's defaults.
+  # checkov:skip=CKV2_AWS_20:HTTP redirects to HTTPS whenever certificate_arn is set (see the http listener).
+  name                       = var.name
+  load_balancer_type         = "application"
+  internal                   = false
+  security_groups            = [aws_security_group.alb.id]
+  subnets                    = aws_subnet.public[*].id
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.deletion_protection
+  idle_timeout               = 60
+}
+
+resource "aws_lb_target_group" "main" {
+  # checkov:skip=CKV_AWS_378:Load balancer to task traffic stays inside the VPC, between security groups that admit only each other.
+  name                 = var.name
+  port                 = var.container_port
+  protocol             = "HTTP"
+  target_type          = "instance"
+  vpc_id               = aws_vpc.main.id
+  deregistration_delay = 15
+
+  health_check {
+    path                = "/health"
+    matcher             = "200"
+    interval            = 15
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 3
+  }
+}
+
+resource "aws_lb_listener" "http" {
+  # checkov:skip=CKV_AWS_2:Plain HTTP is served only when no certificate is given; with one it redirects.
+  # checkov:skip=CKV_AWS_103:TLS policy applies to the HTTPS listener, set there.
+  # checkov:skip=CKV2_AWS_20:Redirects to HTTPS whenever a certificate is given.
+  load_balancer_arn = aws_lb.main.arn
+  port              = 80
+  protocol          = "HTTP"
+
+  default_action {
+    type             = var.certificate_arn == "" ? "forward" : "redirect"
+    target_group_arn = var.certificate_arn == "" ? aws_lb_target_group.main.arn : null
+
+    dynamic "redirect" {
+      for_each = var.certificate_arn == "" ? [] : [1]
+      content {
+        port        = "443"
+        protocol    = "HTTPS"
+        status_code = "HTTP_301"
+      }
+    }
+  }
+}
+
+resource "aws_lb_listener" "https" {
+  count             = var.certificate_arn == "" ? 0 : 1
+  load_balancer_arn = aws_lb.main.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.main.arn
+  }
+}

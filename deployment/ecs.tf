@@ -1,0 +1,225 @@
+# The ECS cluster on EC2 capacity: an Auto Scaling group of ECS-optimised Amazon Linux 2023
+# instances in the private subnets, the service behind the target group with dynamic host
+# ports, rolling deployments that roll back on failure, and target-tracking task scaling.
+
+data "aws_ssm_parameter" "ecs_ami" {
+  name = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+}
+
+resource "aws_ecs_cluster" "main" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_launch_template" "ecs" {
+  # checkov:skip=CKV_AWS_341:Containers in bridge mode are one hop further; they need hop limit 2 to reach IMDSv2.
+  name_prefix   = "${var.name}-"
+  image_id      = data.aws_ssm_parameter.ecs_ami.value
+  instance_type = var.instance_type
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.ecs_instance.arn
+  }
+
+  vpc_security_group_ids = [aws_security_group.instances.id]
+
+  # IMDSv2 only; hop limit 2 so containers in bridge mode reach it (instance id, region).
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 2
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+    ebs {
+      volume_size = 30
+      volume_type = "gp3"
+      encrypted   = true
+    }
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  user_data = base64encode(<<-EOT
+    #!/bin/bash
+    echo "ECS_CLUSTER=${var.name}" >> /etc/ecs/ecs.config
+    echo "ECS_ENABLE_CONTAINER_METADATA=true" >> /etc/ecs/ecs.config
+  EOT
+  )
+}
+
+resource "aws_autoscaling_group" "ecs" {
+  name_prefix           = "${var.name}-"
+  min_size              = var.instances_min
+  max_size              = var.instances_max
+  vpc_zone_identifier   = aws_subnet.private[*].id
+  protect_from_scale_in = true
+  health_check_type     = "EC2"
+
+  launch_template {
+    id      = aws_launch_template.ecs.id
+    version = "$Latest"
+  }
+
+  tag {
+    key                 = "AmazonECSManaged"
+    value               = "true"
+    propagate_at_launch = true
+  }
+
+  tag {
+    key                 = "Name"
+    value               = "${var.name}-ecs"
+    propagate_at_launch = true
+  }
+}
+
+resource "aws_ecs_capacity_provider" "main" {
+  name = var.name
+
+  auto_scaling_group_provider {
+    auto_scaling_group_arn         = aws_autoscaling_group.ecs.arn
+    managed_termination_protection = "ENABLED"
+
+    managed_scaling {
+      status          = "ENABLED"
+      target_capacity = 100
+    }
+  }
+}
+
+resource "aws_ecs_cluster_capacity_providers" "main" {
+  cluster_name       = aws_ecs_cluster.main.name
+  capacity_providers = [aws_ecs_capacity_provider.main.name]
+
+  default_capacity_provider_strategy {
+    capacity_provider = aws_ecs_capacity_provider.main.name
+    weight            = 1
+  }
+}
+
+resource "aws_ecs_task_definition" "main" {
+  family                   = var.name
+  requires_compatibilities = ["EC2"]
+  network_mode             = "bridge"
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task.arn
+
+  container_definitions = jsonencode([{
+    name                   = var.name
+    image                  = "${aws_ecr_repository.main.repository_url}:${var.image_tag}"
+    essential              = true
+    cpu                    = var.task_cpu
+    memory                 = var.task_memory
+    readonlyRootFilesystem = true
+    user                   = "65534:65534"
+    stopTimeout            = 30
+    portMappings           = [{ containerPort = var.container_port, hostPort = 0, protocol = "tcp" }]
+    environment = [
+      { name = "PORT", value = tostring(var.container_port) },
+      { name = "TARGET_GROUP_ARN", value = aws_lb_target_group.main.arn },
+      { name = "AWS_REGION", value = var.region },
+      { name = "LOG_FORMAT", value = "json" },
+    ]
+    secrets = [{ name = "REDIS_URL", valueFrom = aws_secretsmanager_secret.redis_url.arn }]
+    healthCheck = {
+      command     = ["CMD", "/usr/local/bin/hello", "healthcheck"]
+      interval    = 15
+      timeout     = 5
+      retries     = 3
+      startPeriod = 5
+    }
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.service.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = var.name
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "main" {
+  name                               = var.name
+  cluster                            = aws_ecs_cluster.main.id
+  task_definition                    = aws_ecs_task_definition.main.arn
+  desired_count                      = var.tasks_desired
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  health_check_grace_period_seconds  = 30
+
+  capacity_provider_strategy {
+    capacity_provider = aws_ecs_capacity_provider.main.name
+    weight            = 1
+  }
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  load_balancer {
+    target_group_arn = aws_lb_target_group.main.arn
+    container_name   = var.name
+    container_port   = var.container_port
+  }
+
+  ordered_placement_strategy {
+    type  = "spread"
+    field = "attribute:ecs.availability-zone"
+  }
+
+  # Releases (scripts/deploy.sh) move the task definition and autoscaling moves the count.
+  lifecycle {
+    ignore_changes = [task_definition, desired_count]
+  }
+
+  depends_on = [aws_lb_listener.http, aws_ecs_cluster_capacity_providers.main]
+}
+
+resource "aws_appautoscaling_target" "service" {
+  service_namespace  = "ecs"
+  resource_id        = "service/${aws_ecs_cluster.main.name}/${aws_ecs_service.main.name}"
+  scalable_dimension = "ecs:service:DesiredCount"
+  min_capacity       = var.tasks_min
+  max_capacity       = var.tasks_max
+}
+
+resource "aws_appautoscaling_policy" "requests" {
+  name               = "${var.name}-requests-per-target"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.service.service_namespace
+  resource_id        = aws_appautoscaling_target.service.resource_id
+  scalable_dimension = aws_appautoscaling_target.service.scalable_dimension
+
+  target_tracking_scaling_policy_configuration {
+    target_value = 1000
+    predefined_metric_specification {
+      predefined_metric_type = "ALBRequestCountPerTarget"
+      resource_label         = "${aws_lb.main.arn_suffix}/${aws_lb_target_group.main.arn_suffix}"
+    }
+  }
+}
+
+resource "aws_appautoscaling_policy" "cpu" {
+  name               = "${var.name}-cpu"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.service.service_namespace
+  resource_id        = aws_appautoscaling_target.service.resource_id
+  scalable_dimension = aws_appautoscaling_target.service.scalable_dimension
+
+  target_tracking_scaling_policy_configuration {
+    target_value = 60
+    predefined_metric_specification {
+      predefined_metric_type = "ECSServiceAverageCPUUtilization"
+    }
+  }
+}

@@ -1,0 +1,40 @@
+# One customer-managed key for everything the service stores at rest: logs, the Redis secret,
+# the alarm topic, the image repository and Redis itself.
+
+resource "aws_kms_key" "main" {
+  description         = "${var.name}: logs, secrets, alarms, images, cache"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.kms.json
+}
+
+resource "aws_kms_alias" "main" {
+  name          = "alias/${var.name}"
+  target_key_id = aws_kms_key.main.key_id
+}
+
+data "aws_iam_policy_document" "kms" {
+  # checkov:skip=CKV_AWS_109:The account root must administer its own key policy (AWS's default key policy).
+  # checkov:skip=CKV_AWS_111:Same default statement; it is scoped to this key by being its policy.
+  # checkov:skip=CKV_AWS_356:"*" in a key policy means this key only.
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "ServicesEncrypt"
+    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${var.region}.amazonaws.com", "sns.amazonaws.com", "cloudwatch.amazonaws.com"]
+    }
+  }
+}

@@ -1,0 +1,44 @@
+output "ecr_repository_url" {
+  description = "Where releases push images (scripts/deploy.sh reads it)."
+  value       = aws_ecr_repository.main.repository_url
+}
+
+output "redis_endpoint" {
+  description = "Primary endpoint of the Redis replication group (TLS, port 6379)."
+  value       = aws_elasticache_replication_group.main.primary_endpoint_address
+}
+
+output "service_url" {
+  description = "The service, through the load balancer."
+  value       = "${var.certificate_arn == "" ? "http" : "https"}://${aws_lb.main.dns_name}"
+}
+
+output "cluster_name" {
+  description = "ECS cluster."
+  value       = aws_ecs_cluster.main.name
+}
+
+output "service_name" {
+  description = "ECS service."
+  value       = aws_ecs_service.main.name
+}
+
+output "task_family" {
+  description = "Task definition family; releases register new revisions of it."
+  value       = aws_ecs_task_definition.main.family
+}
+
+output "log_group" {
+  description = "CloudWatch Logs group of the tasks."
+  value       = aws_cloudwatch_log_group.service.name
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "region" {
+  description = "Region of everything above."
+  value       = var.region
+}

@@ -1,0 +1,120 @@
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "name" {
+  description = "Name prefix for every resource."
+  type        = string
+  default     = "hello"
+}
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC; split into two public and two private subnets."
+  type        = string
+  default     = "10.20.0.0/16"
+}
+
+variable "image_tag" {
+  description = "Image tag for the first task definition; releases replace it (scripts/deploy.sh)."
+  type        = string
+  default     = "bootstrap"
+}
+
+variable "container_port" {
+  description = "Port the service listens on inside the container."
+  type        = number
+  default     = 8080
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of the ECS capacity."
+  type        = string
+  default     = "t3.small"
+}
+
+variable "instances_min" {
+  description = "Fewest ECS instances."
+  type        = number
+  default     = 2
+}
+
+variable "instances_max" {
+  description = "Most ECS instances."
+  type        = number
+  default     = 4
+}
+
+variable "tasks_desired" {
+  description = "Tasks to run at first; target tracking adjusts it between min and max."
+  type        = number
+  default     = 2
+}
+
+variable "tasks_min" {
+  description = "Fewest tasks."
+  type        = number
+  default     = 2
+}
+
+variable "tasks_max" {
+  description = "Most tasks."
+  type        = number
+  default     = 8
+}
+
+variable "task_cpu" {
+  description = "CPU units reserved per task."
+  type        = number
+  default     = 256
+}
+
+variable "task_memory" {
+  description = "Memory (MiB) per task; the service needs a few MiB."
+  type        = number
+  default     = 128
+}
+
+variable "redis_node_type" {
+  description = "ElastiCache node type."
+  type        = string
+  default     = "cache.t4g.micro"
+}
+
+variable "redis_nodes" {
+  description = "Redis nodes (1 primary + replicas); 2 or more enables automatic failover."
+  type        = number
+  default     = 2
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for an HTTPS listener; empty for HTTP only."
+  type        = string
+  default     = ""
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarm topic; empty for none."
+  type        = string
+  default     = ""
+}
+
+variable "pagerduty_endpoint" {
+  description = "PagerDuty (or other) HTTPS integration URL subscribed to the alarm topic; empty for none."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch keeps the service's logs."
+  type        = number
+  default     = 365
+}
+
+variable "deletion_protection" {
+  description = "Protect the load balancer from deletion (set false before terraform destroy)."
+  type        = bool
+  default     = true
+}

@@ -1,0 +1,110 @@
+//! The release script against the moto emulator's ECR, ECS and STS: it registers a new task
+//! definition revision with the new image and points the service at it. No container registry
+//! exists here, so image build, login and push go to a stub that records them (the only stub).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::aws::{venv_bin, Moto};
+
+fn task(moto: &Moto) -> serde_json::Value {
+    moto.script(&["service-task", "hello", "hello"])
+}
+
+#[test]
+fn deploy_registers_a_revision_and_updates_the_service() {
+    let moto = Moto::start_with(&[("MOTO_ECS_SERVICE_RUNNING", "1")]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let made = moto.script(&[
+        "ecs-service",
+        root.join("task_revision_example.json").to_str().unwrap(),
+    ]);
+    assert_eq!(task(&moto)["revision"], 1);
+
+    let work = std::env::temp_dir().join(format!("hello-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let outputs = serde_json::json!({
+        "ecr_repository_url": {"value": made["repository"]},
+        "cluster_name": {"value": "hello"},
+        "service_name": {"value": "hello"},
+        "region": {"value": "us-east-1"},
+    });
+    let outputs_file = work.join("outputs.json");
+    std::fs::write(&outputs_file, outputs.to_string()).unwrap();
+    let record = work.join("container-tool.log");
+    let stub = work.join("container-tool");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = login ] && cat >/dev/null\necho \"$@\" >> {}\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
+
+    let deploy = |args: &[&str]| {
+        let path = format!(
+            "{}:{}",
+            Path::new(&venv_bin("aws")).parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(root.join("scripts/deploy.sh"))
+            .args(args)
+            .env("PATH", path)
+            .env("TF_OUTPUT_JSON", &outputs_file)
+            .env("IMAGE_TAG", "rev-abc123")
+            .env("CONTAINER_TOOL", &stub)
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_ACCESS_KEY_ID", &moto.key)
+            .env("AWS_SECRET_ACCESS_KEY", &moto.secret)
+            .output()
+            .expect("run scripts/deploy.sh")
+    };
+
+    let dry = deploy(&["--dry-run"]);
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(stdout.contains("dry run: nothing changed"));
+    assert_eq!(task(&moto)["revision"], 1, "a dry run registered something");
+    assert!(!record.exists(), "a dry run ran the container tool");
+
+    let out = deploy(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now = task(&moto);
+    assert_eq!(now["revision"], 2);
+    let image = format!("{}:rev-abc123", made["repository"].as_str().unwrap());
+    assert_eq!(now["image"], image.as_str());
+    // The secret reference survives the re-registration.
+    assert_eq!(now["secrets"][0]["name"], "REDIS_URL");
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        recorded.contains(&format!("build --build-arg BASE=alpine:3.20 -t {image} .")),
+        "{recorded}"
+    );
+    assert!(recorded.contains(&format!("push {image}")), "{recorded}");
+    assert!(
+        recorded.contains("login --username AWS --password-stdin"),
+        "{recorded}"
+    );
+
+    // A clear failure when the outputs are missing.
+    std::fs::write(&outputs_file, "{}").unwrap();
+    let failed = deploy(&[]);
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("the outputs have no ecr_repository_url")
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
