@@ -3,6 +3,7 @@
 #   make run      the service on :8080 (no Redis needed: an in-process store)
 #   make test     every check and test suite; installs what they need
 #   make bench    throughput, latency and memory, side by side with webdis
+#   make fuzz     property tests of the parsers with FUZZ_CASES cases each
 #   make deploy   release this commit to ECS (scripts/deploy.sh --dry-run to preview)
 
 TARGET  := x86_64-unknown-linux-musl
@@ -10,7 +11,7 @@ STATIC  := target/$(TARGET)/release/hello
 IMAGE   ?= nytimes/hello
 SHELL   := /bin/bash
 
-.PHONY: all static image run test bench deploy clean
+.PHONY: all static image run test bench fuzz resilience deploy clean
 
 all: static image
 
@@ -39,6 +40,11 @@ bench:
 
 deploy:
 	scripts/deploy.sh
+
+# Property tests with many cases (stable Rust; cargo fuzz would need nightly, not available here).
+FUZZ_CASES ?= 20000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release --test properties -- --test-threads 2
 
 clean:
 	cargo clean

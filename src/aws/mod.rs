@@ -7,7 +7,7 @@ pub mod elb;
 pub mod imds;
 pub mod query;
 pub mod sigv4;
-mod xml;
+pub mod xml;
 
 use std::fmt;
 use std::time::Duration;

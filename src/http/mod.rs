@@ -7,7 +7,7 @@ mod response;
 mod server;
 mod socket;
 
-pub use request::{Limits, Request};
+pub use request::{frame, Framing, Limits, Request};
 pub use response::{Body, Response};
 pub use server::{Server, ServerConfig, ShutdownHandle, Stats};
 

@@ -1,0 +1,127 @@
+//! Property tests over the pure parts that see untrusted input: the request framer, the name
+//! decoder and Go quoting, the AWS XML parsers and the SigV4 canonicaliser. `make fuzz` runs
+//! them with many more cases (PROPTEST_CASES); a failure is kept in
+//! `tests/properties.proptest-regressions` and replayed on every run.
+
+use proptest::prelude::*;
+
+use hello::aws::sigv4::{canonical_query, canonical_uri};
+use hello::aws::{ec2, elb, xml};
+use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
+use hello::http::{frame, Framing, Limits};
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+proptest! {
+    #[test]
+    fn framing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..20_000)) {
+        let _ = frame(&bytes, &limits());
+    }
+
+    #[test]
+    fn a_request_split_anywhere_is_partial_until_whole(
+        path in "/[a-zA-Z0-9%._~-]{0,40}",
+        headers in proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,30}"), 0..8),
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut request = format!("GET {path} HTTP/1.1\r\n");
+        for (n, v) in &headers {
+            if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding") {
+                continue;
+            }
+            request.push_str(&format!("{n}: {}\r\n", v.trim()));
+        }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let head = request.len();
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(&body);
+        let whole = frame(&bytes, &limits());
+        prop_assert_eq!(whole, Ok(Framing::Complete { head, body: body.len() }));
+        let cut = cut.index(bytes.len());
+        prop_assert_eq!(frame(&bytes[..cut], &limits()), Ok(Framing::Partial));
+    }
+
+    #[test]
+    fn name_decoding_never_panics_and_keeps_its_promises(segment in "[ -~]{0,300}|(%[0-9a-fA-F]{2}){0,100}") {
+        if let Ok(name) = Name::from_segment(&segment) {
+            let s = name.as_str();
+            prop_assert!(!s.is_empty() && s.len() <= MAX_NAME_BYTES);
+            prop_assert!(!s.chars().any(char::is_control));
+        }
+    }
+
+    #[test]
+    fn any_valid_name_round_trips_through_percent_encoding(name in "\\PC{1,60}") {
+        prop_assume!(name.len() <= MAX_NAME_BYTES);
+        let encoded: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
+        let decoded = Name::from_segment(&encoded).unwrap();
+        prop_assert_eq!(decoded.as_str(), name.as_str());
+    }
+
+    #[test]
+    fn go_quoting_escapes_every_quote_backslash_and_control(s in any::<String>()) {
+        let q = go_quote(&s);
+        prop_assert!(q.starts_with('"') && q.ends_with('"') && q.len() >= 2);
+        let inner = &q[1..q.len() - 1];
+        prop_assert!(!inner.chars().any(char::is_control), "raw control in {:?}", q);
+        // Every quote inside is escaped: no unescaped `"` after removing `\\` pairs.
+        let without_escapes = inner.replace("\\\\", "");
+        prop_assert!(!without_escapes.replace("\\\"", "").contains('"'));
+    }
+
+    #[test]
+    fn xml_parsers_never_panic(text in "\\PC{0,400}") {
+        let _ = elb::in_service(&text);
+        let _ = elb::instance_port(&text);
+        let _ = elb::parse_target_health(&text);
+        let _ = ec2::parse_instances(&text);
+        let _ = xml::error(400, &text);
+    }
+
+    #[test]
+    fn target_health_is_read_whatever_the_element_order(
+        members in proptest::collection::vec((any::<bool>(), 1u16.., 1u32..999_999, any::<bool>()), 0..10),
+    ) {
+        let mut doc = String::from("<DescribeTargetHealthResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\"><DescribeTargetHealthResult><TargetHealthDescriptions>");
+        let mut expected = Vec::new();
+        for (healthy, port, id, flip) in &members {
+            let target = format!("<Target><Id>i-{id:06x}</Id><Port>{port}</Port></Target>");
+            let health = format!("<TargetHealth><State>{}</State></TargetHealth>", if *healthy { "healthy" } else { "unhealthy" });
+            let inner = if *flip { format!("{health}\n {target}") } else { format!("{target}<HealthCheckPort>{port}</HealthCheckPort>{health}") };
+            doc.push_str(&format!("<member>{inner}</member>"));
+            if *healthy {
+                expected.push(elb::Target { id: elb::TargetId::Instance(format!("i-{id:06x}")), port: *port });
+            }
+        }
+        doc.push_str("</TargetHealthDescriptions></DescribeTargetHealthResult></DescribeTargetHealthResponse>");
+        let (targets, next) = elb::parse_target_health(&doc).unwrap();
+        prop_assert_eq!(targets, expected);
+        prop_assert_eq!(next, None);
+    }
+
+    #[test]
+    fn canonical_uri_is_normalised_and_encoded(path in "[ -~ሴé]{0,80}") {
+        let c = canonical_uri(&path);
+        prop_assert!(c.starts_with('/'));
+        prop_assert!(!c.contains("//"));
+        prop_assert!(c.split('/').all(|seg| seg != "." && seg != ".."));
+        prop_assert!(c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~%/".contains(&b)));
+        // Normalising twice changes nothing but the (now doubled) encoding.
+        let again = canonical_uri(&c);
+        prop_assert_eq!(again.matches('/').count(), c.matches('/').count());
+    }
+
+    #[test]
+    fn canonical_query_is_sorted_and_idempotent(query in "[a-zA-Z0-9=&%._~+ -]{0,80}") {
+        let c = canonical_query(&query);
+        prop_assert_eq!(canonical_query(&c), c.clone());
+        let pairs: Vec<&str> = if c.is_empty() { vec![] } else { c.split('&').collect() };
+        let mut sorted: Vec<(&str, &str)> = pairs.iter().map(|p| p.split_once('=').unwrap()).collect();
+        let original = sorted.clone();
+        sorted.sort();
+        prop_assert_eq!(sorted, original);
+    }
+}
