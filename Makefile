@@ -41,6 +41,12 @@ bench:
 deploy:
 	scripts/deploy.sh
 
+# The resilience suite: the release binary under failure; one table row per scenario.
+resilience:
+	@. scripts/lib.sh && need_packages redis-server:redis-server slowhttptest:slowhttptest nginx:nginx-light prlimit:util-linux
+	cargo test --release --test resilience -- --ignored --nocapture --test-threads 1 2>&1 \
+	  | grep -E '^\||test result|panicked|assert'
+
 # Property tests with many cases (stable Rust; cargo fuzz would need nightly, not available here).
 FUZZ_CASES ?= 20000
 fuzz:

@@ -184,7 +184,14 @@ struct Conn {
     buf: Vec<u8>,
     key: u64,
     deadline: Instant,
+    accepted: Instant,
+    /// Whether a response was sent on it: only then is an empty buffer "idle" rather than
+    /// "request still on its way".
+    answered: bool,
 }
+
+/// While draining, a new connection gets this long to send its first request.
+const DRAIN_FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// What the workers and the sweeper share.
 struct Shared {
@@ -249,12 +256,15 @@ impl Shared {
         }
         let _ = stream.set_nodelay(true);
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         let conn = Conn {
             stream,
             peer,
             buf: Vec::new(),
             key,
-            deadline: Instant::now() + self.config.request_timeout,
+            deadline: now + self.config.request_timeout,
+            accepted: now,
+            answered: false,
         };
         let mut table = self.table();
         let conn = table.entry(key).or_insert(conn);
@@ -348,7 +358,7 @@ impl Shared {
         let Some(conn) = self.serve(conn) else {
             return;
         };
-        if eof || (self.stopping.load(Ordering::SeqCst) && conn.buf.is_empty()) {
+        if eof || (self.stopping.load(Ordering::SeqCst) && conn.buf.is_empty() && conn.answered) {
             self.close(conn);
         } else {
             self.park(conn);
@@ -372,6 +382,7 @@ impl Shared {
                 self.close(conn);
                 return None;
             }
+            conn.answered = true;
             conn.buf.drain(..head + body);
         }
     }
@@ -486,13 +497,20 @@ impl Shared {
     }
 
     /// Closes connections past their deadline (answering 408 to those mid-request) and, while
-    /// draining, every idle one.
+    /// draining, every idle one. A new connection that has not sent anything yet is not idle:
+    /// its request may be on its way, so while draining it gets a short grace.
     fn sweep(&self, now: Instant, draining: bool) {
+        let drop_now = |c: &Conn| {
+            c.deadline <= now
+                || (draining
+                    && c.buf.is_empty()
+                    && (c.answered || now - c.accepted >= DRAIN_FIRST_REQUEST_GRACE))
+        };
         let expired: Vec<Conn> = {
             let mut table = self.table();
             let keys: Vec<u64> = table
                 .iter()
-                .filter(|(_, c)| c.deadline <= now || (draining && c.buf.is_empty()))
+                .filter(|(_, c)| drop_now(c))
                 .map(|(k, _)| *k)
                 .collect();
             keys.iter().filter_map(|k| table.remove(k)).collect()

@@ -403,6 +403,13 @@ impl Conn {
         Ok(response)
     }
 
+    /// Sends `GET path` on this connection and reads the answer.
+    pub fn try_response_to(&mut self, path: &str) -> std::io::Result<Response> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        self.reader.get_mut().write_all(req.as_bytes())?;
+        self.try_response(false)
+    }
+
     pub fn response(&mut self, head_only: bool) -> Response {
         self.try_response(head_only).expect("response")
     }

@@ -1,0 +1,635 @@
+//! The resilience suite (`make resilience`): the release binary against a real redis-server,
+//! under failure, on 127.0.0.0/8 only, each scenario bounded in time. Every scenario prints one
+//! row: what was sent, what came back, what was stored, latency percentiles. The scenarios are
+//! `#[ignore]`d so that `cargo test` stays quick; `make resilience` runs them.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Conn, Redis, Service};
+
+const KEY: &str = "nytimes.names";
+
+/// What a scenario saw.
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    ok: u64,
+    unavailable: u64,
+    other: u64,
+    failed: u64,
+    latencies: Vec<Duration>,
+}
+
+impl Tally {
+    fn record(&mut self, status: Option<u16>, latency: Duration) {
+        self.sent += 1;
+        match status {
+            Some(200) => self.ok += 1,
+            Some(503) => self.unavailable += 1,
+            Some(_) => self.other += 1,
+            None => self.failed += 1,
+        }
+        self.latencies.push(latency);
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.sent += other.sent;
+        self.ok += other.ok;
+        self.unavailable += other.unavailable;
+        self.other += other.other;
+        self.failed += other.failed;
+        self.latencies.extend(other.latencies);
+    }
+
+    fn percentile(&self, q: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn row(&self, scenario: &str, stored: Option<i64>, note: &str) {
+        // A line of its own: the test runner may have printed the test's name without one.
+        println!(
+            "\n| {scenario:<28} | {:>7} | {:>7} | {:>5} | {:>5} | {:>6} | {:>8} | {:>9.2?} | {:>9.2?} | {note}",
+            self.sent,
+            self.ok,
+            self.unavailable,
+            self.other,
+            self.failed,
+            stored.map_or("-".to_string(), |s| s.to_string()),
+            self.percentile(0.5),
+            self.percentile(0.99),
+        );
+    }
+}
+
+fn header() {
+    println!(
+        "\n| {:<28} | {:>7} | {:>7} | {:>5} | {:>5} | {:>6} | {:>8} | {:>9} | {:>9} | notes",
+        "scenario", "sent", "200", "503", "other", "failed", "stored", "p50", "p99"
+    );
+}
+
+/// Keep-alive clients sending `/hello/{name}` until `stop`; a broken connection is reopened.
+fn hammer(addr: SocketAddr, clients: usize, stop: &AtomicBool, name: &str) -> Tally {
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut tally = Tally::default();
+                    let mut conn: Option<Conn> = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        let c = match conn.as_mut() {
+                            Some(c) => c,
+                            None => match TcpStream::connect(addr) {
+                                Ok(_) => conn.insert(Conn::open(addr)),
+                                Err(_) => {
+                                    thread::sleep(Duration::from_millis(5));
+                                    continue;
+                                }
+                            },
+                        };
+                        let started = Instant::now();
+                        c.send("GET", &format!("/hello/{name}"), &[]);
+                        match c.try_response(false) {
+                            Ok(r) => {
+                                tally.record(Some(r.status), started.elapsed());
+                                if r.header("connection") == Some("close") {
+                                    conn = None;
+                                }
+                            }
+                            Err(_) => {
+                                tally.record(None, started.elapsed());
+                                conn = None;
+                            }
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+        let mut total = Tally::default();
+        for h in handles {
+            total.merge(h.join().unwrap());
+        }
+        total
+    })
+}
+
+#[test]
+#[ignore]
+fn s1_redis_restart_under_load() {
+    let mut redis = Redis::start_durable();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "300"),
+    ]);
+    let stop = AtomicBool::new(false);
+    let mut first_ok_after = None;
+    let tally = thread::scope(|scope| {
+        let load = scope.spawn(|| hammer(s.addr, 8, &stop, "restart"));
+        thread::sleep(Duration::from_secs(1));
+        redis.kill();
+        thread::sleep(Duration::from_secs(2));
+        redis.restart();
+        let back = Instant::now();
+        let mut probe = Conn::open(s.addr);
+        while probe.get("/hello/probe").status != 200 {
+            thread::sleep(Duration::from_millis(5));
+        }
+        first_ok_after = Some(back.elapsed());
+        thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    let stored = redis.total(KEY) - 1;
+    tally.row(
+        "1 redis restart under load",
+        Some(stored),
+        &format!(
+            "recovered {:?} after restart; stored-200s = {}",
+            first_ok_after.unwrap(),
+            stored - tally.ok as i64
+        ),
+    );
+    assert_eq!(tally.failed + tally.other, 0);
+    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unavailable) as i64);
+    assert!(first_ok_after.unwrap() < Duration::from_secs(1));
+}
+
+#[test]
+#[ignore]
+fn s2_redis_stall_longer_than_the_timeout() {
+    let redis = Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "500"),
+    ]);
+    let stop = AtomicBool::new(false);
+    let side = Mutex::new(Tally::default());
+    let tally = thread::scope(|scope| {
+        let load = scope.spawn(|| hammer(s.addr, 8, &stop, "stall"));
+        thread::sleep(Duration::from_millis(500));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(redis.pid() as i32, libc::SIGSTOP) };
+        let stalled = Instant::now();
+        let mut conn = Conn::open(s.addr);
+        while stalled.elapsed() < Duration::from_secs(2) {
+            for path in ["/health", "/metrics"] {
+                let t = Instant::now();
+                let status = conn.try_response_to(path).map(|r| r.status).ok();
+                side.lock().unwrap().record(status, t.elapsed());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(redis.pid() as i32, libc::SIGCONT) };
+        thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    let stored = redis.total(KEY);
+    tally.row(
+        "2 redis SIGSTOP 2 s (/hello)",
+        Some(stored),
+        "timeout 500 ms",
+    );
+    let side = side.into_inner().unwrap();
+    side.row(
+        "2   meanwhile /health,/metrics",
+        None,
+        "must stay fast and 200",
+    );
+    assert_eq!(side.ok, side.sent);
+    assert!(side.percentile(0.99) < Duration::from_millis(100));
+    assert_eq!(tally.failed, 0);
+    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unavailable) as i64);
+}
+
+#[test]
+#[ignore]
+fn s3_sigterm_under_load() {
+    let redis = Redis::start();
+    let mut s = Service::with_redis(&redis);
+    let addr = s.addr;
+    let stop = AtomicBool::new(false);
+    let (tally, exit_after) = thread::scope(|scope| {
+        let load: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut tally = Tally::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut stream) = TcpStream::connect(addr) else {
+                            continue; // refused: the listener is closed, nothing was sent
+                        };
+                        let started = Instant::now();
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                        if stream
+                            .write_all(b"GET /hello/term HTTP/1.1\r\nConnection: close\r\n\r\n")
+                            .is_err()
+                        {
+                            tally.record(None, started.elapsed());
+                            continue;
+                        }
+                        let mut out = Vec::new();
+                        let _ = stream.read_to_end(&mut out);
+                        let status = std::str::from_utf8(out.get(9..12).unwrap_or_default())
+                            .ok()
+                            .and_then(|s| s.parse().ok());
+                        tally.record(status, started.elapsed());
+                    }
+                    tally
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_secs(1));
+        s.signal(libc::SIGTERM);
+        let signalled = Instant::now();
+        let status = s.wait(Duration::from_secs(15));
+        let exit_after = signalled.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(status.and_then(|s| s.code()), Some(0));
+        let mut total = Tally::default();
+        for h in load {
+            total.merge(h.join().unwrap());
+        }
+        (total, exit_after)
+    });
+    let stored = redis.total(KEY);
+    tally.row(
+        "3 SIGTERM under load",
+        Some(stored),
+        &format!("exit 0 after {exit_after:?}"),
+    );
+    assert_eq!(
+        tally.failed + tally.other,
+        0,
+        "requests sent but not answered"
+    );
+    assert_eq!(stored, tally.ok as i64);
+}
+
+#[test]
+#[ignore]
+fn s4_burst_of_256_keep_alive_connections() {
+    let redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    let barrier = std::sync::Barrier::new(256);
+    let firsts: Vec<Duration> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..256)
+            .map(|_| {
+                let barrier = &barrier;
+                let addr = s.addr;
+                thread::Builder::new()
+                    .stack_size(128 * 1024)
+                    .spawn_scoped(scope, move || {
+                        let mut conn = Conn::open(addr);
+                        barrier.wait();
+                        let started = Instant::now();
+                        assert_eq!(conn.get("/hello/burst").status, 200);
+                        let first = started.elapsed();
+                        for _ in 0..20 {
+                            assert_eq!(conn.get("/hello/burst").status, 200);
+                        }
+                        first
+                    })
+                    .unwrap()
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut tally = Tally::default();
+    for f in &firsts {
+        tally.record(Some(200), *f);
+    }
+    tally.row(
+        "4 burst: 256 connections",
+        Some(redis.total(KEY)),
+        "latency = first response; 21 requests each",
+    );
+    assert_eq!(redis.total(KEY), 256 * 21);
+}
+
+fn threads_and_rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Threads:"), field("VmRSS:"))
+}
+
+#[test]
+#[ignore]
+fn s5_slowloris_and_slow_readers() {
+    let s = Service::start(&[]);
+    let url = format!("http://{}/", s.addr);
+    for (label, mode) in [
+        ("slow headers", "-H"),
+        ("slow body", "-B"),
+        ("slow read", "-X"),
+    ] {
+        let mut attack = Command::new("slowhttptest")
+            .args([
+                "-c", "1000", mode, "-i", "5", "-r", "500", "-l", "12", "-u", &url,
+            ])
+            .args(if mode == "-X" {
+                vec!["-k", "3", "-n", "5", "-w", "10", "-y", "20", "-z", "32"]
+            } else {
+                vec!["-x", "24", "-p", "3"]
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slowhttptest (Debian package) is needed");
+        let mut tally = Tally::default();
+        let (mut max_threads, mut max_rss) = (0, 0);
+        let started = Instant::now();
+        let mut conn = Conn::open(s.addr);
+        while started.elapsed() < Duration::from_secs(10) {
+            let t = Instant::now();
+            let status = conn.try_response_to("/health").map(|r| r.status).ok();
+            if status.is_none() {
+                conn = Conn::open(s.addr);
+            }
+            tally.record(status, t.elapsed());
+            let (threads, rss) = threads_and_rss(s.pid());
+            max_threads = max_threads.max(threads);
+            max_rss = max_rss.max(rss);
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = attack.kill();
+        let _ = attack.wait();
+        tally.row(
+            &format!("5 {label} (1000 conns)"),
+            None,
+            &format!(
+                "/health from a normal client; server threads ≤ {max_threads}, RSS ≤ {} MB",
+                max_rss / 1024
+            ),
+        );
+        assert_eq!(tally.ok, tally.sent, "{label}: /health failed meanwhile");
+        assert!(
+            tally.percentile(0.99) < Duration::from_millis(200),
+            "{label}"
+        );
+        assert!(max_threads < 64, "{label}: {max_threads} threads");
+    }
+}
+
+#[test]
+#[ignore]
+fn s6_oversized_and_malformed_requests() {
+    let s = Service::start(&[]);
+    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100_000));
+    let huge_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(100_000));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("huge request line", long.into_bytes(), "414"),
+        ("huge header", huge_header.into_bytes(), "431"),
+        (
+            "invalid UTF-8 name",
+            b"GET /hello/%ff%fe HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "NUL in name",
+            b"GET /hello/a%00b HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "bad percent-encoding",
+            b"GET /hello/%zz HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "absurd limit",
+            b"GET /counts?limit=99999999999999999999999 HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "negative offset",
+            b"GET /counts?offset=-5 HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "unknown method",
+            b"BREW /counts HTTP/1.1\r\n\r\n".to_vec(),
+            "405",
+        ),
+        ("HTTP/0.9", b"GET /\r\n\r\n".to_vec(), "400"),
+        (
+            "HTTP/2 preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            "505",
+        ),
+        (
+            "garbage bytes",
+            vec![0x16, 0x03, 0x01, 0xff, 0x00, b'\r', b'\n', b'\r', b'\n'],
+            "400",
+        ),
+        (
+            "body on GET",
+            b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            "200",
+        ),
+        (
+            "chunked body",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            "501",
+        ),
+        (
+            "two lengths",
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
+            "400",
+        ),
+    ];
+    let mut tally = Tally::default();
+    let mut wrong = Vec::new();
+    for (label, bytes, want) in &cases {
+        // Ask for the connection to be closed after an answer, so that reading to the end
+        // does not wait for the idle timeout.
+        let mut bytes = bytes.clone();
+        if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            if bytes.starts_with(b"GET /") || bytes.starts_with(b"BREW") {
+                bytes.splice(at + 2..at + 2, b"Connection: close\r\n".iter().copied());
+            }
+        }
+        let started = Instant::now();
+        let out = s.raw(&bytes);
+        let text = String::from_utf8_lossy(&out);
+        let status = text.get(9..12).and_then(|s| s.parse().ok());
+        tally.record(status, started.elapsed());
+        let json_error = *want == "200" || text.contains("\"error\":{");
+        if text.get(9..12) != Some(*want) || !json_error {
+            wrong.push(format!(
+                "{label}: {}",
+                text.lines().next().unwrap_or("(closed)")
+            ));
+        }
+    }
+    tally.row(
+        "6 malformed requests",
+        None,
+        &format!("{} cases, each the expected 4xx/5xx JSON", cases.len()),
+    );
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(s.get("/").status, 200, "the server survived");
+}
+
+#[test]
+#[ignore]
+fn s8_rolling_restart_behind_nginx() {
+    let redis = Redis::start();
+    let port = free_port();
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let env = [("REDIS_CLUSTER_ADDRESS", redis.address())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let addr = |ip: &str| -> SocketAddr { format!("{ip}:{port}").parse().unwrap() };
+    let mut nodes: Vec<Service> = ips
+        .iter()
+        .map(|ip| Service::start_at(addr(ip), &env))
+        .collect();
+
+    let dir = std::env::temp_dir().join(format!("hello-nginx-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let nginx_port = free_port();
+    let upstreams: String = ips
+        .iter()
+        .map(|ip| format!("server {ip}:{port} max_fails=0;\n"))
+        .collect();
+    let conf = format!(
+        "daemon off; pid {dir}/nginx.pid; error_log {dir}/error.log warn; worker_processes 1;
+         events {{ worker_connections 1024; }}
+         http {{ access_log off; client_body_temp_path {dir};
+           upstream nodes {{ {upstreams} keepalive 16; }}
+           server {{ listen 127.0.0.1:{nginx_port};
+             location / {{ proxy_pass http://nodes; proxy_http_version 1.1;
+               proxy_set_header Connection \"\"; proxy_next_upstream error; proxy_next_upstream_tries 3; }} }} }}",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut nginx = Command::new("nginx")
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (Debian package) is needed");
+    let front: SocketAddr = format!("127.0.0.1:{nginx_port}").parse().unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(front).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    let stop = AtomicBool::new(false);
+    let mut restarts = Vec::new();
+    let tally = thread::scope(|scope| {
+        let load = scope.spawn(|| hammer(front, 8, &stop, "rolling"));
+        thread::sleep(Duration::from_millis(500));
+        for (i, ip) in ips.iter().enumerate() {
+            nodes[i].signal(libc::SIGTERM);
+            let t = Instant::now();
+            assert_eq!(
+                nodes[i]
+                    .wait(Duration::from_secs(15))
+                    .and_then(|s| s.code()),
+                Some(0)
+            );
+            restarts.push(t.elapsed());
+            nodes[i] = Service::start_at(addr(ip), &env);
+            thread::sleep(Duration::from_millis(500));
+        }
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    // SIGQUIT: a graceful stop that takes the worker processes with it.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(nginx.id() as i32, libc::SIGQUIT) };
+    let _ = nginx.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stored = redis.total(KEY);
+    tally.row(
+        "8 rolling restart via nginx",
+        Some(stored),
+        &format!("3 nodes, drain times {restarts:?}"),
+    );
+    assert_eq!(tally.failed + tally.other + tally.unavailable, 0);
+    assert_eq!(stored, tally.ok as i64);
+}
+
+#[test]
+#[ignore]
+fn s9_open_file_exhaustion() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = std::env::temp_dir().join(format!("hello-nofile-{port}.log"));
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=48:48", "--", env!("CARGO_BIN_EXE_hello")])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("HTTP_WORKERS", "4")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("prlimit (util-linux)");
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(200));
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..80 {
+        let mut conn = Conn::open(addr);
+        conn.send("GET", "/", &[]);
+        match conn.try_response(false) {
+            Ok(r) if r.status == 200 => held.push(conn),
+            Ok(r) if r.status == 503 => refused += 1,
+            _ => refused += 1,
+        }
+    }
+    let served_while_full = held.len();
+    drop(held);
+    thread::sleep(Duration::from_millis(500));
+    let mut after = Tally::default();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = Conn::open(addr).get("/");
+        after.record(Some(r.status), t.elapsed());
+    }
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&log);
+    after.row(
+        "9 open files limited to 48",
+        None,
+        &format!(
+            "{served_while_full} connections held, {refused} refused with 503; then 20/20 served"
+        ),
+    );
+    assert!(refused > 0);
+    assert!(logged.contains("out of file descriptors"), "{logged}");
+    assert_eq!(after.ok, 20);
+}
+
+#[test]
+#[ignore]
+fn s0_table_header() {
+    header();
+}
