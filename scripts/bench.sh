@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 DURATION=${BENCH_DURATION:-5}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 NAMES=${BENCH_NAMES:-1000000}
-need_packages redis-server:redis-server wrk:wrk webdis:webdis curl:curl
+need_packages redis-server:redis-server wrk:wrk webdis:webdis curl:curl nginx:nginx-light
 ensure_musl_target
 cargo build --release --quiet
 cargo build --release --quiet --target x86_64-unknown-linux-musl
@@ -60,6 +60,19 @@ pids+=($!)
 wait_port "$webdis_port"
 add_server "webdis" "$!" "http://127.0.0.1:$webdis_port/ZINCRBY/webdis.names/1/bench" webdis.names
 
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+daemon off; pid $work/nginx/pid; error_log $work/nginx/error.log warn; worker_processes 2;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $work/nginx;
+  server { listen 127.0.0.1:$nginx_port; location / { default_type text/plain; return 200 'Hello, "bench"'; } } }
+NGINX
+nginx -c "$work/nginx/nginx.conf" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$nginx_port"
+add_server "nginx constant" "$!" "http://127.0.0.1:$nginx_port/hello/bench" ""
+
 echo
 echo "== /hello/{name}: wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS alternating rounds, one private redis-server =="
 for round in $(seq "$ROUNDS"); do
@@ -78,7 +91,7 @@ for i in "${!labels[@]}"; do
     answered=$((answered + $(awk '/requests in/ {print $1}' "$work/wrk-$i-$r.txt")))
     n=$(awk '/Non-2xx/ {print $5}' "$work/wrk-$i-$r.txt"); non2xx=$((non2xx + ${n:-0}))
   done
-  stored=$(rcli ZSCORE "${keys[$i]}" bench)
+  stored=$([ -n "${keys[$i]}" ] && rcli ZSCORE "${keys[$i]}" bench || echo "-")
   printf '%-20s %10s %9s %9s %8sMB %10s %10s %8s\n' "${labels[$i]}" \
     "$(awk '/^Requests\/sec/ {print $2}' "$f")" "$(awk '$1=="50%" {print $2}' "$f")" \
     "$(awk '$1=="99%" {print $2}' "$f")" "$(($(hwm_kb "${pids_of[$i]}") / 1024))" \
@@ -87,38 +100,53 @@ for i in "${!labels[@]}"; do
 done
 echo "(stored may exceed answered by up to $CONNECTIONS a round: requests in flight when wrk stops; it must never be lower)"
 echo "median throughput, static hello / webdis: $(python3 -c "print(f'{$(cat "$work/rps-1")/$(cat "$work/rps-2"):.2f}x')")"
-echo "static binary: $(stat -c %s target/x86_64-unknown-linux-musl/release/hello) bytes"
-for p in "${pids_of[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${pids_of[@]}"; do kill -QUIT "$p" 2>/dev/null || true; done
+echo "redis-benchmark ZINCRBY -c $CONNECTIONS (the store's ceiling, one per round trip, then pipelined 16):"
+redis-benchmark -p "$redis_port" -c "$CONNECTIONS" -n 300000 -q ZINCRBY bench.ceiling 1 bench 2>/dev/null | tr '\r' '\n' | tail -1
+redis-benchmark -p "$redis_port" -c "$CONNECTIONS" -n 1000000 -P 16 -q ZINCRBY bench.ceiling 1 bench 2>/dev/null | tr '\r' '\n' | tail -1
 
 echo
-echo "== /counts with $NAMES names (static musl build) vs redis-cli =="
-rcli DEL nytimes.names >/dev/null
-python3 - "$NAMES" <<'PY' | rcli --pipe >/dev/null
+echo "== start-up and idle (static musl build) =="
+port=$(free_port)
+start=$(date +%s%N)
+HOST=127.0.0.1 PORT=$port REDIS_CLUSTER_ADDRESS=127.0.0.1:$redis_port RUST_LOG=warn \
+  target/x86_64-unknown-linux-musl/release/hello 2>/dev/null &
+pid=$!; pids+=($pid)
+until curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" 2>/dev/null | grep -q 200; do sleep 0.001; done
+end=$(date +%s%N)
+sleep 2
+echo "exec to first 200: $(( (end - start) / 1000000 )) ms; idle RSS: $(( $(rss_kb "$pid") / 1024 )) MB ($(rss_kb "$pid") kB)"
+echo "static binary: $(stat -c %s target/x86_64-unknown-linux-musl/release/hello) bytes"
+kill "$pid"
+
+echo
+echo "== /counts (static musl build) vs redis-cli ZRANGE 0 -1 WITHSCORES, same set =="
+printf '%-10s %12s %12s %8s %14s %14s\n' names hello redis-cli ratio "RSS before" "RSS peak"
+loaded=0
+for n in 10000 100000 $NAMES; do
+  python3 - "$loaded" "$n" <<'PY' | rcli --pipe >/dev/null
 import sys
-n = int(sys.argv[1])
+start, n = int(sys.argv[1]), int(sys.argv[2])
 out = sys.stdout
-for start in range(0, n, 1000):
+for first in range(start, n, 1000):
     args = ["ZADD", "nytimes.names"]
-    for i in range(start, min(start + 1000, n)):
+    for i in range(first, min(first + 1000, n)):
         args += [str(i % 97 + 1), f"name-{i:07d}"]
     out.write(f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args))
 PY
-echo "names stored: $(rcli ZCARD nytimes.names)"
-port=$(free_port)
-HOST=127.0.0.1 PORT=$port REDIS_CLUSTER_ADDRESS=127.0.0.1:$redis_port RUST_LOG=warn \
-  target/x86_64-unknown-linux-musl/release/hello 2>"$work/hello.log" &
-pid=$!; pids+=($pid)
-wait_port "$port"
-sleep 1.5
-before=$(rss_kb "$pid")
-start=$(date +%s.%N)
-bytes=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/counts")
-end=$(date +%s.%N)
-after=$(hwm_kb "$pid")
-printf 'hello /counts:          %.3f s, %s bytes; RSS %s MB before, peak %s MB (growth %s MB)\n' \
-  "$(python3 -c "print($end - $start)")" "$bytes" "$((before / 1024))" "$((after / 1024))" "$(((after - before) / 1024))"
-start=$(date +%s.%N)
-rcli ZRANGE nytimes.names 0 -1 WITHSCORES >/dev/null
-end=$(date +%s.%N)
-printf 'redis-cli ZRANGE:       %.3f s\n' "$(python3 -c "print($end - $start)")"
-echo "idle RSS of hello: $(( $(rss_kb "$pid") / 1024 )) MB (after the listing)"
+  loaded=$n
+  port=$(free_port)
+  HOST=127.0.0.1 PORT=$port REDIS_CLUSTER_ADDRESS=127.0.0.1:$redis_port RUST_LOG=warn \
+    target/x86_64-unknown-linux-musl/release/hello 2>/dev/null &
+  pid=$!; pids+=($pid)
+  wait_port "$port"
+  sleep 1.5
+  before=$(rss_kb "$pid")
+  t0=$(date +%s%N); curl -s -o /dev/null "http://127.0.0.1:$port/counts"; t1=$(date +%s%N)
+  peak=$(hwm_kb "$pid")
+  r0=$(date +%s%N); rcli ZRANGE nytimes.names 0 -1 WITHSCORES >/dev/null; r1=$(date +%s%N)
+  printf '%-10s %10.3fs %10.3fs %7.2fx %12s kB %12s kB\n' "$(rcli ZCARD nytimes.names)" \
+    "$(python3 -c "print(($t1-$t0)/1e9)")" "$(python3 -c "print(($r1-$r0)/1e9)")" \
+    "$(python3 -c "print(($t1-$t0)/($r1-$r0))")" "$before" "$peak"
+  kill "$pid"
+done

@@ -313,3 +313,61 @@ fn debug_mode_makes_no_metadata_calls() {
         0
     );
 }
+
+/// Answers every connection with `status` and `body`.
+fn canned_server(addr: SocketAddr, status: &str, body: &str) -> std::net::TcpListener {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    let accepting = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in accepting.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(&response);
+        }
+    });
+    listener
+}
+
+#[test]
+fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
+    let c = Cluster::new(&["127.0.0.2", "127.0.0.6"]);
+    let elb = c.elb.clone();
+    let (node, _imds) = c.node("127.0.0.2", ("ELB_NAME", &elb), &[]);
+    let _garbage = canned_server(c.addr("127.0.0.6"), "200 OK", "not json at all");
+    let body = node.get("/health/cluster").json();
+    assert_eq!(ids(&body, "node_healths"), [c.id("127.0.0.2")].into());
+    let unreachable = body["unreachable"].as_array().unwrap();
+    assert_eq!(unreachable.len(), 1, "{body}");
+    assert_eq!(unreachable[0]["ec2_instance_id"], c.id("127.0.0.6"));
+    assert!(unreachable[0]["error"].as_str().unwrap().contains("not JSON"), "{body}");
+
+    // An ELB endpoint that throttles, answering AWS's documented error document.
+    let throttling: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _aws = canned_server(
+        throttling,
+        "400 Bad Request",
+        "<ErrorResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2012-06-01/\">\
+         <Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
+         <RequestId>1</RequestId></ErrorResponse>",
+    );
+    let endpoint = format!("http://{throttling}");
+    let (throttled, _imds2) = c.node(
+        "127.0.0.3",
+        ("ELB_NAME", &elb),
+        &[("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING", &endpoint)],
+    );
+    let started = Instant::now();
+    let r = throttled.get("/health/cluster");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    r.assert_error(502, "upstream_error");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "AWS answered 400 Throttling: Rate exceeded"
+    );
+}
