@@ -345,7 +345,13 @@ fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
     let unreachable = body["unreachable"].as_array().unwrap();
     assert_eq!(unreachable.len(), 1, "{body}");
     assert_eq!(unreachable[0]["ec2_instance_id"], c.id("127.0.0.6"));
-    assert!(unreachable[0]["error"].as_str().unwrap().contains("not JSON"), "{body}");
+    assert!(
+        unreachable[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON"),
+        "{body}"
+    );
 
     // An ELB endpoint that throttles, answering AWS's documented error document.
     let throttling: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
