@@ -13,12 +13,26 @@ use hello::secret::Secret;
 /// The directory of the `aws-sigv4` package, found through `cargo metadata`.
 fn reference_package() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Resolved for this platform only, so that no other platform's crates must be fetched.
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+            &platform,
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "cargo metadata: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let manifest = meta["packages"]
         .as_array()
         .unwrap()
