@@ -5,15 +5,19 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::aws::credentials::{Provider, Source};
 use crate::aws::elb::{self, Target, TargetId};
+use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
 use crate::aws::{ec2, AwsError};
+use crate::config::AwsConfig;
 use crate::health::Monitor;
 
 pub enum Cluster {
@@ -62,6 +66,75 @@ struct Peer {
 }
 
 impl Cluster {
+    /// The cluster view: local, or discovery through a load balancer with clients built from the
+    /// environment. An error names the variable to fix.
+    pub fn from_config(
+        aws: &AwsConfig,
+        imds: Option<Arc<Imds>>,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Cluster, String> {
+        let Some(discovery) = aws.discovery.clone() else {
+            return Ok(Cluster::Local);
+        };
+        let region = match (&aws.region, &imds) {
+            (Some(r), _) => r.clone(),
+            (None, Some(imds)) => imds.region().map_err(|e| {
+                format!("invalid AWS_REGION: not set, and instance metadata gave none ({e})")
+            })?,
+            (None, None) => {
+                return Err("invalid AWS_REGION: expected a region such as us-east-1".into())
+            }
+        };
+        let source = Source::from_env(var, imds).ok_or(
+            "invalid AWS_ACCESS_KEY_ID: no AWS credentials in the environment, the ECS container endpoint or instance metadata",
+        )?;
+        log::info!(
+            "AWS credentials from the {}; region {region}",
+            source.name()
+        );
+        let credentials = Arc::new(Provider::new(source));
+        let timeout = aws.cluster_deadline;
+        let elb_endpoint = aws
+            .elb_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://elasticloadbalancing.{region}.amazonaws.com"));
+        let ec2_endpoint = aws
+            .ec2_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
+        let version = match discovery {
+            Discovery::ClassicElb(_) => elb::CLASSIC_VERSION,
+            Discovery::TargetGroup(_) => elb::V2_VERSION,
+        };
+        let elb = QueryClient::new(
+            &elb_endpoint,
+            &region,
+            "elasticloadbalancing",
+            version,
+            Arc::clone(&credentials),
+            timeout,
+        )
+        .map_err(|e| format!("invalid AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING: {e}"))?;
+        let ec2 = QueryClient::new(
+            &ec2_endpoint,
+            &region,
+            "ec2",
+            ec2::VERSION,
+            credentials,
+            timeout,
+        )
+        .map_err(|e| format!("invalid AWS_ENDPOINT_URL_EC2: {e}"))?;
+        log::info!("cluster = {discovery:?}, via {elb_endpoint} and {ec2_endpoint}");
+        Ok(Cluster::Balanced(Box::new(Balanced {
+            discovery,
+            elb,
+            ec2,
+            peer_timeout: aws.peer_timeout,
+            deadline: aws.cluster_deadline,
+            agent: crate::aws::agent(aws.peer_timeout, aws.peer_timeout),
+        })))
+    }
+
     pub fn health(&self, own: &Monitor) -> Result<ClusterHealth, AwsError> {
         let own_health = || serde_json::to_value(own.node_health()).unwrap_or(Value::Null);
         match self {

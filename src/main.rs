@@ -8,12 +8,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use hello::app::App;
-use hello::aws::credentials::{Provider, Source};
 use hello::aws::imds::Imds;
-use hello::aws::query::QueryClient;
-use hello::aws::{ec2, elb};
-use hello::cluster::{Balanced, Cluster, Discovery};
-use hello::config::{AwsConfig, Config, StoreConfig, VARIABLES};
+use hello::cluster::Cluster;
+use hello::config::{Config, StoreConfig, VARIABLES};
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::Metrics;
@@ -112,7 +109,7 @@ fn serve() -> ExitCode {
     if let Some(imds) = &imds {
         learn_instance_id(Arc::clone(imds), monitor.instance_id_slot());
     }
-    let cluster = match cluster(&config.aws, imds) {
+    let cluster = match Cluster::from_config(&config.aws, imds, |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hello: {e}");
@@ -164,71 +161,6 @@ fn learn_instance_id(imds: Arc<Imds>, slot: Arc<OnceLock<String>>) {
     if let Err(e) = spawned {
         log::warn!("cannot ask instance metadata: {e}");
     }
-}
-
-/// The cluster view: local, or discovery through a load balancer with clients built from the
-/// environment. An error names the variable to fix.
-fn cluster(aws: &AwsConfig, imds: Option<Arc<Imds>>) -> Result<Cluster, String> {
-    let Some(discovery) = aws.discovery.clone() else {
-        return Ok(Cluster::Local);
-    };
-    let region = match (&aws.region, &imds) {
-        (Some(r), _) => r.clone(),
-        (None, Some(imds)) => imds.region().map_err(|e| {
-            format!("invalid AWS_REGION: not set, and instance metadata gave none ({e})")
-        })?,
-        (None, None) => {
-            return Err("invalid AWS_REGION: expected a region such as us-east-1".into())
-        }
-    };
-    let source = Source::from_env(|k| std::env::var(k).ok(), imds).ok_or(
-        "invalid AWS_ACCESS_KEY_ID: no AWS credentials in the environment, the ECS container endpoint or instance metadata",
-    )?;
-    log::info!(
-        "AWS credentials from the {}; region {region}",
-        source.name()
-    );
-    let credentials = Arc::new(Provider::new(source));
-    let timeout = aws.cluster_deadline;
-    let elb_endpoint = aws
-        .elb_endpoint
-        .clone()
-        .unwrap_or_else(|| format!("https://elasticloadbalancing.{region}.amazonaws.com"));
-    let ec2_endpoint = aws
-        .ec2_endpoint
-        .clone()
-        .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
-    let version = match discovery {
-        Discovery::ClassicElb(_) => elb::CLASSIC_VERSION,
-        Discovery::TargetGroup(_) => elb::V2_VERSION,
-    };
-    let elb = QueryClient::new(
-        &elb_endpoint,
-        &region,
-        "elasticloadbalancing",
-        version,
-        Arc::clone(&credentials),
-        timeout,
-    )
-    .map_err(|e| format!("invalid AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING: {e}"))?;
-    let ec2 = QueryClient::new(
-        &ec2_endpoint,
-        &region,
-        "ec2",
-        ec2::VERSION,
-        credentials,
-        timeout,
-    )
-    .map_err(|e| format!("invalid AWS_ENDPOINT_URL_EC2: {e}"))?;
-    log::info!("cluster = {discovery:?}, via {elb_endpoint} and {ec2_endpoint}");
-    Ok(Cluster::Balanced(Box::new(Balanced {
-        discovery,
-        elb,
-        ec2,
-        peer_timeout: aws.peer_timeout,
-        deadline: aws.cluster_deadline,
-        agent: hello::aws::agent(aws.peer_timeout, aws.peer_timeout),
-    })))
 }
 
 /// First SIGTERM or SIGINT: drain and exit. A second one: exit at once.
