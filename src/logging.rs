@@ -16,15 +16,13 @@ pub enum Format {
     Json,
 }
 
-struct Logger {
-    format: Format,
-}
+struct Logger;
 
 static FORMAT: OnceLock<Format> = OnceLock::new();
 
 /// Installs the logger; only the first call has an effect.
 pub fn init(format: Format, level: LevelFilter) {
-    if FORMAT.set(format).is_ok() && log::set_boxed_logger(Box::new(Logger { format })).is_ok() {
+    if FORMAT.set(format).is_ok() && log::set_boxed_logger(Box::new(Logger)).is_ok() {
         log::set_max_level(level);
     }
 }
@@ -42,7 +40,7 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = match self.format {
+        let line = match format() {
             Format::Text => format!(
                 "{} {:<5} {}\n",
                 Utc::now().rfc3339(),
