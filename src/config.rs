@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::cluster::Discovery;
 use crate::http::{Limits, ServerConfig};
 use crate::logging::{self, Format};
 use crate::secret::Secret;
+use crate::store::Endpoint;
 
 #[derive(Debug)]
 pub struct Config {
@@ -49,11 +51,12 @@ pub enum StoreConfig {
 
 #[derive(Debug)]
 pub struct RedisConfig {
-    pub url: Secret,
-    /// The URL without credentials, for logs.
-    pub display: String,
+    /// Shown without credentials by its `Display`.
+    pub endpoint: Endpoint,
     pub key: String,
     pub timeout: Duration,
+    /// Certificates trusted for `rediss://` besides the built-in roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// A variable whose value is not acceptable.
@@ -87,6 +90,7 @@ pub const VARIABLES: &str = "\
                            neither set: an in-process store whose counts are lost on exit
   REDIS_KEY                sorted-set key (default nytimes.names)
   REDIS_TIMEOUT_MS         Redis connect, read and write timeout (default 1000)
+  REDIS_TLS_CA_FILE        PEM certificates trusted for rediss:// besides the built-in roots
   DEBUG                    true: local mode, no AWS calls (default false)
   LOG_FORMAT               text or json (default text)
   RUST_LOG                 error, warn, info, debug or trace (default info)
@@ -120,12 +124,20 @@ impl Config {
 
         let key = get("REDIS_KEY").unwrap_or_else(|| "nytimes.names".to_owned());
         let timeout = millis(&get, "REDIS_TIMEOUT_MS", 1000)?;
-        let store = if let Some(url) = get("REDIS_URL") {
-            StoreConfig::Redis(redis_from_url(url.trim(), key, timeout)?)
-        } else if let Some(address) = get("REDIS_CLUSTER_ADDRESS") {
-            StoreConfig::Redis(redis_from_address(address.trim(), key, timeout)?)
-        } else {
-            StoreConfig::Memory
+        let endpoint = match (get("REDIS_URL"), get("REDIS_CLUSTER_ADDRESS")) {
+            (Some(url), _) => Some(endpoint_from_url(url.trim())?),
+            (None, Some(address)) => Some(endpoint_from_address(address.trim())?),
+            (None, None) => None,
+        };
+        let tls_ca_file = get("REDIS_TLS_CA_FILE").map(|f| PathBuf::from(f.trim()));
+        let store = match endpoint {
+            Some(endpoint) => StoreConfig::Redis(RedisConfig {
+                endpoint,
+                key,
+                timeout,
+                tls_ca_file,
+            }),
+            None => StoreConfig::Memory,
         };
 
         let debug = match get("DEBUG")
@@ -268,49 +280,93 @@ fn millis(
     number(get, variable, default, 1, 3_600_000).map(Duration::from_millis)
 }
 
-fn redis_from_url(url: &str, key: String, timeout: Duration) -> Result<RedisConfig, ConfigError> {
-    const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db] or rediss://… (value not shown: it may hold a password)";
-    let rest = url
-        .strip_prefix("redis://")
-        .or_else(|| url.strip_prefix("rediss://"))
-        .ok_or_else(|| invalid("REDIS_URL", EXPECTED))?;
-    redis::Client::open(url).map_err(|_| invalid("REDIS_URL", EXPECTED))?;
-    let scheme = &url[..url.len() - rest.len()];
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    if host.is_empty() {
-        return Err(invalid("REDIS_URL", EXPECTED));
-    }
-    Ok(RedisConfig {
-        url: Secret::new(url),
-        display: format!("{scheme}{host}"),
-        key,
-        timeout,
+const URL_SHAPE: &str = "redis://[[user]:password@]host[:port][/db] or rediss://… (value not shown: it may hold a password)";
+
+/// Parses a `redis://` or `rediss://` URL. User and password may be percent-encoded.
+fn endpoint_from_url(url: &str) -> Result<Endpoint, ConfigError> {
+    let bad = || invalid("REDIS_URL", URL_SHAPE);
+    let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(bad()),
+    };
+    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let db = match db {
+        "" => 0,
+        digits if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse().map_err(|_| bad())?
+        }
+        _ => return Err(bad()),
+    };
+    let (credentials, address) = match authority.rsplit_once('@') {
+        Some((credentials, address)) => (Some(credentials), address),
+        None => (None, authority),
+    };
+    let (username, password) = match credentials {
+        None => (None, None),
+        Some(credentials) => {
+            let (user, password) = credentials.split_once(':').ok_or_else(bad)?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|s| s.into_owned())
+                    .map_err(|_| bad())
+            };
+            let user = Some(decode(user)?).filter(|u| !u.is_empty());
+            (user, Some(Secret::new(decode(password)?)))
+        }
+    };
+    let (host, port) = split_host_port(address, 6379).ok_or_else(bad)?;
+    Ok(Endpoint {
+        host,
+        port,
+        tls,
+        username,
+        password,
+        db,
     })
 }
 
-fn redis_from_address(
-    address: &str,
-    key: String,
-    timeout: Duration,
-) -> Result<RedisConfig, ConfigError> {
-    let expected = "host:port, e.g. localhost:6379";
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("REDIS_CLUSTER_ADDRESS", expected))?;
-    if host.is_empty()
-        || host.contains(['/', '@', ' '])
-        || port.parse::<u16>().map_or(true, |p| p == 0)
-    {
-        return Err(invalid("REDIS_CLUSTER_ADDRESS", expected));
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port may not be 0.
+fn split_host_port(address: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = match address.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':')?)),
+            }
+        }
+        None => match address.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
+    };
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    valid.then(|| (host.to_owned(), port))
+}
+
+/// `host:port`, as the original service took it.
+fn endpoint_from_address(address: &str) -> Result<Endpoint, ConfigError> {
+    let bad = || invalid("REDIS_CLUSTER_ADDRESS", "host:port, e.g. localhost:6379");
+    if !address.contains(':') {
+        return Err(bad());
     }
-    let url = format!("redis://{address}");
-    redis::Client::open(url.as_str()).map_err(|_| invalid("REDIS_CLUSTER_ADDRESS", expected))?;
-    Ok(RedisConfig {
-        display: url.clone(),
-        url: Secret::new(url),
-        key,
-        timeout,
+    let (host, port) = split_host_port(address, 6379).ok_or_else(bad)?;
+    Ok(Endpoint {
+        host,
+        port,
+        tls: false,
+        username: None,
+        password: None,
+        db: 0,
     })
 }
 
@@ -346,7 +402,12 @@ mod tests {
         let StoreConfig::Redis(r) = &c.store else {
             panic!("expected redis")
         };
-        assert_eq!(r.display, "rediss://cache.example:6380");
+        assert_eq!(r.endpoint.to_string(), "rediss://cache.example:6380");
+        assert_eq!(
+            r.endpoint.password.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert_eq!(r.endpoint.username, None);
         assert_eq!(r.key, "nytimes.names");
         assert!(!format!("{c:?}").contains("s3cret"));
     }
@@ -388,8 +449,43 @@ mod tests {
         let StoreConfig::Redis(r) = &c.store else {
             panic!("expected redis")
         };
-        assert_eq!(r.url.expose(), "redis://10.0.0.5:6379");
+        assert_eq!(r.endpoint.to_string(), "redis://10.0.0.5:6379");
+        assert!(!r.endpoint.tls && r.endpoint.password.is_none());
         assert_eq!(r.key, "k");
+    }
+
+    #[test]
+    fn redis_urls_in_every_shape() {
+        let endpoint = |url: &str| endpoint_from_url(url).unwrap();
+        let e = endpoint("redis://cache");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls, e.db),
+            ("cache", 6379, false, 0)
+        );
+        let e = endpoint("rediss://app%40team:p%3Ass@cache.example:6380/3");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls, e.db),
+            ("cache.example", 6380, true, 3)
+        );
+        assert_eq!(e.username.as_deref(), Some("app@team"));
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("p:ss"));
+        let e = endpoint("redis://[::1]:7000/");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 7000));
+        assert_eq!(e.to_string(), "redis://[::1]:7000");
+        for bad in [
+            "redis://",
+            "redis://host:0",
+            "redis://host:x",
+            "redis://host/db",
+            "redis://user@host",
+            "redis://host?protocol=resp3",
+            "redis://[::1",
+            "redis://h:1:2",
+            "redis://:%ff@host",
+            "http://host",
+        ] {
+            assert!(endpoint_from_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use crate::store::{Entry, Order, Store, StoreError};
+use crate::store::{Entry, Order, Scan, ScanRequest, Store, StoreError};
 
 /// Entries fetched from the store per round trip.
 const CHUNK: usize = 4096;
@@ -92,59 +92,48 @@ fn parse_count(value: &str) -> Option<u64> {
     value.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64)
 }
 
-/// A listing whose first chunk is already fetched (so that a store failure can still become a
-/// clean error response) and whose remaining chunks are fetched while it is written.
+/// A listing whose first chunk is already read (so that a store failure can still become a
+/// clean error response) and whose other chunks are read while it is written.
 pub struct Listing {
-    store: Arc<dyn Store>,
-    paging: Paging,
+    scan: Box<dyn Scan>,
     first: Vec<Entry>,
 }
 
 impl Listing {
     pub fn start(store: Arc<dyn Store>, paging: Paging) -> Result<Listing, StoreError> {
-        let first = store.range(paging.order, paging.offset, chunk_len(paging.limit, 0))?;
-        Ok(Listing {
-            store,
-            paging,
-            first,
-        })
+        let mut scan = store.scan(ScanRequest {
+            order: paging.order,
+            start: paging.offset,
+            limit: paging.limit,
+            chunk: CHUNK,
+        });
+        let first = scan.next_chunk()?;
+        Ok(Listing { scan, first })
     }
 
-    /// Writes `{"counts":[...]}`. Entries fetched later than the first chunk reflect the set as
+    /// Writes `{"counts":[...]}`. Entries read later than the first chunk reflect the set as
     /// it is then: a long listing is not a snapshot.
-    pub fn write_json(self, out: &mut dyn Write) -> io::Result<()> {
+    pub fn write_json(mut self, out: &mut dyn Write) -> io::Result<()> {
         out.write_all(b"{\"counts\":[")?;
-        let mut written: u64 = 0;
-        let mut chunk = self.first;
-        loop {
+        let mut chunk = std::mem::take(&mut self.first);
+        let mut text = Vec::new();
+        let mut first = true;
+        while !chunk.is_empty() {
+            text.clear();
             for entry in &chunk {
-                if written > 0 {
-                    out.write_all(b",")?;
+                if !first {
+                    text.push(b',');
                 }
-                out.write_all(b"{\"name\":")?;
-                serde_json::to_writer(&mut *out, &entry.name)?;
-                write!(out, ",\"count\":\"{}\"}}", entry.count)?;
-                written += 1;
+                first = false;
+                text.extend_from_slice(b"{\"name\":");
+                serde_json::to_writer(&mut text, &entry.name)?;
+                text.extend_from_slice(b",\"count\":\"");
+                write!(text, "{}\"}}", entry.count)?;
             }
-            let want = chunk_len(self.paging.limit, written);
-            if chunk.len() < CHUNK || want == 0 {
-                break;
-            }
-            let start = self.paging.offset.saturating_add(written);
-            chunk = self
-                .store
-                .range(self.paging.order, start, want)
-                .map_err(io::Error::other)?;
+            out.write_all(&text)?;
+            chunk = self.scan.next_chunk().map_err(io::Error::other)?;
         }
         out.write_all(b"]}")
-    }
-}
-
-/// How many entries to ask for next, given how many are written.
-fn chunk_len(limit: Option<u64>, written: u64) -> usize {
-    match limit {
-        Some(limit) => limit.saturating_sub(written).min(CHUNK as u64) as usize,
-        None => CHUNK,
     }
 }
 

@@ -10,7 +10,7 @@ use signal_hook::iterator::Signals;
 use hello::app::App;
 use hello::aws::imds::Imds;
 use hello::cluster::Cluster;
-use hello::config::{Config, StoreConfig, VARIABLES};
+use hello::config::{Config, RedisConfig, StoreConfig, VARIABLES};
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::Metrics;
@@ -71,23 +71,32 @@ fn serve() -> ExitCode {
     logging::init(config.log_format, config.log_level);
     raise_open_file_limit();
 
-    let store: Arc<dyn Store> = match &config.store {
+    let store: Arc<dyn Store> = match config.store {
         StoreConfig::Memory => {
             log::warn!(
                 "neither REDIS_URL nor REDIS_CLUSTER_ADDRESS is set: counts are kept in memory and lost when the process exits"
             );
             Arc::new(MemoryStore::new())
         }
-        StoreConfig::Redis(r) => match RedisStore::new(r.url.expose(), r.key.clone(), r.timeout) {
-            Ok(store) => {
-                log::info!("counting in Redis at {} under key {:?}", r.display, r.key);
-                Arc::new(store)
+        StoreConfig::Redis(r) => {
+            let RedisConfig {
+                endpoint,
+                key,
+                timeout,
+                tls_ca_file,
+            } = r;
+            let display = endpoint.to_string();
+            match RedisStore::new(endpoint, key.clone(), timeout, tls_ca_file.as_deref()) {
+                Ok(store) => {
+                    log::info!("counting in Redis at {display} under key {key:?}");
+                    Arc::new(store)
+                }
+                Err(e) => {
+                    eprintln!("hello: invalid REDIS_TLS_CA_FILE: {}", e.0);
+                    return ExitCode::from(2);
+                }
             }
-            Err(_) => {
-                eprintln!("hello: invalid Redis URL (value not shown)");
-                return ExitCode::from(2);
-            }
-        },
+        }
     };
 
     let server = match Server::bind(config.listen, config.http.clone()) {

@@ -151,6 +151,50 @@ fn redis_key_is_configurable() {
 }
 
 #[test]
+fn rediss_with_a_user_password_and_database_counts_there_and_never_logs_the_password() {
+    let redis = Redis::start_secure();
+    let secure = redis.secure.as_ref().unwrap();
+    let encode = |s: &str| {
+        s.replace('%', "%25")
+            .replace('@', "%40")
+            .replace(':', "%3A")
+    };
+    let url = format!(
+        "rediss://{}:{}@localhost:{}/3",
+        secure.user,
+        encode(secure.password)
+            .replace('/', "%2F")
+            .replace(' ', "%20"),
+        secure.tls_port
+    );
+    let ca = secure.ca_file();
+    let s = Service::start(&[
+        ("REDIS_URL", &url),
+        ("REDIS_TLS_CA_FILE", ca.to_str().unwrap()),
+        ("RUST_LOG", "debug"),
+    ]);
+    assert_eq!(s.get("/hello/Tess").status, 200);
+    assert_eq!(s.get("/health").json()["store"]["reachable"], true);
+    let mut c = redis.connection();
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut c).unwrap();
+    let tess: i64 = redis::cmd("ZSCORE")
+        .arg(KEY)
+        .arg("Tess")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(tess, 1);
+    let logs = s.logs();
+    assert!(
+        logs.contains(&format!("rediss://localhost:{}", secure.tls_port)),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("odd chars") && !logs.contains("odd%20chars"),
+        "{logs}"
+    );
+}
+
+#[test]
 fn health_reports_this_node() {
     let redis = Redis::start();
     let s = Service::with_redis(&redis);

@@ -29,6 +29,13 @@ fn bad_configuration_is_refused_with_one_line_naming_the_variable() {
         assert!(stderr.contains(var), "{var}: {stderr}");
         assert!(!stderr.contains("topsecret"), "{stderr}");
     }
+    let (status, stderr) = run_to_exit(&[
+        ("REDIS_URL", "rediss://:topsecret@localhost:6380"),
+        ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
+    ]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("REDIS_TLS_CA_FILE"), "{stderr}");
+    assert!(!stderr.contains("topsecret"), "{stderr}");
 }
 
 #[test]

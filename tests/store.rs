@@ -3,19 +3,57 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Redis;
-use hello::store::{contract, RedisStore, Store, StoreError};
+use hello::secret::Secret;
+use hello::store::{contract, Endpoint, RedisStore, Store, StoreError};
 
 fn store(redis: &Redis) -> RedisStore {
-    RedisStore::new(&redis.url(), "contract".into(), Duration::from_millis(500)).unwrap()
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port: redis.port,
+        tls: false,
+        username: None,
+        password: None,
+        db: 0,
+    };
+    RedisStore::new(
+        endpoint,
+        "contract".into(),
+        Duration::from_millis(500),
+        None,
+    )
+    .unwrap()
+}
+
+/// The secured server's TLS port, logged in as its user with `password`, in database 2.
+fn tls_store(redis: &Redis, password: &str, trust_test_ca: bool) -> RedisStore {
+    let secure = redis.secure.as_ref().expect("a secured redis");
+    let endpoint = Endpoint {
+        host: "localhost".into(),
+        port: secure.tls_port,
+        tls: true,
+        username: Some(secure.user.into()),
+        password: Some(Secret::new(password)),
+        db: 2,
+    };
+    let ca = secure.ca_file();
+    let extra_ca = trust_test_ca.then_some(ca.as_path());
+    RedisStore::new(
+        endpoint,
+        "contract".into(),
+        Duration::from_millis(500),
+        extra_ca,
+    )
+    .unwrap()
 }
 
 #[test]
 fn redis_store_passes_the_store_contract() {
     let redis = Redis::start();
-    contract::check(&store(&redis));
+    contract::check(Arc::new(store(&redis)));
 }
 
 #[test]
@@ -43,4 +81,41 @@ fn a_key_of_the_wrong_type_is_refused_not_unavailable() {
         store(&redis).increment("a"),
         Err(StoreError::Refused(_))
     ));
+}
+
+#[test]
+fn tls_with_a_user_password_and_database_passes_the_contract() {
+    let redis = Redis::start_secure();
+    let password = redis.secure.as_ref().unwrap().password;
+    contract::check(Arc::new(tls_store(&redis, password, true)));
+    // Checked over the plain port with another client: the counts are in database 2.
+    let mut c = redis.connection();
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut c).unwrap();
+    let bob: i64 = redis::cmd("ZSCORE")
+        .arg("contract")
+        .arg("Bob")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(bob, 2);
+    assert!(
+        redis.counts("contract").is_empty(),
+        "database 0 was written"
+    );
+}
+
+#[test]
+fn a_wrong_password_or_an_untrusted_certificate_is_unavailable() {
+    let redis = Redis::start_secure();
+    let Err(StoreError::Unavailable(why)) = tls_store(&redis, "not-the-password", true).ping()
+    else {
+        panic!("a wrong password must make the store unavailable")
+    };
+    assert!(why.contains("AUTH"), "{why}");
+    assert!(!why.contains("not-the-password"), "{why}");
+
+    let password = redis.secure.as_ref().unwrap().password;
+    let Err(StoreError::Unavailable(why)) = tls_store(&redis, password, false).ping() else {
+        panic!("a certificate from an unknown CA must not be accepted")
+    };
+    assert!(why.contains("certificate"), "{why}");
 }

@@ -2,12 +2,44 @@
 //! (the memory store's beside it, the Redis store's in `tests/store.rs` against a real server).
 //! It panics on the first difference, like any test assertion.
 
-use super::{Entry, Order, Store};
+use std::sync::Arc;
+
+use super::{Entry, Order, ScanRequest, Store};
+
+/// Every entry a scan yields, checking that no chunk is larger than asked and that the scan
+/// stays over once it has ended.
+pub fn scan_all(
+    store: &Arc<dyn Store>,
+    order: Order,
+    start: u64,
+    limit: Option<u64>,
+    chunk: usize,
+) -> Vec<Entry> {
+    let mut scan = Arc::clone(store).scan(ScanRequest {
+        order,
+        start,
+        limit,
+        chunk,
+    });
+    let mut all = Vec::new();
+    loop {
+        let next = scan.next_chunk().expect("scan chunk");
+        assert!(next.len() <= chunk, "a chunk of {} > {chunk}", next.len());
+        if next.is_empty() {
+            break;
+        }
+        all.extend(next);
+    }
+    assert_eq!(scan.next_chunk().expect("after the end"), vec![]);
+    all
+}
 
 /// Runs the contract against an empty store.
-pub fn check(store: &dyn Store) {
+pub fn check(store: Arc<dyn Store>) {
+    let store = &store;
+    let scan = |order, start, limit, chunk| scan_all(store, order, start, limit, chunk);
     assert!(store.ping().is_ok());
-    assert_eq!(store.range(Order::Ascending, 0, 10).unwrap(), vec![]);
+    assert_eq!(scan(Order::Ascending, 0, None, 10), vec![]);
 
     assert_eq!(store.increment("Bob").unwrap(), 1);
     for _ in 0..3 {
@@ -31,13 +63,31 @@ pub fn check(store: &dyn Store) {
         e("Zed", 2),
         e("Bill", 3),
     ];
-    assert_eq!(store.range(Order::Ascending, 0, 100).unwrap(), all);
     let mut reversed = all.clone();
     reversed.reverse();
-    assert_eq!(store.range(Order::Descending, 0, 100).unwrap(), reversed);
-    assert_eq!(store.range(Order::Ascending, 1, 2).unwrap(), all[1..3]);
-    assert_eq!(store.range(Order::Descending, 4, 2).unwrap(), reversed[4..]);
-    assert_eq!(store.range(Order::Ascending, 5, 2).unwrap(), vec![]);
-    assert_eq!(store.range(Order::Ascending, u64::MAX, 2).unwrap(), vec![]);
-    assert_eq!(store.range(Order::Ascending, 0, 0).unwrap(), vec![]);
+    // Chunks smaller than, equal to and larger than the set; sizes that divide it and not.
+    for chunk in [1, 2, 5, 100] {
+        assert_eq!(scan(Order::Ascending, 0, None, chunk), all);
+        assert_eq!(scan(Order::Descending, 0, None, chunk), reversed);
+        assert_eq!(scan(Order::Ascending, 1, Some(2), chunk), all[1..3]);
+        assert_eq!(scan(Order::Ascending, 1, Some(3), chunk), all[1..4]);
+        assert_eq!(scan(Order::Descending, 4, Some(2), chunk), reversed[4..]);
+        assert_eq!(scan(Order::Descending, 2, None, chunk), reversed[2..]);
+        assert_eq!(scan(Order::Ascending, 5, Some(2), chunk), vec![]);
+        assert_eq!(scan(Order::Ascending, u64::MAX, Some(2), chunk), vec![]);
+        assert_eq!(scan(Order::Ascending, i64::MAX as u64, None, chunk), vec![]);
+        assert_eq!(scan(Order::Ascending, 0, Some(0), chunk), vec![]);
+    }
+
+    // A scan dropped halfway leaves the store fit for use.
+    let mut partial = Arc::clone(store).scan(ScanRequest {
+        order: Order::Ascending,
+        start: 0,
+        limit: None,
+        chunk: 2,
+    });
+    assert_eq!(partial.next_chunk().unwrap(), all[..2]);
+    drop(partial);
+    assert_eq!(store.increment("Ann").unwrap(), 2);
+    assert_eq!(scan(Order::Ascending, 0, Some(1), 1), vec![e("Zoë", 1)]);
 }

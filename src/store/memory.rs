@@ -2,8 +2,9 @@
 //! It keeps Redis's ordering so that both stores pass the same behavioural suite.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::scan::{Scan, ScanRequest, Window};
 use super::{Entry, Order, Store, StoreError};
 
 #[derive(Default)]
@@ -43,14 +44,32 @@ impl Store for MemoryStore {
         Ok(new)
     }
 
-    fn range(&self, order: Order, start: u64, count: usize) -> Result<Vec<Entry>, StoreError> {
+    fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan> {
+        Box::new(MemoryScan {
+            window: Window::new(&request),
+            order: request.order,
+            store: self,
+        })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}
+
+impl MemoryStore {
+    fn range(&self, order: Order, start: u64, count: usize) -> Vec<Entry> {
         let sets = self.lock();
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let to_entry = |(count, name): &(i64, String)| Entry {
             name: name.clone(),
             count: *count,
         };
-        let page = match order {
+        match order {
             Order::Ascending => sets
                 .ranked
                 .iter()
@@ -66,16 +85,24 @@ impl Store for MemoryStore {
                 .take(count)
                 .map(to_entry)
                 .collect(),
+        }
+    }
+}
+
+struct MemoryScan {
+    store: Arc<MemoryStore>,
+    order: Order,
+    window: Window,
+}
+
+impl Scan for MemoryScan {
+    fn next_chunk(&mut self) -> Result<Vec<Entry>, StoreError> {
+        let Some((start, count)) = self.window.next_request() else {
+            return Ok(Vec::new());
         };
-        Ok(page)
-    }
-
-    fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    fn kind(&self) -> &'static str {
-        "memory"
+        let chunk = self.store.range(self.order, start, count);
+        self.window.advance(count, chunk.len());
+        Ok(chunk)
     }
 }
 
@@ -85,6 +112,6 @@ mod tests {
 
     #[test]
     fn passes_the_store_contract() {
-        crate::store::contract::check(&MemoryStore::new());
+        crate::store::contract::check(Arc::new(MemoryStore::new()));
     }
 }

@@ -2,13 +2,19 @@
 //! production and an in-process store for development.
 
 mod batch;
+mod connection;
 mod memory;
 mod redis;
+pub mod resp;
+mod scan;
 
+pub use self::connection::{Endpoint, TlsSetupError};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
+pub use self::scan::{Scan, ScanRequest};
 
 use std::fmt;
+use std::sync::Arc;
 
 /// One name and how many times it was greeted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,8 +57,9 @@ pub trait Store: Send + Sync {
     /// `Unavailable` error means the outcome is unknown and the caller must not retry.
     fn increment(&self, name: &str) -> Result<i64, StoreError>;
 
-    /// Up to `count` entries starting at rank `start` in `order`.
-    fn range(&self, order: Order, start: u64, count: usize) -> Result<Vec<Entry>, StoreError>;
+    /// Starts reading the entries `request` names. Nothing may be read until the first chunk
+    /// is asked for.
+    fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan>;
 
     /// Checks that the store answers.
     fn ping(&self) -> Result<(), StoreError>;

@@ -1,17 +1,20 @@
-//! The production store: a Redis sorted set, reached over a small pool of blocking
-//! connections with timeouts on connect, read and write.
+//! The production store: a Redis sorted set, reached over a small pool of connections with
+//! timeouts on connect, read and write.
 
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::{Client, Connection, ConnectionLike, RedisError, Value};
-
 use super::batch::Batcher;
+use super::connection::{unexpected, Connection, Connector, Endpoint, TlsSetupError};
+use super::resp::{Reply, ServerError};
+use super::scan::{Scan, ScanRequest, Window};
 use super::{score_to_count, Entry, Order, Store, StoreError};
 
 pub struct RedisStore {
-    client: Client,
+    connector: Connector,
     key: String,
     timeout: Duration,
     /// Idle connections with the generation they were made in.
@@ -22,11 +25,22 @@ pub struct RedisStore {
     increments: Batcher,
 }
 
+/// A connection out of the pool, with the generation it belongs to.
+struct Pooled {
+    generation: u64,
+    conn: Connection,
+}
+
 impl RedisStore {
-    /// `url` is a `redis://` or `rediss://` URL; nothing is connected until first use.
-    pub fn new(url: &str, key: String, timeout: Duration) -> Result<RedisStore, RedisError> {
+    /// Nothing is connected until first use. `extra_ca` adds trusted certificates for TLS.
+    pub fn new(
+        endpoint: Endpoint,
+        key: String,
+        timeout: Duration,
+        extra_ca: Option<&Path>,
+    ) -> Result<RedisStore, TlsSetupError> {
         Ok(RedisStore {
-            client: Client::open(url)?,
+            connector: Connector::new(endpoint, timeout, extra_ca)?,
             key,
             timeout,
             idle: Mutex::new(Vec::new()),
@@ -35,77 +49,78 @@ impl RedisStore {
         })
     }
 
-    /// Runs `f` on a pooled connection. A connection that saw an error is not returned to the
-    /// pool; `f` itself is never run twice.
-    fn with_connection<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<T, StoreError> {
+    /// An idle connection of the current generation, or a new one.
+    fn checkout(&self) -> Result<Pooled, StoreError> {
         let generation = self.generation.load(AtomicOrdering::Acquire);
-        let pooled = {
+        let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             idle.retain(|(g, _)| *g == generation);
             idle.pop()
         };
-        let mut conn = match pooled {
-            Some((_, conn)) => conn,
-            None => self.connect()?,
-        };
-        match f(&mut conn) {
-            Ok(value) => {
-                if conn.is_open() {
-                    self.idle
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push((generation, conn));
-                }
-                Ok(value)
-            }
-            Err(e) => {
-                if is_server_error(&e) {
-                    self.idle
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push((generation, conn));
-                    Err(StoreError::Refused(e.to_string()))
-                } else {
-                    self.generation.fetch_add(1, AtomicOrdering::AcqRel);
-                    Err(StoreError::Unavailable(e.to_string()))
-                }
-            }
+        match idle {
+            Some((generation, conn)) => Ok(Pooled { generation, conn }),
+            None => match self.connector.connect() {
+                Ok(conn) => Ok(Pooled { generation, conn }),
+                Err(e) => Err(self.broken(e)),
+            },
         }
     }
 
-    fn connect(&self) -> Result<Connection, StoreError> {
-        let unavailable = |e: RedisError| {
-            self.generation.fetch_add(1, AtomicOrdering::AcqRel);
-            StoreError::Unavailable(e.to_string())
-        };
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.timeout)
-            .map_err(unavailable)?;
-        conn.set_read_timeout(Some(self.timeout))
-            .map_err(unavailable)?;
-        conn.set_write_timeout(Some(self.timeout))
-            .map_err(unavailable)?;
-        Ok(conn)
+    /// Takes back a connection that is in step: every command sent has been answered.
+    fn checkin(&self, pooled: Pooled) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((pooled.generation, pooled.conn));
     }
-}
 
-impl RedisStore {
+    /// Called with the error that made a connection unusable (it is dropped, not checked in).
+    fn broken(&self, e: io::Error) -> StoreError {
+        self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+        self.unavailable(e)
+    }
+
+    /// Runs `f` on a pooled connection. A connection that saw an I/O or protocol error is
+    /// not returned to the pool; `f` itself is never run twice.
+    fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> io::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut pooled = self.checkout()?;
+        match f(&mut pooled.conn) {
+            Ok(value) => {
+                self.checkin(pooled);
+                Ok(value)
+            }
+            Err(e) => Err(self.broken(e)),
+        }
+    }
+
+    fn unavailable(&self, e: io::Error) -> StoreError {
+        StoreError::Unavailable(match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                format!("no answer within {} ms", self.timeout.as_millis())
+            }
+            _ => e.to_string(),
+        })
+    }
+
     /// One pipeline of `ZINCRBY`s. A failure fails every increment in it: their outcome is
     /// unknown, and none is retried.
     fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
-        let mut pipe = redis::pipe();
-        // Each reply stands for itself: one refused command must not report the others,
-        // which were stored, as failed.
-        pipe.ignore_errors();
-        for name in names {
-            pipe.cmd("ZINCRBY").arg(&self.key).arg(1).arg(*name);
-        }
-        match self.with_connection(|c| pipe.query::<Vec<Value>>(c)) {
+        let replies = self.with_connection(|c| {
+            for name in names {
+                c.queue(&[b"ZINCRBY", self.key.as_bytes(), b"1", name.as_bytes()]);
+            }
+            c.send()?;
+            names
+                .iter()
+                .map(|_| c.receive())
+                .collect::<io::Result<Vec<_>>>()
+        });
+        match replies {
             Ok(replies) => {
+                // Each reply stands for itself: one refused command does not fail the others.
                 let counts: Vec<_> = replies.into_iter().map(reply_to_count).collect();
                 if counts
                     .iter()
@@ -119,27 +134,76 @@ impl RedisStore {
             Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
         }
     }
-}
 
-fn reply_to_count(reply: Value) -> Result<i64, StoreError> {
-    match reply {
-        Value::ServerError(e) if matches!(e.code(), "WRONGTYPE" | "ERR") => {
-            Err(StoreError::Refused(e.to_string()))
+    /// A command whose error reply is judged like any other.
+    fn query(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
+        match self.with_connection(|c| c.query(args))? {
+            Reply::Error(e) => Err(self.server_error(e)),
+            reply => Ok(reply),
         }
-        Value::ServerError(e) => Err(StoreError::Unavailable(e.to_string())),
-        other => redis::from_redis_value::<f64>(other)
-            .map(score_to_count)
-            .map_err(|e| StoreError::Refused(format!("unexpected ZINCRBY reply: {e}"))),
+    }
+
+    fn server_error(&self, e: ServerError) -> StoreError {
+        let error = judge(e);
+        if matches!(error, StoreError::Unavailable(_)) {
+            self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+        }
+        error
     }
 }
 
-/// True when Redis answered with an error about the command itself (a wrong type, a bad
-/// argument): retrying will not help and the connection is still in step. Every other failure,
-/// including transient server states such as `LOADING` after a restart or `READONLY` on a
-/// replica after a failover, makes the store unavailable and the connection is replaced.
-fn is_server_error(e: &RedisError) -> bool {
-    !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal())
-        && matches!(e.code(), Some("WRONGTYPE" | "ERR"))
+/// An error about the command itself (a wrong type, a bad argument) is `Refused`: retrying
+/// will not help, and the connection is still in step. Every other error reply, such as
+/// `LOADING` after a restart or `READONLY` on a replica after a failover, is a transient
+/// state of the server: `Unavailable`.
+fn judge(e: ServerError) -> StoreError {
+    match e.code() {
+        "WRONGTYPE" | "ERR" => StoreError::Refused(e.line),
+        _ => StoreError::Unavailable(e.line),
+    }
+}
+
+fn reply_to_count(reply: Reply) -> Result<i64, StoreError> {
+    match reply {
+        Reply::Error(e) => Err(judge(e)),
+        Reply::Bulk(score) => parse_score(&score).ok_or_else(|| {
+            StoreError::Refused("ZINCRBY answered a score that is not a number".into())
+        }),
+        other => Err(StoreError::Refused(
+            unexpected("ZINCRBY", &other).to_string(),
+        )),
+    }
+}
+
+/// Redis writes whole scores as integers; anything else goes through `f64`.
+fn parse_score(text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| text.parse::<f64>().ok().map(score_to_count))
+}
+
+fn to_entries(reply: Reply, command: &str) -> Result<Vec<Entry>, StoreError> {
+    let refused = |why: String| StoreError::Refused(format!("{command}: {why}"));
+    let items = match reply {
+        Reply::Array(items) if items.len() % 2 == 0 => items,
+        other => return Err(refused(unexpected(command, &other).to_string())),
+    };
+    let mut entries = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(name), Some(score)) = (items.next(), items.next()) {
+        let (Reply::Bulk(name), Reply::Bulk(score)) = (name, score) else {
+            return Err(refused("a name or score is not a bulk string".into()));
+        };
+        entries.push(Entry {
+            name: match String::from_utf8(name) {
+                Ok(s) => s,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            },
+            count: parse_score(&score).ok_or_else(|| refused("a score is not a number".into()))?,
+        });
+    }
+    Ok(entries)
 }
 
 impl Store for RedisStore {
@@ -148,41 +212,184 @@ impl Store for RedisStore {
             .increment(name, &|names| self.increment_all(names))
     }
 
-    fn range(&self, order: Order, start: u64, count: usize) -> Result<Vec<Entry>, StoreError> {
-        if count == 0 || start > i64::MAX as u64 {
-            return Ok(Vec::new());
-        }
-        let stop = start.saturating_add(count as u64 - 1).min(i64::MAX as u64);
-        let command = match order {
-            Order::Ascending => "ZRANGE",
-            Order::Descending => "ZREVRANGE",
-        };
-        let pairs: Vec<(Vec<u8>, f64)> = self.with_connection(|c| {
-            redis::cmd(command)
-                .arg(&self.key)
-                .arg(start)
-                .arg(stop)
-                .arg("WITHSCORES")
-                .query(c)
-        })?;
-        Ok(pairs
-            .into_iter()
-            .map(|(name, score)| Entry {
-                name: match String::from_utf8(name) {
-                    Ok(s) => s,
-                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                },
-                count: score_to_count(score),
-            })
-            .collect())
+    fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan> {
+        Box::new(RedisScan {
+            window: Window::new(&request),
+            command: match request.order {
+                Order::Ascending => "ZRANGE",
+                Order::Descending => "ZREVRANGE",
+            },
+            store: self,
+            conn: None,
+            asked: None,
+        })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.with_connection(|c| redis::cmd("PING").query::<String>(c))
-            .map(|_| ())
+        match self.query(&[b"PING"])? {
+            Reply::Status(_) => Ok(()),
+            other => Err(StoreError::Refused(unexpected("PING", &other).to_string())),
+        }
     }
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+}
+
+/// A scan that asks for the next chunk as soon as it has read one, so that Redis prepares it
+/// while the caller writes out the last: one connection is held for the whole scan.
+struct RedisScan {
+    store: Arc<RedisStore>,
+    command: &'static str,
+    window: Window,
+    conn: Option<Pooled>,
+    /// The size of the chunk asked for and not yet read.
+    asked: Option<usize>,
+}
+
+impl RedisScan {
+    /// Sends the request for the next chunk, if any remains. A failed send drops the
+    /// connection; the request is sent again (a read is safe to repeat) on the next call.
+    fn request(&mut self) -> Result<bool, StoreError> {
+        let Some((start, count)) = self.window.next_request() else {
+            return Ok(false);
+        };
+        let mut pooled = match self.conn.take() {
+            Some(pooled) => pooled,
+            None => self.store.checkout()?,
+        };
+        let stop = start.saturating_add(count as u64 - 1).to_string();
+        let start = start.to_string();
+        let key = self.store.key.as_bytes();
+        let args: [&[u8]; 5] = [
+            self.command.as_bytes(),
+            key,
+            start.as_bytes(),
+            stop.as_bytes(),
+            b"WITHSCORES",
+        ];
+        pooled.conn.queue(&args);
+        pooled.conn.send().map_err(|e| self.store.broken(e))?;
+        self.conn = Some(pooled);
+        self.asked = Some(count);
+        Ok(true)
+    }
+}
+
+impl Scan for RedisScan {
+    fn next_chunk(&mut self) -> Result<Vec<Entry>, StoreError> {
+        if self.asked.is_none() && !self.request()? {
+            return Ok(Vec::new());
+        }
+        let (Some(asked), Some(mut pooled)) = (self.asked.take(), self.conn.take()) else {
+            return Err(StoreError::Unavailable("scan lost its connection".into()));
+        };
+        let reply = pooled.conn.receive().map_err(|e| self.store.broken(e))?;
+        let chunk = match reply {
+            Reply::Error(e) => Err(self.store.server_error(e)),
+            reply => to_entries(reply, self.command),
+        };
+        self.conn = Some(pooled);
+        let chunk = chunk?;
+        self.window.advance(asked, chunk.len());
+        // An error here is met again, and reported, by the next call.
+        if !matches!(self.request(), Ok(true)) {
+            if let Some(pooled) = self.conn.take() {
+                self.store.checkin(pooled);
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+impl Drop for RedisScan {
+    fn drop(&mut self) {
+        // With a reply still on its way, the connection is out of step: it is closed.
+        if let (None, Some(pooled)) = (self.asked, self.conn.take()) {
+            self.store.checkin(pooled);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Reply {
+        Reply::Bulk(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn scores_are_read_as_counts() {
+        assert_eq!(parse_score(b"12"), Some(12));
+        assert_eq!(parse_score(b"-3"), Some(-3));
+        assert_eq!(parse_score(b"2.75"), Some(2));
+        assert_eq!(parse_score(b"1e3"), Some(1000));
+        assert_eq!(parse_score(b"inf"), Some(i64::MAX));
+        assert_eq!(parse_score(b"x"), None);
+        assert_eq!(parse_score(b"\xff"), None);
+    }
+
+    #[test]
+    fn range_replies_become_entries() {
+        let reply = Reply::Array(vec![bulk("Ann"), bulk("1"), bulk("Bob"), bulk("7")]);
+        let entries = to_entries(reply, "ZRANGE").unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                Entry {
+                    name: "Ann".into(),
+                    count: 1
+                },
+                Entry {
+                    name: "Bob".into(),
+                    count: 7
+                },
+            ]
+        );
+        let lossy = Reply::Array(vec![Reply::Bulk(b"a\xffb".to_vec()), bulk("1")]);
+        assert_eq!(to_entries(lossy, "ZRANGE").unwrap()[0].name, "a\u{fffd}b");
+    }
+
+    #[test]
+    fn malformed_range_replies_are_refused() {
+        for reply in [
+            Reply::Array(vec![bulk("Ann")]),
+            Reply::Array(vec![bulk("Ann"), bulk("many")]),
+            Reply::Array(vec![Reply::Integer(1), bulk("1")]),
+            Reply::Nil,
+        ] {
+            assert!(matches!(
+                to_entries(reply, "ZRANGE"),
+                Err(StoreError::Refused(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn command_errors_are_refused_and_server_states_unavailable() {
+        let e = |line: &str| ServerError { line: line.into() };
+        assert!(matches!(
+            judge(e("WRONGTYPE Operation")),
+            StoreError::Refused(_)
+        ));
+        assert!(matches!(
+            judge(e("ERR syntax error")),
+            StoreError::Refused(_)
+        ));
+        assert!(matches!(
+            judge(e("LOADING Redis is loading")),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            judge(e("READONLY You can't write")),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            reply_to_count(Reply::Error(e("READONLY x"))),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(reply_to_count(bulk("5")).unwrap(), 5);
     }
 }

@@ -37,6 +37,22 @@ pub struct Redis {
     /// Set when every write is fsynced to an append-only file in this folder, so that counts
     /// survive a SIGKILL and a restart.
     durable_dir: Option<PathBuf>,
+    pub secure: Option<Secure>,
+}
+
+/// A server that also listens with TLS and lets in one ACL user by password only.
+pub struct Secure {
+    pub tls_port: u16,
+    pub user: &'static str,
+    pub password: &'static str,
+    /// Holds `ca.crt` (to trust) and the server's certificate for `localhost` and 127.0.0.1.
+    pub dir: PathBuf,
+}
+
+impl Secure {
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
 }
 
 impl Redis {
@@ -45,6 +61,29 @@ impl Redis {
             child: None,
             port: free_port(),
             durable_dir: None,
+            secure: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// TLS on `secure.tls_port` (plain TCP stays on `port` for checks) with a certificate from
+    /// a throw-away CA made by `openssl`; the default user is off, so every client must log in.
+    pub fn start_secure() -> Redis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("hello-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tls dir");
+        make_certificates(&dir);
+        let mut redis = Redis {
+            child: None,
+            port,
+            durable_dir: None,
+            secure: Some(Secure {
+                tls_port: free_port(),
+                user: "hello-app",
+                password: "p@ss:word/with%odd chars",
+                dir,
+            }),
         };
         redis.spawn();
         redis
@@ -58,6 +97,7 @@ impl Redis {
             child: None,
             port,
             durable_dir: Some(dir),
+            secure: None,
         };
         redis.spawn();
         redis
@@ -68,22 +108,57 @@ impl Redis {
             Some(dir) => ("yes", dir.clone()),
             None => ("no", std::env::temp_dir()),
         };
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", appendonly, "--appendfsync", "always"])
-            .args(["--dir", &dir.to_string_lossy()])
+            .args(["--dir", &dir.to_string_lossy()]);
+        if let Some(secure) = &self.secure {
+            let file = |name: &str| secure.dir.join(name).to_string_lossy().into_owned();
+            command
+                .args(["--tls-port", &secure.tls_port.to_string()])
+                .args(["--tls-cert-file", &file("server.crt")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.crt")])
+                .args(["--tls-auth-clients", "no"])
+                .args(["--user", "default", "off"])
+                .args([
+                    "--user",
+                    secure.user,
+                    "on",
+                    &format!(">{}", secure.password),
+                    "~*",
+                    "+@all",
+                ]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .spawn()
             .expect("cannot run redis-server: run the README's test command, which installs it");
         self.child = Some(child);
-        let port = self.port;
         wait_until("redis-server", Duration::from_secs(10), || {
-            redis_client(port)
+            self.client()
                 .get_connection()
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
                 .is_ok()
         });
+    }
+
+    /// A client for the plain port, logged in when the server is secured.
+    fn client(&self) -> redis::Client {
+        use redis::IntoConnectionInfo;
+        let mut info = redis::ConnectionAddr::Tcp("127.0.0.1".into(), self.port)
+            .into_connection_info()
+            .expect("redis address");
+        if let Some(secure) = &self.secure {
+            info = info.set_redis_settings(
+                redis::RedisConnectionInfo::default()
+                    .set_username(secure.user)
+                    .set_password(secure.password),
+            );
+        }
+        redis::Client::open(info).expect("redis client")
     }
 
     pub fn address(&self) -> String {
@@ -114,7 +189,7 @@ impl Redis {
 
     /// A direct connection, to check what the service stored.
     pub fn connection(&self) -> redis::Connection {
-        redis_client(self.port)
+        self.client()
             .get_connection()
             .expect("connect to test redis")
     }
@@ -138,8 +213,69 @@ impl Redis {
     }
 }
 
-fn redis_client(port: u16) -> redis::Client {
-    redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("redis url")
+/// A CA and a server certificate it signed, for `localhost` and 127.0.0.1.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("cannot run openssl: run the README's test command, which installs it");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=hello test CA"][..],
+            &key[..],
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("san.ext");
+    openssl(
+        &[
+            &["req"][..],
+            &key[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 impl Drop for Redis {
@@ -147,6 +283,9 @@ impl Drop for Redis {
         self.kill();
         if let Some(dir) = &self.durable_dir {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(secure) = &self.secure {
+            let _ = std::fs::remove_dir_all(&secure.dir);
         }
     }
 }

@@ -1,0 +1,268 @@
+//! RESP2, the Redis wire protocol: commands out, replies in. Pure functions over byte buffers
+//! and readers, so the codec is tested without a server.
+//!
+//! Only what our commands need: every RESP2 reply type, arrays nested a few levels deep.
+
+use std::fmt;
+use std::io::{self, BufRead, Read};
+
+/// Deepest array nesting accepted; our replies nest at most once.
+const MAX_DEPTH: usize = 4;
+/// Largest bulk string Redis itself allows (`proto-max-bulk-len`).
+const MAX_BULK: usize = 512 * 1024 * 1024;
+/// Elements reserved up front for an array, whatever length it announces.
+const RESERVE: usize = 1024;
+
+/// Appends one command, as an array of bulk strings, to `out`.
+pub fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.push(b'*');
+    push_number(out, args.len());
+    for arg in args {
+        out.push(b'$');
+        push_number(out, arg.len());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn push_number(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One reply. `Nil` covers both the null bulk string and the null array.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Status(String),
+    Error(ServerError),
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Array(Vec<Reply>),
+    Nil,
+}
+
+impl Reply {
+    /// The reply's type, for messages about replies that were not expected.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::Status(_) => "status",
+            Reply::Error(_) => "error",
+            Reply::Integer(_) => "integer",
+            Reply::Bulk(_) => "bulk string",
+            Reply::Array(_) => "array",
+            Reply::Nil => "nil",
+        }
+    }
+}
+
+/// An error reply: its first word (`ERR`, `WRONGTYPE`, `LOADING`, …) and the whole line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerError {
+    pub line: String,
+}
+
+impl ServerError {
+    pub fn code(&self) -> &str {
+        self.line.split(' ').next().unwrap_or("")
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+/// Reads one whole reply. A stream that breaks the protocol yields `InvalidData`; after any
+/// error the stream is out of step and must be dropped.
+pub fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
+    read_at(r, 0, &mut Vec::with_capacity(32))
+}
+
+/// `line` is scratch space, shared by the elements of an array so that they cost no
+/// allocation of their own.
+fn read_at(r: &mut impl BufRead, depth: usize, line: &mut Vec<u8>) -> io::Result<Reply> {
+    line.clear();
+    read_line(r, line)?;
+    let (kind, rest) = line.split_first().ok_or_else(|| invalid("empty line"))?;
+    match kind {
+        b'+' => Ok(Reply::Status(text(rest))),
+        b'-' => Ok(Reply::Error(ServerError { line: text(rest) })),
+        b':' => parse_integer(rest).map(Reply::Integer),
+        b'$' => match parse_length(rest, MAX_BULK)? {
+            None => Ok(Reply::Nil),
+            Some(len) => read_bulk(r, len).map(Reply::Bulk),
+        },
+        b'*' => match parse_length(rest, usize::MAX)? {
+            None => Ok(Reply::Nil),
+            Some(_) if depth >= MAX_DEPTH => Err(invalid("arrays nested too deep")),
+            Some(len) => {
+                let mut items = Vec::with_capacity(len.min(RESERVE));
+                for _ in 0..len {
+                    items.push(read_at(r, depth + 1, line)?);
+                }
+                Ok(Reply::Array(items))
+            }
+        },
+        _ => Err(invalid("unknown reply type")),
+    }
+}
+
+/// A line without its CRLF.
+fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<()> {
+    r.read_until(b'\n', line)?;
+    if line.pop() != Some(b'\n') {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    if line.pop() != Some(b'\r') {
+        return Err(invalid("line not ended by CRLF"));
+    }
+    Ok(())
+}
+
+fn read_bulk(r: &mut impl BufRead, len: usize) -> io::Result<Vec<u8>> {
+    let buffered = r.fill_buf()?;
+    if let Some(whole) = buffered.get(..len + 2) {
+        if !whole.ends_with(b"\r\n") {
+            return Err(invalid("bulk string not ended by CRLF"));
+        }
+        let bulk = whole[..len].to_vec();
+        r.consume(len + 2);
+        return Ok(bulk);
+    }
+    // Longer than what is buffered: grows as bytes arrive rather than trusting the announced length with an allocation.
+    let mut bulk = Vec::with_capacity(len.min(64 * 1024) + 2);
+    r.take(len as u64 + 2).read_to_end(&mut bulk)?;
+    if bulk.len() < len + 2 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    if bulk.split_off(len) != b"\r\n" {
+        return Err(invalid("bulk string not ended by CRLF"));
+    }
+    Ok(bulk)
+}
+
+fn parse_integer(digits: &[u8]) -> io::Result<i64> {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid("bad integer"))
+}
+
+/// A length, or `None` for the null value (`-1`).
+fn parse_length(digits: &[u8], max: usize) -> io::Result<Option<usize>> {
+    match parse_integer(digits)? {
+        -1 => Ok(None),
+        n => usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= max)
+            .map(Some)
+            .ok_or_else(|| invalid("bad length")),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn invalid(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("Redis protocol: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> io::Result<Reply> {
+        read_reply(&mut &bytes[..])
+    }
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        write_command(&mut out, &[b"ZINCRBY", b"k", b"1", "é".as_bytes()]);
+        write_command(&mut out, &[b"PING"]);
+        assert_eq!(
+            out,
+            b"*4\r\n$7\r\nZINCRBY\r\n$1\r\nk\r\n$1\r\n1\r\n$2\r\n\xc3\xa9\r\n*1\r\n$4\r\nPING\r\n"
+        );
+    }
+
+    #[test]
+    fn every_reply_type() {
+        assert_eq!(read(b"+PONG\r\n").unwrap(), Reply::Status("PONG".into()));
+        assert_eq!(read(b":-42\r\n").unwrap(), Reply::Integer(-42));
+        assert_eq!(
+            read(b"$3\r\na\r\n\r\n").unwrap(),
+            Reply::Bulk(b"a\r\n".to_vec())
+        );
+        assert_eq!(read(b"$0\r\n\r\n").unwrap(), Reply::Bulk(Vec::new()));
+        assert_eq!(read(b"$-1\r\n").unwrap(), Reply::Nil);
+        assert_eq!(read(b"*-1\r\n").unwrap(), Reply::Nil);
+        assert_eq!(read(b"*0\r\n").unwrap(), Reply::Array(Vec::new()));
+        assert_eq!(
+            read(b"*3\r\n$4\r\nname\r\n$2\r\n12\r\n*1\r\n:1\r\n").unwrap(),
+            Reply::Array(vec![
+                Reply::Bulk(b"name".to_vec()),
+                Reply::Bulk(b"12".to_vec()),
+                Reply::Array(vec![Reply::Integer(1)]),
+            ])
+        );
+        let Reply::Error(e) = read(b"-WRONGTYPE Operation against a key\r\n").unwrap() else {
+            panic!("expected an error reply")
+        };
+        assert_eq!(e.code(), "WRONGTYPE");
+        assert_eq!(e.to_string(), "WRONGTYPE Operation against a key");
+    }
+
+    #[test]
+    fn replies_are_read_one_at_a_time() {
+        let mut stream: &[u8] = b":1\r\n$1\r\nx\r\n+OK\r\n";
+        assert_eq!(read_reply(&mut stream).unwrap(), Reply::Integer(1));
+        assert_eq!(read_reply(&mut stream).unwrap(), Reply::Bulk(b"x".to_vec()));
+        assert_eq!(read_reply(&mut stream).unwrap(), Reply::Status("OK".into()));
+        assert!(stream.is_empty());
+    }
+
+    #[test]
+    fn truncated_replies_are_eof() {
+        for cut in [
+            &b""[..],
+            b":1",
+            b":1\r",
+            b"$5\r\nab",
+            b"$2\r\nab",
+            b"*2\r\n:1\r\n",
+        ] {
+            let e = read(cut).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{cut:?}");
+        }
+    }
+
+    #[test]
+    fn protocol_violations_are_invalid_data() {
+        let nested = b"*1\r\n".repeat(MAX_DEPTH + 1);
+        for bad in [
+            &b"?x\r\n"[..],
+            b"\r\n",
+            b":1\n",
+            b":x\r\n",
+            b"$-2\r\n",
+            b"$2\r\nabcd",
+            b"*-5\r\n",
+            b"$99999999999999999999\r\n",
+            &nested,
+        ] {
+            let e = read(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_announced_length_is_not_trusted_with_memory() {
+        let e = read(b"$536870912\r\nab").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let e = read(b"*4294967296\r\n:1\r\n").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
