@@ -1,5 +1,6 @@
 //! Property tests over the pure parts that see untrusted input: the request framer, the name
-//! decoder and Go quoting, the AWS XML parsers and the SigV4 canonicaliser. `make fuzz` runs
+//! decoder and Go quoting, the AWS XML parsers, the SigV4 canonicaliser and the Redis reply
+//! reader. `make fuzz` runs
 //! them with many more cases (PROPTEST_CASES); a failure is kept in
 //! `tests/properties.proptest-regressions` and replayed on every run.
 
@@ -9,6 +10,7 @@ use hello::aws::sigv4::{canonical_query, canonical_uri};
 use hello::aws::{ec2, elb, xml};
 use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
 use hello::http::{frame, Framing, Limits};
+use hello::store::resp::{read_reply, Reply, ServerError};
 
 fn limits() -> Limits {
     Limits::default()
@@ -123,5 +125,64 @@ proptest! {
         let original = sorted.clone();
         sorted.sort();
         prop_assert_eq!(sorted, original);
+    }
+}
+
+/// Replies as Redis sends them, nested up to three levels.
+fn reply() -> impl Strategy<Value = Reply> {
+    let leaf = prop_oneof![
+        "[ -~]{0,20}".prop_map(Reply::Status),
+        "[A-Z]{1,10}( [ -~]{0,20})?".prop_map(|line| Reply::Error(ServerError { line })),
+        any::<i64>().prop_map(Reply::Integer),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(Reply::Bulk),
+        Just(Reply::Nil),
+    ];
+    leaf.prop_recursive(3, 64, 8, |inner| {
+        proptest::collection::vec(inner, 0..8).prop_map(Reply::Array)
+    })
+}
+
+fn encode(reply: &Reply, out: &mut Vec<u8>) {
+    match reply {
+        Reply::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+        Reply::Error(e) => out.extend_from_slice(format!("-{}\r\n", e.line).as_bytes()),
+        Reply::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+        Reply::Bulk(b) => {
+            out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n");
+        }
+        Reply::Array(items) => {
+            out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+            for item in items {
+                encode(item, out);
+            }
+        }
+        Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
+    }
+}
+
+proptest! {
+    #[test]
+    fn redis_replies_never_panic_the_reader(bytes in proptest::collection::vec(any::<u8>(), 0..2_000)) {
+        let mut stream = &bytes[..];
+        while read_reply(&mut stream).is_ok() && !stream.is_empty() {}
+    }
+
+    #[test]
+    fn redis_replies_read_back_whole_however_the_bytes_arrive(
+        replies in proptest::collection::vec(reply(), 1..6),
+        buffer in 1usize..64,
+    ) {
+        let mut bytes = Vec::new();
+        for r in &replies {
+            encode(r, &mut bytes);
+        }
+        // A tiny buffer makes lines and bulk strings straddle reads.
+        let mut stream = std::io::BufReader::with_capacity(buffer, &bytes[..]);
+        for r in &replies {
+            prop_assert_eq!(&read_reply(&mut stream).unwrap(), r);
+        }
+        prop_assert!(read_reply(&mut stream).is_err());
     }
 }
