@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Conn, Redis, Service};
+use common::{burst, Conn, Redis, Service};
 
 #[test]
 fn concurrent_increments_are_counted_exactly() {
@@ -48,37 +47,13 @@ fn a_burst_of_keep_alive_connections_is_served_fairly() {
         ("REDIS_CLUSTER_ADDRESS", &redis.address()),
         ("HTTP_WORKERS", "16"),
     ]);
-    let barrier = Arc::new(Barrier::new(CONNECTIONS));
     let run_for = Duration::from_secs(3);
-    let results: Vec<(Duration, usize)> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..CONNECTIONS)
-            .map(|i| {
-                let barrier = Arc::clone(&barrier);
-                let addr = s.addr;
-                thread::Builder::new()
-                    .stack_size(128 * 1024)
-                    .spawn_scoped(scope, move || {
-                        let mut conn = Conn::open(addr);
-                        barrier.wait();
-                        let start = Instant::now();
-                        let mut first = None;
-                        let mut served = 0;
-                        while start.elapsed() < run_for {
-                            let r = conn.get(&format!("/hello/burst{}", i % 8));
-                            assert_eq!(r.status, 200);
-                            first.get_or_insert(start.elapsed());
-                            served += 1;
-                        }
-                        (first.expect("no response on a connection"), served)
-                    })
-                    .expect("spawn")
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client"))
-            .collect()
-    });
+    let results = burst(
+        s.addr,
+        CONNECTIONS,
+        |i| format!("/hello/burst{}", i % 8),
+        |_, elapsed| elapsed < run_for,
+    );
     let mut firsts: Vec<Duration> = results.iter().map(|(f, _)| *f).collect();
     firsts.sort();
     let served: usize = results.iter().map(|(_, n)| n).sum();

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Conn, Redis, Service};
+use common::{burst, free_port, Conn, Redis, Service};
 
 const KEY: &str = "nytimes.names";
 
@@ -284,33 +284,15 @@ fn s3_sigterm_under_load() {
 fn s4_burst_of_256_keep_alive_connections() {
     let redis = Redis::start();
     let s = Service::with_redis(&redis);
-    let barrier = std::sync::Barrier::new(256);
-    let firsts: Vec<Duration> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..256)
-            .map(|_| {
-                let barrier = &barrier;
-                let addr = s.addr;
-                thread::Builder::new()
-                    .stack_size(128 * 1024)
-                    .spawn_scoped(scope, move || {
-                        let mut conn = Conn::open(addr);
-                        barrier.wait();
-                        let started = Instant::now();
-                        assert_eq!(conn.get("/hello/burst").status, 200);
-                        let first = started.elapsed();
-                        for _ in 0..20 {
-                            assert_eq!(conn.get("/hello/burst").status, 200);
-                        }
-                        first
-                    })
-                    .unwrap()
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let firsts = burst(
+        s.addr,
+        256,
+        |_| "/hello/burst".into(),
+        |answered, _| answered < 21,
+    );
     let mut tally = Tally::default();
-    for f in &firsts {
-        tally.record(Some(200), *f);
+    for (first, _) in &firsts {
+        tally.record(Some(200), *first);
     }
     tally.row(
         "4 burst: 256 connections",

@@ -559,3 +559,43 @@ impl Conn {
         matches!(self.reader.read(&mut b), Ok(0) | Err(_))
     }
 }
+
+/// Opens `connections` keep-alive connections, releases them all at once, and on each sends
+/// `GET path(i)` while `more(answered so far, time since release)` holds. Each connection's
+/// time to its first `200` and number of `200`s; any other answer fails the test.
+pub fn burst(
+    addr: SocketAddr,
+    connections: usize,
+    path: impl Fn(usize) -> String + Sync,
+    more: impl Fn(usize, Duration) -> bool + Sync,
+) -> Vec<(Duration, usize)> {
+    let barrier = std::sync::Barrier::new(connections);
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..connections)
+            .map(|i| {
+                let (barrier, path, more) = (&barrier, &path, &more);
+                thread::Builder::new()
+                    .stack_size(128 * 1024)
+                    .spawn_scoped(scope, move || {
+                        let mut conn = Conn::open(addr);
+                        let path = path(i);
+                        barrier.wait();
+                        let start = Instant::now();
+                        let mut first = None;
+                        let mut answered = 0;
+                        while answered == 0 || more(answered, start.elapsed()) {
+                            assert_eq!(conn.get(&path).status, 200);
+                            first.get_or_insert(start.elapsed());
+                            answered += 1;
+                        }
+                        (first.unwrap_or_default(), answered)
+                    })
+                    .expect("spawn a client")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    })
+}
