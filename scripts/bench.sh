@@ -26,16 +26,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, clock ticks) of a process with all its threads and child processes
+# (nginx's workers). comm fields here have no spaces, so fields 14 and 15 are utime and stime.
+cpu_ticks() { local t=0 p; for p in "$@" $(pgrep -P "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
+redis_pid=$!
 pids+=($!)
 wait_port "$redis_port"
 rcli() { redis-cli -p "$redis_port" "$@"; }
 
 # Each server gets its own key; rounds alternate between servers so that the machine's drift
 # hits them alike. Reports the median round, the peak RSS, and answered vs stored increments.
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 labels=(); pids_of=(); urls=(); keys=()
 add_server() { labels+=("$1"); pids_of+=("$2"); urls+=("$3"); keys+=("$4"); }
 
@@ -77,11 +82,13 @@ echo
 echo "== /hello/{name}: wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS alternating rounds, one private redis-server =="
 for round in $(seq "$ROUNDS"); do
   for i in "${!labels[@]}"; do
+    c0=$(cpu_ticks "${pids_of[$i]}" "$redis_pid")
     wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${urls[$i]}" >"$work/wrk-$i-$round.txt" 2>&1 || true
+    echo $(($(cpu_ticks "${pids_of[$i]}" "$redis_pid") - c0)) >"$work/cpu-$i-$round"
   done
 done
 sleep 0.5
-printf '%-20s %10s %9s %9s %9s %10s %10s %8s\n' server "req/s" p50 p99 "peak RSS" answered stored non-2xx
+printf '%-20s %10s %9s %9s %9s %10s %10s %8s %9s\n' server "req/s" p50 p99 "peak RSS" answered stored non-2xx "CPU/req"
 for i in "${!labels[@]}"; do
   # The median round by requests/s.
   median=$(for r in $(seq "$ROUNDS"); do echo "$(awk '/^Requests\/sec/ {print $2}' "$work/wrk-$i-$r.txt") $r"; done | sort -n | awk -v m=$(((ROUNDS + 1) / 2)) 'NR==m {print $2}')
@@ -92,13 +99,16 @@ for i in "${!labels[@]}"; do
     n=$(awk '/Non-2xx/ {print $5}' "$work/wrk-$i-$r.txt"); non2xx=$((non2xx + ${n:-0}))
   done
   stored=$([ -n "${keys[$i]}" ] && rcli ZSCORE "${keys[$i]}" bench || echo "-")
-  printf '%-20s %10s %9s %9s %8sMB %10s %10s %8s\n' "${labels[$i]}" \
+  requests=$(awk '/requests in/ {print $1}' "$f")
+  printf '%-20s %10s %9s %9s %8sMB %10s %10s %8s %7sus\n' "${labels[$i]}" \
     "$(awk '/^Requests\/sec/ {print $2}' "$f")" "$(awk '$1=="50%" {print $2}' "$f")" \
     "$(awk '$1=="99%" {print $2}' "$f")" "$(($(hwm_kb "${pids_of[$i]}") / 1024))" \
-    "$answered" "${stored:-0}" "$non2xx"
+    "$answered" "${stored:-0}" "$non2xx" "$(python3 -c "print(f'{$(cat "$work/cpu-$i-$median") * $tick_us / $requests:.1f}')")"
   awk '/^Requests\/sec/ {print $2}' "$f" >"$work/rps-$i"
 done
 echo "(stored may exceed answered by up to $CONNECTIONS a round: requests in flight when wrk stops; it must never be lower)"
+echo "(CPU/req: CPU time of the server and redis-server together per answered request, median round;"
+echo " wrk shares the machine's cores, so the less a server spends per request, the more wrk can send)"
 echo "median throughput, static hello / webdis: $(python3 -c "print(f'{$(cat "$work/rps-1")/$(cat "$work/rps-2"):.2f}x')")"
 for p in "${pids_of[@]}"; do kill -QUIT "$p" 2>/dev/null || true; done
 echo "redis-benchmark ZINCRBY -c $CONNECTIONS (the store's ceiling, one per round trip, then pipelined 16):"
