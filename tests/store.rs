@@ -70,6 +70,22 @@ fn unavailable_while_down_and_heals_after_restart() {
 }
 
 #[test]
+fn a_restart_while_idle_costs_no_request() {
+    let mut redis = Redis::start();
+    let s = store(&redis);
+    // Several pooled connections, all of which the restart will close.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| s.ping().unwrap());
+        }
+    });
+    assert_eq!(s.increment("a").unwrap(), 1);
+    redis.restart();
+    assert_eq!(s.increment("a").unwrap(), 1);
+    assert!(s.ping().is_ok());
+}
+
+#[test]
 fn a_key_of_the_wrong_type_is_refused_not_unavailable() {
     let redis = Redis::start();
     let _: () = redis::cmd("SET")

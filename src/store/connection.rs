@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustix::io::Errno;
+use rustix::net::RecvFlags;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -206,6 +208,25 @@ impl Connection {
         self.queue(args);
         self.send()?;
         self.receive()
+    }
+
+    /// Whether this idle connection is known to be dead: the server closed it (as a Redis
+    /// restart or failover does) or sent something nobody asked for. Checked without blocking,
+    /// so that a pooled connection is not used, and a request failed, after Redis came back.
+    pub fn is_stale(&self) -> bool {
+        if !self.stream.buffer().is_empty() {
+            return true;
+        }
+        let tcp = match self.stream.get_ref() {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.sock,
+        };
+        let mut byte = [0u8; 1];
+        let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+        !matches!(
+            rustix::net::recv(tcp, &mut byte[..], flags),
+            Err(Errno::AGAIN | Errno::INTR)
+        )
     }
 }
 

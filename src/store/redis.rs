@@ -49,20 +49,33 @@ impl RedisStore {
         })
     }
 
-    /// An idle connection of the current generation, or a new one.
+    /// An idle connection of the current generation, or a new one. An idle connection the
+    /// server has closed starts a new generation: its siblings most likely went the same way.
     fn checkout(&self) -> Result<Pooled, StoreError> {
-        let generation = self.generation.load(AtomicOrdering::Acquire);
-        let idle = {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            idle.retain(|(g, _)| *g == generation);
-            idle.pop()
-        };
-        match idle {
-            Some((generation, conn)) => Ok(Pooled { generation, conn }),
-            None => match self.connector.connect() {
-                Ok(conn) => Ok(Pooled { generation, conn }),
-                Err(e) => Err(self.broken(e)),
-            },
+        loop {
+            let generation = self.generation.load(AtomicOrdering::Acquire);
+            let idle = {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                idle.retain(|(g, _)| *g == generation);
+                idle.pop()
+            };
+            match idle {
+                Some((_, conn)) if conn.is_stale() => {
+                    let _ = self.generation.compare_exchange(
+                        generation,
+                        generation + 1,
+                        AtomicOrdering::AcqRel,
+                        AtomicOrdering::Acquire,
+                    );
+                }
+                Some((generation, conn)) => return Ok(Pooled { generation, conn }),
+                None => {
+                    return match self.connector.connect() {
+                        Ok(conn) => Ok(Pooled { generation, conn }),
+                        Err(e) => Err(self.broken(e)),
+                    }
+                }
+            }
         }
     }
 
@@ -101,6 +114,7 @@ impl RedisStore {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 format!("no answer within {} ms", self.timeout.as_millis())
             }
+            io::ErrorKind::UnexpectedEof => "Redis closed the connection".to_owned(),
             _ => e.to_string(),
         })
     }
