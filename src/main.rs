@@ -86,6 +86,11 @@ fn serve() -> ExitCode {
                 tls_ca_file,
             } = r;
             let display = endpoint.to_string();
+            if tls_ca_file.is_some() && !endpoint.tls {
+                log::warn!(
+                    "REDIS_TLS_CA_FILE is ignored: Redis is not reached over TLS (rediss://)"
+                );
+            }
             match RedisStore::new(endpoint, key.clone(), timeout, tls_ca_file.as_deref()) {
                 Ok(store) => {
                     log::info!("counting in Redis at {display} under key {key:?}");
