@@ -10,8 +10,14 @@ use std::io::{self, BufRead, Read};
 const MAX_DEPTH: usize = 4;
 /// Largest bulk string Redis itself allows (`proto-max-bulk-len`).
 const MAX_BULK: usize = 512 * 1024 * 1024;
+/// Most elements in one array: far above the 8,192 of a listing chunk, far below what would
+/// let a broken stream fill memory.
+const MAX_ARRAY: usize = 1 << 20;
 /// Elements reserved up front for an array, whatever length it announces.
 const RESERVE: usize = 1024;
+/// Longest line (type byte, status or error text, CRLF) read before the stream is judged not to
+/// be Redis: a server that never ends its line must not make us buffer without end.
+const MAX_LINE: u64 = 64 * 1024;
 
 /// Appends one command, as an array of bulk strings, to `out`.
 pub fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {
@@ -93,7 +99,7 @@ fn read_at(r: &mut impl BufRead, depth: usize, line: &mut Vec<u8>) -> io::Result
             None => Ok(Reply::Nil),
             Some(len) => read_bulk(r, len).map(Reply::Bulk),
         },
-        b'*' => match parse_length(rest, usize::MAX)? {
+        b'*' => match parse_length(rest, MAX_ARRAY)? {
             None => Ok(Reply::Nil),
             Some(_) if depth >= MAX_DEPTH => Err(invalid("arrays nested too deep")),
             Some(len) => {
@@ -110,9 +116,12 @@ fn read_at(r: &mut impl BufRead, depth: usize, line: &mut Vec<u8>) -> io::Result
 
 /// A line without its CRLF.
 fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<()> {
-    r.read_until(b'\n', line)?;
+    let read = r.take(MAX_LINE).read_until(b'\n', line)?;
     if line.pop() != Some(b'\n') {
-        return Err(io::ErrorKind::UnexpectedEof.into());
+        return Err(match read as u64 {
+            MAX_LINE => invalid("line too long"),
+            _ => io::ErrorKind::UnexpectedEof.into(),
+        });
     }
     if line.pop() != Some(b'\r') {
         return Err(invalid("line not ended by CRLF"));
@@ -259,10 +268,26 @@ mod tests {
     }
 
     #[test]
+    fn a_line_without_end_is_refused_at_its_limit() {
+        let mut endless = b"+".to_vec();
+        endless.extend(std::iter::repeat_n(b'x', MAX_LINE as usize + 10));
+        let e = read(&endless).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let mut longest = b"+".to_vec();
+        longest.extend(std::iter::repeat_n(b'x', MAX_LINE as usize - 3));
+        longest.extend_from_slice(b"\r\n");
+        assert!(
+            matches!(read(&longest).unwrap(), Reply::Status(s) if s.len() == MAX_LINE as usize - 3)
+        );
+    }
+
+    #[test]
     fn an_announced_length_is_not_trusted_with_memory() {
         let e = read(b"$536870912\r\nab").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        let e = read(b"*4294967296\r\n:1\r\n").unwrap_err();
+        let e = read(b"*1048576\r\n:1\r\n").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let e = read(b"*1048577\r\n:1\r\n").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }
