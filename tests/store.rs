@@ -3,7 +3,9 @@
 
 mod common;
 
+use std::io::Write;
 use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 use common::Redis;
@@ -74,7 +76,7 @@ fn a_restart_while_idle_costs_no_request() {
     let mut redis = Redis::start();
     let s = store(&redis);
     // Several pooled connections, all of which the restart will close.
-    std::thread::scope(|scope| {
+    thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| s.ping().unwrap());
         }
@@ -83,6 +85,32 @@ fn a_restart_while_idle_costs_no_request() {
     redis.restart();
     assert_eq!(s.increment("a").unwrap(), 1);
     assert!(s.ping().is_ok());
+}
+
+#[test]
+fn a_server_that_is_not_redis_is_unavailable_with_a_clear_reason() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        tls: false,
+        username: None,
+        password: None,
+        db: 0,
+    };
+    let s = RedisStore::new(endpoint, "k".into(), Duration::from_millis(500), None).unwrap();
+    for outcome in [s.ping(), s.increment("a").map(|_| ())] {
+        let Err(StoreError::Unavailable(why)) = outcome else {
+            panic!("expected unavailable, got {outcome:?}")
+        };
+        assert!(why.contains("Redis protocol"), "{why}");
+    }
 }
 
 #[test]
