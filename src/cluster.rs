@@ -2,10 +2,14 @@
 //! (Classic ELB or target group, then EC2 for private IPs), ask each one's `/health` in
 //! parallel under a deadline, and list those that could not be asked apart. In local mode the
 //! cluster is this node alone.
+//!
+//! The node list is reused for a few seconds, so that dashboards polling `/health/cluster` cost
+//! AWS one discovery per period whatever their number; when AWS fails (throttling, an outage),
+//! the last list found stands in for a while, and the answer says so.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,23 @@ pub struct Balanced {
     /// Time the whole answer may take, discovery included.
     pub deadline: Duration,
     pub agent: ureq::Agent,
+    /// How long a discovered membership is reused.
+    pub membership_ttl: Duration,
+    /// The last membership discovered. Held across a discovery, so that concurrent requests
+    /// share one instead of each calling AWS.
+    pub membership: Mutex<Option<Membership>>,
+}
+
+/// How long the last membership found may stand in when AWS fails.
+const MEMBERSHIP_FALLBACK: Duration = Duration::from_secs(300);
+
+/// The nodes in service as last discovered.
+#[derive(Clone)]
+pub struct Membership {
+    peers: Vec<Peer>,
+    /// In service, but with no address to ask.
+    unaddressed: Vec<Unreachable>,
+    found: Instant,
 }
 
 /// The `/health/cluster` document.
@@ -49,9 +70,20 @@ pub struct Balanced {
 pub struct ClusterHealth {
     pub node_healths: Vec<Value>,
     pub unreachable: Vec<Unreachable>,
+    /// Present only when AWS failed and the last membership found was used instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_membership: Option<StaleMembership>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct StaleMembership {
+    /// How old the node list used is.
+    pub age_seconds: u64,
+    /// Why it could not be discovered afresh.
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Unreachable {
     pub ec2_instance_id: Option<String>,
     pub address: Option<String>,
@@ -132,6 +164,8 @@ impl Cluster {
             peer_timeout: aws.peer_timeout,
             deadline: aws.cluster_deadline,
             agent: crate::aws::agent(aws.peer_timeout, aws.peer_timeout),
+            membership_ttl: aws.membership_ttl,
+            membership: Mutex::new(None),
         })))
     }
 
@@ -141,10 +175,12 @@ impl Cluster {
             Cluster::Local => Ok(ClusterHealth {
                 node_healths: vec![own_health()],
                 unreachable: Vec::new(),
+                stale_membership: None,
             }),
             Cluster::Balanced(b) => {
                 let started = Instant::now();
-                let (peers, mut unreachable) = b.peers()?;
+                let (membership, stale_membership) = b.membership()?;
+                let (peers, mut unreachable) = (membership.peers, membership.unaddressed);
                 let own_id = own.instance_id();
                 let deadline = started + b.deadline;
                 let answers: Vec<Result<Value, Unreachable>> = thread::scope(|scope| {
@@ -182,6 +218,7 @@ impl Cluster {
                 Ok(ClusterHealth {
                     node_healths,
                     unreachable,
+                    stale_membership,
                 })
             }
         }
@@ -189,8 +226,46 @@ impl Cluster {
 }
 
 impl Balanced {
-    /// The nodes in service, and those in service that have no address to ask.
-    fn peers(&self) -> Result<(Vec<Peer>, Vec<Unreachable>), AwsError> {
+    /// The nodes in service: reused while fresh, discovered otherwise, and the last ones found
+    /// (with why) if discovery fails.
+    fn membership(&self) -> Result<(Membership, Option<StaleMembership>), AwsError> {
+        let mut last = self
+            .membership
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = last
+            .as_ref()
+            .filter(|m| m.found.elapsed() < self.membership_ttl)
+        {
+            return Ok((m.clone(), None));
+        }
+        match self.discover() {
+            Ok(found) => {
+                *last = Some(found.clone());
+                Ok((found, None))
+            }
+            Err(e) => match last
+                .as_ref()
+                .filter(|m| m.found.elapsed() < MEMBERSHIP_FALLBACK)
+            {
+                Some(m) => {
+                    let age = m.found.elapsed();
+                    log::warn!(
+                        "cluster discovery failed, using the node list found {age:?} ago: {e}"
+                    );
+                    let stale = StaleMembership {
+                        age_seconds: age.as_secs(),
+                        error: e.to_string(),
+                    };
+                    Ok((m.clone(), Some(stale)))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// The nodes in service, now.
+    fn discover(&self) -> Result<Membership, AwsError> {
         let targets = match &self.discovery {
             Discovery::ClassicElb(name) => elb::classic_in_service(&self.elb, name)?,
             Discovery::TargetGroup(arn) => elb::healthy_targets(&self.elb, arn)?,
@@ -203,7 +278,12 @@ impl Balanced {
             })
             .collect();
         let ips = ec2::private_ips(&self.ec2, &instance_ids)?;
-        Ok(resolve(&targets, &ips))
+        let (peers, unaddressed) = resolve(&targets, &ips);
+        Ok(Membership {
+            peers,
+            unaddressed,
+            found: Instant::now(),
+        })
     }
 
     /// One peer's `/health`, within its own timeout and the overall deadline.

@@ -40,6 +40,8 @@ pub struct AwsConfig {
     pub imds_endpoint: Option<String>,
     pub peer_timeout: Duration,
     pub cluster_deadline: Duration,
+    /// How long a discovered membership is reused; zero: discover on every request.
+    pub membership_ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -104,6 +106,7 @@ pub const VARIABLES: &str = "\
   TARGET_GROUP_ARN         or: ALB/NLB target group whose healthy targets form the cluster
   CLUSTER_PEER_TIMEOUT_MS  time each peer's /health may take (default 1500)
   CLUSTER_DEADLINE_MS      time /health/cluster may take in all (default 3000)
+  CLUSTER_MEMBERSHIP_TTL_MS  time the discovered node list is reused (default 5000; 0: never)
   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI, AWS_ENDPOINT_URL[_EC2|_ELASTIC_LOAD_BALANCING],
   AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_DISABLED: as the AWS SDKs read them
@@ -249,6 +252,8 @@ fn aws_config(
         imds_endpoint: (!debug && !metadata_disabled).then_some(imds_endpoint),
         peer_timeout: millis(get, "CLUSTER_PEER_TIMEOUT_MS", 1500)?,
         cluster_deadline: millis(get, "CLUSTER_DEADLINE_MS", 3000)?,
+        membership_ttl: number(get, "CLUSTER_MEMBERSHIP_TTL_MS", 5000, 0, 3_600_000)
+            .map(Duration::from_millis)?,
     })
 }
 
@@ -428,6 +433,9 @@ mod tests {
         assert_eq!(c.aws.elb_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(c.aws.ec2_endpoint.as_deref(), Some("http://127.0.0.1:5001"));
         assert_eq!(c.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.aws.membership_ttl, Duration::from_secs(5));
+        let c = config(&[("CLUSTER_MEMBERSHIP_TTL_MS", "0")]).unwrap();
+        assert_eq!(c.aws.membership_ttl, Duration::ZERO);
         assert_eq!(
             c.aws.imds_endpoint.as_deref(),
             Some("http://169.254.169.254")
@@ -509,6 +517,10 @@ mod tests {
         assert_eq!(var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
         assert_eq!(var(&[("RUST_LOG", "loud")]), "RUST_LOG");
         assert_eq!(var(&[("HTTP_WORKERS", "0")]), "HTTP_WORKERS");
+        assert_eq!(
+            var(&[("CLUSTER_MEMBERSHIP_TTL_MS", "-1")]),
+            "CLUSTER_MEMBERSHIP_TTL_MS"
+        );
         assert_eq!(var(&[("TARGET_GROUP_ARN", "tg")]), "TARGET_GROUP_ARN");
         assert_eq!(
             var(&[("ELB_NAME", "a"), ("TARGET_GROUP_ARN", "arn:x")]),

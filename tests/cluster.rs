@@ -134,6 +134,8 @@ fn stopped_killed_and_hung_nodes() {
     let deadline = [
         ("CLUSTER_PEER_TIMEOUT_MS", "700"),
         ("CLUSTER_DEADLINE_MS", "1500"),
+        // The membership changes mid-test: discover on every request.
+        ("CLUSTER_MEMBERSHIP_TTL_MS", "0"),
     ];
     let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &deadline);
     let (mut b, _ib) = c.node(ips[1], ("ELB_NAME", &elb), &deadline);
@@ -177,6 +179,44 @@ fn stopped_killed_and_hung_nodes() {
     let unreachable = body["unreachable"].as_array().unwrap();
     assert_eq!(unreachable.len(), 1);
     assert_eq!(unreachable[0]["ec2_instance_id"], c.id(ips[1]));
+}
+
+#[test]
+fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
+    let ips = ["127.0.0.2", "127.0.0.3"];
+    let mut c = Cluster::new(&ips);
+    let elb = c.elb.clone();
+    let ttl = [("CLUSTER_MEMBERSHIP_TTL_MS", "1500")];
+    let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &ttl);
+    let (_b, _ib) = c.node(ips[1], ("ELB_NAME", &elb), &ttl);
+    wait_for_instance_id(&a, &c.id(ips[0]));
+    let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
+    let body = a.get("/health/cluster").json();
+    assert_eq!(ids(&body, "node_healths"), all);
+    assert!(body.get("stale_membership").is_none(), "{body}");
+
+    // AWS goes away. Within the period the list is reused: no AWS call, nothing stale.
+    c.moto.stop();
+    let body = a.get("/health/cluster").json();
+    assert_eq!(ids(&body, "node_healths"), all);
+    assert!(body.get("stale_membership").is_none(), "{body}");
+
+    // After it, discovery fails and the last list stands in, saying how old it is and why.
+    std::thread::sleep(Duration::from_millis(1600));
+    let r = a.get("/health/cluster");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(ids(&body, "node_healths"), all);
+    let stale = &body["stale_membership"];
+    assert!(stale["age_seconds"].as_u64().unwrap() >= 1, "{body}");
+    assert!(!stale["error"].as_str().unwrap().is_empty(), "{body}");
+    assert!(a.logs().contains("cluster discovery failed"));
+
+    // A node that never found a list has nothing to fall back on: 502.
+    let (fresh, _if) = c.node("127.0.0.9", ("ELB_NAME", &elb), &ttl);
+    fresh
+        .get("/health/cluster")
+        .assert_error(502, "upstream_error");
 }
 
 #[test]

@@ -85,6 +85,12 @@ impl Moto {
         serde_json::from_slice(&out.stdout).expect("moto.py JSON")
     }
 
+    /// Ends the server, as an AWS outage would look to a node.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The environment a node needs to discover its cluster through this server.
     pub fn node_env(&self) -> Vec<(String, String)> {
         vec![
