@@ -84,8 +84,7 @@ fn invalid(variable: &'static str, expected: impl Into<String>) -> ConfigError {
 }
 
 /// Every variable read here, with its default, for `hello --help`.
-pub const VARIABLES: &str = "\
-  PORT                     port to listen on (default 8080)
+pub const VARIABLES: &str = "  PORT                     port to listen on (default 8080)
   HOST                     address to listen on (default 0.0.0.0)
   REDIS_URL                redis:// or rediss:// URL, with password if any; wins over the address
   REDIS_CLUSTER_ADDRESS    Redis host:port (the original service's variable)
@@ -106,7 +105,8 @@ pub const VARIABLES: &str = "\
   TARGET_GROUP_ARN         or: ALB/NLB target group whose healthy targets form the cluster
   CLUSTER_PEER_TIMEOUT_MS  time each peer's /health may take (default 1500)
   CLUSTER_DEADLINE_MS      time /health/cluster may take in all (default 3000)
-  CLUSTER_MEMBERSHIP_TTL_MS  time the discovered node list is reused (default 5000; 0: never)
+  CLUSTER_MEMBERSHIP_TTL_MS
+                           time the discovered node list is reused (default 5000; 0: never)
   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI, AWS_ENDPOINT_URL[_EC2|_ELASTIC_LOAD_BALANCING],
   AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_DISABLED: as the AWS SDKs read them
