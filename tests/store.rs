@@ -114,6 +114,27 @@ fn a_server_that_is_not_redis_is_unavailable_with_a_clear_reason() {
 }
 
 #[test]
+fn a_replica_is_unavailable_for_increments_until_promoted() {
+    let primary = Redis::start();
+    let replica = Redis::start_replica_of(&primary);
+    let s = store(&replica);
+    let Err(StoreError::Unavailable(why)) = s.increment("a") else {
+        panic!("a replica must refuse writes as unavailable")
+    };
+    assert!(why.starts_with("READONLY"), "{why}");
+    // Reads still work on a replica.
+    assert!(s.ping().is_ok());
+    // Failover: the replica becomes a primary; the next increment is stored there.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut replica.connection())
+        .unwrap();
+    assert_eq!(s.increment("a").unwrap(), 1);
+    assert_eq!(replica.counts("contract"), vec![("a".to_string(), 1)]);
+}
+
+#[test]
 fn a_key_of_the_wrong_type_is_refused_not_unavailable() {
     let redis = Redis::start();
     let _: () = redis::cmd("SET")

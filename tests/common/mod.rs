@@ -38,6 +38,8 @@ pub struct Redis {
     /// survive a SIGKILL and a restart.
     durable_dir: Option<PathBuf>,
     pub secure: Option<Secure>,
+    /// The port of the primary this server replicates, which makes it read-only.
+    replica_of: Option<u16>,
 }
 
 /// A server that also listens with TLS and lets in one ACL user by password only.
@@ -57,11 +59,27 @@ impl Secure {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::spawned(free_port(), None, None, None)
+    }
+
+    /// A read-only replica of `primary`, as a client meets one after a failover points it at
+    /// the old primary.
+    pub fn start_replica_of(primary: &Redis) -> Redis {
+        Redis::spawned(free_port(), None, None, Some(primary.port))
+    }
+
+    fn spawned(
+        port: u16,
+        durable_dir: Option<PathBuf>,
+        secure: Option<Secure>,
+        replica_of: Option<u16>,
+    ) -> Redis {
         let mut redis = Redis {
             child: None,
-            port: free_port(),
-            durable_dir: None,
-            secure: None,
+            port,
+            durable_dir,
+            secure,
+            replica_of,
         };
         redis.spawn();
         redis
@@ -74,33 +92,20 @@ impl Redis {
         let dir = std::env::temp_dir().join(format!("hello-tls-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tls dir");
         make_certificates(&dir);
-        let mut redis = Redis {
-            child: None,
-            port,
-            durable_dir: None,
-            secure: Some(Secure {
-                tls_port: free_port(),
-                user: "hello-app",
-                password: "p@ss:word/with%odd chars",
-                dir,
-            }),
+        let secure = Secure {
+            tls_port: free_port(),
+            user: "hello-app",
+            password: "p@ss:word/with%odd chars",
+            dir,
         };
-        redis.spawn();
-        redis
+        Redis::spawned(port, None, Some(secure), None)
     }
 
     pub fn start_durable() -> Redis {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("hello-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut redis = Redis {
-            child: None,
-            port,
-            durable_dir: Some(dir),
-            secure: None,
-        };
-        redis.spawn();
-        redis
+        Redis::spawned(port, Some(dir), None, None)
     }
 
     fn spawn(&mut self) {
@@ -114,6 +119,9 @@ impl Redis {
             .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", appendonly, "--appendfsync", "always"])
             .args(["--dir", &dir.to_string_lossy()]);
+        if let Some(primary) = self.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
         if let Some(secure) = &self.secure {
             let file = |name: &str| secure.dir.join(name).to_string_lossy().into_owned();
             command
