@@ -137,7 +137,10 @@ impl Connector {
                         format!("{command} refused: {e}"),
                     ))
                 }
-                other => return Err(unexpected(command, &other)),
+                other => {
+                    let why = other.unexpected(command);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+                }
             }
         }
         Ok(())
@@ -169,13 +172,6 @@ fn tls_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsSetupError> {
         .map_err(|e| TlsSetupError(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-pub fn unexpected(command: &str, reply: &Reply) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("unexpected {} reply to {command}", reply.kind()),
-    )
 }
 
 pub struct Connection {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::batch::Batcher;
-use super::connection::{unexpected, Connection, Connector, Endpoint, TlsSetupError};
+use super::connection::{Connection, Connector, Endpoint, TlsSetupError};
 use super::resp::{Reply, ServerError};
 use super::scan::{Scan, ScanRequest, Window};
 use super::{score_to_count, Entry, Order, Store, StoreError};
@@ -133,18 +133,14 @@ impl RedisStore {
                 .collect::<io::Result<Vec<_>>>()
         });
         match replies {
-            Ok(replies) => {
-                // Each reply stands for itself: one refused command does not fail the others.
-                let counts: Vec<_> = replies.into_iter().map(reply_to_count).collect();
-                if counts
-                    .iter()
-                    .any(|c| matches!(c, Err(StoreError::Unavailable(_))))
-                {
-                    // e.g. READONLY: this connection reaches a replica after a failover.
-                    self.generation.fetch_add(1, AtomicOrdering::AcqRel);
-                }
-                counts
-            }
+            // Each reply stands for itself: one refused command does not fail the others.
+            Ok(replies) => replies
+                .into_iter()
+                .map(|reply| match reply {
+                    Reply::Error(e) => Err(self.server_error(e)),
+                    reply => reply_to_count(reply),
+                })
+                .collect(),
             Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
         }
     }
@@ -157,6 +153,8 @@ impl RedisStore {
         }
     }
 
+    /// Judges an error reply; one that makes the store unavailable (e.g. `READONLY` from a
+    /// replica after a failover) also retires the pool, whose connections reach the same server.
     fn server_error(&self, e: ServerError) -> StoreError {
         let error = judge(e);
         if matches!(error, StoreError::Unavailable(_)) {
@@ -183,9 +181,7 @@ fn reply_to_count(reply: Reply) -> Result<i64, StoreError> {
         Reply::Bulk(score) => parse_score(&score).ok_or_else(|| {
             StoreError::Refused("ZINCRBY answered a score that is not a number".into())
         }),
-        other => Err(StoreError::Refused(
-            unexpected("ZINCRBY", &other).to_string(),
-        )),
+        other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
     }
 }
 
@@ -201,7 +197,7 @@ fn to_entries(reply: Reply, command: &str) -> Result<Vec<Entry>, StoreError> {
     let refused = |why: String| StoreError::Refused(format!("{command}: {why}"));
     let items = match reply {
         Reply::Array(items) if items.len() % 2 == 0 => items,
-        other => return Err(refused(unexpected(command, &other).to_string())),
+        other => return Err(refused(other.unexpected(command))),
     };
     let mut entries = Vec::with_capacity(items.len() / 2);
     let mut items = items.into_iter();
@@ -242,7 +238,7 @@ impl Store for RedisStore {
     fn ping(&self) -> Result<(), StoreError> {
         match self.query(&[b"PING"])? {
             Reply::Status(_) => Ok(()),
-            other => Err(StoreError::Refused(unexpected("PING", &other).to_string())),
+            other => Err(StoreError::Refused(other.unexpected("PING"))),
         }
     }
 

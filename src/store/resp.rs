@@ -48,16 +48,18 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// The reply's type, for messages about replies that were not expected.
-    pub fn kind(&self) -> &'static str {
-        match self {
+    /// Says that this reply was not what `command` should have answered, naming only its type
+    /// (its contents may be large, or someone else's data).
+    pub fn unexpected(&self, command: &str) -> String {
+        let kind = match self {
             Reply::Status(_) => "status",
             Reply::Error(_) => "error",
             Reply::Integer(_) => "integer",
             Reply::Bulk(_) => "bulk string",
             Reply::Array(_) => "array",
             Reply::Nil => "nil",
-        }
+        };
+        format!("unexpected {kind} reply to {command}")
     }
 }
 
