@@ -13,19 +13,28 @@ need_packages() {
   for pair in "$@"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "==> installing ${missing[*]}"
+  [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
+}
+
+# install_packages PACKAGE ... — from Debian's archive, the package lists read once a run.
+install_packages() {
+  echo "==> installing $*"
   if [ -z "$apt_updated" ]; then
     as_root apt-get update -qq
     apt_updated=1
   fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # ensure_venv DIR REQUIREMENTS: a Python venv with the pinned requirements, reinstalled when
 # the requirements file changes.
 ensure_venv() {
   local dir=$1 requirements=$2
+  need_packages python3:python3
+  # Debian ships venv's pip bootstrap apart from python3 itself.
+  if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    install_packages python3-venv
+  fi
   if [ ! -x "$dir/bin/python" ]; then
     echo "==> creating $dir"
     python3 -m venv "$dir"
