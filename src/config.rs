@@ -23,6 +23,8 @@ pub struct Config {
     pub log_format: Format,
     pub log_level: LevelFilter,
     pub http: ServerConfig,
+    /// `/counts` listings open at once; more are refused with 503 `overloaded`.
+    pub max_listings: usize,
     pub aws: AwsConfig,
 }
 
@@ -99,7 +101,9 @@ pub const VARIABLES: &str = "  PORT                     port to listen on (defau
   HTTP_MAX_CONNECTIONS     open connections before new ones are refused (default 10000)
   HTTP_REQUEST_TIMEOUT_MS  time to send a whole request once started (default 10000)
   HTTP_IDLE_TIMEOUT_MS     keep-alive idle time, above an ALB's 60 s (default 75000)
-  HTTP_WRITE_TIMEOUT_MS    time a client may stall reading a response (default 10000)
+  HTTP_WRITE_TIMEOUT_MS    time a response may go without a byte taken by the client (default 10000)
+  COUNTS_MAX_LISTINGS      /counts listings open at once, each holding a Redis connection while
+                           its client reads; more get 503 (default 16)
   SHUTDOWN_TIMEOUT_MS      time in-flight requests get after SIGTERM (default 10000)
   ELB_NAME                 Classic ELB whose in-service instances form the cluster
   TARGET_GROUP_ARN         or: ALB/NLB target group whose healthy targets form the cluster
@@ -179,6 +183,7 @@ impl Config {
             limits: Limits::default(),
         };
 
+        let max_listings = number(&get, "COUNTS_MAX_LISTINGS", 16, 1, 10_000)?;
         let aws = aws_config(&get, debug)?;
         Ok(Config {
             listen: SocketAddr::new(host, port),
@@ -187,6 +192,7 @@ impl Config {
             log_format,
             log_level,
             http,
+            max_listings,
             aws,
         })
     }

@@ -11,6 +11,7 @@ use hello::app::App;
 use hello::aws::imds::Imds;
 use hello::cluster::Cluster;
 use hello::config::{Config, RedisConfig, StoreConfig, VARIABLES};
+use hello::counts::Gate;
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::Metrics;
@@ -131,6 +132,7 @@ fn serve() -> ExitCode {
         }
     };
     let app = App {
+        listings: Gate::new(config.max_listings),
         monitor,
         cluster,
         store,

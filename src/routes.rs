@@ -1,6 +1,7 @@
 //! Method and path to handler, and the one JSON error type every failure becomes.
 
 use std::fmt;
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::counts::{Listing, Paging, PagingError};
 use crate::hello::{greeting, Name, NameError};
-use crate::http::{Rejection, Request, Response};
+use crate::http::{BodySource, Rejection, Request, Response};
 use crate::metrics::{self, ConnectionGauges};
 use crate::store::StoreError;
 
@@ -155,19 +156,28 @@ fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, Ap
 
 fn counts(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
     let paging = Paging::from_query(request.query)?;
-    let listing = Listing::start(Arc::clone(&app.store), paging)
+    let permit = app.listings.enter().ok_or_else(|| {
+        ApiError::new(
+            503,
+            "overloaded",
+            "too many listings are being read right now; try again later",
+        )
+    })?;
+    let listing = Listing::start(Arc::clone(&app.store), paging, permit)
         .map_err(|e| store_failure(app, "range", e))?;
-    Ok(Response::stream(
-        200,
-        JSON,
-        Box::new(move |out| {
-            let result = listing.write_json(out);
-            if let Err(e) = &result {
-                log::error!("counts listing aborted mid-response: {e}");
-            }
-            result
-        }),
-    ))
+    Ok(Response::stream(200, JSON, Box::new(ListingBody(listing))))
+}
+
+/// A listing as a response body.
+struct ListingBody(Listing);
+
+impl BodySource for ListingBody {
+    fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        self.0.fill(out).map_err(|e| {
+            log::error!("counts listing aborted mid-response: {e}");
+            io::Error::other(e)
+        })
+    }
 }
 
 fn store_failure(app: &App, operation: &'static str, e: StoreError) -> ApiError {
@@ -178,14 +188,13 @@ fn store_failure(app: &App, operation: &'static str, e: StoreError) -> ApiError 
 
 /// Whether the client listed `application/json` among the media types it accepts.
 fn accepts_json(request: &Request<'_>) -> bool {
-    let Some(accept) = request.header("accept") else {
-        return false;
-    };
-    String::from_utf8_lossy(accept).split(',').any(|range| {
-        range
-            .split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON))
+    request.header_values("accept").any(|accept| {
+        String::from_utf8_lossy(accept).split(',').any(|range| {
+            range
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON))
+        })
     })
 }
 

@@ -235,7 +235,9 @@ fn s3_sigterm_under_load() {
                         let started = Instant::now();
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                         if stream
-                            .write_all(b"GET /hello/term HTTP/1.1\r\nConnection: close\r\n\r\n")
+                            .write_all(
+                                b"GET /hello/term HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                            )
                             .is_err()
                         {
                             tally.record(None, started.elapsed());
@@ -377,39 +379,42 @@ fn s5_slowloris_and_slow_readers() {
 #[ignore]
 fn s6_oversized_and_malformed_requests() {
     let s = Service::start(&[]);
-    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100_000));
-    let huge_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(100_000));
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(100_000));
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+        "b".repeat(100_000)
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("huge request line", long.into_bytes(), "414"),
         ("huge header", huge_header.into_bytes(), "431"),
         (
             "invalid UTF-8 name",
-            b"GET /hello/%ff%fe HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /hello/%ff%fe HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "NUL in name",
-            b"GET /hello/a%00b HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /hello/a%00b HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "bad percent-encoding",
-            b"GET /hello/%zz HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /hello/%zz HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "absurd limit",
-            b"GET /counts?limit=99999999999999999999999 HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /counts?limit=99999999999999999999999 HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "negative offset",
-            b"GET /counts?offset=-5 HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /counts?offset=-5 HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "unknown method",
-            b"BREW /counts HTTP/1.1\r\n\r\n".to_vec(),
+            b"BREW /counts HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "405",
         ),
         ("HTTP/0.9", b"GET /\r\n\r\n".to_vec(), "400"),
@@ -425,17 +430,38 @@ fn s6_oversized_and_malformed_requests() {
         ),
         (
             "body on GET",
-            b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
             "200",
         ),
         (
             "chunked body",
-            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+            "200",
+        ),
+        (
+            "gzip coding",
+            b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(),
             "501",
         ),
         (
+            "length and chunked",
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            "400",
+        ),
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), "400"),
+        (
+            "two Hosts",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "blank lines, then a long line",
+            format!("\r\nGET /hello/{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(12_200)).into_bytes(),
+            "414",
+        ),
+        (
             "two lengths",
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
             "400",
         ),
     ];
