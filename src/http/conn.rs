@@ -233,6 +233,11 @@ impl Conn {
             Err(rejection) => State::Refused(rejection, now),
             Ok((taken, done)) => {
                 self.input.drain(head.len..head.len + taken);
+                // The read that brought the head may have brought much of the body too: the
+                // room it took goes back rather than stay with the connection while it waits.
+                if self.input.capacity() > 2 * self.input.len() + 1024 {
+                    self.input.shrink_to_fit();
+                }
                 if done {
                     State::Ready {
                         head,
@@ -668,7 +673,19 @@ mod tests {
             let seen = feed(&[&chunked[..cut], &chunked[cut..]]);
             assert_eq!(seen.requests, ["GET /a", "GET /b"], "cut at {cut}");
         }
-        // Body bytes are never held: only the head is.
+        // Body bytes are never held: only the head is, even when much of the body came in the
+        // same read as the head.
+        let big = Arc::new(Settings {
+            limits: Limits::default(),
+            ..(*settings()).clone()
+        });
+        let now = Instant::now();
+        let mut conn = Conn::new(big, "127.0.0.1:9".parse().unwrap(), now);
+        let mut seen = Seen::default();
+        let head = b"GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 65536\r\n\r\n";
+        conn.receive(&[&head[..], &[b'x'; 16_000]].concat(), now);
+        run(&mut conn, now, &mut seen);
+        assert!(conn.buffered() < 1024, "{}", conn.buffered());
         let (mut conn, clock) = open();
         let mut seen = Seen::default();
         conn.receive(

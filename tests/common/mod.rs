@@ -298,6 +298,12 @@ impl Drop for Redis {
     }
 }
 
+/// The binary under test: this build's, or the one `HELLO_BIN` names (to measure another build
+/// with the same scenarios, e.g. before and after a change).
+pub fn binary() -> String {
+    std::env::var("HELLO_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hello").to_owned())
+}
+
 /// The `hello` binary, running.
 pub struct Service {
     child: Option<Child>,
@@ -324,7 +330,7 @@ impl Service {
         let (host, port) = (addr.ip().to_string(), addr.port());
         let log =
             std::env::temp_dir().join(format!("hello-test-{}-{port}.log", std::process::id()));
-        let child = Command::new(env!("CARGO_BIN_EXE_hello"))
+        let child = Command::new(binary())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOST", &host)
