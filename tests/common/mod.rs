@@ -303,7 +303,10 @@ impl Drop for Redis {
 pub struct Service {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Its standard error (the logs).
     log: PathBuf,
+    /// Its standard output (CloudWatch metric lines, when on).
+    out: PathBuf,
 }
 
 impl Service {
@@ -325,6 +328,7 @@ impl Service {
         let (host, port) = (addr.ip().to_string(), addr.port());
         let log =
             std::env::temp_dir().join(format!("hello-test-{}-{port}.log", std::process::id()));
+        let out = log.with_extension("out");
         let child = Command::new(env!("CARGO_BIN_EXE_hello"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -332,7 +336,7 @@ impl Service {
             .env("PORT", port.to_string())
             .env("DEBUG", "true")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start hello");
@@ -340,6 +344,7 @@ impl Service {
             child: Some(child),
             addr,
             log,
+            out,
         };
         wait_until("hello", Duration::from_secs(10), || {
             TcpStream::connect(addr).is_ok()
@@ -397,6 +402,10 @@ impl Service {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
 }
 
 impl Drop for Service {
@@ -406,6 +415,7 @@ impl Drop for Service {
             let _ = c.wait();
         }
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.out);
     }
 }
 
