@@ -38,6 +38,9 @@ locals {
   lb_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix }
   tg_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
   ecs_dimensions = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
+  # ElastiCache publishes per node, under each member cluster's CacheClusterId ("hello-001"…);
+  # no metric carries a ReplicationGroupId dimension.
+  redis_clusters = sort(aws_elasticache_replication_group.main.member_clusters)
 }
 
 resource "aws_cloudwatch_metric_alarm" "http_5xx" {
@@ -136,28 +139,60 @@ resource "aws_cloudwatch_metric_alarm" "ecs_memory" {
 
 resource "aws_cloudwatch_metric_alarm" "redis_memory" {
   alarm_name          = "${var.name}-redis-memory"
-  alarm_description   = "Redis memory above 80% of the node (time to size up)."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "DatabaseMemoryUsagePercentage"
-  dimensions          = { ReplicationGroupId = aws_elasticache_replication_group.main.id }
-  statistic           = "Maximum"
-  period              = 300
+  alarm_description   = "Redis memory above 80% of a node (time to size up)."
   evaluation_periods  = 2
   comparison_operator = "GreaterThanThreshold"
   threshold           = 80
   alarm_actions       = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "largest node's memory %"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "DatabaseMemoryUsagePercentage"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 300
+        stat        = "Maximum"
+      }
+    }
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "redis_cpu" {
   alarm_name          = "${var.name}-redis-cpu"
-  alarm_description   = "Redis engine CPU above 80% for 10 minutes (Redis is single-threaded)."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "EngineCPUUtilization"
-  dimensions          = { ReplicationGroupId = aws_elasticache_replication_group.main.id }
-  statistic           = "Maximum"
-  period              = 300
+  alarm_description   = "Redis engine CPU above 80% on a node for 10 minutes (Redis is single-threaded)."
   evaluation_periods  = 2
   comparison_operator = "GreaterThanThreshold"
   threshold           = 80
   alarm_actions       = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "busiest node's engine CPU %"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "EngineCPUUtilization"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 300
+        stat        = "Maximum"
+      }
+    }
+  }
 }
