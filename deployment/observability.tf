@@ -1,5 +1,7 @@
-# Logs with retention, and alarms to one SNS topic (e-mail and PagerDuty subscriptions are
-# optional): the original's wished-for alert system.
+# Logs with retention, alarms to one SNS topic (e-mail and PagerDuty subscriptions are
+# optional): the original's wished-for alert system. The service's own
+# numbers arrive as metrics from its log lines (CloudWatch embedded metric format, METRICS_EMF)
+# in the namespace local.emf_namespace, with no agent and no extra IAM permission.
 
 resource "aws_cloudwatch_log_group" "service" {
   name              = "/ecs/${var.name}"
@@ -38,6 +40,7 @@ locals {
   lb_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix }
   tg_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
   ecs_dimensions = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
+  emf_namespace  = var.name
   # ElastiCache publishes per node, under each member cluster's CacheClusterId ("hello-001"…);
   # no metric carries a ReplicationGroupId dimension.
   redis_clusters = sort(aws_elasticache_replication_group.main.member_clusters)
@@ -195,4 +198,40 @@ resource "aws_cloudwatch_metric_alarm" "redis_cpu" {
       }
     }
   }
+}
+
+# The service's own signals, from its embedded-metric lines. A Redis failover costs seconds of
+# 503s; three minutes in a row is an outage. Latency: 3 of 5 minutes, so that a log batch that
+# arrives late does not decide alone (CloudWatch's advice for alarms on embedded metrics).
+
+resource "aws_cloudwatch_metric_alarm" "store_unavailable" {
+  alarm_name          = "${var.name}-store-unavailable"
+  alarm_description   = "Requests answered 503 store_unavailable (Redis unreachable) in 3 minutes in a row."
+  namespace           = local.emf_namespace
+  metric_name         = "StoreUnavailable"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "latency_p99" {
+  alarm_name          = "${var.name}-hello-latency-p99"
+  alarm_description   = "The slowest task's p99 latency of /hello/{name} above ${var.latency_alarm_ms} ms in 3 of 5 minutes."
+  namespace           = local.emf_namespace
+  metric_name         = "HelloLatencyP99"
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.latency_alarm_ms
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
 }

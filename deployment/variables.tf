@@ -130,3 +130,9 @@ variable "private_paths_allowed_cidrs" {
     error_message = "Up to four CIDR blocks, such as 203.0.113.0/24."
   }
 }
+
+variable "latency_alarm_ms" {
+  description = "Alarm when the worst task's p99 latency of /hello/{name} stays above this many milliseconds."
+  type        = number
+  default     = 250
+}
