@@ -1,5 +1,5 @@
 # Logs with retention, alarms to one SNS topic (e-mail and PagerDuty subscriptions are
-# optional): the original's wished-for alert system. The service's own
+# optional): the original's wished-for alert system; and the dashboard. The service's own
 # numbers arrive as metrics from its log lines (CloudWatch embedded metric format, METRICS_EMF)
 # in the namespace local.emf_namespace, with no agent and no extra IAM permission.
 
@@ -234,4 +234,29 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
+}
+
+module "dashboard" {
+  source         = "./dashboard"
+  region         = var.region
+  load_balancer  = aws_lb.main.arn_suffix
+  ecs_cluster    = aws_ecs_cluster.main.name
+  ecs_service    = aws_ecs_service.main.name
+  redis_clusters = local.redis_clusters
+  namespace      = local.emf_namespace
+  alarm_arns = [for alarm in [
+    aws_cloudwatch_metric_alarm.http_5xx,
+    aws_cloudwatch_metric_alarm.unhealthy_hosts,
+    aws_cloudwatch_metric_alarm.store_unavailable,
+    aws_cloudwatch_metric_alarm.latency_p99,
+    aws_cloudwatch_metric_alarm.ecs_cpu,
+    aws_cloudwatch_metric_alarm.ecs_memory,
+    aws_cloudwatch_metric_alarm.redis_memory,
+    aws_cloudwatch_metric_alarm.redis_cpu,
+  ] : alarm.arn]
+}
+
+resource "aws_cloudwatch_dashboard" "main" {
+  dashboard_name = var.name
+  dashboard_body = module.dashboard.body
 }
