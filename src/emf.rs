@@ -8,7 +8,7 @@
 //! `<Route>LatencyP50`/`P99`, and the service-wide numbers below.
 
 use std::io::Write;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -130,8 +130,35 @@ pub fn document(namespace: &str, timestamp_ms: u64, interval: &Totals) -> String
 /// The thread that prints one line per interval, and a last one for the partial interval when
 /// stopped (so that a task's final requests, drained after SIGTERM, are not lost).
 pub struct Emitter {
-    stop: mpsc::Sender<()>,
+    stop: Arc<Stop>,
     thread: thread::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Stop {
+    requested: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Stop {
+    /// Waits until `deadline` or a stop request, whichever comes first; true for the latter.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut requested = self
+            .requested
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            if *requested || now >= deadline {
+                return *requested;
+            }
+            requested = self
+                .changed
+                .wait_timeout(requested, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 impl Emitter {
@@ -140,7 +167,8 @@ impl Emitter {
     where
         F: FnMut() -> Totals + Send + 'static,
     {
-        let (stop, stopped) = mpsc::channel();
+        let stop = Arc::new(Stop::default());
+        let stopped = Arc::clone(&stop);
         let thread = thread::Builder::new().name("emf".into()).spawn(move || {
             let Settings {
                 namespace,
@@ -150,9 +178,7 @@ impl Emitter {
             let mut next = Instant::now() + interval;
             let mut failed = false;
             loop {
-                let wait = next.saturating_duration_since(Instant::now());
-                let stopping =
-                    !matches!(stopped.recv_timeout(wait), Err(RecvTimeoutError::Timeout));
+                let stopping = stopped.wait_until(next);
                 let now = sample();
                 let mut line = document(&namespace, unix_millis(), &now.since(&last));
                 line.push('\n');
@@ -174,7 +200,12 @@ impl Emitter {
 
     /// Prints the last, partial interval and waits until it is written.
     pub fn stop(self) {
-        let _ = self.stop.send(());
+        *self
+            .stop
+            .requested
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.stop.changed.notify_all();
         let _ = self.thread.join();
     }
 }
