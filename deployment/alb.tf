@@ -73,7 +73,7 @@ resource "aws_lb_listener" "https" {
 
 # /metrics and /health/cluster show the service's insides (request and error counts, every
 # node's private address, instance id and resources), and one request to /health/cluster makes
-# every node ask all the others. The load balancer answers them itself, with the service's own
+# a node ask every other one. The load balancer answers them itself, with the service's own
 # 404, unless the client's address is in private_paths_allowed_cidrs (default: nobody). The
 # target group's health check asks /health directly, past these rules; nodes ask each other's
 # /health directly too. Inside the VPC, scrape the tasks themselves (see the README).
