@@ -36,7 +36,7 @@ impl Handler for App {
 
     fn completed(&self, exchange: &Exchange<'_>) {
         self.metrics.request(
-            routes::metrics_index(exchange.path),
+            routes::metrics_route(exchange.path),
             exchange.status,
             exchange.elapsed,
         );

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::counts::{Listing, Paging, PagingError};
 use crate::hello::{greeting, Name, NameError};
 use crate::http::{BodySource, Rejection, Request, Response};
-use crate::metrics::{self, ConnectionGauges};
+use crate::metrics::{self, ConnectionGauges, StoreOperation};
 use crate::store::StoreError;
 
 const JSON: &str = "application/json";
@@ -20,7 +20,7 @@ const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    Root = 0,
+    Root,
     Hello,
     Counts,
     Health,
@@ -29,14 +29,21 @@ pub enum Route {
 }
 
 impl Route {
-    /// The route's index in [`metrics::ROUTES`].
-    fn index(self) -> usize {
-        self as usize
+    /// What the route's requests are counted under.
+    fn metric(self) -> metrics::Route {
+        match self {
+            Route::Root => metrics::Route::Root,
+            Route::Hello => metrics::Route::Hello,
+            Route::Counts => metrics::Route::Counts,
+            Route::Health => metrics::Route::Health,
+            Route::Cluster => metrics::Route::Cluster,
+            Route::Metrics => metrics::Route::Metrics,
+        }
     }
 
     /// The route's pattern, also its metrics label.
     pub fn label(self) -> &'static str {
-        metrics::ROUTES[self.index()]
+        self.metric().label()
     }
 
     /// `/hello` changes state, so it does not answer HEAD.
@@ -67,9 +74,9 @@ pub fn resolve(path: &str) -> Option<(Route, &str)> {
     Some((route, ""))
 }
 
-/// The index in [`metrics::ROUTES`] under which a request to `path` is counted.
-pub fn metrics_index(path: &str) -> usize {
-    resolve(path).map_or(metrics::ROUTES.len() - 1, |(route, _)| route.index())
+/// What a request to `path` is counted under.
+pub fn metrics_route(path: &str) -> metrics::Route {
+    resolve(path).map_or(metrics::Route::Other, |(route, _)| route.metric())
 }
 
 pub fn dispatch(app: &App, request: &Request<'_>) -> Response {
@@ -131,7 +138,7 @@ fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, Ap
     let count = app
         .store
         .increment(name.as_str())
-        .map_err(|e| store_failure(app, "increment", e))?;
+        .map_err(|e| store_failure(app, StoreOperation::Increment, e))?;
     app.metrics.increment_stored();
     let message = greeting(&name);
     if accepts_json(request) {
@@ -164,7 +171,7 @@ fn counts(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
         )
     })?;
     let listing = Listing::start(Arc::clone(&app.store), paging, permit)
-        .map_err(|e| store_failure(app, "range", e))?;
+        .map_err(|e| store_failure(app, StoreOperation::Range, e))?;
     Ok(Response::stream(200, JSON, Box::new(ListingBody(listing))))
 }
 
@@ -180,9 +187,12 @@ impl BodySource for ListingBody {
     }
 }
 
-fn store_failure(app: &App, operation: &'static str, e: StoreError) -> ApiError {
+fn store_failure(app: &App, operation: StoreOperation, e: StoreError) -> ApiError {
     app.metrics.store_error(operation);
-    log::error!("store {operation} failed: {e}");
+    if let StoreError::Unavailable(_) = e {
+        app.metrics.store_unavailable();
+    }
+    log::error!("store {} failed: {e}", operation.label());
     ApiError::from(e)
 }
 
@@ -340,17 +350,12 @@ mod tests {
         assert_eq!(resolve("/hello"), None);
         assert_eq!(resolve("/health/cluster"), Some((Route::Cluster, "")));
         assert_eq!(resolve("/counts/"), None);
-        assert_eq!(
-            metrics::ROUTES[metrics_index("/hello/anything")],
-            "/hello/{name}"
-        );
-        assert_eq!(
-            metrics::ROUTES[metrics_index("/health/cluster")],
-            "/health/cluster"
-        );
-        assert_eq!(metrics::ROUTES[metrics_index("/")], "/");
-        assert_eq!(metrics::ROUTES[metrics_index("/metrics")], "/metrics");
-        assert_eq!(metrics::ROUTES[metrics_index("/counts")], "/counts");
-        assert_eq!(metrics::ROUTES[metrics_index("/nope")], "other");
+        assert_eq!(metrics_route("/hello/anything"), metrics::Route::Hello);
+        assert_eq!(metrics_route("/health/cluster"), metrics::Route::Cluster);
+        assert_eq!(metrics_route("/"), metrics::Route::Root);
+        assert_eq!(metrics_route("/metrics"), metrics::Route::Metrics);
+        assert_eq!(metrics_route("/counts"), metrics::Route::Counts);
+        assert_eq!(metrics_route("/nope"), metrics::Route::Other);
+        assert_eq!(Route::Cluster.label(), "/health/cluster");
     }
 }

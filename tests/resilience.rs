@@ -652,6 +652,10 @@ fn normal_client(addr: SocketAddr, path: &str, stop: &AtomicBool) -> Tally {
     tally
 }
 
+/// A trickling client: its connection, when it started, how much of the rest it sent, and the
+/// status and time it was answered (or cut off) after.
+type Trickler = (TcpStream, Instant, usize, Option<(Option<u16>, Duration)>);
+
 /// Clients that each send `prefix` at once, then the rest of a request a byte every `every`,
 /// until the server answers or closes, or `give_up` has passed. Returns, per client, the status
 /// answered (if any) and the time from its first byte; and the server's peak RSS meanwhile.
@@ -663,7 +667,7 @@ fn trickling_clients(
     every: Duration,
     give_up: Duration,
 ) -> (Vec<(Option<u16>, Duration)>, u64) {
-    let mut conns: Vec<(TcpStream, Instant, usize, Option<(Option<u16>, Duration)>)> = (0..clients)
+    let mut conns: Vec<Trickler> = (0..clients)
         .map(|_| {
             let mut c = TcpStream::connect(s.addr).unwrap();
             let started = Instant::now();
