@@ -210,7 +210,11 @@ fn disk_percent(disks: &Disks) -> f64 {
 /// Bytes used and available to unprivileged users on the filesystem mounted at `mount`.
 fn usage(mount: &Path) -> Option<(u64, u64)> {
     let st = rustix::fs::statvfs(mount).ok()?;
-    let block = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize };
+    let block = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
     let used = st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(block);
     Some((used, st.f_bavail.saturating_mul(block)))
 }
@@ -251,7 +255,10 @@ mod tests {
         let (used, available) = usage(Path::new("/")).unwrap();
         let ours = percent(used, used + available);
         // df rounds up to a whole percent.
-        assert!(ours <= pcent && pcent - ours < 1.0 + 1e-9, "ours {ours}, df {pcent}");
+        assert!(
+            ours <= pcent && pcent - ours < 1.0 + 1e-9,
+            "ours {ours}, df {pcent}"
+        );
     }
 
     #[test]

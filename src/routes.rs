@@ -148,9 +148,8 @@ fn handle(
         });
     }
     let response = match route {
-        Route::Root => {
-            Response::new(200, TEXT, "Welcome to the Hello Service").with_header("Cache-Control", STATIC)
-        }
+        Route::Root => Response::new(200, TEXT, "Welcome to the Hello Service")
+            .with_header("Cache-Control", STATIC),
         Route::Hello => hello(app, segment, request)?,
         Route::Counts => counts(app, request)?,
         Route::Health => json_response(200, &app.monitor.node_health()),

@@ -118,14 +118,29 @@ mod tests {
         assert_eq!(pick(&["application/json"]), "application/json");
         assert_eq!(pick(&["Application/JSON"]), "application/json");
         assert_eq!(pick(&["application/*"]), "application/json");
-        assert_eq!(pick(&["text/html, application/json;q=0.9"]), "application/json");
+        assert_eq!(
+            pick(&["text/html, application/json;q=0.9"]),
+            "application/json"
+        );
         assert_eq!(pick(&["application/json, text/plain"]), "text/plain");
         assert_eq!(pick(&["application/json;q=0, text/plain"]), "text/plain");
-        assert_eq!(pick(&["application/json;q=0.5, text/*;q=0.4"]), "application/json");
+        assert_eq!(
+            pick(&["application/json;q=0.5, text/*;q=0.4"]),
+            "application/json"
+        );
         assert_eq!(pick(&["application/json;q=0.5, */*;q=0.9"]), "text/plain");
-        assert_eq!(pick(&["text/plain;q=0, application/json;q=0.001"]), "application/json");
-        assert_eq!(pick(&["text/plain", "application/json;q=1.0"]), "text/plain");
-        assert_eq!(pick(&["application/json", "text/plain;q=0.5"]), "application/json");
+        assert_eq!(
+            pick(&["text/plain;q=0, application/json;q=0.001"]),
+            "application/json"
+        );
+        assert_eq!(
+            pick(&["text/plain", "application/json;q=1.0"]),
+            "text/plain"
+        );
+        assert_eq!(
+            pick(&["application/json", "text/plain;q=0.5"]),
+            "application/json"
+        );
     }
 
     #[test]
@@ -133,7 +148,10 @@ mod tests {
         // `*/*` would accept text, but `text/plain;q=0` is more specific and refuses it.
         assert_eq!(pick(&["*/*, text/plain;q=0"]), "application/json");
         assert_eq!(pick(&["text/*;q=0.1, text/plain"]), "text/plain");
-        assert_eq!(pick(&["application/*;q=0, application/json;q=0.2"]), "application/json");
+        assert_eq!(
+            pick(&["application/*;q=0, application/json;q=0.2"]),
+            "application/json"
+        );
     }
 
     #[test]
@@ -149,7 +167,10 @@ mod tests {
         assert_eq!(pick(&["application/json;q=0.1234"]), "text/plain");
         assert_eq!(pick(&["application/json;q=x"]), "text/plain");
         assert_eq!(pick(&["json, /, application/"]), "text/plain");
-        assert_eq!(pick(&["application/json ; Q=0.5 ; charset=utf-8"]), "application/json");
+        assert_eq!(
+            pick(&["application/json ; Q=0.5 ; charset=utf-8"]),
+            "application/json"
+        );
         assert_eq!(qvalue(b"1.000"), Some(1000));
         assert_eq!(qvalue(b"0.5"), Some(500));
         assert_eq!(qvalue(b"0."), Some(0));

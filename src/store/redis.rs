@@ -407,7 +407,10 @@ mod tests {
     fn command_errors_are_refused_and_server_states_unavailable() {
         let e = |line: &str| ServerError { line: line.into() };
         for refused in ["WRONGTYPE Operation", "ERR syntax error"] {
-            assert!(matches!(classify(e(refused)), StoreError::Refused(_)), "{refused}");
+            assert!(
+                matches!(classify(e(refused)), StoreError::Refused(_)),
+                "{refused}"
+            );
         }
         for unavailable in [
             "LOADING Redis is loading",
