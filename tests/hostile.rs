@@ -107,12 +107,7 @@ fn status_waiting(stream: &mut TcpStream) -> Option<u16> {
 #[test]
 fn clients_that_never_read_cost_table_entries_not_workers() {
     let redis = Redis::start();
-    let mut add = redis::cmd("ZADD");
-    add.arg(KEY);
-    for i in 0..200_000 {
-        add.arg(1).arg(format!("name-{i:06}"));
-    }
-    let _: () = add.query(&mut redis.connection()).unwrap();
+    redis.add_names(KEY, 200_000);
     let s = Service::start(&[
         ("REDIS_CLUSTER_ADDRESS", &redis.address()),
         ("HTTP_WORKERS", "4"),

@@ -217,6 +217,16 @@ impl Redis {
             .collect()
     }
 
+    /// Adds `n` names (`name-000000` …), each with a count of 1, in one command.
+    pub fn add_names(&self, key: &str, n: usize) {
+        let mut add = redis::cmd("ZADD");
+        add.arg(key);
+        for i in 0..n {
+            add.arg(1).arg(format!("name-{i:06}"));
+        }
+        let _: () = add.query(&mut self.connection()).expect("ZADD");
+    }
+
     pub fn total(&self, key: &str) -> i64 {
         self.counts(key).iter().map(|(_, c)| c).sum()
     }
