@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use serde_json::json;
 
-use crate::clock::Utc;
 use crate::http::Exchange;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,15 +40,10 @@ impl Log for Logger {
             return;
         }
         let line = match format() {
-            Format::Text => format!(
-                "{} {:<5} {}\n",
-                Utc::now().rfc3339(),
-                record.level(),
-                record.args()
-            ),
+            Format::Text => format!("{} {:<5} {}\n", now(), record.level(), record.args()),
             Format::Json => {
                 let mut s = json!({
-                    "ts": Utc::now().rfc3339(),
+                    "ts": now(),
                     "level": level_name(record.level()),
                     "msg": record.args().to_string(),
                 })
@@ -74,6 +68,11 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
+/// The time of a line: `2026-11-26T12:04:36.123Z`.
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 /// One write per line, so lines from different threads never interleave.
 fn emit(line: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -96,13 +95,13 @@ pub fn access(exchange: &Exchange<'_>) {
     let line = match format() {
         Format::Text => format!(
             "{} INFO  {peer} \"{} {}\" {status} {bytes}B {millis:.3}ms\n",
-            Utc::now().rfc3339(),
+            now(),
             method.escape_default(),
             path.escape_default(),
         ),
         Format::Json => {
             let mut s = json!({
-                "ts": Utc::now().rfc3339(),
+                "ts": now(),
                 "level": "info",
                 "msg": "request",
                 "method": method,

@@ -7,7 +7,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use hello::aws::credentials::Credentials;
 use hello::aws::sigv4::{self, Scope};
-use hello::clock::parse_rfc3339_utc;
 use hello::secret::Secret;
 
 /// The directory of the `aws-sigv4` package, found through `cargo metadata`.
@@ -123,7 +122,7 @@ fn matches_the_aws_signing_test_suite() {
         let scope = Scope {
             region: context["region"].as_str().unwrap(),
             service: context["service"].as_str().unwrap(),
-            time: parse_rfc3339_utc(context["timestamp"].as_str().unwrap()).unwrap(),
+            time: humantime::parse_rfc3339(context["timestamp"].as_str().unwrap()).unwrap(),
         };
         let signed = sigv4::sign(
             &sigv4::Request {
