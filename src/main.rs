@@ -72,7 +72,7 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(config.log_format, config.log_level);
+    logging::init(config.log_format, &config.log_filter);
     raise_open_file_limit();
 
     let store: Arc<dyn Store> = match config.store {
