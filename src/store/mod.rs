@@ -73,5 +73,3 @@ pub trait Store: Send + Sync {
 fn score_to_count(score: f64) -> i64 {
     score as i64
 }
-
-pub mod contract;
