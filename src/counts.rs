@@ -2,7 +2,6 @@
 //! memory stays bounded however many names there are.
 
 use std::fmt;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -186,7 +185,8 @@ impl Listing {
                 // Writing JSON into a Vec cannot fail.
                 let _ = serde_json::to_writer(&mut *out, &entry.name);
                 out.extend_from_slice(b",\"count\":\"");
-                let _ = write!(out, "{}\"}}", entry.count);
+                out.extend_from_slice(entry.score.as_bytes());
+                out.extend_from_slice(b"\"}");
             }
             self.next = self.scan.next_chunk()?;
         }

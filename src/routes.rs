@@ -1,4 +1,6 @@
-//! Method and path to handler, and the one JSON error type every failure becomes.
+//! Method and path to handler, and the one JSON error type every failure becomes. Non-canonical
+//! paths are redirected to their clean form, as the original's router did; every answer says
+//! how caches may keep it.
 
 use std::fmt;
 use std::io;
@@ -10,11 +12,12 @@ use serde::Serialize;
 use crate::app::App;
 use crate::counts::{Listing, Paging, PagingError};
 use crate::hello::{greeting, Name, NameError};
-use crate::http::{BodySource, Rejection, Request, Response};
+use crate::http::{negotiate, path, BodySource, Rejection, Request, Response};
 use crate::metrics::{self, ConnectionGauges, StoreOperation};
 use crate::store::StoreError;
 
 const JSON: &str = "application/json";
+const TEXT_TYPE: &str = "text/plain";
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -79,12 +82,45 @@ pub fn metrics_route(path: &str) -> metrics::Route {
     resolve(path).map_or(metrics::Route::Other, |(route, _)| route.metric())
 }
 
+/// How long a cache may keep what does not change while the process runs: the welcome text,
+/// and where a non-canonical path leads.
+const STATIC: &str = "max-age=3600";
+/// Counts, health and metrics are live; `/hello` changes state; errors are of the moment.
+const LIVE: &str = "no-store";
+
 pub fn dispatch(app: &App, request: &Request<'_>) -> Response {
-    handle(app, request).unwrap_or_else(ApiError::into_response)
+    let clean = path::clean(request.path);
+    if clean != request.path && matches!(request.method, "GET" | "HEAD") {
+        return redirect(&clean, request.query);
+    }
+    let route = resolve(&clean);
+    let response = handle(app, request, route).unwrap_or_else(ApiError::into_response);
+    match route {
+        // The answer depends on `Accept`, whatever it is (errors included, for simplicity of
+        // caches' keys).
+        Some((Route::Hello, _)) => response.with_header("Vary", "Accept"),
+        _ => response,
+    }
 }
 
-fn handle(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
-    let Some((route, segment)) = resolve(request.path) else {
+/// 301 to the canonical path, with the query kept; nothing else happens.
+fn redirect(clean: &str, query: Option<&str>) -> Response {
+    let location = match query {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean.to_owned(),
+    };
+    let body = serde_json::json!({ "location": location }).to_string();
+    Response::new(301, JSON, body)
+        .with_header("Location", location)
+        .with_header("Cache-Control", STATIC)
+}
+
+fn handle(
+    app: &App,
+    request: &Request<'_>,
+    route: Option<(Route, &str)>,
+) -> Result<Response, ApiError> {
+    let Some((route, segment)) = route else {
         return Err(ApiError::new(
             404,
             "not_found",
@@ -111,26 +147,31 @@ fn handle(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
             )
         });
     }
-    match route {
-        Route::Root => Ok(Response::new(200, TEXT, "Welcome to the Hello Service")),
-        Route::Hello => hello(app, segment, request),
-        Route::Counts => counts(app, request),
-        Route::Health => Ok(json_response(200, &app.monitor.node_health())),
+    let response = match route {
+        Route::Root => Response::new(200, TEXT, "Welcome to the Hello Service")
+            .with_header("Cache-Control", STATIC),
+        Route::Hello => hello(app, segment, request)?,
+        Route::Counts => counts(app, request)?,
+        Route::Health => json_response(200, &app.monitor.node_health()),
         Route::Cluster => {
             let health = app.cluster.health(&app.monitor).map_err(|e| {
                 log::error!("cluster discovery failed: {e}");
                 ApiError::new(502, "upstream_error", e.to_string())
             })?;
-            Ok(json_response(200, &health))
+            json_response(200, &health)
         }
         Route::Metrics => {
             let gauges = ConnectionGauges {
                 open: app.connections.open.load(Ordering::Relaxed),
                 refused: app.connections.refused.load(Ordering::Relaxed),
             };
-            Ok(Response::new(200, PROMETHEUS, app.metrics.render(gauges)))
+            Response::new(200, PROMETHEUS, app.metrics.render(gauges))
         }
-    }
+    };
+    Ok(match route {
+        Route::Root => response,
+        _ => response.with_header("Cache-Control", LIVE),
+    })
 }
 
 fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, ApiError> {
@@ -141,7 +182,7 @@ fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, Ap
         .map_err(|e| store_failure(app, StoreOperation::Increment, e))?;
     app.metrics.increment_stored();
     let message = greeting(&name);
-    if accepts_json(request) {
+    if negotiate::choose(request.header_values("accept"), &[TEXT_TYPE, JSON]) == JSON {
         #[derive(Serialize)]
         struct Greeting<'a> {
             message: &'a str,
@@ -196,18 +237,6 @@ fn store_failure(app: &App, operation: StoreOperation, e: StoreError) -> ApiErro
     ApiError::from(e)
 }
 
-/// Whether the client listed `application/json` among the media types it accepts.
-fn accepts_json(request: &Request<'_>) -> bool {
-    request.header_values("accept").any(|accept| {
-        String::from_utf8_lossy(accept).split(',').any(|range| {
-            range
-                .split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON))
-        })
-    })
-}
-
 fn json_response(status: u16, value: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => Response::new(status, JSON, body),
@@ -260,7 +289,11 @@ impl ApiError {
                 message: &self.message,
             },
         };
-        let mut response = json_response(self.status, &body);
+        let mut response = json_response(self.status, &body).with_header("Cache-Control", LIVE);
+        if self.status == 503 {
+            // Overload and an unreachable store pass; a second is a sensible first wait.
+            response = response.with_header("Retry-After", "1");
+        }
         if let Some(allow) = self.allow {
             response = response.with_header("Allow", allow);
         }

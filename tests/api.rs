@@ -310,8 +310,18 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     let s = Service::start(&[("HTTP_IDLE_TIMEOUT_MS", "300")]);
     let mut conn = Conn::open(s.addr);
     assert_eq!(conn.get("/").status, 200);
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    let idle = std::time::Instant::now();
+    // Reading blocks until the server closes the connection.
     assert!(conn.is_closed());
+    let after = idle.elapsed();
+    assert!(
+        after >= std::time::Duration::from_millis(250),
+        "closed after {after:?}"
+    );
+    assert!(
+        after < std::time::Duration::from_secs(5),
+        "closed after {after:?}"
+    );
 }
 
 #[test]
@@ -364,7 +374,9 @@ fn logs_have_an_access_line_and_json_mode_is_one_object_per_line() {
         .unwrap();
     let s = Service::start(&[("REDIS_URL", &url), ("LOG_FORMAT", "json")]);
     assert_eq!(s.get("/hello/Logged").status, 200);
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    common::wait_until("the access line", std::time::Duration::from_secs(5), || {
+        s.logs().contains("/hello/Logged")
+    });
     let logs = s.logs();
     assert!(!logs.contains("hunter2secret"), "{logs}");
     let lines: Vec<serde_json::Value> = logs

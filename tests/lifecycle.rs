@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, run_to_exit, send_signal, Conn, Redis, Service, Signal};
+use common::{free_port, run_to_exit, send_signal, wait_until, Conn, Redis, Service, Signal};
 
 #[test]
 fn bad_configuration_is_refused_with_one_line_naming_the_variable() {
@@ -67,6 +67,15 @@ fn hello_once(addr: SocketAddr, name: &str) -> Result<Option<u16>, ()> {
         .and_then(|s| s.parse().ok()))
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn redis_restart_under_load_gives_503s_then_heals_without_double_counting() {
     let mut redis = Redis::start_durable();
@@ -82,6 +91,8 @@ fn redis_restart_under_load_gives_503s_then_heals_without_double_counting() {
     let first_ok_after_restart = Mutex::new(None::<Instant>);
     let restarted_at = Mutex::new(None::<Instant>);
     thread::scope(|scope| {
+        // The clients stop however this scope ends, a failed assertion included.
+        let _stop = StopOnDrop(&stop);
         for _ in 0..4 {
             scope.spawn(|| {
                 let mut conn = Conn::open(s.addr);
@@ -109,18 +120,27 @@ fn redis_restart_under_load_gives_503s_then_heals_without_double_counting() {
                 }
             });
         }
-        thread::sleep(Duration::from_millis(500));
+        wait_until("200s before the kill", Duration::from_secs(5), || {
+            ok.load(Ordering::Relaxed) > 0
+        });
         redis.kill();
-        thread::sleep(Duration::from_millis(1500));
-        let down_503s = unavailable.load(Ordering::Relaxed);
-        assert!(down_503s > 0, "no 503 while Redis was down");
-        // /health still answers, and says the store is unreachable.
-        let h = s.get("/health");
-        assert_eq!(h.status, 200);
-        assert_eq!(h.json()["store"]["reachable"], false);
+        wait_until("503s while Redis is down", Duration::from_secs(5), || {
+            unavailable.load(Ordering::Relaxed) > 0
+        });
+        // /health still answers, and says (after its next check) the store is unreachable.
+        wait_until(
+            "/health to see the store down",
+            Duration::from_secs(5),
+            || {
+                let h = s.get("/health");
+                h.status == 200 && h.json()["store"]["reachable"] == false
+            },
+        );
         redis.restart();
         *restarted_at.lock().unwrap() = Some(Instant::now());
-        thread::sleep(Duration::from_millis(1500));
+        wait_until("a 200 after the restart", Duration::from_secs(5), || {
+            first_ok_after_restart.lock().unwrap().is_some()
+        });
         stop.store(true, Ordering::Relaxed);
     });
     let restarted = restarted_at.lock().unwrap().unwrap();

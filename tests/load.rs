@@ -6,7 +6,7 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
-use common::{burst, Conn, Redis, Service};
+use common::{burst, wait_until, Conn, Redis, Service};
 
 #[test]
 fn concurrent_increments_are_counted_exactly() {
@@ -74,8 +74,14 @@ fn a_burst_of_keep_alive_connections_is_served_fairly() {
 #[test]
 fn connections_beyond_the_cap_are_refused_with_a_clear_answer() {
     let s = Service::start(&[("HTTP_MAX_CONNECTIONS", "4")]);
-    // Let the server see the start-up probe's connection close.
-    thread::sleep(Duration::from_millis(200));
+    // Until the server has seen the start-up probe's connection close, /metrics (on its own
+    // connection) counts two.
+    let open = |s: &Service| {
+        s.get("/metrics")
+            .text()
+            .contains("hello_http_connections_open 1\n")
+    };
+    wait_until("the probe's close", Duration::from_secs(5), || open(&s));
     let mut held: Vec<Conn> = (0..4).map(|_| Conn::open(s.addr)).collect();
     for c in &mut held {
         assert_eq!(c.get("/").status, 200);
@@ -84,7 +90,11 @@ fn connections_beyond_the_cap_are_refused_with_a_clear_answer() {
     let r = extra.response(false);
     r.assert_error(503, "overloaded");
     drop(held);
-    thread::sleep(Duration::from_millis(200));
+    wait_until(
+        "the held connections' close",
+        Duration::from_secs(5),
+        || open(&s),
+    );
     assert_eq!(s.get("/").status, 200);
     let metrics = s.get("/metrics").text();
     assert!(

@@ -5,6 +5,8 @@
 
 pub mod body;
 pub mod conn;
+pub mod negotiate;
+pub mod path;
 pub mod request;
 mod response;
 mod server;
