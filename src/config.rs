@@ -7,12 +7,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use log::LevelFilter;
-
 use crate::cluster::Discovery;
 use crate::emf;
 use crate::http::{Limits, ServerConfig};
-use crate::logging::{self, Format};
+use crate::logging::{Filter, Format};
 use crate::secret::Secret;
 use crate::store::Endpoint;
 
@@ -22,7 +20,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub debug: bool,
     pub log_format: Format,
-    pub log_level: LevelFilter,
+    pub log_filter: Filter,
     pub http: ServerConfig,
     /// `/counts` listings open at once; more are refused with 503 `overloaded`.
     pub max_listings: usize,
@@ -99,7 +97,8 @@ pub const VARIABLES: &str = "  PORT                     port to listen on (defau
   REDIS_TLS_CA_FILE        PEM certificates trusted for rediss:// besides the built-in roots
   DEBUG                    true: local mode, no AWS calls (default false)
   LOG_FORMAT               text or json (default text)
-  RUST_LOG                 error, warn, info, debug or trace (default info)
+  RUST_LOG                 env_logger directives, e.g. info,hello=debug,access=off,rustls=warn
+                           (targets: hello, access, ureq, rustls); unreadable: refused (default info)
   HTTP_WORKERS             threads answering requests (default 32)
   HTTP_MAX_CONNECTIONS     open connections before new ones are refused (default 10000)
   HTTP_REQUEST_TIMEOUT_MS  time to send a whole request once started (default 10000)
@@ -171,12 +170,12 @@ impl Config {
             Some("json") => Format::Json,
             Some(_) => return Err(invalid("LOG_FORMAT", "text or json")),
         };
-        let log_level = match get("RUST_LOG") {
-            None => LevelFilter::Info,
-            Some(spec) => logging::parse_level(&spec).ok_or_else(|| {
+        let log_filter = match get("RUST_LOG") {
+            None => Filter::default(),
+            Some(spec) => spec.trim().parse().map_err(|e| {
                 invalid(
                     "RUST_LOG",
-                    "a level: error, warn, info, debug, trace or off",
+                    format!("env_logger directives such as info or warn,hello=debug ({e})"),
                 )
             })?,
         };
@@ -199,7 +198,7 @@ impl Config {
             store,
             debug,
             log_format,
-            log_level,
+            log_filter,
             http,
             max_listings,
             aws,
@@ -598,7 +597,7 @@ mod tests {
         );
         assert_eq!(var(&[("DEBUG", "maybe")]), "DEBUG");
         assert_eq!(var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
-        assert_eq!(var(&[("RUST_LOG", "loud")]), "RUST_LOG");
+        assert_eq!(var(&[("RUST_LOG", "hello=loud")]), "RUST_LOG");
         assert_eq!(var(&[("HTTP_WORKERS", "0")]), "HTTP_WORKERS");
         assert_eq!(
             var(&[("CLUSTER_MEMBERSHIP_TTL_MS", "-1")]),

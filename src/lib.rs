@@ -8,7 +8,6 @@
 
 pub mod app;
 pub mod aws;
-pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod counts;

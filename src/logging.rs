@@ -1,13 +1,17 @@
-//! Log lines on standard error, as text for people or one JSON object per line for CloudWatch:
-//! a `log` backend for ordinary messages, and the access line written for every request.
+//! Log lines on standard error, through `env_logger`: `RUST_LOG` directives choose what is
+//! written by target (`hello…` for the service's own lines, `access` for the line written for
+//! every request, a crate's name such as `ureq` or `rustls` for its lines), and a format
+//! closure writes each line as text for people or as one JSON object for CloudWatch.
 
-use std::io::Write;
-use std::sync::OnceLock;
+use std::io::{self, Write};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
-use serde_json::json;
+use env_logger::fmt::Formatter;
+use log::kv::{self, Key, Value, VisitSource};
+use log::{Level, Record};
+use serde_json::Map;
 
-use crate::clock::Utc;
 use crate::http::Exchange;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,52 +20,136 @@ pub enum Format {
     Json,
 }
 
-struct Logger;
+/// The target of the access line: apart from the service's own lines, so that `RUST_LOG` can
+/// keep or drop it alone (`RUST_LOG=info,access=off`).
+pub const ACCESS: &str = "access";
 
-static FORMAT: OnceLock<Format> = OnceLock::new();
+/// A `RUST_LOG` value in `env_logger`'s directive syntax (`info`, `warn,hello=debug`,
+/// `info,access=off,rustls=warn`), checked when read: `env_logger` would only warn about a
+/// directive it cannot read and go on without it, and a start-up refusal is easier to notice
+/// than a missing directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter(String);
+
+impl Default for Filter {
+    fn default() -> Filter {
+        Filter("info".to_owned())
+    }
+}
+
+impl FromStr for Filter {
+    type Err = env_filter::ParseError;
+
+    fn from_str(spec: &str) -> Result<Filter, Self::Err> {
+        env_filter::Builder::new().try_parse(spec)?;
+        Ok(Filter(spec.to_owned()))
+    }
+}
 
 /// Installs the logger; only the first call has an effect.
-pub fn init(format: Format, level: LevelFilter) {
-    if FORMAT.set(format).is_ok() && log::set_boxed_logger(Box::new(Logger)).is_ok() {
-        log::set_max_level(level);
-    }
+pub fn init(format: Format, filter: &Filter) {
+    let _ = env_logger::Builder::new()
+        .parse_filters(&filter.0)
+        .format(move |out, record| match format {
+            Format::Text => write_text(out, record),
+            Format::Json => write_json(out, record),
+        })
+        .try_init();
 }
 
-fn format() -> Format {
-    FORMAT.get().copied().unwrap_or(Format::Text)
+/// The access line for one request, at `info`. Its fields go as key-values, so that the JSON
+/// line carries them as they are (numbers as numbers); the text line is made from them too.
+pub fn access(exchange: &Exchange<'_>) {
+    let Exchange {
+        method,
+        path,
+        status,
+        elapsed,
+        bytes,
+        peer,
+    } = *exchange;
+    // Milliseconds to the microsecond: enough for a latency, and short.
+    let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    log::info!(target: ACCESS, method, path, status, duration_ms, bytes, peer:%; "request");
 }
 
-impl Log for Logger {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+/// `2026-11-26T12:04:36.123Z INFO  hello::store::redis message`; an access line is
+/// `… INFO  access 127.0.0.1:40312 "GET /hello/Bob" 200 18B 0.412ms`, method and path
+/// escaped (they are the client's bytes).
+fn write_text(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {
+    write!(
+        out,
+        "{} {:<5} {} ",
+        timestamp(),
+        record.level(),
+        record.target()
+    )?;
+    if record.target() != ACCESS {
+        return writeln!(out, "{}", record.args());
     }
+    let fields = record.key_values();
+    let field = |key: &str| fields.get(Key::from_str(key)).unwrap_or_else(Value::null);
+    let escaped = |key: &str| {
+        fields
+            .get(Key::from_str(key))
+            .and_then(|v| v.to_borrowed_str())
+            .unwrap_or("-")
+            .escape_default()
+    };
+    let millis = field("duration_ms").to_f64().unwrap_or(f64::NAN);
+    writeln!(
+        out,
+        "{} \"{} {}\" {} {}B {millis:.3}ms",
+        field("peer"),
+        escaped("method"),
+        escaped("path"),
+        field("status"),
+        field("bytes"),
+    )
+}
 
-    fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let line = match format() {
-            Format::Text => format!(
-                "{} {:<5} {}\n",
-                Utc::now().rfc3339(),
-                record.level(),
-                record.args()
-            ),
-            Format::Json => {
-                let mut s = json!({
-                    "ts": Utc::now().rfc3339(),
-                    "level": level_name(record.level()),
-                    "msg": record.args().to_string(),
-                })
-                .to_string();
-                s.push('\n');
-                s
-            }
+/// `{"level":"info","msg":"…","target":"hello::app","ts":"2026-11-26T12:04:36.123Z"}`, plus
+/// the record's key-values (an access line's `method`, `path`, `status`, `duration_ms`,
+/// `bytes` and `peer`), keys in order.
+fn write_json(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {
+    let mut line = Map::new();
+    let _ = record.key_values().visit(&mut JsonFields(&mut line));
+    line.insert("ts".into(), timestamp().to_string().into());
+    line.insert("level".into(), level_name(record.level()).into());
+    line.insert("target".into(), record.target().into());
+    line.insert("msg".into(), record.args().to_string().into());
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
+
+/// Adds each key-value to a JSON object: numbers and booleans as such, anything else as text.
+struct JsonFields<'a>(&'a mut Map<String, serde_json::Value>);
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
+        let json = if let Some(n) = value.to_u64() {
+            n.into()
+        } else if let Some(n) = value.to_i64() {
+            n.into()
+        } else if let Some(x) = value.to_f64() {
+            x.into()
+        } else if let Some(b) = value.to_bool() {
+            b.into()
+        } else if let Some(s) = value.to_borrowed_str() {
+            s.into()
+        } else {
+            value.to_string().into()
         };
-        emit(&line);
+        self.0.insert(key.as_str().to_owned(), json);
+        Ok(())
     }
+}
 
-    fn flush(&self) {}
+/// Now, as `2026-11-26T12:04:36.123Z`. Linux keeps the system clock between 1970 and 2262,
+/// inside the years `humantime` formats (1970 to 9999); the `max` keeps its panic on a time
+/// before 1970 out even so.
+fn timestamp() -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_millis(SystemTime::now().max(UNIX_EPOCH))
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -74,81 +162,27 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// One write per line, so lines from different threads never interleave.
-fn emit(line: &str) {
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
-
-/// The access line for one request, at `info`.
-pub fn access(exchange: &Exchange<'_>) {
-    if log::max_level() < LevelFilter::Info {
-        return;
-    }
-    let Exchange {
-        method,
-        path,
-        status,
-        elapsed,
-        bytes,
-        peer,
-    } = exchange;
-    let millis = elapsed.as_secs_f64() * 1000.0;
-    let line = match format() {
-        Format::Text => format!(
-            "{} INFO  {peer} \"{} {}\" {status} {bytes}B {millis:.3}ms\n",
-            Utc::now().rfc3339(),
-            method.escape_default(),
-            path.escape_default(),
-        ),
-        Format::Json => {
-            let mut s = json!({
-                "ts": Utc::now().rfc3339(),
-                "level": "info",
-                "msg": "request",
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": (millis * 1000.0).round() / 1000.0,
-                "bytes": bytes,
-                "peer": peer.to_string(),
-            })
-            .to_string();
-            s.push('\n');
-            s
-        }
-    };
-    emit(&line);
-}
-
-/// Reads `RUST_LOG`: a level (`error` … `trace`, or `off`), or `env_logger`-style directives
-/// of which the bare level or the one for `hello` is used.
-pub fn parse_level(spec: &str) -> Option<LevelFilter> {
-    let mut level = None;
-    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        match directive.split_once('=') {
-            Some(("hello", l)) => level = Some(l.parse().ok()?),
-            Some(_) => {}
-            None => {
-                let parsed: LevelFilter = directive.parse().ok()?;
-                level = level.or(Some(parsed));
-            }
-        }
-    }
-    level
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reads_rust_log() {
-        assert_eq!(parse_level("debug"), Some(LevelFilter::Debug));
-        assert_eq!(parse_level("WARN"), Some(LevelFilter::Warn));
-        assert_eq!(parse_level("info,hello=trace"), Some(LevelFilter::Trace));
-        assert_eq!(parse_level("other=debug,error"), Some(LevelFilter::Error));
-        assert_eq!(parse_level("off"), Some(LevelFilter::Off));
-        assert_eq!(parse_level("loud"), None);
-        assert_eq!(parse_level(""), None);
+    fn reads_rust_log_directives() {
+        for good in [
+            "debug",
+            "WARN",
+            "off",
+            "info,hello=trace",
+            "ureq=debug",
+            "info,rustls=warn",
+            "info,access=off",
+            "hello::store=debug,warn",
+            "info/request",
+        ] {
+            assert!(good.parse::<Filter>().is_ok(), "{good}");
+        }
+        for bad in ["hello=loud", "info,ureq=sometimes", "a=b=c", "info/a/b"] {
+            assert!(bad.parse::<Filter>().is_err(), "{bad}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::thread;
 
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -71,7 +72,7 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(config.log_format, config.log_level);
+    logging::init(config.log_format, &config.log_filter);
     raise_open_file_limit();
 
     let store: Arc<dyn Store> = match config.store {
@@ -234,27 +235,22 @@ fn watch_signals(shutdown: ShutdownHandle) -> std::io::Result<()> {
 
 /// Raises the soft limit on open files to the hard limit: each connection is a descriptor.
 fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    // `None` is unlimited.
+    let limit = getrlimit(Resource::Nofile);
+    let Some(current) = limit.current else {
+        return;
     };
-    // SAFETY: `limit` is a valid rlimit for both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                log::debug!(
-                    "raised the open-file limit from {} to {}",
-                    limit.rlim_cur,
-                    limit.rlim_max
-                );
-            }
-        }
+    if limit.maximum.is_some_and(|max| max <= current) {
+        return;
+    }
+    let wanted = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if setrlimit(Resource::Nofile, wanted).is_ok() {
+        let to = limit
+            .maximum
+            .map_or("unlimited".into(), |max| max.to_string());
+        log::debug!("raised the open-file limit from {current} to {to}");
     }
 }

@@ -1,13 +1,25 @@
-//! A string that must never be shown: `Debug` prints `<redacted>`, and the bytes are zeroed
-//! when it is dropped.
+//! A string that must never be shown: `Debug` prints `<redacted>`, there is no `Display`, and
+//! the value's own buffer is zeroed (with `zeroize`, whole capacity included) when it is
+//! dropped.
+//!
+//! Zeroing covers that one buffer and nothing else. Not zeroed: where the value came from (the
+//! process environment, the `REDIS_URL` string, the credentials document an AWS endpoint
+//! answered with, the buffers of the HTTP client that read it), and the copies made to use it:
+//! the `AWS4…` key input and the session-token header values in `aws::sigv4`, the `AUTH`
+//! command in a Redis connection's output buffer (`store::connection`), and what TLS and the
+//! kernel keep of the bytes sent. So it narrows what a later read of freed memory could find;
+//! it does not promise that no copy outlives the `Secret`. The promise that holds everywhere is
+//! the other one: a secret is never logged or answered.
 
 use std::fmt;
 
-pub struct Secret(String);
+use zeroize::Zeroizing;
+
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        Secret(Zeroizing::new(value.into()))
     }
 
     pub fn expose(&self) -> &str {
@@ -18,17 +30,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        for b in bytes.iter_mut() {
-            // SAFETY: `b` is a valid, exclusive reference; the volatile write keeps the
-            // compiler from eliding stores to memory about to be freed.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
     }
 }
 

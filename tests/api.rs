@@ -394,3 +394,16 @@ fn logs_have_an_access_line_and_json_mode_is_one_object_per_line() {
     assert_eq!(access["status"], 200);
     assert!(access["duration_ms"].as_f64().is_some());
 }
+
+#[test]
+fn the_date_header_is_an_http_date_of_now() {
+    let s = Service::start(&[]);
+    let before = std::time::SystemTime::now();
+    let r = s.get("/");
+    let after = std::time::SystemTime::now();
+    let date = r.header("Date").expect("a Date header");
+    let date = httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("{date:?}: {e}"));
+    // The header has whole seconds, so it may be up to a second before the request.
+    let second = std::time::Duration::from_secs(1);
+    assert!(before - second <= date && date <= after, "{date:?}");
+}

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::aws::{container_endpoint, hanging_listener, ImdsConfig, ImdsStub, Moto};
-use common::{free_port, Service};
+use common::{free_port, Service, Signal};
 
 /// A cluster: moto, one node per address (each with its own metadata stub).
 struct Cluster {
@@ -169,7 +169,7 @@ fn stopped_killed_and_hung_nodes() {
     assert_eq!(ids(&body, "node_healths").len(), 3);
 
     // Killed but still in service: listed as unreachable, with the reason.
-    b.signal(libc::SIGKILL);
+    b.signal(Signal::KILL);
     b.wait(Duration::from_secs(5));
     let body = a.get("/health/cluster").json();
     assert_eq!(

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use common::{wait_until, Redis, Service};
+use common::{wait_until, Redis, Service, Signal};
 
 /// The complete lines printed so far, parsed.
 fn lines(service: &Service) -> Vec<Value> {
@@ -117,7 +117,7 @@ fn sigterm_prints_the_last_partial_interval() {
     ]);
     assert_eq!(s.get("/hello/Last").status, 200);
     assert_eq!(s.get("/counts").status, 200);
-    s.signal(libc::SIGTERM);
+    s.signal(Signal::TERM);
     let status = s.wait(Duration::from_secs(15)).expect("exit after SIGTERM");
     assert!(status.success());
     let lines = lines(&s);
@@ -153,7 +153,7 @@ fn off_by_default_and_on_under_ecs() {
     ] {
         let mut s = Service::start(&env);
         assert_eq!(s.get("/").status, 200);
-        s.signal(libc::SIGTERM);
+        s.signal(Signal::TERM);
         assert!(s.wait(Duration::from_secs(15)).expect("exit").success());
         assert_eq!(lines(&s).len(), usize::from(printed), "{env:?}");
     }

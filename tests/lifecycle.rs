@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, run_to_exit, wait_until, Conn, Redis, Service};
+use common::{free_port, run_to_exit, send_signal, wait_until, Conn, Redis, Service, Signal};
 
 #[test]
 fn bad_configuration_is_refused_with_one_line_naming_the_variable() {
@@ -177,9 +177,7 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     assert_eq!(idle.get("/").status, 200);
 
     // Freeze Redis so that requests are certainly in flight when SIGTERM arrives.
-    let redis_pid = redis.pid() as i32;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(redis_pid, libc::SIGSTOP) };
+    send_signal(redis.pid(), Signal::STOP);
     let outcomes: Vec<Result<Option<u16>, ()>> = thread::scope(|scope| {
         let clients: Vec<_> = (0..8)
             .map(|i| {
@@ -188,10 +186,9 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
             })
             .collect();
         thread::sleep(Duration::from_millis(300));
-        s.signal(libc::SIGTERM);
+        s.signal(Signal::TERM);
         thread::sleep(Duration::from_millis(300));
-        // SAFETY: as above.
-        unsafe { libc::kill(redis_pid, libc::SIGCONT) };
+        send_signal(redis.pid(), Signal::CONT);
         clients.into_iter().map(|c| c.join().unwrap()).collect()
     });
     let started = Instant::now();
@@ -234,15 +231,14 @@ fn sigterm_as_pid_1_exits_cleanly() {
     let children =
         std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
             .unwrap();
-    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
     let status_file = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status_file
         .lines()
         .find(|l| l.starts_with("NSpid:"))
         .unwrap();
     assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
-    // SAFETY: signalling our own grandchild.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    send_signal(pid, Signal::TERM);
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

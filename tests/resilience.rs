@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{burst, free_port, Conn, Redis, Service};
+use common::{burst, free_port, send_signal, Conn, Redis, Service, Signal};
 
 const KEY: &str = "nytimes.names";
 
@@ -180,8 +180,7 @@ fn s2_redis_stall_longer_than_the_timeout() {
     let tally = thread::scope(|scope| {
         let load = scope.spawn(|| hammer(s.addr, 8, &stop, "stall"));
         thread::sleep(Duration::from_millis(500));
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(redis.pid() as i32, libc::SIGSTOP) };
+        send_signal(redis.pid(), Signal::STOP);
         let stalled = Instant::now();
         let mut conn = Conn::open(s.addr);
         while stalled.elapsed() < Duration::from_secs(2) {
@@ -192,8 +191,7 @@ fn s2_redis_stall_longer_than_the_timeout() {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        // SAFETY: as above.
-        unsafe { libc::kill(redis.pid() as i32, libc::SIGCONT) };
+        send_signal(redis.pid(), Signal::CONT);
         thread::sleep(Duration::from_secs(1));
         stop.store(true, Ordering::Relaxed);
         load.join().unwrap()
@@ -255,7 +253,7 @@ fn s3_sigterm_under_load() {
             })
             .collect();
         thread::sleep(Duration::from_secs(1));
-        s.signal(libc::SIGTERM);
+        s.signal(Signal::TERM);
         let signalled = Instant::now();
         let status = s.wait(Duration::from_secs(15));
         let exit_after = signalled.elapsed();
@@ -550,7 +548,7 @@ fn s8_rolling_restart_behind_nginx() {
         let load = scope.spawn(|| hammer(front, 8, &stop, "rolling"));
         thread::sleep(Duration::from_millis(500));
         for (i, ip) in ips.iter().enumerate() {
-            nodes[i].signal(libc::SIGTERM);
+            nodes[i].signal(Signal::TERM);
             let t = Instant::now();
             assert_eq!(
                 nodes[i]
@@ -566,8 +564,7 @@ fn s8_rolling_restart_behind_nginx() {
         load.join().unwrap()
     });
     // SIGQUIT: a graceful stop that takes the worker processes with it.
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(nginx.id() as i32, libc::SIGQUIT) };
+    send_signal(nginx.id(), Signal::QUIT);
     let _ = nginx.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let stored = redis.total(KEY);

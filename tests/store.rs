@@ -1,7 +1,9 @@
-//! The Redis store against a real server: the same contract as the memory store, and how it
-//! behaves when Redis goes away and comes back.
+//! The store contract against both stores (the memory store, and the Redis store against a
+//! real server), and how the Redis store behaves when Redis goes away and comes back.
 
 mod common;
+#[path = "store/contract.rs"]
+mod contract;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use common::Redis;
 use hello::secret::Secret;
-use hello::store::{contract, Endpoint, RedisStore, Store, StoreError};
+use hello::store::{Endpoint, MemoryStore, RedisStore, Store, StoreError};
 
 fn store(redis: &Redis) -> RedisStore {
     let endpoint = Endpoint {
@@ -50,6 +52,11 @@ fn tls_store(redis: &Redis, password: &str, trust_test_ca: bool) -> RedisStore {
         extra_ca,
     )
     .unwrap()
+}
+
+#[test]
+fn memory_store_passes_the_store_contract() {
+    contract::check(Arc::new(MemoryStore::new()));
 }
 
 #[test]

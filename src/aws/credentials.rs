@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::clock::parse_rfc3339_utc;
 use crate::secret::Secret;
 
 use super::imds::Imds;
@@ -184,8 +183,8 @@ pub fn parse_credentials_json(body: &str) -> Result<Credentials, AwsError> {
     }
     let expires_at = match doc.expiration {
         Some(text) => Some(
-            parse_rfc3339_utc(&text)
-                .ok_or_else(|| AwsError::Credentials(format!("unreadable Expiration {text:?}")))?,
+            humantime::parse_rfc3339(&text)
+                .map_err(|_| AwsError::Credentials(format!("unreadable Expiration {text:?}")))?,
         ),
         None => None,
     };
@@ -231,7 +230,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.access_key_id, "ASIA");
         assert_eq!(c.session_token.unwrap().expose(), "t");
-        assert!(c.expires_at.is_some());
+        let expiry = std::time::UNIX_EPOCH + Duration::from_secs(1_795_716_000);
+        assert_eq!(c.expires_at, Some(expiry));
         assert!(parse_credentials_json(
             r#"{"Code":"Failure","AccessKeyId":"","SecretAccessKey":""}"#
         )

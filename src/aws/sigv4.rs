@@ -1,12 +1,10 @@
 //! AWS Signature Version 4, as pure functions of the request, the credentials and the time.
 //! Paths are normalised and each segment encoded once more, as every service but S3 expects.
 
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ring::{digest, hmac};
-
-use crate::clock::Utc;
 
 use super::credentials::Credentials;
 
@@ -50,8 +48,11 @@ pub struct Signature {
 }
 
 pub fn sign(request: &Request<'_>, credentials: &Credentials, scope: Scope<'_>) -> Signature {
-    let utc = Utc::from_system_time(scope.time);
-    let amz_date = utc.amz_date();
+    // `20150830T123600Z`: RFC 3339 without its separators. A time before 1970 (which the system
+    // clock never shows) counts as 1970, as it did before.
+    let amz_date = humantime::format_rfc3339_seconds(scope.time.max(UNIX_EPOCH))
+        .to_string()
+        .replace(['-', ':'], "");
     let date = &amz_date[..8];
 
     let mut headers: Vec<(String, String)> = request.headers.to_vec();

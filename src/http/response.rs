@@ -4,9 +4,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write as _};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::clock::Utc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A body produced while it is sent.
 pub trait BodySource: Send {
@@ -104,7 +102,8 @@ pub fn write_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The `Date` header's value, formatted once a second per thread.
+/// The `Date` header's value, formatted once a second per thread. (The system clock stays
+/// within the years `httpdate` formats, 1970 to 9999: Linux keeps it between 1970 and 2262.)
 fn http_date() -> String {
     thread_local! {
         static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
@@ -116,7 +115,10 @@ fn http_date() -> String {
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.0 != now {
-            *cache = (now, Utc::from_unix_millis(now as i64 * 1000).http_date());
+            *cache = (
+                now,
+                httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(now)),
+            );
         }
         cache.1.clone()
     })

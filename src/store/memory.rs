@@ -105,13 +105,3 @@ impl Scan for MemoryScan {
         Ok(chunk)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passes_the_store_contract() {
-        crate::store::contract::check(Arc::new(MemoryStore::new()));
-    }
-}

@@ -69,5 +69,3 @@ pub trait Store: Send + Sync {
     /// A short word for logs and `/health`: `redis` or `memory`.
     fn kind(&self) -> &'static str;
 }
-
-pub mod contract;

@@ -11,6 +11,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use rustix::process::Signal;
+use rustix::process::{kill_process, Pid};
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -29,6 +32,15 @@ pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool
         );
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Sends `signal` to the process `pid` (a child of the test, or of one of its children).
+pub fn send_signal(pid: u32, signal: Signal) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .expect("a process id");
+    kill_process(pid, signal).expect("signal sent");
 }
 
 /// A `redis-server` of our own, never the user's.
@@ -394,9 +406,8 @@ impl Service {
         self.child.as_ref().expect("not running").id()
     }
 
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.pid() as i32, signal) };
+    pub fn signal(&self, signal: Signal) {
+        send_signal(self.pid(), signal);
     }
 
     /// Waits for the process to exit, at most `timeout`.

@@ -1,10 +1,11 @@
-//! The behaviour every `Store` must have, as one check that each implementation's tests run
-//! (the memory store's beside it, the Redis store's in `tests/store.rs` against a real server).
-//! It panics on the first difference, like any test assertion.
+//! The behaviour every `Store` must have, as one check run against each implementation (by
+//! `tests/store.rs`: the memory store, and the Redis store against a real server). It panics
+//! on the first difference, like any test assertion. Test code only: it lives here, out of the
+//! library.
 
 use std::sync::Arc;
 
-use super::{Entry, Order, ScanRequest, Store};
+use hello::store::{Entry, Order, ScanRequest, Store};
 
 /// Every entry a scan yields, checking that no chunk is larger than asked and that the scan
 /// stays over once it has ended.

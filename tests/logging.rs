@@ -1,0 +1,161 @@
+//! Logs as an operator meets them: `RUST_LOG` directives choose lines by target (the service's
+//! own `hello…` lines, the `access` line, the `ureq` and `rustls` dependencies), the text line
+//! names its target and escapes what the client sent, each JSON line is one object in the shape
+//! CloudWatch reads, and a `RUST_LOG` that cannot be read stops start-up.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::{run_to_exit, wait_until, Service, Signal};
+
+/// An instance-metadata endpoint at an `https://` URL that is a plain TCP listener, so that the
+/// service's metadata client, at start-up, connects (`ureq` logs that at debug) and begins a TLS
+/// handshake (`rustls` logs that at debug, before its ClientHello) until the listener hangs up.
+/// The flag is set once a ClientHello byte has arrived: by then both lines were written.
+fn fake_metadata() -> (String, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("address"));
+    let hello_sent = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&hello_sent);
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            if matches!(stream.read(&mut [0u8; 1]), Ok(1)) {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    (url, hello_sent)
+}
+
+/// Runs the service with `RUST_LOG=filter` in JSON until its metadata client has begun its
+/// TLS handshake and one request was answered, stops it, and returns every log line.
+fn json_logs_with(filter: &str) -> Vec<Value> {
+    let (url, hello_sent) = fake_metadata();
+    let mut s = Service::start(&[
+        ("RUST_LOG", filter),
+        ("LOG_FORMAT", "json"),
+        ("DEBUG", "false"),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url),
+    ]);
+    wait_until(
+        "the metadata client's ClientHello",
+        Duration::from_secs(10),
+        || hello_sent.load(Ordering::SeqCst),
+    );
+    assert_eq!(s.get("/").status, 200, "RUST_LOG={filter}");
+    s.signal(Signal::TERM);
+    let status = s.wait(Duration::from_secs(15)).expect("exit after SIGTERM");
+    assert!(status.success(), "RUST_LOG={filter}: {status:?}");
+    s.logs()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Where the lines came from: `hello`, `access`, `ureq` (also `ureq_proto`), `rustls`, or the
+/// target itself for anything else.
+fn sources(lines: &[Value]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let target = l["target"].as_str().expect("a target");
+            ["hello", "access", "ureq", "rustls"]
+                .into_iter()
+                .find(|source| target.starts_with(source))
+                .unwrap_or(target)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn rust_log_directives_choose_lines_by_target() {
+    let cases: [(&str, &[&str]); 7] = [
+        ("debug", &["access", "hello", "rustls", "ureq"]),
+        ("info", &["access", "hello"]),
+        ("ureq=debug", &["ureq"]),
+        ("hello=debug", &["hello"]),
+        ("debug,rustls=warn", &["access", "hello", "ureq"]),
+        ("info,rustls=warn", &["access", "hello"]),
+        ("info,access=off", &["hello"]),
+    ];
+    for (filter, expected) in cases {
+        let lines = json_logs_with(filter);
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(sources(&lines), expected, "RUST_LOG={filter}: {lines:#?}");
+    }
+}
+
+#[test]
+fn json_lines_are_objects_in_the_shape_cloudwatch_reads() {
+    let lines = json_logs_with("info");
+    for line in &lines {
+        let ts = line["ts"].as_str().expect("ts");
+        assert!(humantime::parse_rfc3339(ts).is_ok(), "{line}");
+        assert!(ts.ends_with('Z') && ts.len() == "2026-11-26T12:04:36.123Z".len());
+        assert!(["error", "warn", "info"].contains(&line["level"].as_str().expect("level")));
+        assert!(line["msg"].is_string(), "{line}");
+    }
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "access")
+        .expect("an access line");
+    assert_eq!(access["msg"], "request");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], "/");
+    assert_eq!(access["status"], 200);
+    assert!(access["bytes"].as_u64().is_some_and(|b| b > 0), "{access}");
+    assert!(access["duration_ms"].as_f64().is_some(), "{access}");
+    let peer = access["peer"].as_str().expect("peer");
+    assert!(peer.starts_with("127.0.0.1:"), "{access}");
+}
+
+#[test]
+fn text_lines_name_their_target_and_escape_the_client_s_bytes() {
+    let mut s = Service::start(&[]);
+    let mut stream = TcpStream::connect(s.addr).expect("connect");
+    stream
+        .write_all(b"GET /hello/a\"b\\c\xc3\xa9 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("answer");
+    assert!(answer.starts_with(b"HTTP/1.1 200 "));
+    s.signal(Signal::TERM);
+    s.wait(Duration::from_secs(15)).expect("exit after SIGTERM");
+    let logs = s.logs();
+    let line = |needle: &str| {
+        logs.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{logs}"))
+    };
+    let listening = line(" listening on ");
+    assert!(listening.contains(" INFO  hello hello "), "{listening}");
+    let access = line(" access ");
+    assert!(access.contains(" INFO  access 127.0.0.1:"), "{access}");
+    assert!(
+        access.contains(r#" "GET /hello/a\"b\\c\u{e9}" 200 "#),
+        "{access}"
+    );
+    let ts = listening.split(' ').next().expect("a time");
+    assert!(humantime::parse_rfc3339(ts).is_ok(), "{listening}");
+}
+
+#[test]
+fn an_unreadable_rust_log_stops_start_up() {
+    for filter in ["hello=loud", "info,ureq=sometimes", "info/a/b"] {
+        let (status, stderr) = run_to_exit(&[("RUST_LOG", filter)]);
+        assert_eq!(status.code(), Some(2), "{filter}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{filter}: {stderr}");
+        assert!(stderr.starts_with("hello: invalid RUST_LOG: "), "{stderr}");
+    }
+}
