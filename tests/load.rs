@@ -74,15 +74,21 @@ fn a_burst_of_keep_alive_connections_is_served_fairly() {
 #[test]
 fn connections_beyond_the_cap_are_refused_with_a_clear_answer() {
     let s = Service::start(&[("HTTP_MAX_CONNECTIONS", "4")]);
-    // Until the server has seen the start-up probe's connection close, /metrics (on its own
-    // connection) counts two.
-    let open = |s: &Service| {
-        s.get("/metrics")
+    // One connection watches the gauge throughout, so that no polling connection of its own is
+    // still open on the server when the cap is tested; it counts itself.
+    let mut watch = Conn::open(s.addr);
+    let mut only_watcher_open = || {
+        watch
+            .get("/metrics")
             .text()
             .contains("hello_http_connections_open 1\n")
     };
-    wait_until("the probe's close", Duration::from_secs(5), || open(&s));
-    let mut held: Vec<Conn> = (0..4).map(|_| Conn::open(s.addr)).collect();
+    wait_until(
+        "the probe's close",
+        Duration::from_secs(5),
+        &mut only_watcher_open,
+    );
+    let mut held: Vec<Conn> = (0..3).map(|_| Conn::open(s.addr)).collect();
     for c in &mut held {
         assert_eq!(c.get("/").status, 200);
     }
@@ -93,8 +99,9 @@ fn connections_beyond_the_cap_are_refused_with_a_clear_answer() {
     wait_until(
         "the held connections' close",
         Duration::from_secs(5),
-        || open(&s),
+        &mut only_watcher_open,
     );
+    drop(watch);
     assert_eq!(s.get("/").status, 200);
     let metrics = s.get("/metrics").text();
     assert!(
