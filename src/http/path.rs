@@ -6,6 +6,21 @@ use std::borrow::Cow;
 
 /// The canonical form of `path` (which starts with `/`): borrowed when it already is.
 pub fn clean(path: &str) -> Cow<'_, str> {
+    // Most paths are clean already: say so without building anything.
+    let trailing = path.len() > 1 && path.ends_with('/');
+    let body = if trailing {
+        &path[..path.len() - 1]
+    } else {
+        path
+    };
+    if body == "/" && !trailing
+        || body
+            .split('/')
+            .skip(1)
+            .all(|s| !s.is_empty() && dots(s).is_none())
+    {
+        return Cow::Borrowed(path);
+    }
     let mut kept: Vec<&str> = Vec::new();
     let mut changed = false;
     for segment in path.split('/').skip(1) {
@@ -21,8 +36,6 @@ pub fn clean(path: &str) -> Cow<'_, str> {
             _ => kept.push(segment),
         }
     }
-    // A trailing slash is kept (the split above sees it as an empty last segment).
-    let trailing = path.len() > 1 && path.ends_with('/');
     if !changed {
         return Cow::Borrowed(path);
     }

@@ -2,6 +2,7 @@
 //! a source pulled for one piece at a time while the connection can take more, so that a long
 //! listing never waits in a worker for a slow client.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,8 +23,9 @@ pub enum Body {
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    /// Headers beyond those this module writes itself.
-    pub headers: Vec<(&'static str, String)>,
+    /// Headers beyond those this module writes itself; most values are constants, which cost
+    /// no allocation.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Body,
     /// Close the connection after this response.
     pub close: bool,
@@ -50,7 +52,11 @@ impl Response {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub fn with_header(
+        mut self,
+        name: &'static str,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
         self.headers.push((name, value.into()));
         self
     }
@@ -81,7 +87,7 @@ pub fn write_head(
         "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\n",
         response.status,
         reason(response.status),
-        http_date(),
+        HttpDate,
         response.content_type
     );
     for (name, value) in &response.headers {
@@ -104,24 +110,28 @@ pub fn write_head(
 
 /// The `Date` header's value, formatted once a second per thread. (The system clock stays
 /// within the years `httpdate` formats, 1970 to 9999: Linux keeps it between 1970 and 2262.)
-fn http_date() -> String {
-    thread_local! {
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.0 != now {
-            *cache = (
-                now,
-                httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(now)),
-            );
+struct HttpDate;
+
+impl std::fmt::Display for HttpDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        thread_local! {
+            static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
         }
-        cache.1.clone()
-    })
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.0 != now {
+                *cache = (
+                    now,
+                    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(now)),
+                );
+            }
+            f.write_str(&cache.1)
+        })
+    }
 }
 
 fn reason(status: u16) -> &'static str {
