@@ -8,96 +8,16 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::aws::{container_endpoint, hanging_listener, ImdsConfig, ImdsStub, Moto};
+use common::aws::{
+    canned_server, container_endpoint, hanging_listener, ids, wait_for_instance_id, ImdsConfig,
+    ImdsStub, MotoCluster, THROTTLING,
+};
 use common::{free_port, Service};
-
-/// A cluster: moto, one node per address (each with its own metadata stub).
-struct Cluster {
-    moto: Moto,
-    port: u16,
-    instances: serde_json::Map<String, serde_json::Value>,
-    elb: String,
-    target_group: String,
-}
-
-impl Cluster {
-    fn new(ips: &[&str]) -> Cluster {
-        let moto = Moto::start();
-        let port = free_port();
-        let mut args = vec!["cluster".to_string(), port.to_string()];
-        args.extend(ips.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let made = moto.script(&args);
-        Cluster {
-            port,
-            instances: made["instances"].as_object().unwrap().clone(),
-            elb: made["elb"].as_str().unwrap().to_owned(),
-            target_group: made["target_group"].as_str().unwrap().to_owned(),
-            moto,
-        }
-    }
-
-    fn id(&self, ip: &str) -> String {
-        self.instances[ip].as_str().unwrap().to_owned()
-    }
-
-    fn addr(&self, ip: &str) -> SocketAddr {
-        format!("{ip}:{}", self.port).parse().unwrap()
-    }
-
-    /// Starts a node on `ip` discovering through `discovery` (`ELB_NAME` or
-    /// `TARGET_GROUP_ARN`); returns it with its metadata stub.
-    fn node(
-        &self,
-        ip: &str,
-        discovery: (&str, &str),
-        extra: &[(&str, &str)],
-    ) -> (Service, ImdsStub) {
-        let imds = ImdsStub::start(ImdsConfig {
-            instance_id: self
-                .instances
-                .get(ip)
-                .and_then(|v| v.as_str())
-                .unwrap_or("i-none")
-                .to_owned(),
-            region: "us-east-1".into(),
-            credentials: None,
-            v1_only: false,
-        });
-        let mut env: Vec<(String, String)> = self.moto.node_env();
-        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.url.clone()));
-        env.push((discovery.0.into(), discovery.1.into()));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        (Service::start_at(self.addr(ip), &env), imds)
-    }
-}
-
-fn ids(value: &serde_json::Value, key: &str) -> BTreeSet<String> {
-    value[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {key} in {value}"))
-        .iter()
-        .map(|n| n["ec2_instance_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Waits for a node's instance id (learnt from metadata in the background).
-fn wait_for_instance_id(node: &Service, id: &str) {
-    let start = Instant::now();
-    while node.get("/health").json()["ec2_instance_id"] != id {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "instance id never learnt"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
-    let c = Cluster::new(&ips);
+    let c = MotoCluster::new(&ips);
     let elb = c.elb.clone();
     let nodes: Vec<_> = ips
         .iter()
@@ -129,7 +49,7 @@ fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
 #[test]
 fn stopped_killed_and_hung_nodes() {
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-    let c = Cluster::new(&ips);
+    let c = MotoCluster::new(&ips);
     let elb = c.elb.clone();
     let deadline = [
         ("CLUSTER_PEER_TIMEOUT_MS", "700"),
@@ -184,7 +104,7 @@ fn stopped_killed_and_hung_nodes() {
 #[test]
 fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
     let ips = ["127.0.0.2", "127.0.0.3"];
-    let mut c = Cluster::new(&ips);
+    let mut c = MotoCluster::new(&ips);
     let elb = c.elb.clone();
     let ttl = [("CLUSTER_MEMBERSHIP_TTL_MS", "1500")];
     let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &ttl);
@@ -221,7 +141,7 @@ fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
 
 #[test]
 fn a_wrong_secret_is_refused_by_aws_and_surfaces_as_502() {
-    let c = Cluster::new(&["127.0.0.2"]);
+    let c = MotoCluster::new(&["127.0.0.2"]);
     let elb = c.elb.clone();
     let (node, _imds) = c.node(
         "127.0.0.2",
@@ -239,7 +159,7 @@ fn a_wrong_secret_is_refused_by_aws_and_surfaces_as_502() {
 
 #[test]
 fn credentials_and_region_from_instance_metadata_v2_and_v1() {
-    let c = Cluster::new(&["127.0.0.2"]);
+    let c = MotoCluster::new(&["127.0.0.2"]);
     let role = c.moto.script(&["role-credentials"]);
     let text = |k: &str| role[k].as_str().unwrap().to_owned();
     for v1_only in [false, true] {
@@ -274,7 +194,7 @@ fn credentials_and_region_from_instance_metadata_v2_and_v1() {
 
 #[test]
 fn credentials_from_the_ecs_container_endpoint() {
-    let c = Cluster::new(&["127.0.0.2"]);
+    let c = MotoCluster::new(&["127.0.0.2"]);
     let role = c.moto.script(&["role-credentials"]);
     let text = |k: &str| role[k].as_str().unwrap().to_owned();
     let (url, refused) = container_endpoint(
@@ -306,7 +226,7 @@ fn credentials_from_the_ecs_container_endpoint() {
 fn sixteen_nodes_with_one_hung_answer_within_the_deadline() {
     let ips: Vec<String> = (2..=17).map(|i| format!("127.0.0.{i}")).collect();
     let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    let c = Cluster::new(&ip_refs);
+    let c = MotoCluster::new(&ip_refs);
     let elb = c.elb.clone();
     let deadline = [
         ("CLUSTER_PEER_TIMEOUT_MS", "1000"),
@@ -354,29 +274,9 @@ fn debug_mode_makes_no_metadata_calls() {
     );
 }
 
-/// Answers every connection with `status` and `body`.
-fn canned_server(addr: SocketAddr, status: &str, body: &str) -> std::net::TcpListener {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes();
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind(addr).unwrap();
-    let accepting = listener.try_clone().unwrap();
-    std::thread::spawn(move || {
-        for mut stream in accepting.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(&response);
-        }
-    });
-    listener
-}
-
 #[test]
 fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
-    let c = Cluster::new(&["127.0.0.2", "127.0.0.6"]);
+    let c = MotoCluster::new(&["127.0.0.2", "127.0.0.6"]);
     let elb = c.elb.clone();
     let (node, _imds) = c.node("127.0.0.2", ("ELB_NAME", &elb), &[]);
     let _garbage = canned_server(c.addr("127.0.0.6"), "200 OK", "not json at all");
@@ -395,13 +295,7 @@ fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
 
     // An ELB endpoint that throttles, answering AWS's documented error document.
     let throttling: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _aws = canned_server(
-        throttling,
-        "400 Bad Request",
-        "<ErrorResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2012-06-01/\">\
-         <Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
-         <RequestId>1</RequestId></ErrorResponse>",
-    );
+    let _aws = canned_server(throttling, "400 Bad Request", THROTTLING);
     let endpoint = format!("http://{throttling}");
     let (throttled, _imds2) = c.node(
         "127.0.0.3",
