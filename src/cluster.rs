@@ -20,14 +20,65 @@ use crate::aws::credentials::{Provider, Source};
 use crate::aws::elb::{self, Target, TargetId};
 use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
-use crate::aws::{ec2, AwsError};
-use crate::config::AwsConfig;
+use crate::aws::{ec2, AwsError, AwsSettings};
 use crate::health::Monitor;
+use crate::settings::{invalid, millis, number, ConfigError};
 
 pub enum Cluster {
     /// `DEBUG=true`, or no load balancer configured: this node is the cluster.
     Local,
     Balanced(Box<Balanced>),
+}
+
+/// What `/health/cluster` needs: which load balancer lists the nodes, how long asking may
+/// take, and where the AWS APIs are.
+#[derive(Debug)]
+pub struct ClusterSettings {
+    /// `None` in local mode or when no load balancer is named.
+    pub discovery: Option<Discovery>,
+    pub peer_timeout: Duration,
+    pub deadline: Duration,
+    /// How long a discovered membership is reused; zero: discover on every request.
+    pub membership_ttl: Duration,
+    pub aws: AwsSettings,
+}
+
+impl ClusterSettings {
+    /// `get` returns a variable's value when it is set and not blank; `debug` is local mode,
+    /// which makes no AWS calls.
+    pub fn from_env(
+        get: &impl Fn(&str) -> Option<String>,
+        debug: bool,
+    ) -> Result<ClusterSettings, ConfigError> {
+        let discovery = match (get("ELB_NAME"), get("TARGET_GROUP_ARN")) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "TARGET_GROUP_ARN",
+                    "either ELB_NAME or TARGET_GROUP_ARN, not both",
+                ))
+            }
+            (Some(name), None) => Some(Discovery::ClassicElb(name.trim().to_owned())),
+            (None, Some(arn)) if arn.trim().starts_with("arn:") => {
+                Some(Discovery::TargetGroup(arn.trim().to_owned()))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "TARGET_GROUP_ARN",
+                    "a target group ARN (arn:aws:elasticloadbalancing:…)",
+                ))
+            }
+            (None, None) => None,
+        };
+        let aws = AwsSettings::from_env(get, debug)?;
+        Ok(ClusterSettings {
+            discovery: if debug { None } else { discovery },
+            peer_timeout: millis(get, "CLUSTER_PEER_TIMEOUT_MS", 1500)?,
+            deadline: millis(get, "CLUSTER_DEADLINE_MS", 3000)?,
+            membership_ttl: number(get, "CLUSTER_MEMBERSHIP_TTL_MS", 5000, 0, 3_600_000)
+                .map(Duration::from_millis)?,
+            aws,
+        })
+    }
 }
 
 /// Which load balancer lists the cluster's nodes.
@@ -100,14 +151,15 @@ struct Peer {
 impl Cluster {
     /// The cluster view: local, or discovery through a load balancer with clients built from the
     /// environment. An error names the variable to fix.
-    pub fn from_config(
-        aws: &AwsConfig,
+    pub fn new(
+        settings: &ClusterSettings,
         imds: Option<Arc<Imds>>,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Cluster, String> {
-        let Some(discovery) = aws.discovery.clone() else {
+        let Some(discovery) = settings.discovery.clone() else {
             return Ok(Cluster::Local);
         };
+        let aws = &settings.aws;
         let region = match (&aws.region, &imds) {
             (Some(r), _) => r.clone(),
             (None, Some(imds)) => imds.region().map_err(|e| {
@@ -125,7 +177,7 @@ impl Cluster {
             source.name()
         );
         let credentials = Arc::new(Provider::new(source));
-        let timeout = aws.cluster_deadline;
+        let timeout = settings.deadline;
         let elb_endpoint = aws
             .elb_endpoint
             .clone()
@@ -161,10 +213,10 @@ impl Cluster {
             discovery,
             elb,
             ec2,
-            peer_timeout: aws.peer_timeout,
-            deadline: aws.cluster_deadline,
-            agent: crate::aws::agent(aws.peer_timeout, aws.peer_timeout),
-            membership_ttl: aws.membership_ttl,
+            peer_timeout: settings.peer_timeout,
+            deadline: settings.deadline,
+            agent: crate::aws::agent(settings.peer_timeout, settings.peer_timeout),
+            membership_ttl: settings.membership_ttl,
             membership: Mutex::new(None),
         })))
     }

@@ -19,4 +19,5 @@ pub mod logging;
 pub mod metrics;
 pub mod routes;
 pub mod secret;
+pub mod settings;
 pub mod store;

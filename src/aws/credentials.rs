@@ -104,10 +104,6 @@ impl Provider {
         }
     }
 
-    pub fn source(&self) -> &Source {
-        &self.source
-    }
-
     /// Current credentials, fetching them when there are none or they are about to expire.
     /// Callers wait on the lock while one of them refreshes, so there is one refresh at a time.
     pub fn get(&self) -> Result<Arc<Credentials>, AwsError> {

@@ -12,6 +12,65 @@ pub mod xml;
 use std::fmt;
 use std::time::Duration;
 
+use crate::settings::{invalid, ConfigError};
+
+/// Where the AWS APIs are, as the AWS SDKs read it from the environment. Credentials are read
+/// by `credentials` itself, so that they never sit in this struct.
+#[derive(Debug)]
+pub struct AwsSettings {
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); otherwise asked from instance metadata.
+    pub region: Option<String>,
+    pub elb_endpoint: Option<String>,
+    pub ec2_endpoint: Option<String>,
+    /// `None` when `DEBUG=true` or `AWS_EC2_METADATA_DISABLED=true`.
+    pub imds_endpoint: Option<String>,
+}
+
+impl AwsSettings {
+    /// `get` returns a variable's value when it is set and not blank; `debug` (local mode)
+    /// leaves instance metadata alone.
+    pub fn from_env(
+        get: &impl Fn(&str) -> Option<String>,
+        debug: bool,
+    ) -> Result<AwsSettings, ConfigError> {
+        let endpoint = |variable: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(variable).or_else(|| get("AWS_ENDPOINT_URL")) {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Ok(Some(url.trim().to_owned()))
+                }
+                Some(_) => Err(invalid(variable, "an http:// or https:// URL")),
+                None => Ok(None),
+            }
+        };
+        let metadata_disabled = match get("AWS_EC2_METADATA_DISABLED")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(invalid("AWS_EC2_METADATA_DISABLED", "true or false")),
+        };
+        let imds_endpoint = match get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+            Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
+                return Err(invalid(
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                    "an http:// URL",
+                ))
+            }
+            Some(url) => url.trim().to_owned(),
+            None => imds::DEFAULT_ENDPOINT.to_owned(),
+        };
+        Ok(AwsSettings {
+            region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .map(|r| r.trim().to_owned()),
+            elb_endpoint: endpoint("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING")?,
+            ec2_endpoint: endpoint("AWS_ENDPOINT_URL_EC2")?,
+            imds_endpoint: (!debug && !metadata_disabled).then_some(imds_endpoint),
+        })
+    }
+}
+
 /// Why a call to AWS (or to a metadata endpoint) failed. Messages never hold credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AwsError {
