@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::aws::credentials::{Provider, Source};
 use crate::aws::elb::{self, Target, TargetId};
+use crate::aws::endpoint::Endpoint;
 use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
 use crate::aws::{ec2, AwsError, AwsSettings};
@@ -178,37 +179,44 @@ impl Cluster {
         );
         let credentials = Arc::new(Provider::new(source));
         let timeout = settings.deadline;
-        let elb_endpoint = aws
-            .elb_endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://elasticloadbalancing.{region}.amazonaws.com"));
-        let ec2_endpoint = aws
-            .ec2_endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
+        let regional = |service: &str| {
+            Endpoint::parse(&format!("https://{service}.{region}.amazonaws.com")).map_err(|e| {
+                format!("invalid AWS_REGION: expected a region such as us-east-1 ({e})")
+            })
+        };
+        let elb_endpoint = match &aws.elb_endpoint {
+            Some(e) => e.clone(),
+            None => regional("elasticloadbalancing")?,
+        };
+        let ec2_endpoint = match &aws.ec2_endpoint {
+            Some(e) => e.clone(),
+            None => regional("ec2")?,
+        };
+        log::info!(
+            "cluster = {discovery:?}, via {} and {}",
+            elb_endpoint.url,
+            ec2_endpoint.url
+        );
         let version = match discovery {
             Discovery::ClassicElb(_) => elb::CLASSIC_VERSION,
             Discovery::TargetGroup(_) => elb::V2_VERSION,
         };
         let elb = QueryClient::new(
-            &elb_endpoint,
+            elb_endpoint,
             &region,
             "elasticloadbalancing",
             version,
             Arc::clone(&credentials),
             timeout,
-        )
-        .map_err(|e| format!("invalid AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING: {e}"))?;
+        );
         let ec2 = QueryClient::new(
-            &ec2_endpoint,
+            ec2_endpoint,
             &region,
             "ec2",
             ec2::VERSION,
             credentials,
             timeout,
-        )
-        .map_err(|e| format!("invalid AWS_ENDPOINT_URL_EC2: {e}"))?;
-        log::info!("cluster = {discovery:?}, via {elb_endpoint} and {ec2_endpoint}");
+        );
         Ok(Cluster::Balanced(Box::new(Balanced {
             discovery,
             elb,

@@ -247,6 +247,7 @@ fn endpoint_from_address(address: &str) -> Result<Endpoint, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::endpoint::Endpoint;
     use crate::cluster::Discovery;
     use std::collections::HashMap;
 
@@ -300,13 +301,14 @@ mod tests {
             c.cluster.discovery,
             Some(Discovery::ClassicElb("hello-elb".into()))
         );
+        let url = |e: &Option<Endpoint>| e.as_ref().map(|e| e.url.clone());
         assert_eq!(
-            c.cluster.aws.elb_endpoint.as_deref(),
-            Some("http://127.0.0.1:5000")
+            url(&c.cluster.aws.elb_endpoint).as_deref(),
+            Some("http://127.0.0.1:5000/")
         );
         assert_eq!(
-            c.cluster.aws.ec2_endpoint.as_deref(),
-            Some("http://127.0.0.1:5001")
+            url(&c.cluster.aws.ec2_endpoint).as_deref(),
+            Some("http://127.0.0.1:5001/")
         );
         assert_eq!(c.cluster.aws.region.as_deref(), Some("eu-west-1"));
         assert_eq!(c.cluster.membership_ttl, Duration::from_secs(5));
@@ -405,6 +407,10 @@ mod tests {
         assert_eq!(
             var(&[("AWS_ENDPOINT_URL_EC2", "localhost:5000")]),
             "AWS_ENDPOINT_URL_EC2"
+        );
+        assert_eq!(
+            var(&[("AWS_ENDPOINT_URL", "http://host:0")]),
+            "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING"
         );
         assert_eq!(
             var(&[("AWS_EC2_METADATA_DISABLED", "yes please")]),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::aws::{
     canned_server, container_endpoint, hanging_listener, ids, wait_for_instance_id, ImdsConfig,
-    ImdsStub, MotoCluster, THROTTLING,
+    ImdsStub, Moto, MotoCluster, THROTTLING,
 };
 use common::{free_port, Service};
 
@@ -137,6 +137,31 @@ fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
     fresh
         .get("/health/cluster")
         .assert_error(502, "upstream_error");
+}
+
+#[test]
+fn endpoint_urls_are_signed_with_the_host_header_sent() {
+    // Port 80 named in the URL (ureq and AWS leave the default port out of `Host`), and an
+    // IPv6 literal (in brackets, with its port).
+    let v6_port = free_port();
+    for (listen, url) in [
+        (
+            "127.0.0.80:80".to_string(),
+            "http://127.0.0.80:80".to_string(),
+        ),
+        (
+            format!("[::1]:{v6_port}"),
+            format!("http://[::1]:{v6_port}"),
+        ),
+    ] {
+        let moto = Moto::start_at(listen.parse().unwrap(), &url);
+        let c = MotoCluster::in_moto(moto, &["127.0.0.2"]);
+        let elb = c.elb.clone();
+        let (node, _imds) = c.node("127.0.0.2", ("ELB_NAME", &elb), &[]);
+        let r = node.get("/health/cluster");
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        assert_eq!(ids(&r.json(), "node_healths"), [c.id("127.0.0.2")].into());
+    }
 }
 
 #[test]

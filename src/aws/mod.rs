@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod ec2;
 pub mod elb;
+pub mod endpoint;
 pub mod imds;
 pub mod query;
 pub mod sigv4;
@@ -14,14 +15,16 @@ use std::time::Duration;
 
 use crate::settings::{invalid, ConfigError};
 
+use self::endpoint::Endpoint;
+
 /// Where the AWS APIs are, as the AWS SDKs read it from the environment. Credentials are read
 /// by `credentials` itself, so that they never sit in this struct.
 #[derive(Debug)]
 pub struct AwsSettings {
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); otherwise asked from instance metadata.
     pub region: Option<String>,
-    pub elb_endpoint: Option<String>,
-    pub ec2_endpoint: Option<String>,
+    pub elb_endpoint: Option<Endpoint>,
+    pub ec2_endpoint: Option<Endpoint>,
     /// `None` when `DEBUG=true` or `AWS_EC2_METADATA_DISABLED=true`.
     pub imds_endpoint: Option<String>,
 }
@@ -33,14 +36,12 @@ impl AwsSettings {
         get: &impl Fn(&str) -> Option<String>,
         debug: bool,
     ) -> Result<AwsSettings, ConfigError> {
-        let endpoint = |variable: &'static str| -> Result<Option<String>, ConfigError> {
-            match get(variable).or_else(|| get("AWS_ENDPOINT_URL")) {
-                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                    Ok(Some(url.trim().to_owned()))
-                }
-                Some(_) => Err(invalid(variable, "an http:// or https:// URL")),
-                None => Ok(None),
-            }
+        let endpoint = |variable: &'static str| -> Result<Option<Endpoint>, ConfigError> {
+            get(variable)
+                .or_else(|| get("AWS_ENDPOINT_URL"))
+                .map(|url| Endpoint::parse(url.trim()))
+                .transpose()
+                .map_err(|why| invalid(variable, format!("an http:// or https:// URL ({why})")))
         };
         let metadata_disabled = match get("AWS_EC2_METADATA_DISABLED")
             .map(|v| v.trim().to_ascii_lowercase())

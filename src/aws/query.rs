@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::credentials::Provider;
+use super::endpoint::Endpoint;
 use super::sigv4::{self, form_encode, Scope};
 use super::{agent, body_text, xml, AwsError};
 
@@ -12,9 +13,7 @@ const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// One API (service, version) at one endpoint.
 pub struct QueryClient {
-    url: String,
-    host: String,
-    path: String,
+    endpoint: Endpoint,
     region: String,
     service: &'static str,
     version: &'static str,
@@ -23,36 +22,22 @@ pub struct QueryClient {
 }
 
 impl QueryClient {
-    /// `endpoint` is `scheme://host[:port][/path]`.
     pub fn new(
-        endpoint: &str,
+        endpoint: Endpoint,
         region: &str,
         service: &'static str,
         version: &'static str,
         credentials: Arc<Provider>,
         timeout: Duration,
-    ) -> Result<QueryClient, String> {
-        let rest = endpoint
-            .strip_prefix("https://")
-            .or_else(|| endpoint.strip_prefix("http://"))
-            .ok_or_else(|| format!("{endpoint:?} is not an http(s) URL"))?;
-        let (host, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if host.is_empty() {
-            return Err(format!("{endpoint:?} has no host"));
-        }
-        Ok(QueryClient {
-            url: format!("{}{}", &endpoint[..endpoint.len() - rest.len()], rest),
-            host: host.to_owned(),
-            path: path.to_owned(),
+    ) -> QueryClient {
+        QueryClient {
+            endpoint,
             region: region.to_owned(),
             service,
             version,
             credentials,
             agent: agent(timeout.min(Duration::from_secs(2)), timeout),
-        })
+        }
     }
 
     /// Calls `action` and returns the XML body of a successful answer.
@@ -63,11 +48,11 @@ impl QueryClient {
         let credentials = self.credentials.get()?;
         let headers = vec![
             ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
-            ("host".to_owned(), self.host.clone()),
+            ("host".to_owned(), self.endpoint.host.clone()),
         ];
         let request = sigv4::Request {
             method: "POST",
-            path: &self.path,
+            path: &self.endpoint.path,
             query: "",
             headers: &headers,
             body: body.as_bytes(),
@@ -78,9 +63,12 @@ impl QueryClient {
             time: SystemTime::now(),
         };
         let signature = sigv4::sign(&request, &credentials, scope);
+        // The Host header signed is the one sent, rather than whatever the HTTP client makes of
+        // the URL.
         let mut http = self
             .agent
-            .post(&self.url)
+            .post(&self.endpoint.url)
+            .header("Host", &self.endpoint.host)
             .header("Content-Type", CONTENT_TYPE);
         for (name, value) in &signature.headers {
             http = http.header(*name, value);
