@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::aws::{
-    canned_server, container_endpoint, hanging_listener, ids, wait_for_instance_id, ImdsConfig,
-    ImdsStub, Moto, MotoCluster, THROTTLING,
+    canned_server, container_endpoint, hanging_listener, ids, node_with_aws, scripted_server,
+    wait_for_instance_id, ImdsConfig, ImdsStub, Moto, MotoCluster, THROTTLING,
 };
 use common::{free_port, Service};
 
@@ -335,4 +335,50 @@ fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
         r.json()["error"]["message"],
         "AWS answered 400 Throttling: Rate exceeded"
     );
+}
+
+/// A `DescribeTargetHealth` page with no healthy target and `marker` as `NextMarker`.
+fn target_health_page(marker: &str) -> String {
+    format!(
+        "<DescribeTargetHealthResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\">\
+         <DescribeTargetHealthResult><TargetHealthDescriptions/><NextMarker>{marker}</NextMarker>\
+         </DescribeTargetHealthResult></DescribeTargetHealthResponse>"
+    )
+}
+
+#[test]
+fn listings_that_page_in_circles_or_without_end_fail_with_the_reason() {
+    let target_group = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/hello/1";
+    let circles: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_circles, circle_calls) = scripted_server(circles, |n| {
+        ("200 OK".into(), target_health_page(["a", "b"][n % 2]))
+    });
+    let endless: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_endless, endless_calls) = scripted_server(endless, |n| {
+        ("200 OK".into(), target_health_page(&format!("m{n}")))
+    });
+    for (aws, calls, reason, pages) in [
+        (
+            circles,
+            &circle_calls,
+            "points back to marker \"a\", already followed",
+            3,
+        ),
+        (
+            endless,
+            &endless_calls,
+            "has more than MAX_PAGES (100) pages",
+            100,
+        ),
+    ] {
+        let node = node_with_aws(
+            &format!("http://{aws}"),
+            &[("ELB_NAME", ""), ("TARGET_GROUP_ARN", target_group)],
+        );
+        let r = node.get("/health/cluster");
+        r.assert_error(502, "upstream_error");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(reason), "{message}");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), pages);
+    }
 }

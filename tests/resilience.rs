@@ -13,7 +13,9 @@ use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::aws::{canned_server, hanging_listener, wait_for_instance_id, MotoCluster, THROTTLING};
+use common::aws::{
+    canned_server, hanging_listener, node_with_aws, wait_for_instance_id, MotoCluster, THROTTLING,
+};
 use common::{burst, free_port, Conn, Redis, Service};
 
 const KEY: &str = "nytimes.names";
@@ -611,21 +613,6 @@ fn s9_open_file_exhaustion() {
     assert_eq!(after.ok, 20);
 }
 
-/// A node that discovers its cluster through `aws_url` with static credentials.
-fn aws_node(aws_url: &str, extra: &[(&str, &str)]) -> Service {
-    let mut env = vec![
-        ("DEBUG", "false"),
-        ("ELB_NAME", "hello-elb"),
-        ("AWS_ENDPOINT_URL", aws_url),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "not-a-real-secret"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
-    env.extend_from_slice(extra);
-    Service::start(&env)
-}
-
 /// The most threads `pid` had while `done` was unset, sampled every millisecond.
 fn peak_threads(pid: u32, done: &AtomicBool) -> u64 {
     let mut peak = 0;
@@ -642,7 +629,7 @@ fn s10_aws_hangs() {
     // AWS accepts connections and never answers.
     let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let _hung = hanging_listener(aws);
-    let s = aws_node(&format!("http://{aws}"), &[("HTTP_WORKERS", "8")]);
+    let s = node_with_aws(&format!("http://{aws}"), &[("HTTP_WORKERS", "8")]);
     let deadline = Duration::from_secs(3); // CLUSTER_DEADLINE_MS's default
     let barrier = Barrier::new(13);
     let done = AtomicBool::new(false);
@@ -716,7 +703,7 @@ fn s10_aws_hangs() {
 fn s11_aws_throttles() {
     let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (_aws, calls) = canned_server(aws, "400 Bad Request", THROTTLING);
-    let s = aws_node(&format!("http://{aws}"), &[]);
+    let s = node_with_aws(&format!("http://{aws}"), &[]);
     let run = Duration::from_secs(5);
     let started = Instant::now();
     let tally = thread::scope(|scope| {

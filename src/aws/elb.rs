@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::paging;
 use super::query::QueryClient;
 use super::xml::{self, child, child_text, descendants};
 use super::AwsError;
@@ -43,21 +44,13 @@ pub fn classic_in_service(client: &QueryClient, name: &str) -> Result<Vec<Target
 
 /// Targets `healthy` in a target group, each with its own port. Follows `NextMarker`.
 pub fn healthy_targets(client: &QueryClient, arn: &str) -> Result<Vec<Target>, AwsError> {
-    let mut targets = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
+    paging::collect("DescribeTargetHealth", |marker| {
         let mut params = vec![("TargetGroupArn".to_owned(), arn.to_owned())];
-        if let Some(m) = &marker {
-            params.push(("Marker".to_owned(), m.clone()));
+        if let Some(m) = marker {
+            params.push(("Marker".to_owned(), m.to_owned()));
         }
-        let page = client.call("DescribeTargetHealth", &params)?;
-        let (mut found, next) = parse_target_health(&page)?;
-        targets.append(&mut found);
-        match next {
-            Some(m) if Some(&m) != marker.as_ref() => marker = Some(m),
-            _ => return Ok(targets),
-        }
-    }
+        parse_target_health(&client.call("DescribeTargetHealth", &params)?)
+    })
 }
 
 /// The instance port of the load balancer's listener (the first HTTP one, else the first).

@@ -6,6 +6,7 @@ pub mod ec2;
 pub mod elb;
 pub mod endpoint;
 pub mod imds;
+pub mod paging;
 pub mod query;
 pub mod sigv4;
 pub mod xml;

@@ -422,25 +422,52 @@ pub fn canned_server(
     status: &str,
     body: &str,
 ) -> (TcpListener, Arc<AtomicUsize>) {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes();
+    let (status, body) = (status.to_owned(), body.to_owned());
+    scripted_server(addr, move |_| (status.clone(), body.clone()))
+}
+
+/// Answers the `n`th request (from 0) with `answer(n)`: a status (code and reason) and a body.
+/// Counts the requests it answered.
+pub fn scripted_server(
+    addr: SocketAddr,
+    answer: impl Fn(usize) -> (String, String) + Send + 'static,
+) -> (TcpListener, Arc<AtomicUsize>) {
     let listener = TcpListener::bind(addr).unwrap();
     let accepting = listener.try_clone().unwrap();
     let answered = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&answered);
     thread::spawn(move || {
-        for mut stream in accepting.incoming().flatten() {
+        for (n, mut stream) in accepting.incoming().flatten().enumerate() {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            if stream.write_all(&response).is_ok() {
+            let (status, body) = answer(n);
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(response.as_bytes()).is_ok() {
                 counter.fetch_add(1, Ordering::SeqCst);
             }
         }
     });
     (listener, answered)
+}
+
+/// A node (on 127.0.0.1) that discovers its cluster through the AWS endpoint `aws_url` with
+/// static credentials and no instance metadata. `extra` adds to or overrides its environment.
+pub fn node_with_aws(aws_url: &str, extra: &[(&str, &str)]) -> Service {
+    let mut env = vec![
+        ("DEBUG", "false"),
+        ("ELB_NAME", "hello-elb"),
+        ("AWS_ENDPOINT_URL", aws_url),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "not-a-real-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    env.extend_from_slice(extra);
+    Service::start(&env)
 }
 
 /// The ELB error document AWS answers when it throttles a caller.
