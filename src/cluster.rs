@@ -21,7 +21,7 @@ use crate::aws::elb::{self, Target, TargetId};
 use crate::aws::endpoint::Endpoint;
 use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
-use crate::aws::{ec2, AwsError, AwsSettings};
+use crate::aws::{ec2, within, AwsError, AwsSettings};
 use crate::health::Monitor;
 use crate::settings::{invalid, millis, number, ConfigError};
 
@@ -178,7 +178,6 @@ impl Cluster {
             source.name()
         );
         let credentials = Arc::new(Provider::new(source));
-        let timeout = settings.deadline;
         let regional = |service: &str| {
             Endpoint::parse(&format!("https://{service}.{region}.amazonaws.com")).map_err(|e| {
                 format!("invalid AWS_REGION: expected a region such as us-east-1 ({e})")
@@ -207,23 +206,15 @@ impl Cluster {
             "elasticloadbalancing",
             version,
             Arc::clone(&credentials),
-            timeout,
         );
-        let ec2 = QueryClient::new(
-            ec2_endpoint,
-            &region,
-            "ec2",
-            ec2::VERSION,
-            credentials,
-            timeout,
-        );
+        let ec2 = QueryClient::new(ec2_endpoint, &region, "ec2", ec2::VERSION, credentials);
         Ok(Cluster::Balanced(Box::new(Balanced {
             discovery,
             elb,
             ec2,
             peer_timeout: settings.peer_timeout,
             deadline: settings.deadline,
-            agent: crate::aws::agent(settings.peer_timeout, settings.peer_timeout),
+            agent: crate::aws::agent(settings.peer_timeout),
             membership_ttl: settings.membership_ttl,
             membership: Mutex::new(None),
         })))
@@ -238,11 +229,10 @@ impl Cluster {
                 stale_membership: None,
             }),
             Cluster::Balanced(b) => {
-                let started = Instant::now();
-                let (membership, stale_membership) = b.membership()?;
+                let deadline = Instant::now() + b.deadline;
+                let (membership, stale_membership) = b.membership(deadline)?;
                 let (peers, mut unreachable) = (membership.peers, membership.unaddressed);
                 let own_id = own.instance_id();
-                let deadline = started + b.deadline;
                 let answers: Vec<Result<Value, Unreachable>> = thread::scope(|scope| {
                     let handles: Vec<_> = peers
                         .iter()
@@ -288,7 +278,10 @@ impl Cluster {
 impl Balanced {
     /// The nodes in service: reused while fresh, discovered otherwise, and the last ones found
     /// (with why) if discovery fails.
-    fn membership(&self) -> Result<(Membership, Option<StaleMembership>), AwsError> {
+    fn membership(
+        &self,
+        deadline: Instant,
+    ) -> Result<(Membership, Option<StaleMembership>), AwsError> {
         let mut last = self
             .membership
             .lock()
@@ -299,7 +292,7 @@ impl Balanced {
         {
             return Ok((m.clone(), None));
         }
-        match self.discover() {
+        match self.discover(deadline) {
             Ok(found) => {
                 *last = Some(found.clone());
                 Ok((found, None))
@@ -324,11 +317,11 @@ impl Balanced {
         }
     }
 
-    /// The nodes in service, now.
-    fn discover(&self) -> Result<Membership, AwsError> {
+    /// The nodes in service, now; every AWS call shares the time until `deadline`.
+    fn discover(&self, deadline: Instant) -> Result<Membership, AwsError> {
         let targets = match &self.discovery {
-            Discovery::ClassicElb(name) => elb::classic_in_service(&self.elb, name)?,
-            Discovery::TargetGroup(arn) => elb::healthy_targets(&self.elb, arn)?,
+            Discovery::ClassicElb(name) => elb::classic_in_service(&self.elb, name, deadline)?,
+            Discovery::TargetGroup(arn) => elb::healthy_targets(&self.elb, arn, deadline)?,
         };
         let instance_ids: Vec<String> = targets
             .iter()
@@ -337,7 +330,7 @@ impl Balanced {
                 TargetId::Ip(_) => None,
             })
             .collect();
-        let ips = ec2::private_ips(&self.ec2, &instance_ids)?;
+        let ips = ec2::private_ips(&self.ec2, &instance_ids, deadline)?;
         let (peers, unaddressed) = resolve(&targets, &ips);
         Ok(Membership {
             peers,
@@ -353,19 +346,9 @@ impl Balanced {
             address: Some(peer.address.to_string()),
             error,
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = self.peer_timeout.min(left);
-        if timeout.is_zero() {
-            return Err(unreachable(
-                "deadline passed before it could be asked".into(),
-            ));
-        }
-        let response = self
-            .agent
-            .get(format!("http://{}/health", peer.address))
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
+        let request = self.agent.get(format!("http://{}/health", peer.address));
+        let response = within(request, deadline, self.peer_timeout, "/health")
+            .map_err(|_| unreachable("deadline passed before it could be asked".into()))?
             .call()
             .map_err(|e| unreachable(e.to_string()))?;
         let status = response.status().as_u16();

@@ -3,7 +3,7 @@
 //! credentials are cached until five minutes before they expire; one refresh runs at a time.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
@@ -11,11 +11,13 @@ use crate::clock::parse_rfc3339_utc;
 use crate::secret::Secret;
 
 use super::imds::Imds;
-use super::{agent, body_text, AwsError};
+use super::{agent, body_text, within, AwsError};
 
 /// How long before expiry cached credentials are replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 const ECS_HOST: &str = "http://169.254.170.2";
+/// Most time a call to the container endpoint may take.
+const CONTAINER_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Credentials {
     pub access_key_id: String,
@@ -100,13 +102,14 @@ impl Provider {
         Provider {
             source,
             cached: Mutex::new(None),
-            agent: agent(Duration::from_secs(1), Duration::from_secs(3)),
+            agent: agent(Duration::from_secs(1)),
         }
     }
 
-    /// Current credentials, fetching them when there are none or they are about to expire.
-    /// Callers wait on the lock while one of them refreshes, so there is one refresh at a time.
-    pub fn get(&self) -> Result<Arc<Credentials>, AwsError> {
+    /// Current credentials, fetching them (within the time until `deadline`) when there are
+    /// none or they are about to expire. Callers wait on the lock while one of them refreshes,
+    /// so there is one refresh at a time.
+    pub fn get(&self, deadline: Instant) -> Result<Arc<Credentials>, AwsError> {
         if let Source::Static(c) = &self.source {
             return Ok(Arc::clone(c));
         }
@@ -119,16 +122,21 @@ impl Provider {
                 return Ok(Arc::clone(c));
             }
         }
-        let fetched = Arc::new(self.fetch()?);
+        let fetched = Arc::new(self.fetch(deadline)?);
         *cached = Some(Arc::clone(&fetched));
         Ok(fetched)
     }
 
-    fn fetch(&self) -> Result<Credentials, AwsError> {
+    fn fetch(&self, deadline: Instant) -> Result<Credentials, AwsError> {
         match &self.source {
             Source::Static(_) => unreachable!("static credentials are never fetched"),
             Source::Container { url, authorization } => {
-                let mut request = self.agent.get(url);
+                let mut request = within(
+                    self.agent.get(url),
+                    deadline,
+                    CONTAINER_TIMEOUT,
+                    "container endpoint",
+                )?;
                 if let Some(auth) = authorization {
                     request = request.header("Authorization", auth.expose());
                 }
@@ -144,16 +152,17 @@ impl Provider {
                 parse_credentials_json(&body)
             }
             Source::InstanceProfile(imds) => {
-                let roles = imds.get("/latest/meta-data/iam/security-credentials/")?;
+                let roles = imds.get("/latest/meta-data/iam/security-credentials/", deadline)?;
                 let role = roles
                     .lines()
                     .next()
                     .map(str::trim)
                     .filter(|r| !r.is_empty())
                     .ok_or_else(|| AwsError::Credentials("the instance has no role".into()))?;
-                let body = imds.get(&format!(
-                    "/latest/meta-data/iam/security-credentials/{role}"
-                ))?;
+                let body = imds.get(
+                    &format!("/latest/meta-data/iam/security-credentials/{role}"),
+                    deadline,
+                )?;
                 parse_credentials_json(&body)
             }
         }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use super::paging;
 use super::query::QueryClient;
@@ -10,10 +11,12 @@ use super::AwsError;
 
 pub const VERSION: &str = "2016-11-15";
 
-/// Private IPs of `ids` (instances without one are left out). Follows `nextToken`.
+/// Private IPs of `ids` (instances without one are left out). Follows `nextToken`; every page
+/// shares the time until `deadline`.
 pub fn private_ips(
     client: &QueryClient,
     ids: &[String],
+    deadline: Instant,
 ) -> Result<HashMap<String, IpAddr>, AwsError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
@@ -27,7 +30,7 @@ pub fn private_ips(
         if let Some(t) = token {
             params.push(("NextToken".to_owned(), t.to_owned()));
         }
-        let page = parse_instances(&client.call("DescribeInstances", &params)?)?;
+        let page = parse_instances(&client.call("DescribeInstances", &params, deadline)?)?;
         Ok((page.ips, page.next_token))
     })?;
     Ok(pages.into_iter().collect())

@@ -3,6 +3,7 @@
 //! The parsers are pure functions of the XML.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use super::paging;
 use super::query::QueryClient;
@@ -26,12 +27,18 @@ pub struct Target {
 }
 
 /// Instances `InService` on a Classic ELB, with the port its listener sends traffic to.
-pub fn classic_in_service(client: &QueryClient, name: &str) -> Result<Vec<Target>, AwsError> {
+/// Both calls share the time until `deadline`.
+pub fn classic_in_service(
+    client: &QueryClient,
+    name: &str,
+    deadline: Instant,
+) -> Result<Vec<Target>, AwsError> {
     let names = [("LoadBalancerNames.member.1".to_owned(), name.to_owned())];
-    let port = instance_port(&client.call("DescribeLoadBalancers", &names)?)?;
+    let port = instance_port(&client.call("DescribeLoadBalancers", &names, deadline)?)?;
     let health = client.call(
         "DescribeInstanceHealth",
         &[("LoadBalancerName".to_owned(), name.to_owned())],
+        deadline,
     )?;
     Ok(in_service(&health)?
         .into_iter()
@@ -42,14 +49,19 @@ pub fn classic_in_service(client: &QueryClient, name: &str) -> Result<Vec<Target
         .collect())
 }
 
-/// Targets `healthy` in a target group, each with its own port. Follows `NextMarker`.
-pub fn healthy_targets(client: &QueryClient, arn: &str) -> Result<Vec<Target>, AwsError> {
+/// Targets `healthy` in a target group, each with its own port. Follows `NextMarker`; every
+/// page shares the time until `deadline`.
+pub fn healthy_targets(
+    client: &QueryClient,
+    arn: &str,
+    deadline: Instant,
+) -> Result<Vec<Target>, AwsError> {
     paging::collect("DescribeTargetHealth", |marker| {
         let mut params = vec![("TargetGroupArn".to_owned(), arn.to_owned())];
         if let Some(m) = marker {
             params.push(("Marker".to_owned(), m.to_owned()));
         }
-        parse_target_health(&client.call("DescribeTargetHealth", &params)?)
+        parse_target_health(&client.call("DescribeTargetHealth", &params, deadline)?)
     })
 }
 

@@ -12,7 +12,7 @@ pub mod sigv4;
 pub mod xml;
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::settings::{invalid, ConfigError};
 
@@ -107,16 +107,31 @@ impl fmt::Display for AwsError {
 
 impl std::error::Error for AwsError {}
 
-/// A blocking HTTP agent with a total timeout per call, that hands back 4xx/5xx answers as
-/// answers (AWS explains its errors in the body).
-pub fn agent(connect: Duration, total: Duration) -> ureq::Agent {
+/// A blocking HTTP agent that hands back 4xx/5xx answers as answers (AWS explains its errors
+/// in the body). It bounds connecting only: each call gets its own total with [`within`].
+pub fn agent(connect: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(connect))
-        .timeout_global(Some(total))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
         .into()
+}
+
+/// Gives a call the time left until `deadline`, at most `cap`, so that calls made one after
+/// another share one budget instead of each having a whole one. With no time left the call is
+/// not made, and the error names `what` was not asked.
+pub fn within<B>(
+    request: ureq::RequestBuilder<B>,
+    deadline: Instant,
+    cap: Duration,
+    what: &str,
+) -> Result<ureq::RequestBuilder<B>, AwsError> {
+    let left = deadline.saturating_duration_since(Instant::now()).min(cap);
+    if left.is_zero() {
+        return Err(AwsError::Transport(format!("{what}: no time left to ask")));
+    }
+    Ok(request.config().timeout_global(Some(left)).build())
 }
 
 /// Reads a response body as text, bounded.
