@@ -6,13 +6,15 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::aws::{
     canned_server, container_endpoint, hanging_listener, ids, node_with_aws, scripted_server,
-    wait_for_instance_id, ImdsConfig, ImdsStub, Moto, MotoCluster, THROTTLING,
+    wait_for_instance_id, ContainerCredentials, ImdsConfig, ImdsStub, Moto, MotoCluster,
+    THROTTLING,
 };
 use common::{free_port, Service};
+use hello::clock::Utc;
 
 #[test]
 fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
@@ -222,10 +224,12 @@ fn credentials_from_the_ecs_container_endpoint() {
     let c = MotoCluster::new(&["127.0.0.2"]);
     let role = c.moto.script(&["role-credentials"]);
     let text = |k: &str| role[k].as_str().unwrap().to_owned();
-    let (url, refused) = container_endpoint(
-        (text("key"), text("secret"), text("token")),
-        "Bearer ecs-agent-token",
-    );
+    let (url, refused, _) = container_endpoint(ContainerCredentials {
+        credentials: (text("key"), text("secret"), text("token")),
+        authorization: "Bearer ecs-agent-token",
+        expiration: "2099-01-01T00:00:00Z".into(),
+        answers: usize::MAX,
+    });
     let env = [
         ("AWS_ENDPOINT_URL", c.moto.url.as_str()),
         ("AWS_REGION", "us-east-1"),
@@ -245,6 +249,52 @@ fn credentials_from_the_ecs_container_endpoint() {
     assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert!(!node.logs().contains(&text("secret")));
     assert!(!node.logs().contains("ecs-agent-token"));
+}
+
+#[test]
+fn a_failed_credential_refresh_keeps_the_cached_credentials() {
+    let c = MotoCluster::new(&["127.0.0.2"]);
+    let role = c.moto.script(&["role-credentials"]);
+    let text = |k: &str| role[k].as_str().unwrap().to_owned();
+    // Four minutes left: inside the refresh margin, so every use tries a refresh, and the
+    // endpoint fails every call after its first.
+    let expires = SystemTime::now() + Duration::from_secs(240);
+    let (url, _, calls) = container_endpoint(ContainerCredentials {
+        credentials: (text("key"), text("secret"), text("token")),
+        authorization: "Bearer ecs-agent-token",
+        expiration: Utc::from_system_time(expires).rfc3339(),
+        answers: 1,
+    });
+    let env = [
+        ("AWS_ENDPOINT_URL", c.moto.url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "Bearer ecs-agent-token",
+        ),
+        ("ELB_NAME", c.elb.as_str()),
+        // Every request discovers, so every request needs credentials.
+        ("CLUSTER_MEMBERSHIP_TTL_MS", "0"),
+        ("DEBUG", "false"),
+    ];
+    let node = Service::start_at(c.addr("127.0.0.2"), &env);
+    for _ in 0..3 {
+        let r = node.get("/health/cluster");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json().get("stale_membership").is_none(), "{}", r.text());
+    }
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "no refresh was tried"
+    );
+    let logs = node.logs();
+    assert!(
+        logs.contains("could not refresh the AWS credentials"),
+        "{logs}"
+    );
+    assert!(!logs.contains(&text("secret")) && !logs.contains("ecs-agent-token"));
 }
 
 #[test]

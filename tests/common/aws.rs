@@ -279,19 +279,33 @@ pub fn hanging_listener(addr: SocketAddr) -> TcpListener {
     TcpListener::bind(addr).expect("bind the hanging peer")
 }
 
+/// What the ECS credentials endpoint stub hands out.
+pub struct ContainerCredentials {
+    /// `AccessKeyId`, `SecretAccessKey`, `Token`.
+    pub credentials: (String, String, String),
+    /// The `Authorization` header a caller must send.
+    pub authorization: &'static str,
+    /// `Expiration`, RFC 3339.
+    pub expiration: String,
+    /// How many calls get credentials; every later one is answered 500, as an agent in trouble
+    /// would.
+    pub answers: usize,
+}
+
 /// A stub of the ECS container credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`):
 /// answers `GET /creds` with the credentials JSON when the `Authorization` header matches,
-/// 401 otherwise. Returns its URL and a counter of refused calls.
+/// 401 otherwise. Returns its URL, a counter of refused calls and one of all calls.
 pub fn container_endpoint(
-    credentials: (String, String, String),
-    authorization: &'static str,
-) -> (String, Arc<AtomicUsize>) {
+    serves: ContainerCredentials,
+) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/creds", listener.local_addr().unwrap());
     let refused = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&refused);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (refused_counter, calls_counter) = (Arc::clone(&refused), Arc::clone(&calls));
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            let call = calls_counter.fetch_add(1, Ordering::SeqCst);
             let mut reader = BufReader::new(stream);
             let mut authorized = false;
             loop {
@@ -300,20 +314,22 @@ pub fn container_endpoint(
                     break;
                 }
                 if let Some((n, v)) = line.split_once(':') {
-                    if n.eq_ignore_ascii_case("authorization") && v.trim() == authorization {
+                    if n.eq_ignore_ascii_case("authorization") && v.trim() == serves.authorization {
                         authorized = true;
                     }
                 }
             }
-            let (status, body) = if authorized {
-                let (key, secret, token) = &credentials;
+            let (status, body) = if !authorized {
+                refused_counter.fetch_add(1, Ordering::SeqCst);
+                (401, String::new())
+            } else if call < serves.answers {
+                let (key, secret, token) = &serves.credentials;
                 (200, serde_json::json!({
                     "AccessKeyId": key, "SecretAccessKey": secret, "Token": token,
-                    "Expiration": "2099-01-01T00:00:00Z", "RoleArn": "arn:aws:iam::123456789012:role/hello"
+                    "Expiration": serves.expiration, "RoleArn": "arn:aws:iam::123456789012:role/hello"
                 }).to_string())
             } else {
-                counter.fetch_add(1, Ordering::SeqCst);
-                (401, String::new())
+                (500, "the agent is restarting".to_owned())
             };
             let mut stream = reader.into_inner();
             let _ = write!(
@@ -323,7 +339,7 @@ pub fn container_endpoint(
             );
         }
     });
-    (url, refused)
+    (url, refused, calls)
 }
 
 /// A cluster in moto: one instance per address (127.0.0.x), registered with a Classic ELB and
