@@ -124,7 +124,9 @@ fn serve() -> ExitCode {
     if let Some(imds) = &imds {
         learn_instance_id(Arc::clone(imds), monitor.instance_id_slot());
     }
-    let cluster = match Cluster::new(&config.cluster, imds, |k| std::env::var(k).ok()) {
+    let cluster = match Cluster::new(&config.cluster, config.http.workers, imds, |k| {
+        std::env::var(k).ok()
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hello: {e}");

@@ -167,6 +167,84 @@ fn endpoint_urls_are_signed_with_the_host_header_sent() {
 }
 
 #[test]
+fn when_aws_hangs_the_last_list_stands_in_within_the_deadline() {
+    let ips = ["127.0.0.2", "127.0.0.3"];
+    let c = MotoCluster::new(&ips);
+    let elb = c.elb.clone();
+    let settings = [
+        ("CLUSTER_MEMBERSHIP_TTL_MS", "500"),
+        ("CLUSTER_DEADLINE_MS", "2000"),
+        ("CLUSTER_PEER_TIMEOUT_MS", "1000"),
+    ];
+    let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &settings);
+    let (_b, _ib) = c.node(ips[1], ("ELB_NAME", &elb), &settings);
+    let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
+    assert_eq!(ids(&a.get("/health/cluster").json(), "node_healths"), all);
+
+    // AWS hangs (moto stopped by SIGSTOP). Every answer comes within the deadline, with the
+    // list found before.
+    c.moto.pause();
+    let start = Instant::now();
+    let stale = loop {
+        let asked = Instant::now();
+        let r = a.get("/health/cluster");
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(ids(&body, "node_healths"), all);
+        if let Some(stale) = body.get("stale_membership") {
+            break stale.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never marked stale"
+        );
+    };
+    let error = stale["error"].as_str().unwrap();
+    assert!(
+        error.contains("cluster discovery has not finished after"),
+        "{error}"
+    );
+    // Meanwhile other routes do not wait.
+    let asked = Instant::now();
+    assert_eq!(a.get("/").status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    c.moto.resume();
+}
+
+#[test]
+fn a_hung_aws_holds_no_request_past_its_deadline_and_other_routes_stay_free() {
+    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _hung = hanging_listener(aws);
+    let node = node_with_aws(
+        &format!("http://{aws}"),
+        &[("HTTP_WORKERS", "4"), ("CLUSTER_DEADLINE_MS", "1500")],
+    );
+    let deadline = Duration::from_millis(1500);
+    std::thread::scope(|scope| {
+        let askers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let asked = Instant::now();
+                    let r = node.get("/health/cluster");
+                    (r, asked.elapsed())
+                })
+            })
+            .collect();
+        let asked = Instant::now();
+        assert_eq!(node.get("/").status, 200);
+        let root = asked.elapsed();
+        assert!(root < Duration::from_secs(1), "GET / waited {root:?}");
+        for asker in askers {
+            let (r, took) = asker.join().unwrap();
+            r.assert_error(502, "upstream_error");
+            assert!(took < deadline + Duration::from_secs(1), "{took:?}");
+        }
+    });
+}
+
+#[test]
 fn a_wrong_secret_is_refused_by_aws_and_surfaces_as_502() {
     let c = MotoCluster::new(&["127.0.0.2"]);
     let elb = c.elb.clone();

@@ -105,6 +105,22 @@ impl fmt::Display for AwsError {
     }
 }
 
+impl AwsError {
+    /// Whether asking again later may well succeed: AWS throttling (`Throttling`,
+    /// `RequestLimitExceeded`), a 5xx, no answer at all, or credentials that could not be
+    /// fetched. A refused signature, a missing permission or an unreadable answer will be the
+    /// same next time.
+    pub fn is_retry_later(&self) -> bool {
+        match self {
+            AwsError::Api { status, code, .. } => {
+                *status >= 500 || code == "Throttling" || code == "RequestLimitExceeded"
+            }
+            AwsError::Transport(_) | AwsError::Credentials(_) => true,
+            AwsError::Malformed(_) => false,
+        }
+    }
+}
+
 impl std::error::Error for AwsError {}
 
 /// A blocking HTTP agent that hands back 4xx/5xx answers as answers (AWS explains its errors

@@ -96,6 +96,17 @@ impl Moto {
         serde_json::from_slice(&out.stdout).expect("moto.py JSON")
     }
 
+    /// Stops the server without closing its sockets (SIGSTOP): AWS hangs. `resume` undoes it.
+    pub fn pause(&self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+
     /// Ends the server, as an AWS outage would look to a node.
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -1,29 +1,34 @@
-//! The health of every node serving behind the load balancer: discover the nodes in service
-//! (Classic ELB or target group, then EC2 for private IPs), ask each one's `/health` in
-//! parallel under a deadline, and list those that could not be asked apart. In local mode the
-//! cluster is this node alone.
+//! The health of every node serving behind the load balancer: the nodes in service (as
+//! discovered in the background, `membership`), each one's `/health` asked in parallel under a
+//! deadline, and those that could not be asked listed apart. In local mode the cluster is this
+//! node alone.
 //!
 //! The node list is reused for a few seconds, so that dashboards polling `/health/cluster` cost
 //! AWS one discovery per period whatever their number; when AWS fails (throttling, an outage),
 //! the last list found stands in for a while, and the answer says so.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+mod discovery;
+mod membership;
+
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use self::discovery::{Discoverer, Peer};
+use self::membership::Tracker;
 use crate::aws::credentials::{Provider, Source};
-use crate::aws::elb::{self, Target, TargetId};
+use crate::aws::elb;
 use crate::aws::endpoint::Endpoint;
 use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
 use crate::aws::{ec2, within, AwsError, AwsSettings};
 use crate::health::Monitor;
 use crate::settings::{invalid, millis, number, ConfigError};
+
+pub use self::discovery::Discovery;
 
 pub enum Cluster {
     /// `DEBUG=true`, or no load balancer configured: this node is the cluster.
@@ -82,39 +87,13 @@ impl ClusterSettings {
     }
 }
 
-/// Which load balancer lists the cluster's nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Discovery {
-    ClassicElb(String),
-    TargetGroup(String),
-}
-
 pub struct Balanced {
-    pub discovery: Discovery,
-    pub elb: QueryClient,
-    pub ec2: QueryClient,
-    /// Connect and total time allowed to each peer.
-    pub peer_timeout: Duration,
-    /// Time the whole answer may take, discovery included.
-    pub deadline: Duration,
-    pub agent: ureq::Agent,
-    /// How long a discovered membership is reused.
-    pub membership_ttl: Duration,
-    /// The last membership discovered. Held across a discovery, so that concurrent requests
-    /// share one instead of each calling AWS.
-    pub membership: Mutex<Option<Membership>>,
-}
-
-/// How long the last membership found may stand in when AWS fails.
-const MEMBERSHIP_FALLBACK: Duration = Duration::from_secs(300);
-
-/// The nodes in service as last discovered.
-#[derive(Clone)]
-pub struct Membership {
-    peers: Vec<Peer>,
-    /// In service, but with no address to ask.
-    unaddressed: Vec<Unreachable>,
-    found: Instant,
+    membership: Tracker,
+    /// Time allowed to each peer.
+    peer_timeout: Duration,
+    /// Time the whole answer may take.
+    deadline: Duration,
+    agent: ureq::Agent,
 }
 
 /// The `/health/cluster` document.
@@ -142,18 +121,14 @@ pub struct Unreachable {
     pub error: String,
 }
 
-/// A node to ask.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Peer {
-    instance_id: Option<String>,
-    address: SocketAddr,
-}
-
 impl Cluster {
     /// The cluster view: local, or discovery through a load balancer with clients built from the
-    /// environment. An error names the variable to fix.
+    /// environment, started at once in the background. An error names the variable to fix.
+    /// `workers` is the number of threads serving requests: at most half of them wait for AWS
+    /// at once.
     pub fn new(
         settings: &ClusterSettings,
+        workers: usize,
         imds: Option<Arc<Imds>>,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Cluster, String> {
@@ -208,15 +183,24 @@ impl Cluster {
             Arc::clone(&credentials),
         );
         let ec2 = QueryClient::new(ec2_endpoint, &region, "ec2", ec2::VERSION, credentials);
-        Ok(Cluster::Balanced(Box::new(Balanced {
+        let discoverer = Discoverer {
             discovery,
             elb,
             ec2,
+        };
+        // A discovery in the background has the time a request has.
+        let membership = Tracker::start(
+            move |deadline| discoverer.discover(deadline),
+            settings.deadline,
+            settings.membership_ttl,
+            workers / 2,
+        )
+        .map_err(|e| format!("cannot start cluster discovery: {e}"))?;
+        Ok(Cluster::Balanced(Box::new(Balanced {
+            membership,
             peer_timeout: settings.peer_timeout,
             deadline: settings.deadline,
             agent: crate::aws::agent(settings.peer_timeout),
-            membership_ttl: settings.membership_ttl,
-            membership: Mutex::new(None),
         })))
     }
 
@@ -229,9 +213,16 @@ impl Cluster {
                 stale_membership: None,
             }),
             Cluster::Balanced(b) => {
-                let deadline = Instant::now() + b.deadline;
-                let (membership, stale_membership) = b.membership(deadline)?;
-                let (peers, mut unreachable) = (membership.peers, membership.unaddressed);
+                let started = Instant::now();
+                let deadline = started + b.deadline;
+                // Waiting for a discovery leaves the peers their timeout (or half the time).
+                let membership = b
+                    .membership
+                    .current(deadline - b.peer_timeout.min(b.deadline / 2))?;
+                let (peers, mut unreachable) = (
+                    &membership.nodes.peers,
+                    membership.nodes.unaddressed.clone(),
+                );
                 let own_id = own.instance_id();
                 let answers: Vec<Result<Value, Unreachable>> = thread::scope(|scope| {
                     let handles: Vec<_> = peers
@@ -268,7 +259,7 @@ impl Cluster {
                 Ok(ClusterHealth {
                     node_healths,
                     unreachable,
-                    stale_membership,
+                    stale_membership: membership.stale,
                 })
             }
         }
@@ -276,69 +267,6 @@ impl Cluster {
 }
 
 impl Balanced {
-    /// The nodes in service: reused while fresh, discovered otherwise, and the last ones found
-    /// (with why) if discovery fails.
-    fn membership(
-        &self,
-        deadline: Instant,
-    ) -> Result<(Membership, Option<StaleMembership>), AwsError> {
-        let mut last = self
-            .membership
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(m) = last
-            .as_ref()
-            .filter(|m| m.found.elapsed() < self.membership_ttl)
-        {
-            return Ok((m.clone(), None));
-        }
-        match self.discover(deadline) {
-            Ok(found) => {
-                *last = Some(found.clone());
-                Ok((found, None))
-            }
-            Err(e) => match last
-                .as_ref()
-                .filter(|m| m.found.elapsed() < MEMBERSHIP_FALLBACK)
-            {
-                Some(m) => {
-                    let age = m.found.elapsed();
-                    log::warn!(
-                        "cluster discovery failed, using the node list found {age:?} ago: {e}"
-                    );
-                    let stale = StaleMembership {
-                        age_seconds: age.as_secs(),
-                        error: e.to_string(),
-                    };
-                    Ok((m.clone(), Some(stale)))
-                }
-                None => Err(e),
-            },
-        }
-    }
-
-    /// The nodes in service, now; every AWS call shares the time until `deadline`.
-    fn discover(&self, deadline: Instant) -> Result<Membership, AwsError> {
-        let targets = match &self.discovery {
-            Discovery::ClassicElb(name) => elb::classic_in_service(&self.elb, name, deadline)?,
-            Discovery::TargetGroup(arn) => elb::healthy_targets(&self.elb, arn, deadline)?,
-        };
-        let instance_ids: Vec<String> = targets
-            .iter()
-            .filter_map(|t| match &t.id {
-                TargetId::Instance(id) => Some(id.clone()),
-                TargetId::Ip(_) => None,
-            })
-            .collect();
-        let ips = ec2::private_ips(&self.ec2, &instance_ids, deadline)?;
-        let (peers, unaddressed) = resolve(&targets, &ips);
-        Ok(Membership {
-            peers,
-            unaddressed,
-            found: Instant::now(),
-        })
-    }
-
     /// One peer's `/health`, within its own timeout and the overall deadline.
     fn ask(&self, peer: &Peer, deadline: Instant) -> Result<Value, Unreachable> {
         let unreachable = |error: String| Unreachable {
@@ -367,74 +295,5 @@ impl Balanced {
             return Err(unreachable("/health has no ec2_instance_id".into()));
         }
         Ok(value)
-    }
-}
-
-/// Pairs targets with addresses: instance targets by their private IP, IP targets as they are.
-fn resolve(
-    targets: &[Target],
-    ips: &HashMap<String, std::net::IpAddr>,
-) -> (Vec<Peer>, Vec<Unreachable>) {
-    let mut peers = Vec::new();
-    let mut unreachable = Vec::new();
-    for t in targets {
-        match &t.id {
-            TargetId::Ip(ip) => peers.push(Peer {
-                instance_id: None,
-                address: SocketAddr::new(*ip, t.port),
-            }),
-            TargetId::Instance(id) => match ips.get(id) {
-                Some(ip) => peers.push(Peer {
-                    instance_id: Some(id.clone()),
-                    address: SocketAddr::new(*ip, t.port),
-                }),
-                None => unreachable.push(Unreachable {
-                    ec2_instance_id: Some(id.clone()),
-                    address: None,
-                    error: "EC2 reports no private IP for this instance".into(),
-                }),
-            },
-        }
-    }
-    (peers, unreachable)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolves_instance_and_ip_targets() {
-        let targets = [
-            Target {
-                id: TargetId::Instance("i-1".into()),
-                port: 8080,
-            },
-            Target {
-                id: TargetId::Ip("10.0.0.9".parse().unwrap()),
-                port: 9000,
-            },
-            Target {
-                id: TargetId::Instance("i-2".into()),
-                port: 8080,
-            },
-        ];
-        let ips = HashMap::from([("i-1".to_string(), "10.0.0.1".parse().unwrap())]);
-        let (peers, unreachable) = resolve(&targets, &ips);
-        assert_eq!(
-            peers,
-            [
-                Peer {
-                    instance_id: Some("i-1".into()),
-                    address: "10.0.0.1:8080".parse().unwrap()
-                },
-                Peer {
-                    instance_id: None,
-                    address: "10.0.0.9:9000".parse().unwrap()
-                },
-            ]
-        );
-        assert_eq!(unreachable.len(), 1);
-        assert_eq!(unreachable[0].ec2_instance_id.as_deref(), Some("i-2"));
     }
 }
