@@ -405,6 +405,68 @@ fn sixteen_nodes_with_one_hung_answer_within_the_deadline() {
     );
 }
 
+/// How many `/health` requests `node` answered 200, from its metrics.
+fn health_requests(node: &Service) -> u64 {
+    let metrics = node.get("/metrics").text();
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("hello_http_requests_total{route=\"/health\",status=\"200\"} ")
+        })
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn concurrent_requests_share_one_round_of_asking_the_peers() {
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let c = MotoCluster::new(&ips);
+    let elb = c.elb.clone();
+    let nodes: Vec<_> = ips
+        .iter()
+        .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
+        .collect();
+    let asked = &nodes[0].0;
+    wait_for_instance_id(asked, &c.id(ips[0]));
+    let before: Vec<u64> = nodes[1..].iter().map(|(n, _)| health_requests(n)).collect();
+    let threads = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    let idle_threads = threads(asked.pid());
+    let barrier = std::sync::Barrier::new(40);
+    let busiest = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..40)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let r = asked.get("/health/cluster");
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    assert_eq!(ids(&r.json(), "node_healths").len(), 3);
+                    threads(asked.pid())
+                })
+            })
+            .collect();
+        requests.into_iter().map(|r| r.join().unwrap()).max()
+    });
+    // Each peer asked once per round (a round's answers serve every request for a second),
+    // and no thread started per peer per request.
+    for ((node, _), before) in nodes[1..].iter().zip(before) {
+        let asked_times = health_requests(node) - before;
+        assert!(
+            (1..=5).contains(&asked_times),
+            "a peer was asked {asked_times} times"
+        );
+    }
+    let busiest = busiest.unwrap();
+    assert!(
+        busiest <= idle_threads,
+        "{idle_threads} threads became {busiest}"
+    );
+}
+
 #[test]
 fn debug_mode_makes_no_metadata_calls() {
     let imds = ImdsStub::start(ImdsConfig {

@@ -32,6 +32,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Membership {
     pub nodes: Arc<Nodes>,
+    /// Which discovery found `nodes`: one more for each successful one.
+    pub version: u64,
     /// Set when AWS could not confirm the list in time, and why.
     pub stale: Option<StaleMembership>,
 }
@@ -70,6 +72,7 @@ struct State {
 struct Snapshot {
     nodes: Arc<Nodes>,
     found: Instant,
+    version: u64,
 }
 
 struct Failure {
@@ -179,6 +182,7 @@ impl Snapshot {
     fn membership(&self, stale: Option<StaleMembership>) -> Membership {
         Membership {
             nodes: Arc::clone(&self.nodes),
+            version: self.version,
             stale,
         }
     }
@@ -242,9 +246,11 @@ fn refresh(
                 if let Some(f) = state.failure.take() {
                     log::info!("cluster discovery works again after {} failures", f.count);
                 }
+                let version = state.snapshot.as_ref().map_or(1, |s| s.version + 1);
                 state.snapshot = Some(Snapshot {
                     nodes: Arc::new(nodes),
                     found: Instant::now(),
+                    version,
                 });
             }
             Err(error) => {

@@ -1,30 +1,32 @@
-//! The health of every node serving behind the load balancer: the nodes in service (as
-//! discovered in the background, `membership`), each one's `/health` asked in parallel under a
-//! deadline, and those that could not be asked listed apart. In local mode the cluster is this
-//! node alone.
+//! The health of every node serving behind the load balancer: the nodes in service, as a
+//! background thread discovers them (`membership`, asking AWS through `discovery`), each one's
+//! `/health` asked by a small pool of threads under a deadline (`fanout`), and those that could
+//! not be asked listed apart. In local mode the cluster is this node alone.
 //!
-//! The node list is reused for a few seconds, so that dashboards polling `/health/cluster` cost
-//! AWS one discovery per period whatever their number; when AWS fails (throttling, an outage),
-//! the last list found stands in for a while, and the answer says so.
+//! No request calls AWS. The node list is reused for a few seconds and the peers' answers for
+//! about one, so that dashboards polling `/health/cluster` cost AWS one discovery per period
+//! and each peer one `/health` per second, whatever their number; when AWS fails (throttling,
+//! an outage, a hang), the last list found stands in for a while, and the answer says so.
 
 mod discovery;
+mod fanout;
 mod membership;
 
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use self::discovery::{Discoverer, Peer};
+use self::discovery::Discoverer;
+use self::fanout::FanOut;
 use self::membership::Tracker;
 use crate::aws::credentials::{Provider, Source};
 use crate::aws::elb;
 use crate::aws::endpoint::Endpoint;
 use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
-use crate::aws::{ec2, within, AwsError, AwsSettings};
+use crate::aws::{ec2, AwsError, AwsSettings};
 use crate::health::Monitor;
 use crate::settings::{invalid, millis, number, ConfigError};
 
@@ -87,13 +89,15 @@ impl ClusterSettings {
     }
 }
 
+/// Discovery through a load balancer: the membership kept in the background, and the pool that
+/// asks the peers.
 pub struct Balanced {
     membership: Tracker,
+    fan_out: FanOut,
     /// Time allowed to each peer.
     peer_timeout: Duration,
     /// Time the whole answer may take.
     deadline: Duration,
-    agent: ureq::Agent,
 }
 
 /// The `/health/cluster` document.
@@ -196,11 +200,16 @@ impl Cluster {
             workers / 2,
         )
         .map_err(|e| format!("cannot start cluster discovery: {e}"))?;
+        let fan_out = FanOut::start(
+            crate::aws::agent(settings.peer_timeout),
+            settings.peer_timeout,
+        )
+        .map_err(|e| format!("cannot start the threads that ask peers: {e}"))?;
         Ok(Cluster::Balanced(Box::new(Balanced {
             membership,
+            fan_out,
             peer_timeout: settings.peer_timeout,
             deadline: settings.deadline,
-            agent: crate::aws::agent(settings.peer_timeout),
         })))
     }
 
@@ -213,87 +222,20 @@ impl Cluster {
                 stale_membership: None,
             }),
             Cluster::Balanced(b) => {
-                let started = Instant::now();
-                let deadline = started + b.deadline;
+                let deadline = Instant::now() + b.deadline;
                 // Waiting for a discovery leaves the peers their timeout (or half the time).
                 let membership = b
                     .membership
                     .current(deadline - b.peer_timeout.min(b.deadline / 2))?;
-                let (peers, mut unreachable) = (
-                    &membership.nodes.peers,
-                    membership.nodes.unaddressed.clone(),
-                );
-                let own_id = own.instance_id();
-                let answers: Vec<Result<Value, Unreachable>> = thread::scope(|scope| {
-                    let handles: Vec<_> = peers
-                        .iter()
-                        .map(|peer| {
-                            if peer.instance_id.as_deref() == Some(own_id.as_str()) {
-                                // This node: from memory, not over the network.
-                                return Ok(own_health());
-                            }
-                            Err(scope.spawn(move || b.ask(peer, deadline)))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| match h {
-                            Ok(own) => Ok(own),
-                            Err(handle) => handle.join().unwrap_or_else(|_| {
-                                Err(Unreachable {
-                                    ec2_instance_id: None,
-                                    address: None,
-                                    error: "internal error asking a peer".into(),
-                                })
-                            }),
-                        })
-                        .collect()
-                });
-                let mut node_healths = Vec::new();
-                for answer in answers {
-                    match answer {
-                        Ok(health) => node_healths.push(health),
-                        Err(u) => unreachable.push(u),
-                    }
-                }
+                let answers =
+                    b.fan_out
+                        .answers(&membership, &own.instance_id(), own_health, deadline);
                 Ok(ClusterHealth {
-                    node_healths,
-                    unreachable,
+                    node_healths: answers.node_healths.clone(),
+                    unreachable: answers.unreachable.clone(),
                     stale_membership: membership.stale,
                 })
             }
         }
-    }
-}
-
-impl Balanced {
-    /// One peer's `/health`, within its own timeout and the overall deadline.
-    fn ask(&self, peer: &Peer, deadline: Instant) -> Result<Value, Unreachable> {
-        let unreachable = |error: String| Unreachable {
-            ec2_instance_id: peer.instance_id.clone(),
-            address: Some(peer.address.to_string()),
-            error,
-        };
-        let request = self.agent.get(format!("http://{}/health", peer.address));
-        let response = within(request, deadline, self.peer_timeout, "/health")
-            .map_err(|_| unreachable("deadline passed before it could be asked".into()))?
-            .call()
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(unreachable(format!("/health answered {status}")));
-        }
-        let body = response
-            .into_body()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .map_err(|e| unreachable(e.to_string()))?;
-        let value: Value = serde_json::from_str(&body)
-            .map_err(|e| unreachable(format!("/health is not JSON: {e}")))?;
-        if !value.get("ec2_instance_id").is_some_and(Value::is_string) {
-            return Err(unreachable("/health has no ec2_instance_id".into()));
-        }
-        Ok(value)
     }
 }
