@@ -1,6 +1,10 @@
 //! Log lines on standard error, as text for people or one JSON object per line for CloudWatch:
-//! a `log` backend for ordinary messages, and the access line written for every request.
+//! a `log` backend for ordinary messages, and the access line written for every request. In
+//! text, a message's control characters are escaped (as the access line's method and path
+//! are), so that text from outside (an AWS error body, a peer's error) cannot end a line, forge
+//! another, or send escape codes to a terminal.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -45,7 +49,7 @@ impl Log for Logger {
                 "{} {:<5} {}\n",
                 Utc::now().rfc3339(),
                 record.level(),
-                record.args()
+                escape_controls(&record.args().to_string())
             ),
             Format::Json => {
                 let mut s = json!({
@@ -62,6 +66,26 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// `text` with its control characters (C0, DEL, C1), line and paragraph separators and bidi
+/// overrides written as escapes (`\n`, `\u{1b}`); everything else as it is.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match hidden(c) {
+            true => escaped.extend(c.escape_default()),
+            false => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -140,6 +164,19 @@ pub fn parse_level(spec: &str) -> Option<LevelFilter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert!(matches!(
+            escape_controls("plain é ✓"),
+            Cow::Borrowed("plain é ✓")
+        ));
+        assert_eq!(
+            escape_controls("AWS said\r\n2026-01-01 ERROR forged\x1b[31mred\x1b[0m\u{85}\u{2028}\u{202e}"),
+            "AWS said\\r\\n2026-01-01 ERROR forged\\u{1b}[31mred\\u{1b}[0m\\u{85}\\u{2028}\\u{202e}"
+        );
+        assert_eq!(escape_controls("tab\there\0"), "tab\\there\\u{0}");
+    }
 
     #[test]
     fn reads_rust_log() {

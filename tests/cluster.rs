@@ -572,3 +572,29 @@ fn listings_that_page_in_circles_or_without_end_fail_with_the_reason() {
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), pages);
     }
 }
+
+#[test]
+fn text_from_aws_is_escaped_in_text_logs() {
+    // A proxy or load balancer in front of AWS answering with text, not an AWS error document.
+    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let body = "upstream \x1b[31mbusy\x1b[0m\r\n2026-01-01T00:00:00.000Z ERROR forged line";
+    let (_aws, _) = canned_server(aws, "503 Service Unavailable", body);
+    let node = node_with_aws(&format!("http://{aws}"), &[]);
+    let r = node.get("/health/cluster");
+    r.assert_error(502, "upstream_error");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("\x1b[31mbusy"));
+    let logs = node.logs();
+    assert!(
+        logs.contains("upstream \\u{1b}[31mbusy\\u{1b}[0m\\r\\n2026"),
+        "{logs}"
+    );
+    assert!(!logs.contains('\x1b') && !logs.contains('\r'), "{logs:?}");
+    assert!(
+        logs.lines()
+            .all(|l| !l.starts_with("2026-01-01T00:00:00.000Z")),
+        "{logs}"
+    );
+}
