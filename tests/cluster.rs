@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::aws::{
     canned_server, container_endpoint, hanging_listener, ids, node_with_aws, scripted_server,
-    wait_for_instance_id, ContainerCredentials, ImdsConfig, ImdsStub, Moto, MotoCluster,
-    THROTTLING,
+    wait_for_instance_id, wait_for_membership, ContainerCredentials, ImdsConfig, ImdsStub, Moto,
+    MotoCluster, THROTTLING,
 };
 use common::{free_port, Service};
 use hello::clock::Utc;
@@ -28,6 +28,7 @@ fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
     let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
     for (ip, (node, _)) in ips.iter().zip(&nodes) {
         wait_for_instance_id(node, &c.id(ip));
+        wait_for_membership(node);
     }
     for (node, _) in &nodes {
         let started = Instant::now();
@@ -44,6 +45,7 @@ fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
     // A node that is not itself a target, discovering through the target group.
     let tg = c.target_group.clone();
     let (outsider, _imds) = c.node("127.0.0.9", ("TARGET_GROUP_ARN", &tg), &[]);
+    wait_for_membership(&outsider);
     let body = outsider.get("/health/cluster").json();
     assert_eq!(ids(&body, "node_healths"), all);
 }
@@ -389,6 +391,7 @@ fn sixteen_nodes_with_one_hung_answer_within_the_deadline() {
         .iter()
         .map(|ip| c.node(ip, ("ELB_NAME", &elb), &deadline))
         .collect();
+    wait_for_membership(&nodes[0].0);
     let _hung = hanging_listener(c.addr(ip_refs[15]));
     let mut timings = Vec::new();
     for _ in 0..3 {
@@ -427,6 +430,7 @@ fn concurrent_requests_share_one_round_of_asking_the_peers() {
         .collect();
     let asked = &nodes[0].0;
     wait_for_instance_id(asked, &c.id(ips[0]));
+    wait_for_membership(asked);
     let before: Vec<u64> = nodes[1..].iter().map(|(n, _)| health_requests(n)).collect();
     let threads = |pid: u32| {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -561,14 +565,27 @@ fn listings_that_page_in_circles_or_without_end_fail_with_the_reason() {
             100,
         ),
     ] {
+        // Time enough for a hundred pages on a busy machine.
         let node = node_with_aws(
             &format!("http://{aws}"),
-            &[("ELB_NAME", ""), ("TARGET_GROUP_ARN", target_group)],
+            &[
+                ("ELB_NAME", ""),
+                ("TARGET_GROUP_ARN", target_group),
+                ("CLUSTER_DEADLINE_MS", "20000"),
+            ],
         );
-        let r = node.get("/health/cluster");
-        r.assert_error(502, "upstream_error");
-        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
-        assert!(message.contains(reason), "{message}");
+        // Until the discovery ends, answers say it has not finished.
+        let start = Instant::now();
+        loop {
+            let r = node.get("/health/cluster");
+            r.assert_error(502, "upstream_error");
+            let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+            if message.contains(reason) {
+                break;
+            }
+            assert!(message.contains("has not finished"), "{message}");
+            assert!(start.elapsed() < Duration::from_secs(30), "{message}");
+        }
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), pages);
     }
 }

@@ -5,7 +5,8 @@
 //! A request that finds the snapshot older than its TTL asks the thread for a discovery and
 //! waits for it, but only until its own time is up, only while AWS has been answering, and only
 //! if few other requests already wait (the rest of the workers stay free for other routes).
-//! Otherwise it is answered at once with the last list found, marked stale, or the last error.
+//! Otherwise it is answered at once: with the list in hand while AWS has not failed, else with
+//! the last list found marked stale, or the last error.
 //! A failed discovery is remembered: the next one waits for a backoff, exponential with jitter
 //! for errors worth retrying soon (`Throttling`, `RequestLimitExceeded`, 5xx, no answer).
 
@@ -142,7 +143,15 @@ impl Tracker {
             }
             let first_ask = asked.is_none();
             asked.get_or_insert(state.ended);
-            if now >= wait_until || (first_ask && state.waiting >= self.max_waiting) {
+            let crowded = first_ask && state.waiting >= self.max_waiting;
+            if crowded {
+                // Enough workers wait already. While AWS has not failed, the list in hand is
+                // as current as anyone knows.
+                if let Some(s) = state.snapshot.as_ref().filter(|s| s.found + FALLBACK > now) {
+                    return Ok(s.membership(None));
+                }
+            }
+            if crowded || now >= wait_until {
                 let why = match state.running {
                     Some(started) => format!(
                         "cluster discovery has not finished after {} ms",
@@ -245,6 +254,13 @@ fn refresh(
             Ok(nodes) => {
                 if let Some(f) = state.failure.take() {
                     log::info!("cluster discovery works again after {} failures", f.count);
+                }
+                if state.snapshot.as_ref().is_none_or(|s| *s.nodes != nodes) {
+                    log::info!(
+                        "cluster membership: {} nodes in service, {} of them with no address",
+                        nodes.peers.len() + nodes.unaddressed.len(),
+                        nodes.unaddressed.len()
+                    );
                 }
                 let version = state.snapshot.as_ref().map_or(1, |s| s.version + 1);
                 state.snapshot = Some(Snapshot {
@@ -424,6 +440,19 @@ mod tests {
             results.send(Ok(nodes(1))).unwrap();
             for w in waiters {
                 assert!(w.join().unwrap().is_ok());
+            }
+        });
+        // With a list, and AWS not failing: that list, not marked stale.
+        thread::scope(|scope| {
+            let waiters: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| tracker.current(soon())))
+                .collect();
+            eventually("two waiting", || tracker.shared.lock().waiting == 2);
+            let m = tracker.current(soon()).unwrap();
+            assert_eq!((*m.nodes == nodes(1), m.stale), (true, None));
+            results.send(Ok(nodes(2))).unwrap();
+            for w in waiters {
+                assert_eq!(*w.join().unwrap().unwrap().nodes, nodes(2));
             }
         });
     }

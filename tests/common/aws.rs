@@ -442,6 +442,20 @@ pub fn wait_for_instance_id(node: &Service, id: &str) {
     }
 }
 
+/// Waits until a node has found its cluster's membership (it logs it), without asking
+/// `/health/cluster`.
+pub fn wait_for_membership(node: &Service) {
+    let start = Instant::now();
+    while !node.logs().contains("cluster membership: ") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no membership found: {}",
+            node.logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Answers every request with `status` and `body`, as an AWS endpoint in trouble would; counts
 /// the requests it answered.
 pub fn canned_server(
