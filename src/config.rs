@@ -52,12 +52,12 @@ pub const VARIABLES: &str = "  PORT                     port to listen on (defau
   REDIS_CLUSTER_ADDRESS    Redis host:port (the original service's variable)
                            neither set: an in-process store whose counts are lost on exit
   REDIS_KEY                sorted-set key (default nytimes.names)
-  REDIS_TIMEOUT_MS         Redis connect, read and write timeout (default 1000)
+  REDIS_TIMEOUT_MS         Redis connect, read, write and host name lookup timeout (default 1000)
   REDIS_TLS_CA_FILE        PEM certificates trusted for rediss:// besides the built-in roots
   DEBUG                    true: local mode, no AWS calls (default false)
   LOG_FORMAT               text or json (default text)
   RUST_LOG                 error, warn, info, debug or trace (default info)
-  HTTP_WORKERS             threads answering requests (default 32)
+  HTTP_WORKERS             threads answering requests; at most half wait for AWS (default 32)
   HTTP_MAX_CONNECTIONS     open connections before new ones are refused (default 10000)
   HTTP_REQUEST_TIMEOUT_MS  time to send a whole request once started (default 10000)
   HTTP_IDLE_TIMEOUT_MS     keep-alive idle time, above an ALB's 60 s (default 75000)
@@ -66,9 +66,11 @@ pub const VARIABLES: &str = "  PORT                     port to listen on (defau
   ELB_NAME                 Classic ELB whose in-service instances form the cluster
   TARGET_GROUP_ARN         or: ALB/NLB target group whose healthy targets form the cluster
   CLUSTER_PEER_TIMEOUT_MS  time each peer's /health may take (default 1500)
-  CLUSTER_DEADLINE_MS      time /health/cluster may take in all (default 3000)
+  CLUSTER_DEADLINE_MS      time /health/cluster may take in all, and the time the AWS calls
+                           of one discovery share (default 3000)
   CLUSTER_MEMBERSHIP_TTL_MS
-                           time the discovered node list is reused (default 5000; 0: never)
+                           age at which the node list is discovered again (default 5000; 0: on
+                           every request)
   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI, AWS_ENDPOINT_URL[_EC2|_ELASTIC_LOAD_BALANCING],
   AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_DISABLED: as the AWS SDKs read them
