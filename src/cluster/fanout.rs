@@ -160,9 +160,9 @@ impl FanOut {
             }
         }
         for _ in 0..asked {
-            // Each ask ends by the deadline; the margin lets the last answers arrive.
+            // Each ask ends by the deadline, and so does the wait for them.
             let left = deadline.saturating_duration_since(Instant::now());
-            match replies.recv_timeout(left + Duration::from_millis(100)) {
+            match replies.recv_timeout(left) {
                 Ok((index, result)) => results[index] = Some(result),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
