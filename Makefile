@@ -1,6 +1,6 @@
 # hello — build, run, test, measure.
 #   make          the static musl binary (and the image, where a container builder runs)
-#   make run      the service on :8080 (no Redis needed: an in-process store)
+#   make run      the service on :8080 in local mode (DEBUG=true; no Redis needed: an in-process store)
 #   make test     every check and test suite; installs what they need
 #   make bench    throughput, latency and memory, side by side with webdis
 #   make fuzz     property tests of the parsers with FUZZ_CASES cases each
@@ -29,8 +29,9 @@ image: static
 	  echo "no container builder here (docker engine or podman): skipped the image"; \
 	fi
 
+# Local mode unless told otherwise: a laptop has no instance metadata to ask.
 run:
-	cargo run --release
+	DEBUG=$${DEBUG:-true} cargo run --release
 
 test:
 	scripts/test.sh

@@ -70,3 +70,65 @@ resource "aws_lb_listener" "https" {
     target_group_arn = aws_lb_target_group.main.arn
   }
 }
+
+# /metrics and /health/cluster show the service's insides (request and error counts, every
+# node's private address, instance id and resources), and one request to /health/cluster makes
+# a node ask every other one. The load balancer answers them itself, with the service's own
+# 404, unless the client's address is in private_paths_allowed_cidrs (default: nobody). The
+# target group's health check asks /health directly, past these rules; nodes ask each other's
+# /health directly too. Inside the VPC, scrape the tasks themselves (see the README).
+locals {
+  private_paths = ["/metrics", "/health/cluster"]
+  # The listeners that forward to the tasks: HTTP without a certificate; with one, HTTPS (HTTP
+  # then only redirects to it).
+  forwarding_listeners = var.certificate_arn == "" ? tomap({ http = aws_lb_listener.http.arn }) : tomap({ https = one(aws_lb_listener.https[*].arn) })
+  private_path_rules = {
+    for pair in setproduct(keys(local.forwarding_listeners), range(length(local.private_paths))) :
+    "${pair[0]} ${local.private_paths[pair[1]]}" => { listener = pair[0], index = pair[1], path = local.private_paths[pair[1]] }
+  }
+}
+
+resource "aws_lb_listener_rule" "private_path_allowed" {
+  for_each     = length(var.private_paths_allowed_cidrs) == 0 ? {} : local.private_path_rules
+  listener_arn = local.forwarding_listeners[each.value.listener]
+  priority     = 10 + each.value.index
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.main.arn
+  }
+
+  condition {
+    path_pattern {
+      values = [each.value.path]
+    }
+  }
+
+  condition {
+    source_ip {
+      values = var.private_paths_allowed_cidrs
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "private_path_hidden" {
+  for_each     = local.private_path_rules
+  listener_arn = local.forwarding_listeners[each.value.listener]
+  priority     = 20 + each.value.index
+
+  action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "application/json"
+      status_code  = "404"
+      message_body = jsonencode({ error = { status = 404, code = "not_found", message = "no route for ${each.value.path}" } })
+    }
+  }
+
+  condition {
+    path_pattern {
+      values = [each.value.path]
+    }
+  }
+}

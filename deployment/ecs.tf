@@ -127,6 +127,8 @@ resource "aws_ecs_task_definition" "main" {
       { name = "TARGET_GROUP_ARN", value = aws_lb_target_group.main.arn },
       { name = "AWS_REGION", value = var.region },
       { name = "LOG_FORMAT", value = "json" },
+      { name = "METRICS_EMF", value = "true" },
+      { name = "METRICS_EMF_NAMESPACE", value = local.emf_namespace },
     ]
     secrets = [{ name = "REDIS_URL", valueFrom = aws_secretsmanager_secret.redis_url.arn }]
     healthCheck = {

@@ -1,5 +1,7 @@
-# Logs with retention, and alarms to one SNS topic (e-mail and PagerDuty subscriptions are
-# optional): the original's wished-for alert system.
+# Logs with retention, alarms to one SNS topic (e-mail and PagerDuty subscriptions are
+# optional): the original's wished-for alert system; and the dashboard. The service's own
+# numbers arrive as metrics from its log lines (CloudWatch embedded metric format, METRICS_EMF)
+# in the namespace local.emf_namespace, with no agent and no extra IAM permission.
 
 resource "aws_cloudwatch_log_group" "service" {
   name              = "/ecs/${var.name}"
@@ -38,6 +40,10 @@ locals {
   lb_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix }
   tg_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
   ecs_dimensions = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
+  emf_namespace  = var.name
+  # ElastiCache publishes per node, under each member cluster's CacheClusterId ("hello-001"…);
+  # no metric carries a ReplicationGroupId dimension.
+  redis_clusters = sort(aws_elasticache_replication_group.main.member_clusters)
 }
 
 resource "aws_cloudwatch_metric_alarm" "http_5xx" {
@@ -136,28 +142,121 @@ resource "aws_cloudwatch_metric_alarm" "ecs_memory" {
 
 resource "aws_cloudwatch_metric_alarm" "redis_memory" {
   alarm_name          = "${var.name}-redis-memory"
-  alarm_description   = "Redis memory above 80% of the node (time to size up)."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "DatabaseMemoryUsagePercentage"
-  dimensions          = { ReplicationGroupId = aws_elasticache_replication_group.main.id }
-  statistic           = "Maximum"
-  period              = 300
+  alarm_description   = "Redis memory above 80% of a node (time to size up)."
   evaluation_periods  = 2
   comparison_operator = "GreaterThanThreshold"
   threshold           = 80
   alarm_actions       = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "largest node's memory %"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "DatabaseMemoryUsagePercentage"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 300
+        stat        = "Maximum"
+      }
+    }
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "redis_cpu" {
   alarm_name          = "${var.name}-redis-cpu"
-  alarm_description   = "Redis engine CPU above 80% for 10 minutes (Redis is single-threaded)."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "EngineCPUUtilization"
-  dimensions          = { ReplicationGroupId = aws_elasticache_replication_group.main.id }
-  statistic           = "Maximum"
-  period              = 300
+  alarm_description   = "Redis engine CPU above 80% on a node for 10 minutes (Redis is single-threaded)."
   evaluation_periods  = 2
   comparison_operator = "GreaterThanThreshold"
   threshold           = 80
   alarm_actions       = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "busiest node's engine CPU %"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "EngineCPUUtilization"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 300
+        stat        = "Maximum"
+      }
+    }
+  }
+}
+
+# The service's own signals, from its embedded-metric lines. A Redis failover costs seconds of
+# 503s; three minutes in a row is an outage. Latency: 3 of 5 minutes, so that a log batch that
+# arrives late does not decide alone (CloudWatch's advice for alarms on embedded metrics).
+
+resource "aws_cloudwatch_metric_alarm" "store_unavailable" {
+  alarm_name          = "${var.name}-store-unavailable"
+  alarm_description   = "Requests answered 503 store_unavailable (Redis unreachable) in 3 minutes in a row."
+  namespace           = local.emf_namespace
+  metric_name         = "StoreUnavailable"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "latency_p99" {
+  alarm_name          = "${var.name}-hello-latency-p99"
+  alarm_description   = "The slowest task's p99 latency of /hello/{name} above ${var.latency_alarm_ms} ms in 3 of 5 minutes."
+  namespace           = local.emf_namespace
+  metric_name         = "HelloLatencyP99"
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.latency_alarm_ms
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+module "dashboard" {
+  source         = "./dashboard"
+  region         = var.region
+  load_balancer  = aws_lb.main.arn_suffix
+  ecs_cluster    = aws_ecs_cluster.main.name
+  ecs_service    = aws_ecs_service.main.name
+  redis_clusters = local.redis_clusters
+  namespace      = local.emf_namespace
+  alarm_arns = [for alarm in [
+    aws_cloudwatch_metric_alarm.http_5xx,
+    aws_cloudwatch_metric_alarm.unhealthy_hosts,
+    aws_cloudwatch_metric_alarm.store_unavailable,
+    aws_cloudwatch_metric_alarm.latency_p99,
+    aws_cloudwatch_metric_alarm.ecs_cpu,
+    aws_cloudwatch_metric_alarm.ecs_memory,
+    aws_cloudwatch_metric_alarm.redis_memory,
+    aws_cloudwatch_metric_alarm.redis_cpu,
+  ] : alarm.arn]
+}
+
+resource "aws_cloudwatch_dashboard" "main" {
+  dashboard_name = var.name
+  dashboard_body = module.dashboard.body
 }

@@ -33,6 +33,11 @@ output "log_group" {
   value       = aws_cloudwatch_log_group.service.name
 }
 
+output "dashboard_url" {
+  description = "The CloudWatch dashboard: traffic, latency, the service's own numbers, ECS, Redis, alarms."
+  value       = "https://${var.region}.console.aws.amazon.com/cloudwatch/home?region=${var.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.main.dashboard_name}"
+}
+
 output "alarm_topic_arn" {
   description = "SNS topic the alarms notify."
   value       = aws_sns_topic.alarms.arn

@@ -118,3 +118,21 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "private_paths_allowed_cidrs" {
+  description = "Client CIDRs the load balancer lets through to /metrics and /health/cluster; everyone else gets a 404. Empty: nobody."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # A listener rule holds at most five condition values: the path and up to four addresses.
+    condition     = length(var.private_paths_allowed_cidrs) <= 4 && alltrue([for c in var.private_paths_allowed_cidrs : can(cidrhost(c, 0))])
+    error_message = "Up to four CIDR blocks, such as 203.0.113.0/24."
+  }
+}
+
+variable "latency_alarm_ms" {
+  description = "Alarm when the worst task's p99 latency of /hello/{name} stays above this many milliseconds."
+  type        = number
+  default     = 250
+}

@@ -31,11 +31,10 @@ echo "==> hadolint Dockerfile"
 .venv-tools/bin/hadolint Dockerfile
 
 echo "==> terraform fmt and checkov over deployment/"
-if command -v terraform >/dev/null 2>&1; then
-  terraform fmt -check -recursive deployment
-else
-  echo "terraform is not installed: skipped terraform fmt -check"
-fi
+# Also needed by tests/deployment.rs, which renders the dashboard with it (offline: no provider).
+command -v terraform >/dev/null 2>&1 \
+  || { echo "terraform is needed: https://developer.hashicorp.com/terraform/install" >&2; exit 1; }
+terraform fmt -check -recursive deployment
 .venv-tools/bin/checkov --skip-download --directory deployment --framework terraform --quiet --compact
 
 echo "==> cargo test"

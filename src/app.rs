@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
+use crate::counts::Gate;
 use crate::health::Monitor;
 use crate::http::{Exchange, Handler, Rejection, Request, Response, Stats};
 use crate::logging;
@@ -13,6 +14,8 @@ use crate::store::Store;
 
 pub struct App {
     pub store: Arc<dyn Store>,
+    /// How many `/counts` listings may be open at once.
+    pub listings: Arc<Gate>,
     pub monitor: Monitor,
     pub cluster: Cluster,
     pub metrics: Metrics,
@@ -33,7 +36,7 @@ impl Handler for App {
 
     fn completed(&self, exchange: &Exchange<'_>) {
         self.metrics.request(
-            routes::metrics_index(exchange.path),
+            routes::metrics_route(exchange.path),
             exchange.status,
             exchange.elapsed,
         );

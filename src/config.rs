@@ -10,6 +10,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::cluster::ClusterSettings;
+use crate::emf;
 use crate::http::{Limits, ServerConfig};
 use crate::logging::{self, Format};
 use crate::secret::Secret;
@@ -24,8 +25,12 @@ pub struct Config {
     pub log_format: Format,
     pub log_level: LevelFilter,
     pub http: ServerConfig,
+    /// `/counts` listings open at once; more are refused with 503 `overloaded`.
+    pub max_listings: usize,
     /// `/health/cluster`: discovery through a load balancer, and the AWS APIs it calls.
     pub cluster: ClusterSettings,
+    /// `None` unless CloudWatch embedded-metric lines are wanted (`METRICS_EMF`).
+    pub emf: Option<emf::Settings>,
 }
 
 #[derive(Debug)]
@@ -61,8 +66,15 @@ pub const VARIABLES: &str = "  PORT                     port to listen on (defau
   HTTP_MAX_CONNECTIONS     open connections before new ones are refused (default 10000)
   HTTP_REQUEST_TIMEOUT_MS  time to send a whole request once started (default 10000)
   HTTP_IDLE_TIMEOUT_MS     keep-alive idle time, above an ALB's 60 s (default 75000)
-  HTTP_WRITE_TIMEOUT_MS    time a client may stall reading a response (default 10000)
+  HTTP_WRITE_TIMEOUT_MS    time a response may go without a byte taken by the client (default 10000)
+  COUNTS_MAX_LISTINGS      /counts listings open at once, each holding a Redis connection while
+                           its client reads; more get 503 (default 16)
   SHUTDOWN_TIMEOUT_MS      time in-flight requests get after SIGTERM (default 10000)
+  METRICS_EMF              true: one CloudWatch embedded-metric-format line per interval on
+                           stdout (default true on ECS, i.e. when ECS_CONTAINER_METADATA_URI_V4
+                           is set, false elsewhere)
+  METRICS_EMF_NAMESPACE    CloudWatch namespace of those metrics (default hello)
+  METRICS_EMF_INTERVAL_MS  time between two lines (default 60000)
   ELB_NAME                 Classic ELB whose in-service instances form the cluster
   TARGET_GROUP_ARN         or: ALB/NLB target group whose healthy targets form the cluster
   CLUSTER_PEER_TIMEOUT_MS  time each peer's /health may take (default 1500)
@@ -143,7 +155,9 @@ impl Config {
             limits: Limits::default(),
         };
 
+        let max_listings = number(&get, "COUNTS_MAX_LISTINGS", 16, 1, 10_000)?;
         let cluster = ClusterSettings::from_env(&get, debug)?;
+        let emf = emf_settings(&get)?;
         Ok(Config {
             listen: SocketAddr::new(host, port),
             store,
@@ -151,9 +165,48 @@ impl Config {
             log_format,
             log_level,
             http,
+            max_listings,
             cluster,
+            emf,
         })
     }
+}
+
+/// On by default only on ECS, where the `awslogs` driver ships standard output to CloudWatch;
+/// elsewhere nothing would turn the lines into metrics. The other two variables are checked even
+/// when it is off, so that a mistake shows before it matters.
+fn emf_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<emf::Settings>, ConfigError> {
+    let on_ecs = get("ECS_CONTAINER_METADATA_URI_V4").is_some();
+    let enabled = match get("METRICS_EMF")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None => on_ecs,
+        Some("true" | "1" | "yes") => true,
+        Some("false" | "0" | "no") => false,
+        Some(_) => return Err(invalid("METRICS_EMF", "true or false")),
+    };
+    let namespace =
+        get("METRICS_EMF_NAMESPACE").map_or_else(|| "hello".to_owned(), |n| n.trim().to_owned());
+    // CloudWatch's rules for a namespace: 1 to 255 of these characters, and `AWS/` is reserved.
+    let valid = namespace.len() <= 255
+        && !namespace.starts_with("AWS/")
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._#:/-".contains(&b));
+    if !valid {
+        return Err(invalid(
+            "METRICS_EMF_NAMESPACE",
+            "up to 255 letters, digits and . _ # : / -, not starting with AWS/",
+        ));
+    }
+    let interval = number(get, "METRICS_EMF_INTERVAL_MS", 60_000, 100, 3_600_000)?;
+    Ok(enabled.then(|| emf::Settings {
+        namespace,
+        interval: Duration::from_millis(interval),
+    }))
 }
 
 const URL_SHAPE: &str = "redis://[[user]:password@]host[:port][/db] or rediss://… (value not shown: it may hold a password)";
@@ -328,6 +381,36 @@ mod tests {
     }
 
     #[test]
+    fn embedded_metrics_are_on_by_default_only_on_ecs() {
+        assert_eq!(config(&[]).unwrap().emf, None);
+        let ecs = (
+            "ECS_CONTAINER_METADATA_URI_V4",
+            "http://169.254.170.2/v4/abc",
+        );
+        assert_eq!(
+            config(&[ecs]).unwrap().emf,
+            Some(emf::Settings {
+                namespace: "hello".into(),
+                interval: Duration::from_secs(60),
+            })
+        );
+        assert_eq!(config(&[ecs, ("METRICS_EMF", "false")]).unwrap().emf, None);
+        let c = config(&[
+            ("METRICS_EMF", "true"),
+            ("METRICS_EMF_NAMESPACE", "hello-staging"),
+            ("METRICS_EMF_INTERVAL_MS", "250"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.emf,
+            Some(emf::Settings {
+                namespace: "hello-staging".into(),
+                interval: Duration::from_millis(250),
+            })
+        );
+    }
+
+    #[test]
     fn seed_address_variable_still_works() {
         let c = config(&[
             ("REDIS_CLUSTER_ADDRESS", "10.0.0.5:6379"),
@@ -417,6 +500,19 @@ mod tests {
         assert_eq!(
             var(&[("AWS_EC2_METADATA_DISABLED", "yes please")]),
             "AWS_EC2_METADATA_DISABLED"
+        );
+        assert_eq!(var(&[("METRICS_EMF", "on")]), "METRICS_EMF");
+        assert_eq!(
+            var(&[("METRICS_EMF_NAMESPACE", "AWS/ApplicationELB")]),
+            "METRICS_EMF_NAMESPACE"
+        );
+        assert_eq!(
+            var(&[("METRICS_EMF_NAMESPACE", "my app")]),
+            "METRICS_EMF_NAMESPACE"
+        );
+        assert_eq!(
+            var(&[("METRICS_EMF_INTERVAL_MS", "10")]),
+            "METRICS_EMF_INTERVAL_MS"
         );
         let e = config(&[("REDIS_URL", "redis://:pw-in-url@")]).unwrap_err();
         assert!(!e.to_string().contains("pw-in-url"));

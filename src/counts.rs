@@ -2,7 +2,7 @@
 //! memory stays bounded however many names there are.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::store::{Entry, Order, Scan, ScanRequest, Store, StoreError};
@@ -92,48 +92,109 @@ fn parse_count(value: &str) -> Option<u64> {
     value.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64)
 }
 
-/// A listing whose first chunk is already read (so that a store failure can still become a
-/// clean error response) and whose other chunks are read while it is written.
+/// Bounds how many listings are open at once: a listing holds a store connection until its
+/// client has read it all, and a client that reads slowly (or not at all) must not be able to
+/// take every connection the store will give.
+pub struct Gate {
+    open: AtomicUsize,
+    max: usize,
+}
+
+/// One open listing's place at the gate, given back when the listing is dropped.
+pub struct Permit(Arc<Gate>);
+
+impl Gate {
+    pub fn new(max: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            open: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// A place for one more listing, if there is room.
+    pub fn enter(self: &Arc<Self>) -> Option<Permit> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Permit(Arc::clone(self)))
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A listing written piece by piece as `{"counts":[...]}`. The first chunk is read before
+/// anything is written, so that a store failure can still become a clean error response;
+/// each later chunk is read as the one before it is written out.
 pub struct Listing {
     scan: Box<dyn Scan>,
-    first: Vec<Entry>,
+    /// The entries to write next; empty once the scan is over.
+    next: Vec<Entry>,
+    opened: bool,
+    /// Whether an entry was written, so the next needs a comma.
+    written: bool,
+    _permit: Permit,
 }
 
 impl Listing {
-    pub fn start(store: Arc<dyn Store>, paging: Paging) -> Result<Listing, StoreError> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        paging: Paging,
+        permit: Permit,
+    ) -> Result<Listing, StoreError> {
         let mut scan = store.scan(ScanRequest {
             order: paging.order,
             start: paging.offset,
             limit: paging.limit,
             chunk: CHUNK,
         });
-        let first = scan.next_chunk()?;
-        Ok(Listing { scan, first })
+        let next = scan.next_chunk()?;
+        Ok(Listing {
+            scan,
+            next,
+            opened: false,
+            written: false,
+            _permit: permit,
+        })
     }
 
-    /// Writes `{"counts":[...]}`. Entries read later than the first chunk reflect the set as
-    /// it is then: a long listing is not a snapshot.
-    pub fn write_json(mut self, out: &mut dyn Write) -> io::Result<()> {
-        out.write_all(b"{\"counts\":[")?;
-        let mut chunk = std::mem::take(&mut self.first);
-        let mut text = Vec::new();
-        let mut first = true;
-        while !chunk.is_empty() {
-            text.clear();
-            for entry in &chunk {
-                if !first {
-                    text.push(b',');
-                }
-                first = false;
-                text.extend_from_slice(b"{\"name\":");
-                serde_json::to_writer(&mut text, &entry.name)?;
-                text.extend_from_slice(b",\"count\":\"");
-                write!(text, "{}\"}}", entry.count)?;
-            }
-            out.write_all(&text)?;
-            chunk = self.scan.next_chunk().map_err(io::Error::other)?;
+    /// Appends the next piece of the document to `out`; `Ok(false)` once it is complete.
+    /// Entries read after the first chunk reflect the set as it is then: a long listing is
+    /// not a snapshot.
+    pub fn fill(&mut self, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        if !self.opened {
+            out.extend_from_slice(b"{\"counts\":[");
+            self.opened = true;
         }
-        out.write_all(b"]}")
+        if !self.next.is_empty() {
+            for entry in std::mem::take(&mut self.next) {
+                if self.written {
+                    out.push(b',');
+                }
+                self.written = true;
+                out.extend_from_slice(b"{\"name\":");
+                // Writing JSON into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, &entry.name);
+                out.extend_from_slice(b",\"count\":\"");
+                out.extend_from_slice(entry.score.as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+            self.next = self.scan.next_chunk()?;
+        }
+        if self.next.is_empty() {
+            out.extend_from_slice(b"]}");
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 
@@ -179,12 +240,28 @@ mod tests {
 
     fn listing(store: &Arc<dyn Store>, query: &str) -> String {
         let paging = Paging::from_query(Some(query)).unwrap();
+        let gate = Gate::new(1);
+        let mut listing = Listing::start(Arc::clone(store), paging, gate.enter().unwrap()).unwrap();
         let mut out = Vec::new();
-        Listing::start(Arc::clone(store), paging)
-            .unwrap()
-            .write_json(&mut out)
-            .unwrap();
+        let mut pieces = 1;
+        while listing.fill(&mut out).unwrap() {
+            pieces += 1;
+        }
+        assert!(pieces <= 1 + out.len() / 20 / CHUNK, "{pieces} pieces");
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_gate_lets_in_at_most_its_number() {
+        let gate = Gate::new(2);
+        let a = gate.enter().unwrap();
+        let b = gate.enter().unwrap();
+        assert!(gate.enter().is_none());
+        drop(a);
+        let c = gate.enter().unwrap();
+        assert_eq!(gate.open(), 2);
+        drop((b, c));
+        assert_eq!(gate.open(), 0);
     }
 
     #[test]

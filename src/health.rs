@@ -2,6 +2,7 @@
 //! for a CPU interval), and the store's reachability as of its last check.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -184,11 +185,12 @@ impl Sampler {
     }
 }
 
-/// Space used across real filesystems, each device counted once, as a percentage of their
-/// combined size (the original added up per-disk percentages, past 100).
+/// Space used across real filesystems, each device counted once, as `df` reckons it (and the
+/// original's gopsutil): used / (used + available), with used = total − free, so that blocks
+/// reserved for root count on neither side.
 fn disk_percent(disks: &Disks) -> f64 {
     let mut seen = HashSet::new();
-    let (mut used, mut total) = (0u64, 0u64);
+    let (mut used, mut available) = (0u64, 0u64);
     for disk in disks.list() {
         let fs = disk.file_system().to_string_lossy();
         if disk.total_space() == 0
@@ -197,10 +199,24 @@ fn disk_percent(disks: &Disks) -> f64 {
         {
             continue;
         }
-        total += disk.total_space();
-        used += disk.total_space().saturating_sub(disk.available_space());
+        if let Some((u, a)) = usage(disk.mount_point()) {
+            used += u;
+            available += a;
+        }
     }
-    percent(used, total)
+    percent(used, used + available)
+}
+
+/// Bytes used and available to unprivileged users on the filesystem mounted at `mount`.
+fn usage(mount: &Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::statvfs(mount).ok()?;
+    let block = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
+    let used = st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(block);
+    Some((used, st.f_bavail.saturating_mul(block)))
 }
 
 fn percent(used: u64, total: u64) -> f64 {
@@ -221,6 +237,28 @@ mod tests {
         assert_eq!(percent(0, 0), 0.0);
         assert_eq!(percent(50, 200), 25.0);
         assert_eq!(percent(300, 200), 100.0);
+    }
+
+    #[test]
+    fn disk_use_agrees_with_df() {
+        let df = std::process::Command::new("df")
+            .args(["-P", "/"])
+            .output()
+            .expect("df (coreutils)");
+        let text = String::from_utf8_lossy(&df.stdout);
+        let pcent: f64 = text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(4))
+            .and_then(|p| p.trim_end_matches('%').parse().ok())
+            .expect("df's Capacity column");
+        let (used, available) = usage(Path::new("/")).unwrap();
+        let ours = percent(used, used + available);
+        // df rounds up to a whole percent.
+        assert!(
+            ours <= pcent && pcent - ours < 1.0 + 1e-9,
+            "ours {ours}, df {pcent}"
+        );
     }
 
     #[test]

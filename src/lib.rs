@@ -3,7 +3,8 @@
 //!
 //! Requests flow one way: [`http`] (connections, parsing, limits) → [`routes`] (method and
 //! path to handler, JSON errors) → the domain ([`hello`], [`counts`], [`health`],
-//! [`cluster`]) → the outside world ([`store`]).
+//! [`cluster`]) → the outside world ([`store`]). [`metrics`] counts what was answered, for
+//! `/metrics` and, through [`emf`], for CloudWatch.
 
 pub mod app;
 pub mod aws;
@@ -11,6 +12,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod counts;
+pub mod emf;
 pub mod health;
 pub mod healthcheck;
 pub mod hello;

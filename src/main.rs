@@ -1,6 +1,7 @@
 //! The `hello` binary: configuration in, server up, signals handled.
 
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::thread;
 
@@ -11,9 +12,11 @@ use hello::app::App;
 use hello::aws::imds::Imds;
 use hello::cluster::Cluster;
 use hello::config::{Config, RedisConfig, StoreConfig, VARIABLES};
+use hello::counts::Gate;
+use hello::emf::Emitter;
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
-use hello::metrics::Metrics;
+use hello::metrics::{ConnectionGauges, Metrics, Totals};
 use hello::store::{MemoryStore, RedisStore, Store};
 use hello::{healthcheck, logging};
 
@@ -133,24 +136,47 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = App {
+    let app = Arc::new(App {
+        listings: Gate::new(config.max_listings),
         monitor,
         cluster,
         store,
         metrics: Metrics::new(),
         connections: server.stats(),
-    };
+    });
     if let Err(e) = watch_signals(server.shutdown_handle()) {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
+    let emitter = match config.emf {
+        Some(settings) => {
+            log::info!(
+                "CloudWatch metrics: one embedded-metric-format line every {} ms on stdout, namespace {:?}",
+                settings.interval.as_millis(),
+                settings.namespace
+            );
+            match Emitter::start(settings, totals(Arc::clone(&app))) {
+                Ok(emitter) => Some(emitter),
+                Err(e) => {
+                    log::error!("cannot start the CloudWatch metrics thread: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     log::info!(
         "hello {} listening on {} with {} workers",
         env!("CARGO_PKG_VERSION"),
         server.local_addr().unwrap_or(config.listen),
         config.http.workers
     );
-    match server.run(Arc::new(app)) {
+    let result = server.run(app);
+    // After the drain, so that the last line counts the requests answered during it.
+    if let Some(emitter) = emitter {
+        emitter.stop();
+    }
+    match result {
         Ok(()) => {
             log::info!("stopped");
             ExitCode::SUCCESS
@@ -159,6 +185,16 @@ fn serve() -> ExitCode {
             log::error!("server failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reads the application's counters, with the HTTP layer's connection gauges, for the emitter.
+fn totals(app: Arc<App>) -> impl FnMut() -> Totals + Send + 'static {
+    move || {
+        app.metrics.totals(ConnectionGauges {
+            open: app.connections.open.load(Ordering::Relaxed),
+            refused: app.connections.refused.load(Ordering::Relaxed),
+        })
     }
 }
 

@@ -1,37 +1,87 @@
-//! Counters for `/metrics`, kept in fixed tables of atomics (no lock on the request path), and
-//! rendered in the Prometheus text exposition format (version 0.0.4).
+//! The service's own counters, kept in fixed tables of atomics indexed by enums (no lock on the
+//! request path, and a number of series fixed whatever clients send). They are read two ways:
+//! rendered for `/metrics` in the Prometheus text exposition format (version 0.0.4), and taken
+//! as [`Totals`] whose differences over an interval the CloudWatch emitter (`emf`) reports.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+/// Upper bounds of the latency histogram, in seconds. The last ones cover `/health/cluster`'s
+/// deadline and the request timeout, so that a slow percentile is not capped early.
+pub const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Route labels, in the order of the tables below; `other` is everything unrouted.
-pub const ROUTES: [&str; 7] = [
-    "/",
-    "/hello/{name}",
-    "/counts",
-    "/health",
-    "/health/cluster",
-    "/metrics",
-    "other",
-];
+/// What a request is counted under: its route, or `Other` for everything unrouted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Root,
+    Hello,
+    Counts,
+    Health,
+    Cluster,
+    Metrics,
+    Other,
+}
 
-/// Statuses the service answers with; any other is counted as the last.
-const STATUSES: [u16; 15] = [
-    200, 400, 404, 405, 408, 413, 414, 431, 500, 501, 502, 503, 505, 0, 0,
-];
+impl Route {
+    pub const ALL: [Route; 7] = [
+        Route::Root,
+        Route::Hello,
+        Route::Counts,
+        Route::Health,
+        Route::Cluster,
+        Route::Metrics,
+        Route::Other,
+    ];
+
+    /// The route's pattern, its label in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Root => "/",
+            Route::Hello => "/hello/{name}",
+            Route::Counts => "/counts",
+            Route::Health => "/health",
+            Route::Cluster => "/health/cluster",
+            Route::Metrics => "/metrics",
+            Route::Other => "other",
+        }
+    }
+}
 
 /// Store operations whose failures are counted (those requests make; the health sampler's
 /// pings are reported by `/health` instead).
-pub const OPERATIONS: [&str; 2] = ["increment", "range"];
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOperation {
+    Increment,
+    Range,
+}
+
+impl StoreOperation {
+    const ALL: [StoreOperation; 2] = [StoreOperation::Increment, StoreOperation::Range];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreOperation::Increment => "increment",
+            StoreOperation::Range => "range",
+        }
+    }
+}
+
+/// One counter per status from 100 to 599, and a last one for anything else, so that every
+/// status the HTTP layer may ever write has its own series without a list to keep up to date.
+const STATUS_SLOTS: usize = 501;
+
+fn status_slot(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status - 100),
+        _ => STATUS_SLOTS - 1,
+    }
+}
 
 /// Gauges owned by the HTTP layer, read when rendering.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionGauges {
     pub open: u64,
     pub refused: u64,
@@ -39,9 +89,10 @@ pub struct ConnectionGauges {
 
 pub struct Metrics {
     started: Instant,
-    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
-    latency: [Histogram; ROUTES.len()],
-    store_errors: [AtomicU64; OPERATIONS.len()],
+    requests: [[AtomicU64; STATUS_SLOTS]; Route::ALL.len()],
+    latency: [Histogram; Route::ALL.len()],
+    store_errors: [AtomicU64; StoreOperation::ALL.len()],
+    store_unavailable: AtomicU64,
     increments: AtomicU64,
 }
 
@@ -62,23 +113,18 @@ impl Metrics {
     pub fn new() -> Metrics {
         Metrics {
             started: Instant::now(),
-            requests: Default::default(),
+            requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             latency: Default::default(),
             store_errors: Default::default(),
+            store_unavailable: AtomicU64::new(0),
             increments: AtomicU64::new(0),
         }
     }
 
-    /// Records one answered request. `route` is an index into [`ROUTES`], so the number of
-    /// series stays fixed whatever clients send.
-    pub fn request(&self, route: usize, status: u16, elapsed: Duration) {
-        let route = route.min(ROUTES.len() - 1);
-        let status = STATUSES
-            .iter()
-            .position(|s| *s == status)
-            .unwrap_or(STATUSES.len() - 1);
-        self.requests[route][status].fetch_add(1, Ordering::Relaxed);
-        let h = &self.latency[route];
+    /// Records one answered request.
+    pub fn request(&self, route: Route, status: u16, elapsed: Duration) {
+        self.requests[route as usize][status_slot(status)].fetch_add(1, Ordering::Relaxed);
+        let h = &self.latency[route as usize];
         let seconds = elapsed.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|bound| seconds <= *bound) {
             h.buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -88,14 +134,43 @@ impl Metrics {
             .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    pub fn store_error(&self, operation: &'static str) {
-        if let Some(i) = OPERATIONS.iter().position(|o| *o == operation) {
-            self.store_errors[i].fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn store_error(&self, operation: StoreOperation) {
+        self.store_errors[operation as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request answered 503 `store_unavailable`: the signal operators page on, counted apart
+    /// from the generic 5xx (which also holds `overloaded`, `upstream_error`…).
+    pub fn store_unavailable(&self) {
+        self.store_unavailable.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn increment_stored(&self) {
         self.increments.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Everything counted so far, for reporting differences over an interval.
+    pub fn totals(&self, connections: ConnectionGauges) -> Totals {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let routes = std::array::from_fn(|r| {
+            let mut classes = [0; 5];
+            for (slot, n) in self.requests[r].iter().enumerate().take(STATUS_SLOTS - 1) {
+                classes[slot / 100] += load(n);
+            }
+            let h = &self.latency[r];
+            RouteTotals {
+                classes,
+                latency: LatencyCounts {
+                    buckets: h.buckets.each_ref().map(load),
+                    count: load(&h.count),
+                },
+            }
+        });
+        Totals {
+            routes,
+            store_unavailable: load(&self.store_unavailable),
+            increments: load(&self.increments),
+            connections,
+        }
     }
 
     pub fn render(&self, connections: ConnectionGauges) -> String {
@@ -107,16 +182,17 @@ impl Metrics {
             "counter",
             "HTTP requests answered, by route and status.",
         );
-        for (route, row) in ROUTES.iter().zip(&self.requests) {
-            for (i, n) in row.iter().enumerate() {
+        for (route, row) in Route::ALL.iter().zip(&self.requests) {
+            let route = route.label();
+            for (slot, n) in row.iter().enumerate() {
                 let n = load(n);
                 if n == 0 {
                     continue;
                 }
-                let status = if i == STATUSES.len() - 1 {
+                let status = if slot == STATUS_SLOTS - 1 {
                     "other".to_owned()
                 } else {
-                    STATUSES[i].to_string()
+                    (slot + 100).to_string()
                 };
                 let _ = writeln!(
                     out,
@@ -130,7 +206,8 @@ impl Metrics {
             "histogram",
             "Time from a complete request to its response, by route.",
         );
-        for (route, h) in ROUTES.iter().zip(&self.latency) {
+        for (route, h) in Route::ALL.iter().zip(&self.latency) {
+            let route = route.label();
             let count = load(&h.count);
             if count == 0 {
                 continue;
@@ -163,13 +240,25 @@ impl Metrics {
             "counter",
             "Store operations that failed, by operation.",
         );
-        for (op, n) in OPERATIONS.iter().zip(&self.store_errors) {
+        for (op, n) in StoreOperation::ALL.iter().zip(&self.store_errors) {
             let _ = writeln!(
                 out,
-                "hello_store_errors_total{{operation=\"{op}\"}} {}",
+                "hello_store_errors_total{{operation=\"{}\"}} {}",
+                op.label(),
                 load(n)
             );
         }
+        header(
+            &mut out,
+            "hello_store_unavailable_total",
+            "counter",
+            "Requests answered 503 store_unavailable.",
+        );
+        let _ = writeln!(
+            out,
+            "hello_store_unavailable_total {}",
+            load(&self.store_unavailable)
+        );
         header(
             &mut out,
             "hello_increments_total",
@@ -214,6 +303,91 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// The counters at one instant; [`Totals::since`] turns two of them into one interval's worth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Totals {
+    /// Indexed by `Route as usize`.
+    pub routes: [RouteTotals; Route::ALL.len()],
+    pub store_unavailable: u64,
+    pub increments: u64,
+    /// `open` is a gauge (its value now); `refused` a counter like the others.
+    pub connections: ConnectionGauges,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteTotals {
+    /// Requests by status class: `classes[0]` holds 1xx … `classes[4]` holds 5xx.
+    pub classes: [u64; 5],
+    pub latency: LatencyCounts,
+}
+
+/// A latency histogram's counts: per bucket of [`BUCKETS`] (not cumulative), and in all
+/// (which also holds those above the last bound).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyCounts {
+    pub buckets: [u64; BUCKETS.len()],
+    pub count: u64,
+}
+
+impl Totals {
+    /// What was counted after `earlier` up to `self`; the open-connection gauge is `self`'s.
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            routes: std::array::from_fn(|r| self.routes[r].since(&earlier.routes[r])),
+            store_unavailable: self
+                .store_unavailable
+                .saturating_sub(earlier.store_unavailable),
+            increments: self.increments.saturating_sub(earlier.increments),
+            connections: ConnectionGauges {
+                open: self.connections.open,
+                refused: self
+                    .connections
+                    .refused
+                    .saturating_sub(earlier.connections.refused),
+            },
+        }
+    }
+
+    pub fn route(&self, route: Route) -> &RouteTotals {
+        &self.routes[route as usize]
+    }
+}
+
+impl RouteTotals {
+    fn since(&self, earlier: &RouteTotals) -> RouteTotals {
+        RouteTotals {
+            classes: std::array::from_fn(|i| self.classes[i].saturating_sub(earlier.classes[i])),
+            latency: LatencyCounts {
+                buckets: std::array::from_fn(|i| {
+                    self.latency.buckets[i].saturating_sub(earlier.latency.buckets[i])
+                }),
+                count: self.latency.count.saturating_sub(earlier.latency.count),
+            },
+        }
+    }
+}
+
+impl LatencyCounts {
+    /// Estimates the `q` quantile (0 to 1) in seconds as Prometheus' `histogram_quantile` does:
+    /// linearly within the bucket that holds the rank (from 0 in the first); above the last
+    /// bound, that bound. `None` without requests. Its error is at most the bucket's width.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let (mut below, mut lower) = (0u64, 0.0);
+        for (n, upper) in self.buckets.iter().zip(BUCKETS) {
+            if *n > 0 && (below + n) as f64 >= rank {
+                return Some(lower + (upper - lower) * (rank - below as f64) / *n as f64);
+            }
+            below += n;
+            lower = upper;
+        }
+        Some(lower)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,10 +395,11 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative() {
         let m = Metrics::new();
-        m.request(1, 200, Duration::from_micros(300));
-        m.request(1, 200, Duration::from_millis(30));
-        m.request(1, 503, Duration::from_secs(10));
-        m.request(6, 299, Duration::from_secs(1));
+        m.request(Route::Hello, 200, Duration::from_micros(300));
+        m.request(Route::Hello, 200, Duration::from_millis(30));
+        m.request(Route::Hello, 503, Duration::from_secs(20));
+        m.request(Route::Other, 301, Duration::from_secs(1));
+        m.request(Route::Other, 999, Duration::from_secs(1));
         let text = m.render(ConnectionGauges::default());
         assert!(
             text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"200\"} 2\n")
@@ -232,13 +407,62 @@ mod tests {
         assert!(
             text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"503\"} 1\n")
         );
+        assert!(text.contains("hello_http_requests_total{route=\"other\",status=\"301\"} 1\n"));
         assert!(text.contains("hello_http_requests_total{route=\"other\",status=\"other\"} 1\n"));
         assert!(text.contains("route=\"/hello/{name}\",le=\"0.0005\"} 1\n"));
         assert!(text.contains("route=\"/hello/{name}\",le=\"0.05\"} 2\n"));
-        assert!(text.contains("route=\"/hello/{name}\",le=\"2.5\"} 2\n"));
+        assert!(text.contains("route=\"/hello/{name}\",le=\"10\"} 2\n"));
         assert!(text.contains("route=\"/hello/{name}\",le=\"+Inf\"} 3\n"));
         assert!(
             text.contains("hello_http_request_duration_seconds_count{route=\"/hello/{name}\"} 3\n")
         );
+    }
+
+    #[test]
+    fn totals_count_status_classes_and_differences_over_an_interval() {
+        let m = Metrics::new();
+        let gauges = |open, refused| ConnectionGauges { open, refused };
+        m.request(Route::Hello, 200, Duration::from_millis(1));
+        m.store_unavailable();
+        let before = m.totals(gauges(3, 1));
+        m.request(Route::Hello, 200, Duration::from_millis(1));
+        m.request(Route::Hello, 404, Duration::from_millis(1));
+        m.request(Route::Hello, 503, Duration::from_millis(1));
+        m.request(Route::Counts, 301, Duration::from_millis(1));
+        // Outside 100–599: in the `other` series of /metrics, in no class.
+        m.request(Route::Counts, 999, Duration::from_millis(1));
+        m.increment_stored();
+        let interval = m.totals(gauges(2, 4)).since(&before);
+        assert_eq!(interval.route(Route::Hello).classes, [0, 1, 0, 1, 1]);
+        assert_eq!(interval.route(Route::Hello).latency.count, 3);
+        assert_eq!(interval.route(Route::Counts).classes, [0, 0, 1, 0, 0]);
+        assert_eq!(interval.route(Route::Counts).latency.count, 2);
+        assert_eq!(interval.route(Route::Root), &RouteTotals::default());
+        assert_eq!(interval.store_unavailable, 0);
+        assert_eq!(interval.increments, 1);
+        assert_eq!(interval.connections, gauges(2, 3));
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_that_holds_the_rank() {
+        let counts = |pairs: &[(usize, u64)], above: u64| {
+            let mut c = LatencyCounts::default();
+            for (bucket, n) in pairs {
+                c.buckets[*bucket] = *n;
+            }
+            c.count = c.buckets.iter().sum::<u64>() + above;
+            c
+        };
+        assert_eq!(LatencyCounts::default().quantile(0.5), None);
+        // 100 requests in (0, 0.5 ms]: the median is estimated at 0.25 ms.
+        let fast = counts(&[(0, 100)], 0);
+        assert!((fast.quantile(0.5).unwrap() - 0.00025).abs() < 1e-12);
+        // 98 fast ones and 2 in (100 ms, 250 ms]: p99 is halfway into the slow bucket.
+        let tail = counts(&[(0, 98), (8, 2)], 0);
+        assert!((tail.quantile(0.99).unwrap() - 0.175).abs() < 1e-9);
+        assert!(tail.quantile(0.5).unwrap() <= 0.0005);
+        // Above the last bound, the estimate stays at that bound.
+        let beyond = counts(&[(0, 1)], 9);
+        assert_eq!(beyond.quantile(0.99), Some(10.0));
     }
 }

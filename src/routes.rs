@@ -1,6 +1,9 @@
-//! Method and path to handler, and the one JSON error type every failure becomes.
+//! Method and path to handler, and the one JSON error type every failure becomes. Non-canonical
+//! paths are redirected to their clean form, as the original's router did; every answer says
+//! how caches may keep it.
 
 use std::fmt;
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -9,17 +12,18 @@ use serde::Serialize;
 use crate::app::App;
 use crate::counts::{Listing, Paging, PagingError};
 use crate::hello::{greeting, Name, NameError};
-use crate::http::{Rejection, Request, Response};
-use crate::metrics::{self, ConnectionGauges};
+use crate::http::{negotiate, path, BodySource, Rejection, Request, Response};
+use crate::metrics::{self, ConnectionGauges, StoreOperation};
 use crate::store::StoreError;
 
 const JSON: &str = "application/json";
+const TEXT_TYPE: &str = "text/plain";
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    Root = 0,
+    Root,
     Hello,
     Counts,
     Health,
@@ -28,14 +32,21 @@ pub enum Route {
 }
 
 impl Route {
-    /// The route's index in [`metrics::ROUTES`].
-    fn index(self) -> usize {
-        self as usize
+    /// What the route's requests are counted under.
+    fn metric(self) -> metrics::Route {
+        match self {
+            Route::Root => metrics::Route::Root,
+            Route::Hello => metrics::Route::Hello,
+            Route::Counts => metrics::Route::Counts,
+            Route::Health => metrics::Route::Health,
+            Route::Cluster => metrics::Route::Cluster,
+            Route::Metrics => metrics::Route::Metrics,
+        }
     }
 
     /// The route's pattern, also its metrics label.
     pub fn label(self) -> &'static str {
-        metrics::ROUTES[self.index()]
+        self.metric().label()
     }
 
     /// `/hello` changes state, so it does not answer HEAD.
@@ -66,17 +77,50 @@ pub fn resolve(path: &str) -> Option<(Route, &str)> {
     Some((route, ""))
 }
 
-/// The index in [`metrics::ROUTES`] under which a request to `path` is counted.
-pub fn metrics_index(path: &str) -> usize {
-    resolve(path).map_or(metrics::ROUTES.len() - 1, |(route, _)| route.index())
+/// What a request to `path` is counted under.
+pub fn metrics_route(path: &str) -> metrics::Route {
+    resolve(path).map_or(metrics::Route::Other, |(route, _)| route.metric())
 }
+
+/// How long a cache may keep what does not change while the process runs: the welcome text,
+/// and where a non-canonical path leads.
+const STATIC: &str = "max-age=3600";
+/// Counts, health and metrics are live; `/hello` changes state; errors are of the moment.
+const LIVE: &str = "no-store";
 
 pub fn dispatch(app: &App, request: &Request<'_>) -> Response {
-    handle(app, request).unwrap_or_else(ApiError::into_response)
+    let clean = path::clean(request.path);
+    if clean != request.path && matches!(request.method, "GET" | "HEAD") {
+        return redirect(&clean, request.query);
+    }
+    let route = resolve(&clean);
+    let response = handle(app, request, route).unwrap_or_else(ApiError::into_response);
+    match route {
+        // The answer depends on `Accept`, whatever it is (errors included, for simplicity of
+        // caches' keys).
+        Some((Route::Hello, _)) => response.with_header("Vary", "Accept"),
+        _ => response,
+    }
 }
 
-fn handle(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
-    let Some((route, segment)) = resolve(request.path) else {
+/// 301 to the canonical path, with the query kept; nothing else happens.
+fn redirect(clean: &str, query: Option<&str>) -> Response {
+    let location = match query {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean.to_owned(),
+    };
+    let body = serde_json::json!({ "location": location }).to_string();
+    Response::new(301, JSON, body)
+        .with_header("Location", location)
+        .with_header("Cache-Control", STATIC)
+}
+
+fn handle(
+    app: &App,
+    request: &Request<'_>,
+    route: Option<(Route, &str)>,
+) -> Result<Response, ApiError> {
+    let Some((route, segment)) = route else {
         return Err(ApiError::new(
             404,
             "not_found",
@@ -103,26 +147,31 @@ fn handle(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
             )
         });
     }
-    match route {
-        Route::Root => Ok(Response::new(200, TEXT, "Welcome to the Hello Service")),
-        Route::Hello => hello(app, segment, request),
-        Route::Counts => counts(app, request),
-        Route::Health => Ok(json_response(200, &app.monitor.node_health())),
+    let response = match route {
+        Route::Root => Response::new(200, TEXT, "Welcome to the Hello Service")
+            .with_header("Cache-Control", STATIC),
+        Route::Hello => hello(app, segment, request)?,
+        Route::Counts => counts(app, request)?,
+        Route::Health => json_response(200, &app.monitor.node_health()),
         Route::Cluster => {
             let health = app.cluster.health(&app.monitor).map_err(|e| {
                 log::error!("cluster discovery failed: {e}");
                 ApiError::new(502, "upstream_error", e.to_string())
             })?;
-            Ok(json_response(200, &health))
+            json_response(200, &health)
         }
         Route::Metrics => {
             let gauges = ConnectionGauges {
                 open: app.connections.open.load(Ordering::Relaxed),
                 refused: app.connections.refused.load(Ordering::Relaxed),
             };
-            Ok(Response::new(200, PROMETHEUS, app.metrics.render(gauges)))
+            Response::new(200, PROMETHEUS, app.metrics.render(gauges))
         }
-    }
+    };
+    Ok(match route {
+        Route::Root => response,
+        _ => response.with_header("Cache-Control", LIVE),
+    })
 }
 
 fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, ApiError> {
@@ -130,10 +179,10 @@ fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, Ap
     let count = app
         .store
         .increment(name.as_str())
-        .map_err(|e| store_failure(app, "increment", e))?;
+        .map_err(|e| store_failure(app, StoreOperation::Increment, e))?;
     app.metrics.increment_stored();
     let message = greeting(&name);
-    if accepts_json(request) {
+    if negotiate::choose(request.header_values("accept"), &[TEXT_TYPE, JSON]) == JSON {
         #[derive(Serialize)]
         struct Greeting<'a> {
             message: &'a str,
@@ -155,38 +204,37 @@ fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, Ap
 
 fn counts(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
     let paging = Paging::from_query(request.query)?;
-    let listing = Listing::start(Arc::clone(&app.store), paging)
-        .map_err(|e| store_failure(app, "range", e))?;
-    Ok(Response::stream(
-        200,
-        JSON,
-        Box::new(move |out| {
-            let result = listing.write_json(out);
-            if let Err(e) = &result {
-                log::error!("counts listing aborted mid-response: {e}");
-            }
-            result
-        }),
-    ))
+    let permit = app.listings.enter().ok_or_else(|| {
+        ApiError::new(
+            503,
+            "overloaded",
+            "too many listings are being read right now; try again later",
+        )
+    })?;
+    let listing = Listing::start(Arc::clone(&app.store), paging, permit)
+        .map_err(|e| store_failure(app, StoreOperation::Range, e))?;
+    Ok(Response::stream(200, JSON, Box::new(ListingBody(listing))))
 }
 
-fn store_failure(app: &App, operation: &'static str, e: StoreError) -> ApiError {
+/// A listing as a response body.
+struct ListingBody(Listing);
+
+impl BodySource for ListingBody {
+    fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        self.0.fill(out).map_err(|e| {
+            log::error!("counts listing aborted mid-response: {e}");
+            io::Error::other(e)
+        })
+    }
+}
+
+fn store_failure(app: &App, operation: StoreOperation, e: StoreError) -> ApiError {
     app.metrics.store_error(operation);
-    log::error!("store {operation} failed: {e}");
+    if let StoreError::Unavailable(_) = e {
+        app.metrics.store_unavailable();
+    }
+    log::error!("store {} failed: {e}", operation.label());
     ApiError::from(e)
-}
-
-/// Whether the client listed `application/json` among the media types it accepts.
-fn accepts_json(request: &Request<'_>) -> bool {
-    let Some(accept) = request.header("accept") else {
-        return false;
-    };
-    String::from_utf8_lossy(accept).split(',').any(|range| {
-        range
-            .split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON))
-    })
 }
 
 fn json_response(status: u16, value: &impl serde::Serialize) -> Response {
@@ -241,7 +289,11 @@ impl ApiError {
                 message: &self.message,
             },
         };
-        let mut response = json_response(self.status, &body);
+        let mut response = json_response(self.status, &body).with_header("Cache-Control", LIVE);
+        if self.status == 503 {
+            // Overload and an unreachable store pass; a second is a sensible first wait.
+            response = response.with_header("Retry-After", "1");
+        }
         if let Some(allow) = self.allow {
             response = response.with_header("Allow", allow);
         }
@@ -331,17 +383,12 @@ mod tests {
         assert_eq!(resolve("/hello"), None);
         assert_eq!(resolve("/health/cluster"), Some((Route::Cluster, "")));
         assert_eq!(resolve("/counts/"), None);
-        assert_eq!(
-            metrics::ROUTES[metrics_index("/hello/anything")],
-            "/hello/{name}"
-        );
-        assert_eq!(
-            metrics::ROUTES[metrics_index("/health/cluster")],
-            "/health/cluster"
-        );
-        assert_eq!(metrics::ROUTES[metrics_index("/")], "/");
-        assert_eq!(metrics::ROUTES[metrics_index("/metrics")], "/metrics");
-        assert_eq!(metrics::ROUTES[metrics_index("/counts")], "/counts");
-        assert_eq!(metrics::ROUTES[metrics_index("/nope")], "other");
+        assert_eq!(metrics_route("/hello/anything"), metrics::Route::Hello);
+        assert_eq!(metrics_route("/health/cluster"), metrics::Route::Cluster);
+        assert_eq!(metrics_route("/"), metrics::Route::Root);
+        assert_eq!(metrics_route("/metrics"), metrics::Route::Metrics);
+        assert_eq!(metrics_route("/counts"), metrics::Route::Counts);
+        assert_eq!(metrics_route("/nope"), metrics::Route::Other);
+        assert_eq!(Route::Cluster.label(), "/health/cluster");
     }
 }

@@ -271,22 +271,26 @@ fn oversized_and_malformed_requests_are_refused() {
     assert!(String::from_utf8_lossy(&garbage).starts_with("HTTP/1.1 400 "));
     let h2 = s.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
     assert!(String::from_utf8_lossy(&h2).starts_with("HTTP/1.1 505 "));
-    let chunked = s.raw(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
-    assert!(String::from_utf8_lossy(&chunked).starts_with("HTTP/1.1 501 "));
-    let huge_body = s.raw(b"GET / HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n");
+    let gzip = s.raw(b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    assert!(String::from_utf8_lossy(&gzip).starts_with("HTTP/1.1 501 "));
+    let huge_body = s.raw(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
     assert!(String::from_utf8_lossy(&huge_body).starts_with("HTTP/1.1 413 "));
     // The server is still fine.
     assert_eq!(s.get("/").status, 200);
 }
 
 #[test]
-fn a_body_on_get_is_read_and_skipped() {
+fn bodies_of_either_framing_are_read_and_skipped() {
     let s = Service::start(&[]);
     let mut conn = Conn::open(s.addr);
     conn.send_raw(
-        b"GET /hello/Body HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+        b"GET /hello/Body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          POST /hello/Chunks HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5;x=y\r\nhello\r\n0\r\nTrailer: 1\r\n\r\n\
+          GET / HTTP/1.1\r\nHost: t\r\n\r\n",
     );
     assert_eq!(conn.response(false).text(), r#"Hello, "Body""#);
+    conn.response(false).assert_error(405, "method_not_allowed");
     assert_eq!(conn.response(false).text(), "Welcome to the Hello Service");
 }
 

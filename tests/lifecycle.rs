@@ -54,7 +54,7 @@ fn hello_once(addr: SocketAddr, name: &str) -> Result<Option<u16>, ()> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let req = format!("GET /hello/{name} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let req = format!("GET /hello/{name} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     if stream.write_all(req.as_bytes()).is_err() {
         return Ok(None);
     }

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Redis, Service};
+use std::time::Duration;
+
+use common::{wait_until, Redis, Service};
 
 const PARSE: &str = r#"
 import sys, json
@@ -70,8 +72,19 @@ fn metrics_parse_and_count_requests_latency_and_store_errors() {
     redis.kill();
     assert_eq!(s.get("/hello/Down").status, 503);
 
-    // An exchange is recorded just after its response is written: give the last one a moment.
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // An exchange is recorded just after its response is written: wait until the last ones are.
+    let recorded = [
+        "hello_http_requests_total{route=\"/hello/{name}\",status=\"503\"} 1",
+        "hello_http_requests_total{route=\"other\",status=\"404\"} 1",
+    ];
+    wait_until(
+        "the 503 and the 404 in /metrics",
+        Duration::from_secs(5),
+        || {
+            let text = s.get("/metrics").text();
+            recorded.iter().all(|line| text.contains(line))
+        },
+    );
     let r = s.get("/metrics");
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -97,6 +110,10 @@ fn metrics_parse_and_count_requests_latency_and_store_errors() {
     );
     let increment = serde_json::json!({"operation": "increment"});
     assert_eq!(sample(&m, "hello_store_errors_total", increment), 1.0);
+    assert_eq!(
+        sample(&m, "hello_store_unavailable_total", serde_json::json!({})),
+        1.0
+    );
     assert_eq!(
         sample(&m, "hello_increments_total", serde_json::json!({})),
         3.0

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use common::aws::venv_bin;
 use common::{Redis, Service};
+use hello::metrics::Route;
 
 fn spec_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.yaml")
@@ -25,10 +26,10 @@ fn the_description_lists_exactly_the_served_routes() {
         .filter(|l| l.starts_with("  /") && l.ends_with(':'))
         .map(|l| l.trim().trim_end_matches(':'))
         .collect();
-    let served: BTreeSet<&str> = hello::metrics::ROUTES
+    let served: BTreeSet<&str> = Route::ALL
         .iter()
-        .copied()
-        .filter(|r| *r != "other")
+        .filter(|r| **r != Route::Other)
+        .map(|r| r.label())
         .collect();
     assert_eq!(documented, served);
 }

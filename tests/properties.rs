@@ -1,4 +1,4 @@
-//! Property tests over the pure parts that see untrusted input: the request framer, the name
+//! Property tests over the pure parts that see untrusted input: the connection core, the name
 //! decoder and Go quoting, the AWS XML parsers, the SigV4 canonicaliser and the Redis reply
 //! reader. `make fuzz` runs
 //! them with many more cases (PROPTEST_CASES); a failure is kept in
@@ -9,41 +9,121 @@ use proptest::prelude::*;
 use hello::aws::sigv4::{canonical_query, canonical_uri};
 use hello::aws::{ec2, elb, xml};
 use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
-use hello::http::{frame, Framing, Limits};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hello::http::conn::{Conn, Event, Settings};
+use hello::http::{Limits, Response};
 use hello::store::resp::{read_reply, Reply, ServerError};
 
 fn limits() -> Limits {
     Limits::default()
 }
 
+/// Drives a connection over `pieces` the way the server does, answering every request with
+/// 200; returns the paths requested, the bytes sent back, and the most heap it held.
+fn converse(pieces: &[&[u8]]) -> (Vec<String>, Vec<u8>, usize) {
+    let settings = Arc::new(Settings {
+        limits: limits(),
+        request_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
+        write_timeout: Duration::from_secs(10),
+    });
+    let now = Instant::now();
+    let mut conn = Conn::new(settings, "127.0.0.1:1".parse().unwrap(), now);
+    let (mut paths, mut out, mut most) = (Vec::new(), Vec::new(), 0);
+    let mut pieces = pieces.iter();
+    let mut pending: &[u8] = &[];
+    loop {
+        most = most.max(conn.buffered());
+        let response = match conn.poll(now) {
+            Event::Request(r) => {
+                paths.push(r.path.to_owned());
+                Response::new(200, "text/plain", "ok")
+            }
+            Event::Refuse(_) => Response::new(400, "text/plain", "no"),
+            Event::Send(bytes) => {
+                let n = bytes.len();
+                out.extend_from_slice(bytes);
+                conn.sent(n, now);
+                continue;
+            }
+            Event::Answered(_) => continue,
+            Event::Read => {
+                if pending.is_empty() {
+                    match pieces.next() {
+                        Some(p) => pending = p,
+                        None => return (paths, out, most),
+                    }
+                }
+                let n = conn.read_room().min(pending.len());
+                conn.receive(&pending[..n], now);
+                pending = &pending[n..];
+                continue;
+            }
+            Event::Close => return (paths, out, most),
+        };
+        conn.respond(response, now, false);
+    }
+}
+
 proptest! {
     #[test]
-    fn framing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..20_000)) {
-        let _ = frame(&bytes, &limits());
+    fn connections_never_panic_nor_hold_more_than_a_head(
+        bytes in proptest::collection::vec(any::<u8>(), 0..20_000),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        at.sort();
+        let mut pieces = Vec::new();
+        let mut from = 0;
+        for cut in at {
+            pieces.push(&bytes[from..cut]);
+            from = cut;
+        }
+        pieces.push(&bytes[from..]);
+        let (_, _, most) = converse(&pieces);
+        prop_assert!(most <= 2 * limits().head + 4096, "held {} bytes", most);
     }
 
     #[test]
-    fn a_request_split_anywhere_is_partial_until_whole(
+    fn a_request_split_anywhere_is_answered_once(
         path in "/[a-zA-Z0-9%._~-]{0,40}",
         headers in proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,30}"), 0..8),
         body in proptest::collection::vec(any::<u8>(), 0..64),
+        chunked in any::<bool>(),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut request = format!("GET {path} HTTP/1.1\r\n");
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n");
         for (n, v) in &headers {
-            if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding") {
+            let framing = ["content-length", "transfer-encoding", "host", "connection", "expect"];
+            if framing.iter().any(|f| n.eq_ignore_ascii_case(f)) {
                 continue;
             }
             request.push_str(&format!("{n}: {}\r\n", v.trim()));
         }
-        request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let head = request.len();
-        let mut bytes = request.into_bytes();
-        bytes.extend_from_slice(&body);
-        let whole = frame(&bytes, &limits());
-        prop_assert_eq!(whole, Ok(Framing::Complete { head, body: body.len() }));
+        let mut bytes = if chunked {
+            request.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            let mut b = request.into_bytes();
+            for piece in body.chunks(7) {
+                b.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                b.extend_from_slice(piece);
+                b.extend_from_slice(b"\r\n");
+            }
+            b.extend_from_slice(b"0\r\n\r\n");
+            b
+        } else {
+            request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            let mut b = request.into_bytes();
+            b.extend_from_slice(&body);
+            b
+        };
+        bytes.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: test\r\n\r\n");
         let cut = cut.index(bytes.len());
-        prop_assert_eq!(frame(&bytes[..cut], &limits()), Ok(Framing::Partial));
+        let (paths, out, _) = converse(&[&bytes[..cut], &bytes[cut..]]);
+        prop_assert_eq!(paths, vec![path.clone(), "/next".to_owned()]);
+        let text = String::from_utf8_lossy(&out);
+        prop_assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2);
     }
 
     #[test]

@@ -239,7 +239,9 @@ fn s3_sigterm_under_load() {
                         let started = Instant::now();
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                         if stream
-                            .write_all(b"GET /hello/term HTTP/1.1\r\nConnection: close\r\n\r\n")
+                            .write_all(
+                                b"GET /hello/term HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                            )
                             .is_err()
                         {
                             tally.record(None, started.elapsed());
@@ -381,39 +383,42 @@ fn s5_slowloris_and_slow_readers() {
 #[ignore]
 fn s6_oversized_and_malformed_requests() {
     let s = Service::start(&[]);
-    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100_000));
-    let huge_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(100_000));
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(100_000));
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+        "b".repeat(100_000)
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("huge request line", long.into_bytes(), "414"),
         ("huge header", huge_header.into_bytes(), "431"),
         (
             "invalid UTF-8 name",
-            b"GET /hello/%ff%fe HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /hello/%ff%fe HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "NUL in name",
-            b"GET /hello/a%00b HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /hello/a%00b HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "bad percent-encoding",
-            b"GET /hello/%zz HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /hello/%zz HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "absurd limit",
-            b"GET /counts?limit=99999999999999999999999 HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /counts?limit=99999999999999999999999 HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "negative offset",
-            b"GET /counts?offset=-5 HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET /counts?offset=-5 HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "400",
         ),
         (
             "unknown method",
-            b"BREW /counts HTTP/1.1\r\n\r\n".to_vec(),
+            b"BREW /counts HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             "405",
         ),
         ("HTTP/0.9", b"GET /\r\n\r\n".to_vec(), "400"),
@@ -429,17 +434,38 @@ fn s6_oversized_and_malformed_requests() {
         ),
         (
             "body on GET",
-            b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
             "200",
         ),
         (
             "chunked body",
-            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+            "200",
+        ),
+        (
+            "gzip coding",
+            b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(),
             "501",
         ),
         (
+            "length and chunked",
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            "400",
+        ),
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), "400"),
+        (
+            "two Hosts",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "blank lines, then a long line",
+            format!("\r\nGET /hello/{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(12_200)).into_bytes(),
+            "414",
+        ),
+        (
             "two lengths",
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
             "400",
         ),
     ];
@@ -565,7 +591,7 @@ fn s9_open_file_exhaustion() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let log = std::env::temp_dir().join(format!("hello-nofile-{port}.log"));
     let mut child = Command::new("prlimit")
-        .args(["--nofile=48:48", "--", env!("CARGO_BIN_EXE_hello")])
+        .args(["--nofile=48:48", "--", &common::binary()])
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("HTTP_WORKERS", "4")
@@ -807,6 +833,263 @@ fn s12_hundred_concurrent_cluster_requests_on_16_nodes() {
     assert_eq!(tally.ok, 100);
     assert!(all_in < Duration::from_secs(4), "{all_in:?}");
     assert!(peak < 100, "{peak} threads");
+}
+
+/// A normal client asking `path` on one keep-alive connection until `stop`.
+fn normal_client(addr: SocketAddr, path: &str, stop: &AtomicBool) -> Tally {
+    let mut tally = Tally::default();
+    let mut conn = Conn::open(addr);
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let status = conn.try_response_to(path).map(|r| r.status).ok();
+        if status.is_none() {
+            conn = Conn::open(addr);
+        }
+        tally.record(status, t.elapsed());
+        thread::sleep(Duration::from_millis(10));
+    }
+    tally
+}
+
+/// A trickling client: its connection, when it started, how much of the rest it sent, and the
+/// status and time it was answered (or cut off) after.
+type Trickler = (TcpStream, Instant, usize, Option<(Option<u16>, Duration)>);
+
+/// Clients that each send `prefix` at once, then the rest of a request a byte every `every`,
+/// until the server answers or closes, or `give_up` has passed. Returns, per client, the status
+/// answered (if any) and the time from its first byte; and the server's peak RSS meanwhile.
+fn trickling_clients(
+    s: &Service,
+    clients: usize,
+    prefix: &[u8],
+    rest: &[u8],
+    every: Duration,
+    give_up: Duration,
+) -> (Vec<(Option<u16>, Duration)>, u64) {
+    let mut conns: Vec<Trickler> = (0..clients)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            let started = Instant::now();
+            c.write_all(prefix).unwrap();
+            c.set_nonblocking(true).unwrap();
+            (c, started, 0, None)
+        })
+        .collect();
+    let mut peak_rss = 0;
+    let mut last_byte = Instant::now();
+    let began = Instant::now();
+    while conns.iter().any(|c| c.3.is_none()) && began.elapsed() < give_up {
+        let send = last_byte.elapsed() >= every;
+        if send {
+            last_byte = Instant::now();
+        }
+        for (c, started, sent, outcome) in conns.iter_mut().filter(|c| c.3.is_none()) {
+            let mut head = [0u8; 12];
+            match c.read(&mut head) {
+                Ok(0) => *outcome = Some((None, started.elapsed())),
+                Ok(n) => {
+                    let status = std::str::from_utf8(head.get(9..12.min(n)).unwrap_or_default())
+                        .ok()
+                        .and_then(|s| s.parse().ok());
+                    *outcome = Some((status, started.elapsed()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if send && *sent < rest.len() {
+                        if c.write_all(&rest[*sent..*sent + 1]).is_err() {
+                            *outcome = Some((None, started.elapsed()));
+                        }
+                        *sent += 1;
+                    }
+                }
+                Err(_) => *outcome = Some((None, started.elapsed())),
+            }
+        }
+        peak_rss = peak_rss.max(threads_and_rss(s.pid()).1);
+        thread::sleep(Duration::from_millis(20));
+    }
+    let outcomes = conns
+        .into_iter()
+        .map(|c| c.3.unwrap_or((None, c.1.elapsed())))
+        .collect();
+    (outcomes, peak_rss)
+}
+
+fn trickle_row(
+    scenario: &str,
+    s: &Service,
+    outcomes: &[(Option<u16>, Duration)],
+    before_kb: u64,
+    peak_kb: u64,
+    side: Tally,
+) {
+    let mut tally = Tally::default();
+    for (status, after) in outcomes {
+        tally.record(*status, *after);
+    }
+    tally.row(
+        scenario,
+        None,
+        &format!(
+            "latency = cut off after first byte; {} answered 408, {} no answer; RSS {} -> {} MB; meanwhile /health {}/{} ok, p99 {:.2?}",
+            outcomes.iter().filter(|o| o.0 == Some(408)).count(),
+            outcomes.iter().filter(|o| o.0.is_none()).count(),
+            before_kb / 1024,
+            peak_kb / 1024,
+            side.ok,
+            side.sent,
+            side.percentile(0.99),
+        ),
+    );
+    assert_eq!(side.ok, side.sent, "{scenario}: /health failed meanwhile");
+    let _ = s;
+}
+
+#[test]
+#[ignore]
+fn t1_trickled_heads() {
+    let s = Service::start(&[("HTTP_REQUEST_TIMEOUT_MS", "2000")]);
+    let before = threads_and_rss(s.pid()).1;
+    let stop = AtomicBool::new(false);
+    let (outcomes, peak, side) = thread::scope(|scope| {
+        let side = scope.spawn(|| normal_client(s.addr, "/health", &stop));
+        let rest = b"ello/trickled HTTP/1.1\r\nHost: t\r\nX-Pad: 0123456789\r\n\r\n";
+        let (outcomes, peak) = trickling_clients(
+            &s,
+            200,
+            b"GET /h",
+            rest,
+            Duration::from_millis(500),
+            Duration::from_secs(15),
+        );
+        stop.store(true, Ordering::Relaxed);
+        (outcomes, peak, side.join().unwrap())
+    });
+    trickle_row(
+        "t1 trickled heads (200, 2 s)",
+        &s,
+        &outcomes,
+        before,
+        peak,
+        side,
+    );
+    for (status, after) in &outcomes {
+        assert!(
+            *after < Duration::from_millis(3500),
+            "cut off after {after:?} ({status:?})"
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn t2_trickled_bodies() {
+    let s = Service::start(&[("HTTP_REQUEST_TIMEOUT_MS", "5000")]);
+    let before = threads_and_rss(s.pid()).1;
+    let stop = AtomicBool::new(false);
+    let (outcomes, peak, side) = thread::scope(|scope| {
+        let side = scope.spawn(|| normal_client(s.addr, "/health", &stop));
+        let mut prefix =
+            b"GET /hello/body HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n".to_vec();
+        prefix.extend_from_slice(&[b'b'; 65_000]);
+        let (outcomes, peak) = trickling_clients(
+            &s,
+            1000,
+            &prefix,
+            &[b'b'; 536],
+            Duration::from_millis(1000),
+            Duration::from_secs(15),
+        );
+        stop.store(true, Ordering::Relaxed);
+        (outcomes, peak, side.join().unwrap())
+    });
+    trickle_row(
+        "t2 trickled bodies (1000, 5 s)",
+        &s,
+        &outcomes,
+        before,
+        peak,
+        side,
+    );
+    for (status, after) in &outcomes {
+        assert!(
+            *after < Duration::from_millis(7000),
+            "cut off after {after:?} ({status:?})"
+        );
+    }
+    assert!(peak - before < 64 * 1024, "RSS grew {} kB", peak - before);
+}
+
+#[test]
+#[ignore]
+fn t3_non_reading_listings() {
+    let redis = Redis::start();
+    let mut add = redis::cmd("ZADD");
+    add.arg(KEY);
+    for i in 0..200_000 {
+        add.arg(1).arg(format!("name-{i:06}"));
+    }
+    let _: () = add.query(&mut redis.connection()).unwrap();
+    let s = Service::with_redis(&redis);
+    let stalled: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let c = TcpStream::connect(s.addr).unwrap();
+            rustix::net::sockopt::set_socket_recv_buffer_size(&c, 4096).unwrap();
+            (&c).write_all(b"GET /counts HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let tally = thread::scope(|scope| {
+        let load = scope.spawn(|| hammer(s.addr, 4, &stop, "victim"));
+        thread::sleep(Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    let (threads, rss) = threads_and_rss(s.pid());
+    tally.row(
+        "t3 64 non-reading /counts",
+        Some(redis.total(KEY) - 200_000),
+        &format!(
+            "/hello from 4 clients meanwhile; 200,000 names; {threads} threads, RSS {} MB",
+            rss / 1024
+        ),
+    );
+    drop(stalled);
+    assert_eq!(tally.failed + tally.other + tally.unavailable, 0);
+    assert!(tally.percentile(0.99) < Duration::from_millis(100));
+}
+
+#[test]
+#[ignore]
+fn t4_idle_connections_after_large_bodies() {
+    let s = Service::start(&[]);
+    let mut warm = Conn::open(s.addr);
+    assert_eq!(warm.get("/").status, 200);
+    let before = threads_and_rss(s.pid()).1;
+    let body = vec![b'x'; 64 * 1024];
+    let mut tally = Tally::default();
+    let conns: Vec<Conn> = (0..1000)
+        .map(|_| {
+            let mut c = Conn::open(s.addr);
+            let t = Instant::now();
+            c.send_raw(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n");
+            c.send_raw(&body);
+            tally.record(c.try_response(false).map(|r| r.status).ok(), t.elapsed());
+            c
+        })
+        .collect();
+    let after = threads_and_rss(s.pid()).1;
+    tally.row(
+        "t4 1000 idle after 64 KiB bodies",
+        None,
+        &format!(
+            "RSS {before} kB -> {after} kB: {} B per idle connection",
+            after.saturating_sub(before) * 1024 / 1000
+        ),
+    );
+    drop(conns);
+    assert_eq!(tally.ok, 1000);
 }
 
 #[test]

@@ -1,14 +1,18 @@
-//! The HTTP/1.1 front: a readiness poller that holds idle and half-received connections, and a
-//! bounded pool of worker threads that run blocking handlers on complete requests. It knows
-//! nothing of the routes; the application plugs in through [`Handler`].
+//! The HTTP/1.1 front: a sans-I/O connection core ([`conn`], over [`request`] heads and
+//! [`body`] framing) and the server that drives it from a bounded pool of worker threads, which
+//! run blocking handlers on whole requests. It knows nothing of the routes; the application
+//! plugs in through [`Handler`].
 
-mod request;
+pub mod body;
+pub mod conn;
+pub mod negotiate;
+pub mod path;
+pub mod request;
 mod response;
 mod server;
-mod socket;
 
-pub use request::{frame, Framing, Limits, Request};
-pub use response::{Body, Response};
+pub use request::{Limits, Request, Version};
+pub use response::{Body, BodySource, Response};
 pub use server::{Server, ServerConfig, ShutdownHandle, Stats};
 
 use std::net::SocketAddr;
@@ -22,7 +26,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Renders a request the HTTP layer refused before it reached a route.
     fn reject(&self, rejection: Rejection) -> Response;
 
-    /// Called after each response (or refusal) was written, for access logs and metrics.
+    /// Called when each response (or refusal) is over, sent whole or abandoned, for access
+    /// logs and metrics.
     fn completed(&self, exchange: &Exchange<'_>);
 }
 
@@ -39,9 +44,10 @@ pub enum Rejection {
     HeadersTooLarge,
     /// The declared body is larger than the limit.
     PayloadTooLarge,
-    /// A feature of HTTP this server does not implement (e.g. chunked request bodies).
+    /// A feature of HTTP this server does not implement (e.g. a transfer coding other than
+    /// chunked).
     NotImplemented(&'static str),
-    /// Not HTTP/1.0 or HTTP/1.1.
+    /// An HTTP major version other than 1.
     VersionNotSupported,
     /// Too many open connections, or no file descriptors left.
     Overloaded,

@@ -1,24 +1,29 @@
-//! Recognising a complete request in a connection's buffer, under size limits, and the view of
-//! it that handlers get.
+//! Request heads: finding where one ends as its bytes arrive (under the size limits), parsing it
+//! once into spans over the connection's buffer, and deciding from its fields what RFC 9112
+//! says about its framing. The request line is parsed here, strictly, so that each fault is
+//! named; the header fields are parsed by `httparse`.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use super::Rejection;
 
-/// Most headers a request may have.
+/// Most header fields a request may have.
 const MAX_HEADERS: usize = 64;
+/// Empty lines tolerated before a request line (RFC 9112 §2.2 asks for at least one).
+const MAX_LEADING_EMPTY_LINES: usize = 4;
 
 /// Size limits on what a client may send.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest request line (method, target, version).
+    /// Longest request line, counted from the first byte of the request, so empty lines before
+    /// it count too.
     pub request_line: usize,
-    /// Largest request head: request line and headers.
+    /// Largest request head: request line and header fields.
     pub head: usize,
-    /// Largest body; the service has no route that reads one, so this only bounds what it
-    /// skips.
-    pub body: usize,
+    /// Largest body; no route reads one, so this only bounds what is thrown away.
+    pub body: u64,
 }
 
 impl Default for Limits {
@@ -31,294 +36,803 @@ impl Default for Limits {
     }
 }
 
-/// How far a buffer holds a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// More bytes are needed.
-    Partial,
-    /// The first `head + body` bytes are one request.
-    Complete { head: usize, body: usize },
+/// Finds the end of a head in a buffer that grows as bytes arrive, looking at each byte a
+/// constant number of times however the head is split.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeadScanner {
+    /// Bytes already searched for the end of the head.
+    scanned: usize,
+    /// Where the request line starts, once the empty lines before it are behind.
+    line_start: Option<usize>,
+    /// Where the request line ends (just past its LF), once seen.
+    line_end: Option<usize>,
 }
 
-/// Finds the first request in `buf`, or says why it can never be one.
-pub fn frame(buf: &[u8], limits: &Limits) -> Result<Framing, Rejection> {
-    let line_end = buf.iter().position(|&b| b == b'\n');
-    if line_end.map_or(buf.len(), |p| p + 1) > limits.request_line {
-        return Err(Rejection::UriTooLong);
-    }
-    let Some(head) = head_end(buf) else {
-        return if buf.len() >= limits.head {
-            Err(Rejection::HeadersTooLarge)
-        } else {
-            Ok(Framing::Partial)
+impl HeadScanner {
+    /// The length of the head at the front of `buf` once it is all there; `None` while more
+    /// bytes are needed; an error as soon as the bytes can no longer be a head within limits.
+    pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, Rejection> {
+        let line_start = match self.line_start {
+            Some(s) => s,
+            None => match leading_empty_lines(buf)? {
+                Some(s) => *self.line_start.insert(s),
+                None => return Ok(None),
+            },
         };
+        let line_end = match self.line_end {
+            Some(e) => e,
+            None => match buf[line_start..].iter().position(|&b| b == b'\n') {
+                Some(p) => *self.line_end.insert(line_start + p + 1),
+                None if buf.len() > limits.request_line => return Err(Rejection::UriTooLong),
+                None => return Ok(None),
+            },
+        };
+        if line_end > limits.request_line {
+            return Err(Rejection::UriTooLong);
+        }
+        // The head ends at the first empty line after the request line: LF then (CR)LF.
+        let from = self.scanned.saturating_sub(2).max(line_end - 1);
+        let mut end = None;
+        let mut i = from;
+        while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+            let nl = i + p;
+            match buf.get(nl + 1) {
+                Some(b'\n') => {
+                    end = Some(nl + 2);
+                    break;
+                }
+                Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => {
+                    end = Some(nl + 3);
+                    break;
+                }
+                _ => i = nl + 1,
+            }
+        }
+        match end {
+            Some(end) if end > limits.head => Err(Rejection::HeadersTooLarge),
+            Some(end) => Ok(Some(end)),
+            None if buf.len() > limits.head => Err(Rejection::HeadersTooLarge),
+            None => {
+                self.scanned = buf.len();
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Where the request line starts, past at most a few empty lines; `None` while that is unknown.
+fn leading_empty_lines(buf: &[u8]) -> Result<Option<usize>, Rejection> {
+    let mut at = 0;
+    for _ in 0..MAX_LEADING_EMPTY_LINES {
+        match &buf[at..] {
+            [] | [b'\r'] => return Ok(None),
+            [b'\r', b'\n', ..] => at += 2,
+            [b'\n', ..] => at += 1,
+            _ => return Ok(Some(at)),
+        }
+    }
+    match &buf[at..] {
+        [] | [b'\r'] => Ok(None),
+        [b'\r', b'\n', ..] | [b'\n', ..] => Err(Rejection::BadRequest(
+            "too many empty lines before the request line",
+        )),
+        _ => Ok(Some(at)),
+    }
+}
+
+/// The HTTP version a request is answered as. A higher 1.x minor version is answered as 1.1
+/// (RFC 9110 §2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// How the body of a request is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What the header fields say about the message around the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    pub body: BodyLength,
+    /// Whether the client asked to keep the connection open (HTTP/1.1 by default, HTTP/1.0
+    /// with `keep-alive`; `close` anywhere in any `Connection` field wins).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client may hold its body back until it hears from us.
+    pub expect_continue: bool,
+}
+
+/// A byte range of the head.
+type Span = Range<u32>;
+
+/// A parsed head: spans over the bytes it was parsed from, and its framing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes from the start of the buffer through the empty line that ends the head.
+    pub len: usize,
+    method: Span,
+    /// `None` for an absolute-form target with an empty path, which means `/`.
+    path: Option<Span>,
+    query: Option<Span>,
+    pub version: Version,
+    headers: Vec<(Span, Span)>,
+    pub framing: Framing,
+}
+
+impl Head {
+    /// The request view over `buf`, the bytes this head was parsed from.
+    pub fn request<'a>(
+        &'a self,
+        buf: &'a [u8],
+        peer: SocketAddr,
+        received: Instant,
+    ) -> Request<'a> {
+        Request {
+            method: text(buf, &self.method),
+            path: self.path(buf),
+            query: self.query.as_ref().map(|q| text(buf, q)),
+            version: self.version,
+            headers: Headers {
+                buf,
+                spans: &self.headers,
+            },
+            peer,
+            received,
+        }
+    }
+
+    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a str {
+        text(buf, &self.method)
+    }
+
+    pub fn path<'a>(&self, buf: &'a [u8]) -> &'a str {
+        self.path.as_ref().map_or("/", |p| text(buf, p))
+    }
+
+    /// Heap bytes held by the parsed fields.
+    pub fn heap(&self) -> usize {
+        self.headers.capacity() * std::mem::size_of::<(Span, Span)>()
+    }
+
+    pub fn is_head(&self, buf: &[u8]) -> bool {
+        self.method(buf) == "HEAD"
+    }
+}
+
+fn text<'a>(buf: &'a [u8], span: &Span) -> &'a str {
+    // Spans only ever cover bytes checked to be ASCII (method) or UTF-8 (target) when parsed.
+    std::str::from_utf8(&buf[span.start as usize..span.end as usize]).unwrap_or("")
+}
+
+fn span(buf: &[u8], part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start as u32..(start + part.len()) as u32
+}
+
+/// Parses the head that [`HeadScanner`] found at the front of `buf` (`buf[..len]`).
+pub fn parse(buf: &[u8], len: usize) -> Result<Head, Rejection> {
+    let head = &buf[..len];
+    let line_start = leading_empty_lines(head)?.unwrap_or(0);
+    let line_len = head[line_start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(Rejection::BadRequest("malformed request line"))?;
+    let fields_start = line_start + line_len + 1;
+    let line = &head[line_start..line_start + line_len];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (method, target, version) = request_line(line)?;
+
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let parsed = match httparse::parse_headers(&head[fields_start..], &mut fields) {
+        Ok(httparse::Status::Complete((_, parsed))) => parsed,
+        Ok(httparse::Status::Partial) => return Err(Rejection::BadRequest("malformed header")),
+        Err(httparse::Error::TooManyHeaders) => return Err(Rejection::HeadersTooLarge),
+        Err(_) => return Err(Rejection::BadRequest("malformed header")),
     };
-    if head > limits.head {
-        return Err(Rejection::HeadersTooLarge);
-    }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(&buf[..head]) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Err(Rejection::BadRequest("malformed request head"))
-        }
-        Err(e) => return Err(parse_error(e)),
-    }
-    let body = body_length(req.headers, limits)?;
-    if buf.len() < head + body {
-        return Ok(Framing::Partial);
-    }
-    Ok(Framing::Complete { head, body })
+    let framing = framing(parsed, version)?;
+    let headers = parsed
+        .iter()
+        .map(|h| (span(buf, h.name.as_bytes()), span(buf, h.value)))
+        .collect();
+    let (path, query) = target;
+    Ok(Head {
+        len,
+        method: span(buf, method),
+        path: path.map(|p| span(buf, p)),
+        query: query.map(|q| span(buf, q)),
+        version,
+        headers,
+        framing,
+    })
 }
 
-/// The length of the head (through the blank line), if the buffer holds all of it.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + p;
-        match buf.get(nl + 1) {
-            Some(b'\n') => return Some(nl + 2),
-            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
-            _ => {}
-        }
-        i = nl + 1;
+type Target<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// `method SP request-target SP HTTP-version`, each part checked on its own so that the
+/// refusal names the part at fault.
+fn request_line(line: &[u8]) -> Result<(&[u8], Target<'_>, Version), Rejection> {
+    let malformed = Rejection::BadRequest("malformed request line");
+    let first = line.iter().position(|&b| b == b' ').ok_or(malformed)?;
+    let last = line.iter().rposition(|&b| b == b' ').ok_or(malformed)?;
+    if first == last {
+        return Err(malformed);
     }
-    None
+    let (method, target, version) = (&line[..first], &line[first + 1..last], &line[last + 1..]);
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(Rejection::BadRequest("malformed method"));
+    }
+    let version = http_version(version)?;
+    Ok((method, request_target(target)?, version))
 }
 
-fn parse_error(e: httparse::Error) -> Rejection {
-    match e {
-        httparse::Error::TooManyHeaders => Rejection::HeadersTooLarge,
-        httparse::Error::Version => Rejection::VersionNotSupported,
-        httparse::Error::HeaderName | httparse::Error::HeaderValue => {
-            Rejection::BadRequest("malformed header")
+fn http_version(v: &[u8]) -> Result<Version, Rejection> {
+    match v {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            match (major, minor) {
+                (b'1', b'0') => Ok(Version::Http10),
+                (b'1', _) => Ok(Version::Http11),
+                _ => Err(Rejection::VersionNotSupported),
+            }
         }
-        httparse::Error::Token => Rejection::BadRequest("malformed method"),
-        _ => Rejection::BadRequest("malformed request line"),
+        _ => Err(Rejection::BadRequest("malformed HTTP version")),
     }
 }
 
-fn body_length(headers: &[httparse::Header<'_>], limits: &Limits) -> Result<usize, Rejection> {
-    let mut length: Option<usize> = None;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Rejection::NotImplemented(
-                "request bodies with Transfer-Encoding are not supported",
+/// The path and query of an origin-form (`/path?query`) or absolute-form
+/// (`http://authority/path?query`) target. The authority of an absolute-form target takes the
+/// place of `Host` (RFC 9112 §3.2.2), and no route depends on it.
+fn request_target(target: &[u8]) -> Result<Target<'_>, Rejection> {
+    let malformed = Rejection::BadRequest("malformed request target");
+    let visible = |b: &u8| b.is_ascii_graphic() || *b >= 0x80;
+    if target.is_empty() || !target.iter().all(visible) || std::str::from_utf8(target).is_err() {
+        return Err(malformed);
+    }
+    let rest = if target.starts_with(b"/") {
+        target
+    } else {
+        let scheme_end =
+            target
+                .windows(3)
+                .position(|w| w == b"://")
+                .ok_or(Rejection::BadRequest(
+                    "request target must be a path or an http(s) URL",
+                ))?;
+        let scheme = &target[..scheme_end];
+        if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+            return Err(Rejection::BadRequest(
+                "request target must be a path or an http(s) URL",
             ));
         }
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<usize>().ok())
-                .ok_or(Rejection::BadRequest("invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Rejection::BadRequest("conflicting Content-Length headers"));
-            }
-            length = Some(n);
+        let after = &target[scheme_end + 3..];
+        let authority_len = after
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(after.len());
+        let authority = &after[..authority_len];
+        if authority.is_empty() || authority.contains(&b'@') || !valid_authority(authority) {
+            return Err(Rejection::BadRequest(
+                "malformed authority in request target",
+            ));
         }
-    }
-    let n = length.unwrap_or(0);
-    if n > limits.body {
-        return Err(Rejection::PayloadTooLarge);
-    }
-    Ok(n)
+        &after[authority_len..]
+    };
+    let (path, query) = match rest.iter().position(|&b| b == b'?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    Ok(((!path.is_empty()).then_some(path), query))
 }
 
-/// A parsed request, borrowing the connection's buffer.
+/// `uri-host [":" port]`: registered-name characters, an IP literal in brackets, a port.
+fn valid_authority(value: &[u8]) -> bool {
+    value.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// Reads the fields that decide framing, refusing what RFC 9112 tells a server to refuse.
+fn framing(fields: &[httparse::Header<'_>], version: Version) -> Result<Framing, Rejection> {
+    let mut hosts = 0;
+    let mut length: Option<u64> = None;
+    let mut codings: Vec<&[u8]> = Vec::new();
+    let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
+    for field in fields {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if !valid_authority(field.value.trim_ascii()) {
+                return Err(Rejection::BadRequest("invalid Host header"));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            for value in list(field.value) {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or(Rejection::BadRequest("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Rejection::BadRequest("conflicting Content-Length headers"));
+                }
+                length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            codings.extend(list(field.value));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in list(field.value) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue |= list(field.value).any(|t| t.eq_ignore_ascii_case(b"100-continue"));
+        }
+    }
+    match hosts {
+        0 if version == Version::Http11 => {
+            return Err(Rejection::BadRequest(
+                "an HTTP/1.1 request needs a Host header",
+            ))
+        }
+        0 | 1 => {}
+        _ => return Err(Rejection::BadRequest("more than one Host header")),
+    }
+    let body = if codings.is_empty() {
+        match length {
+            None | Some(0) => BodyLength::None,
+            Some(n) => BodyLength::Length(n),
+        }
+    } else {
+        if length.is_some() {
+            return Err(Rejection::BadRequest(
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        if version == Version::Http10 {
+            return Err(Rejection::BadRequest(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        if !codings
+            .last()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+        {
+            return Err(Rejection::BadRequest(
+                "a request body's last transfer coding must be chunked",
+            ));
+        }
+        if codings.len() > 1 {
+            return Err(Rejection::NotImplemented(
+                "transfer codings other than chunked are not supported",
+            ));
+        }
+        BodyLength::Chunked
+    };
+    Ok(Framing {
+        body,
+        keep_alive: !close && (version == Version::Http11 || keep_alive),
+        expect_continue,
+    })
+}
+
+/// The members of a comma-separated field value, trimmed, empty ones skipped.
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// A request as handlers see it, borrowing the connection's buffer.
 #[derive(Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
-    /// The path part of the target, still percent-encoded.
+    /// The path of the target, still percent-encoded; `/` for `http://host`.
     pub path: &'a str,
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor_version: u8,
-    pub headers: &'a [httparse::Header<'a>],
+    pub version: Version,
+    pub headers: Headers<'a>,
     pub peer: SocketAddr,
-    /// When the request was complete: the start of its latency.
+    /// When the request was whole: the start of its latency.
     pub received: Instant,
 }
 
 impl Request<'_> {
-    /// The first header with this name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    }
-
-    /// Whether the client wants the connection kept open after this exchange.
-    pub fn wants_keep_alive(&self) -> bool {
-        let connection = self.header("connection").unwrap_or_default();
-        let has = |token: &str| {
-            connection
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        };
-        if self.minor_version == 0 {
-            has("keep-alive")
-        } else {
-            !has("close")
-        }
+    /// The values of every field with this name (case-insensitive), in order.
+    pub fn header_values<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b [u8]> + 'b {
+        self.headers.all(name)
     }
 }
 
-/// Parses a head that [`frame`] accepted, calling `f` with the request view.
-pub fn with_request<R>(
-    head: &[u8],
-    peer: SocketAddr,
-    received: Instant,
-    f: impl FnOnce(Result<&Request<'_>, Rejection>) -> R,
-) -> R {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return f(Err(Rejection::BadRequest("malformed request head")))
-        }
-        Err(e) => return f(Err(parse_error(e))),
+/// The header fields of a request.
+#[derive(Clone, Copy, Debug)]
+pub struct Headers<'a> {
+    buf: &'a [u8],
+    spans: &'a [(Span, Span)],
+}
+
+impl<'a> Headers<'a> {
+    /// The values of every field with this name (case-insensitive), in order.
+    pub fn all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'a [u8]> + 'b {
+        let buf = self.buf;
+        self.spans
+            .iter()
+            .filter(move |(n, _)| {
+                buf[n.start as usize..n.end as usize].eq_ignore_ascii_case(name.as_bytes())
+            })
+            .map(move |(_, v)| &buf[v.start as usize..v.end as usize])
     }
-    let (Some(method), Some(target), Some(minor_version)) =
-        (parsed.method, parsed.path, parsed.version)
-    else {
-        return f(Err(Rejection::BadRequest("malformed request line")));
-    };
-    if !target.starts_with('/') {
-        return f(Err(Rejection::BadRequest(
-            "request target must be an absolute path",
-        )));
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let request = Request {
-        method,
-        path,
-        query,
-        minor_version,
-        headers: parsed.headers,
-        peer,
-        received,
-    };
-    f(Ok(&request))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn framing(buf: &[u8]) -> Result<Framing, Rejection> {
-        frame(buf, &Limits::default())
+    fn scan_whole(buf: &[u8]) -> Result<Option<usize>, Rejection> {
+        HeadScanner::default().scan(buf, &Limits::default())
+    }
+
+    fn head(buf: &[u8]) -> Result<Head, Rejection> {
+        let len = scan_whole(buf)?.expect("a whole head");
+        parse(buf, len)
+    }
+
+    fn request(buf: &[u8]) -> (String, String, Option<String>, Version) {
+        let h = head(buf).unwrap();
+        let r = h.request(buf, "127.0.0.1:1".parse().unwrap(), Instant::now());
+        (
+            r.method.to_owned(),
+            r.path.to_owned(),
+            r.query.map(str::to_owned),
+            r.version,
+        )
     }
 
     #[test]
-    fn frames_complete_and_partial_requests() {
-        assert_eq!(framing(b""), Ok(Framing::Partial));
-        assert_eq!(
-            framing(b"GET / HTTP/1.1\r\nHost: x\r\n"),
-            Ok(Framing::Partial)
-        );
-        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(
-            framing(req),
-            Ok(Framing::Complete {
-                head: req.len(),
-                body: 0
-            })
-        );
-        let piped = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
-        assert_eq!(framing(piped), Ok(Framing::Complete { head: 19, body: 0 }));
-        assert_eq!(
-            framing(b"GET / HTTP/1.1\nHost: x\n\n"),
-            Ok(Framing::Complete { head: 24, body: 0 })
-        );
+    fn finds_the_end_of_a_head_however_it_is_split() {
+        let req = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Y: z\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        let whole = 36;
+        for cut in 0..req.len() {
+            let mut scanner = HeadScanner::default();
+            let first = scanner.scan(&req[..cut], &Limits::default()).unwrap();
+            if cut < whole {
+                assert_eq!(first, None, "cut at {cut}");
+            }
+            assert_eq!(scanner.scan(req, &Limits::default()), Ok(Some(whole)));
+        }
+        assert_eq!(scan_whole(b"GET / HTTP/1.1\nHost: x\n\n"), Ok(Some(24)));
+        assert_eq!(scan_whole(b"GET / HTTP/1.0\r\n\r\n"), Ok(Some(18)));
     }
 
     #[test]
-    fn waits_for_a_declared_body() {
-        let head = b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
-        assert_eq!(framing(head), Ok(Framing::Partial));
-        let mut full = head.to_vec();
-        full.extend_from_slice(b"hello");
-        assert_eq!(
-            framing(&full),
-            Ok(Framing::Complete {
-                head: head.len(),
-                body: 5
-            })
-        );
+    fn byte_by_byte_scanning_agrees_with_whole_scanning() {
+        let req = b"\r\nGET /x HTTP/1.1\r\nHost: h\r\nA: b\r\n\r\n";
+        let mut scanner = HeadScanner::default();
+        let mut found = None;
+        for n in 1..=req.len() {
+            found = scanner.scan(&req[..n], &Limits::default()).unwrap();
+            if n < req.len() {
+                assert_eq!(found, None);
+            }
+        }
+        assert_eq!(found, Some(req.len()));
     }
 
     #[test]
-    fn refuses_oversized_and_malformed_requests() {
-        let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
-        assert_eq!(framing(long_line.as_bytes()), Err(Rejection::UriTooLong));
-        // Even before the line ends.
-        assert_eq!(framing(&[b'a'; 9000]), Err(Rejection::UriTooLong));
-        let big_headers = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(17000));
+    fn limits_hold_at_n_and_refuse_at_n_plus_one() {
+        let limits = Limits {
+            request_line: 32,
+            head: 64,
+            body: 10,
+        };
+        let line = |len: usize| {
+            let mut l = format!("GET /{} HTTP/1.1\r\n", "a".repeat(len - 16));
+            assert_eq!(l.len(), len);
+            l.push_str("\r\n");
+            l
+        };
+        let scan = |buf: &[u8]| HeadScanner::default().scan(buf, &limits);
+        assert!(matches!(scan(line(32).as_bytes()), Ok(Some(_))));
+        assert_eq!(scan(line(33).as_bytes()), Err(Rejection::UriTooLong));
+        // Before the line ends, too.
+        assert_eq!(scan(&[b'a'; 33]), Err(Rejection::UriTooLong));
+        assert_eq!(scan(&[b'a'; 32]), Ok(None));
+        // Empty lines before the request line count toward its limit.
+        let mut led = b"\r\n".to_vec();
+        led.extend_from_slice(line(31).as_bytes());
+        assert_eq!(scan(&led), Err(Rejection::UriTooLong));
+        let mut led = b"\r\n".to_vec();
+        led.extend_from_slice(line(30).as_bytes());
+        assert!(matches!(scan(&led), Ok(Some(_))));
+
+        let with_field = |len: usize| {
+            let base = "GET / HTTP/1.1\r\nX: \r\n\r\n".len();
+            format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(len - base))
+        };
+        assert_eq!(scan(with_field(64).as_bytes()), Ok(Some(64)));
         assert_eq!(
-            framing(big_headers.as_bytes()),
+            scan(with_field(65).as_bytes()),
             Err(Rejection::HeadersTooLarge)
         );
-        let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
+        // An unfinished head is refused once it is past the limit, not before.
+        let unfinished = with_field(70);
+        assert_eq!(scan(&unfinished.as_bytes()[..64]), Ok(None));
         assert_eq!(
-            framing(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            scan(&unfinished.as_bytes()[..65]),
             Err(Rejection::HeadersTooLarge)
         );
+    }
+
+    #[test]
+    fn a_few_leading_empty_lines_are_skipped_and_more_refused() {
+        let req = b"\r\n\n\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(request(req).1, "/x");
+        let mut many = b"\r\n".repeat(MAX_LEADING_EMPTY_LINES + 1);
+        many.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(scan_whole(&many), Err(Rejection::BadRequest(_))));
+        assert_eq!(scan_whole(b"\r\n\r"), Ok(None));
+    }
+
+    #[test]
+    fn request_lines_name_the_part_at_fault() {
+        let refusal = |line: &[u8]| {
+            let mut req = line.to_vec();
+            req.extend_from_slice(b"\r\nHost: h\r\n\r\n");
+            head(&req).unwrap_err()
+        };
+        let bad = Rejection::BadRequest;
         assert_eq!(
-            framing(b"GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),
-            Err(Rejection::PayloadTooLarge)
+            refusal(b"GET /a\xffb HTTP/1.1"),
+            bad("malformed request target")
         );
         assert_eq!(
-            framing(b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            refusal(b"GET /a\tb HTTP/1.1"),
+            bad("malformed request target")
+        );
+        assert_eq!(
+            refusal(b"GET /a  HTTP/1.1"),
+            bad("malformed request target")
+        );
+        assert_eq!(
+            refusal(b"GET  /a HTTP/1.1"),
+            bad("malformed request target")
+        );
+        assert_eq!(
+            refusal(b"GET /a b HTTP/1.1"),
+            bad("malformed request target")
+        );
+        assert_eq!(refusal(b"G(T /a HTTP/1.1"), bad("malformed method"));
+        assert_eq!(refusal(b"GET /a HTTP/1"), bad("malformed HTTP version"));
+        assert_eq!(refusal(b"GET /a http/1.1"), bad("malformed HTTP version"));
+        assert_eq!(refusal(b"GET /"), bad("malformed request line"));
+        assert_eq!(refusal(b"GET /a HTTP/2.0"), Rejection::VersionNotSupported);
+        assert_eq!(refusal(b"GET /a HTTP/0.9"), Rejection::VersionNotSupported);
+        assert_eq!(refusal(b"PRI * HTTP/2.0"), Rejection::VersionNotSupported);
+        assert_eq!(
+            refusal(b"GET * HTTP/1.1"),
+            bad("request target must be a path or an http(s) URL")
+        );
+        assert_eq!(
+            refusal(b"GET ftp://h/x HTTP/1.1"),
+            bad("request target must be a path or an http(s) URL")
+        );
+        assert_eq!(
+            refusal(b"GET http://u@h/x HTTP/1.1"),
+            bad("malformed authority in request target")
+        );
+        assert_eq!(
+            refusal(b"GET http:///x HTTP/1.1"),
+            bad("malformed authority in request target")
+        );
+    }
+
+    #[test]
+    fn higher_minor_versions_are_answered_as_1_1() {
+        let req = |v: &str| format!("GET / {v}\r\nHost: h\r\n\r\n");
+        assert_eq!(request(req("HTTP/1.2").as_bytes()).3, Version::Http11);
+        assert_eq!(request(req("HTTP/1.9").as_bytes()).3, Version::Http11);
+        assert_eq!(request(req("HTTP/1.0").as_bytes()).3, Version::Http10);
+    }
+
+    #[test]
+    fn targets_in_origin_and_absolute_form() {
+        let get =
+            |target: &str| request(format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        assert_eq!(get("/counts?limit=2").1, "/counts");
+        assert_eq!(get("/counts?limit=2").2.as_deref(), Some("limit=2"));
+        assert_eq!(get("/x?").2.as_deref(), Some(""));
+        assert_eq!(get("/hello/Zo%C3%AB").1, "/hello/Zo%C3%AB");
+        assert_eq!(get("/hello/Zoë").1, "/hello/Zoë");
+        let abs = get("http://127.0.0.1:8080/hello/Abs?x=1");
+        assert_eq!(
+            (abs.1.as_str(), abs.2.as_deref()),
+            ("/hello/Abs", Some("x=1"))
+        );
+        assert_eq!(get("HTTPS://[::1]/counts").1, "/counts");
+        assert_eq!(get("http://h").1, "/");
+        assert_eq!(get("http://h?q").2.as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn host_must_be_there_once_in_http_1_1() {
+        let bad = |r: &[u8]| head(r).unwrap_err();
+        assert_eq!(
+            bad(b"GET / HTTP/1.1\r\n\r\n"),
+            Rejection::BadRequest("an HTTP/1.1 request needs a Host header")
+        );
+        assert_eq!(
+            bad(b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"),
+            Rejection::BadRequest("more than one Host header")
+        );
+        assert_eq!(
+            bad(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Rejection::BadRequest("more than one Host header")
+        );
+        assert_eq!(
+            bad(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            Rejection::BadRequest("invalid Host header")
+        );
+        assert!(head(b"GET / HTTP/1.0\r\n\r\n").is_ok());
+        assert!(head(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok());
+        assert!(head(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").is_ok());
+        assert!(head(b"GET http://x/ HTTP/1.1\r\nHost: other\r\n\r\n").is_ok());
+    }
+
+    fn framing_of(fields: &str, version: &str) -> Result<Framing, Rejection> {
+        let req = format!("GET / {version}\r\nHost: h\r\n{fields}\r\n");
+        head(req.as_bytes()).map(|h| h.framing)
+    }
+
+    #[test]
+    fn connection_is_a_list_that_may_repeat_and_close_wins() {
+        let keep = |fields: &str, version: &str| framing_of(fields, version).unwrap().keep_alive;
+        assert!(keep("", "HTTP/1.1"));
+        assert!(!keep("", "HTTP/1.0"));
+        assert!(keep("Connection: keep-alive\r\n", "HTTP/1.0"));
+        assert!(keep("Connection: Keep-Alive\r\n", "HTTP/1.0"));
+        assert!(!keep("Connection: close\r\n", "HTTP/1.1"));
+        assert!(!keep("Connection: foo, CLOSE\r\n", "HTTP/1.1"));
+        assert!(!keep(
+            "Connection: keep-alive\r\nConnection: close\r\n",
+            "HTTP/1.1"
+        ));
+        assert!(!keep(
+            "Connection: keep-alive\r\nConnection: close\r\n",
+            "HTTP/1.0"
+        ));
+        assert!(!keep("Connection: close, keep-alive\r\n", "HTTP/1.0"));
+        assert!(keep(
+            "Connection: upgrade\r\nConnection: keep-alive\r\n",
+            "HTTP/1.0"
+        ));
+        assert!(keep("Connection: ,, \r\n", "HTTP/1.1"));
+        assert!(keep("Connection: closed\r\n", "HTTP/1.1"));
+    }
+
+    #[test]
+    fn body_framing_follows_rfc_9112() {
+        let body = |fields: &str| framing_of(fields, "HTTP/1.1").map(|f| f.body);
+        assert_eq!(body(""), Ok(BodyLength::None));
+        assert_eq!(body("Content-Length: 0\r\n"), Ok(BodyLength::None));
+        assert_eq!(body("Content-Length: 5\r\n"), Ok(BodyLength::Length(5)));
+        assert_eq!(
+            body("Content-Length: 5, 5\r\nContent-Length: 5\r\n"),
+            Ok(BodyLength::Length(5))
+        );
+        assert_eq!(
+            body("Content-Length: 5, 6\r\n"),
+            Err(Rejection::BadRequest("conflicting Content-Length headers"))
+        );
+        assert_eq!(
+            body("Content-Length: -1\r\n"),
             Err(Rejection::BadRequest("invalid Content-Length"))
         );
         assert_eq!(
-            framing(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
-            Err(Rejection::BadRequest("conflicting Content-Length headers"))
+            body("Content-Length: 99999999999999999999999\r\n"),
+            Err(Rejection::BadRequest("invalid Content-Length"))
+        );
+        assert_eq!(
+            body("Transfer-Encoding: chunked\r\n"),
+            Ok(BodyLength::Chunked)
+        );
+        assert_eq!(
+            body("Transfer-Encoding: Chunked\r\n"),
+            Ok(BodyLength::Chunked)
+        );
+        assert_eq!(
+            body("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n"),
+            Err(Rejection::BadRequest(
+                "both Transfer-Encoding and Content-Length"
+            ))
         );
         assert!(matches!(
-            framing(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            body("Transfer-Encoding: gzip, chunked\r\n"),
             Err(Rejection::NotImplemented(_))
         ));
-        assert_eq!(
-            framing(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-            Err(Rejection::VersionNotSupported)
-        );
         assert!(matches!(
-            framing(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"),
+            body("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+            Err(Rejection::NotImplemented(_))
+        ));
+        assert!(matches!(
+            body("Transfer-Encoding: chunked, gzip\r\n"),
             Err(Rejection::BadRequest(_))
         ));
+        assert!(matches!(
+            framing_of("Transfer-Encoding: chunked\r\n", "HTTP/1.0"),
+            Err(Rejection::BadRequest(_))
+        ));
+        let expect = framing_of("Expect: 100-continue\r\nContent-Length: 9\r\n", "HTTP/1.1");
+        assert!(expect.unwrap().expect_continue);
     }
 
     #[test]
-    fn splits_path_and_query_and_reads_keep_alive() {
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let head = b"GET /counts?limit=2 HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
-        with_request(head, peer, Instant::now(), |r| {
-            let r = r.unwrap();
-            assert_eq!(r.method, "GET");
-            assert_eq!(r.path, "/counts");
-            assert_eq!(r.query, Some("limit=2"));
-            assert!(r.wants_keep_alive());
-        });
-        with_request(b"GET / HTTP/1.0\r\n\r\n", peer, Instant::now(), |r| {
-            assert!(!r.unwrap().wants_keep_alive());
-        });
-        with_request(
-            b"GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n",
-            peer,
-            Instant::now(),
-            |r| assert!(!r.unwrap().wants_keep_alive()),
+    fn too_many_or_malformed_fields_are_refused() {
+        let many: String = (0..70).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(
+            framing_of(&many, "HTTP/1.1"),
+            Err(Rejection::HeadersTooLarge)
         );
-        with_request(b"GET * HTTP/1.1\r\n\r\n", peer, Instant::now(), |r| {
-            assert!(r.is_err());
-        });
+        assert_eq!(
+            framing_of("Bad Name: x\r\n", "HTTP/1.1"),
+            Err(Rejection::BadRequest("malformed header"))
+        );
+    }
+
+    #[test]
+    fn headers_are_read_by_name_in_order() {
+        let req = b"GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\naccept: b\r\n\r\n";
+        let h = head(req).unwrap();
+        let r = h.request(req, "127.0.0.1:1".parse().unwrap(), Instant::now());
+        let accept: Vec<&[u8]> = r.header_values("ACCEPT").collect();
+        assert_eq!(accept, [b"a".as_slice(), b"b"]);
+        assert_eq!(r.header_values("missing").count(), 0);
     }
 }

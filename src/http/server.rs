@@ -1,12 +1,14 @@
-//! The listener and the worker threads that share one epoll instance.
+//! The listener and the worker threads that share one epoll instance: the thin I/O shell around
+//! the connection core ([`super::conn`]).
 //!
-//! Every connection that is idle or still sending its request waits in a table, registered
-//! with epoll in one-shot mode. Each worker waits on epoll for one ready connection at a time,
-//! reads it, answers the complete requests it holds (running blocking handlers), and re-arms
-//! it. The kernel's ready list is the queue: connections are served in the order they became
-//! ready, no thread is tied to a connection between requests, and there is no hand-off between
-//! a poller thread and the workers. A sweeper (the thread that called [`Server::run`]) enforces
-//! deadlines and drives shutdown.
+//! Every connection waiting for its socket (for a request's bytes, or for room to send a
+//! response) is parked in a table, registered with epoll in one-shot mode for what it waits
+//! for. Each worker waits on epoll for one ready connection at a time, drives it (reads, runs
+//! blocking handlers on whole requests, writes) until its socket would block, and parks it
+//! again. A client that does not read costs a table entry, not a worker. The kernel's ready
+//! list is the queue: connections are served in the order they became ready, and no thread is
+//! tied to a connection between events. A sweeper (the thread that called [`Server::run`])
+//! enforces the deadlines each connection states, and drives shutdown.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,17 +24,19 @@ use std::time::{Duration, Instant};
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags};
+use rustix::io::Errno;
 
-use super::request::{frame, with_request, Framing, Limits};
-use super::response::{self, Response};
-use super::socket::TimedWriter;
+use super::conn::{Conn, Event, Expiry, Interest, Settings};
+use super::request::{Limits, Request};
+use super::response::{self, Delimit, Response};
 use super::{Exchange, Handler, Rejection};
 
 const LISTENER_KEY: u64 = 0;
 const WAKE_KEY: u64 = u64::MAX;
 /// How often deadlines are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
-const READ_CHUNK: usize = 8 * 1024;
+/// Bytes read from a socket at a time, into a buffer each worker owns.
+const READ_CHUNK: usize = 16 * 1024;
 /// Connections one worker accepts before letting the others at the listener.
 const ACCEPT_BATCH: usize = 256;
 
@@ -45,7 +49,7 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Time an idle keep-alive connection is kept.
     pub idle_timeout: Duration,
-    /// Time a client has to accept more of a response before the connection is dropped.
+    /// Time a response may go without a byte leaving before the connection is dropped.
     pub write_timeout: Duration,
     /// Time in-flight requests have to finish after shutdown begins.
     pub drain_timeout: Duration,
@@ -127,6 +131,12 @@ impl Server {
             spare_fd: Mutex::new(File::open("/dev/null").ok()),
             table: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(LISTENER_KEY + 1),
+            settings: Arc::new(Settings {
+                limits: self.config.limits,
+                request_timeout: self.config.request_timeout,
+                idle_timeout: self.config.idle_timeout,
+                write_timeout: self.config.write_timeout,
+            }),
             refusal: prerender(handler.reject(Rejection::Overloaded)),
             timeout_reply: prerender(handler.reject(Rejection::Timeout)),
             stats: self.stats,
@@ -157,6 +167,11 @@ impl Server {
 }
 
 const ONE_SHOT_IN: EventFlags = EventFlags::IN.union(EventFlags::ONESHOT);
+const ONE_SHOT_OUT: EventFlags = EventFlags::OUT.union(EventFlags::ONESHOT);
+
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
+}
 
 /// A response rendered once, written without blocking.
 struct Prerendered {
@@ -167,27 +182,30 @@ struct Prerendered {
 fn prerender(response: Response) -> Prerendered {
     let status = response.status;
     let mut bytes = Vec::new();
-    let framing = response::Framing {
-        head_only: false,
-        keep_alive: false,
-        http10: false,
-    };
-    // Writing into a Vec cannot fail.
-    let _ = response::write(&mut bytes, response, framing);
+    if let response::Body::Full(body) = &response.body {
+        response::write_head(
+            &mut bytes,
+            &response,
+            Delimit::Length(body.len()),
+            false,
+            false,
+        );
+        bytes.extend_from_slice(body);
+    }
     Prerendered { status, bytes }
 }
 
-/// A client connection and what it has sent that is not yet answered.
-struct Conn {
+/// A parked connection: its socket and its state.
+struct Entry {
     stream: TcpStream,
-    peer: SocketAddr,
-    buf: Vec<u8>,
-    key: u64,
-    deadline: Instant,
-    accepted: Instant,
-    /// Whether a response was sent on it: only then is an empty buffer "idle" rather than
-    /// "request still on its way".
-    answered: bool,
+    conn: Conn,
+}
+
+/// What a worker does with a connection it has driven as far as it goes.
+enum Next {
+    /// Wait for the socket to be ready for what the connection wants.
+    Park,
+    Close,
 }
 
 /// While draining, a new connection gets this long to send its first request.
@@ -203,8 +221,8 @@ struct Shared {
     /// Held so that, when descriptors run out, one can be freed to accept and refuse a client
     /// instead of leaving it in the backlog.
     spare_fd: Mutex<Option<File>>,
-    /// Connections waiting for bytes, by epoll key.
-    table: Mutex<HashMap<u64, Conn>>,
+    /// Connections waiting for their socket, by epoll key.
+    table: Mutex<HashMap<u64, Entry>>,
     next_key: AtomicU64,
     refusal: Prerendered,
     timeout_reply: Prerendered,
@@ -213,11 +231,12 @@ struct Shared {
     /// Set when the workers are to exit.
     done: AtomicBool,
     config: ServerConfig,
+    settings: Arc<Settings>,
     handler: Arc<dyn Handler>,
 }
 
 impl Shared {
-    fn table(&self) -> MutexGuard<'_, HashMap<u64, Conn>> {
+    fn table(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -231,7 +250,7 @@ impl Shared {
                 Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                Err(e) if out_of_descriptors(&e) => {
                     self.out_of_descriptors(listener);
                     return;
                 }
@@ -256,21 +275,15 @@ impl Shared {
         }
         let _ = stream.set_nodelay(true);
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let conn = Conn {
+        let entry = Entry {
             stream,
-            peer,
-            buf: Vec::new(),
-            key,
-            deadline: now + self.config.request_timeout,
-            accepted: now,
-            answered: false,
+            conn: Conn::new(Arc::clone(&self.settings), peer, Instant::now()),
         };
         let mut table = self.table();
-        let conn = table.entry(key).or_insert(conn);
+        let entry = table.entry(key).or_insert(entry);
         if epoll::add(
             &self.epoll,
-            &conn.stream,
+            &entry.stream,
             EventData::new_u64(key),
             ONE_SHOT_IN,
         )
@@ -321,205 +334,142 @@ impl Shared {
         }
     }
 
-    /// Reads what `key`'s connection has sent and answers every complete request in it.
-    fn on_readable(&self, key: u64) {
-        let Some(mut conn) = self.table().remove(&key) else {
+    /// Drives `key`'s connection as far as its socket lets it, then parks or closes it.
+    fn on_ready(&self, key: u64, scratch: &mut [u8]) {
+        let Some(mut entry) = self.table().remove(&key) else {
             return;
         };
-        let limit = self.config.limits.head + self.config.limits.body;
-        let was_empty = conn.buf.is_empty();
-        let mut eof = false;
-        let mut chunk = [0u8; READ_CHUNK];
-        while conn.buf.len() < limit {
-            match (&conn.stream).read(&mut chunk) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    conn.buf.extend_from_slice(&chunk[..n]);
-                    // A short read drained the socket: skip the read that would only say
-                    // so. Bytes arriving later re-trigger the connection once it is re-armed.
-                    if n < chunk.len() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.close(conn);
-                    return;
-                }
+        // The connection's own code must not take a worker down with it; handlers' panics
+        // are already answered with 500 in `answer`.
+        let next = panic::catch_unwind(AssertUnwindSafe(|| self.drive(&mut entry, scratch)));
+        match next {
+            Ok(Next::Park) => self.park(key, entry),
+            Ok(Next::Close) => self.close(entry),
+            Err(_) => {
+                log::error!("a connection failed inside the server; it was closed");
+                self.close(entry);
             }
-        }
-        if was_empty && !conn.buf.is_empty() {
-            conn.deadline = Instant::now() + self.config.request_timeout;
-        }
-        let Some(conn) = self.serve(conn) else {
-            return;
-        };
-        if eof || (self.stopping.load(Ordering::SeqCst) && conn.buf.is_empty() && conn.answered) {
-            self.close(conn);
-        } else {
-            self.park(conn);
         }
     }
 
-    /// Answers the complete requests at the front of `conn`'s buffer; gives the connection
-    /// back if it stays open.
-    fn serve(&self, mut conn: Conn) -> Option<Conn> {
+    /// Reads, answers and writes until the socket would block or the connection is over.
+    fn drive(&self, entry: &mut Entry, scratch: &mut [u8]) -> Next {
+        // Whether the last read emptied the socket: then the next read would only say so.
+        let mut drained = false;
         loop {
-            let (head, body) = match frame(&conn.buf, &self.config.limits) {
-                Ok(Framing::Complete { head, body }) => (head, body),
-                Ok(Framing::Partial) => return Some(conn),
-                Err(rejection) => {
-                    self.answer_rejection(&conn, rejection);
-                    self.close(conn);
-                    return None;
+            let now = Instant::now();
+            let response = match entry.conn.poll(now) {
+                Event::Read if drained => return Next::Park,
+                Event::Read => {
+                    let room = entry.conn.read_room().clamp(1, scratch.len());
+                    match (&entry.stream).read(&mut scratch[..room]) {
+                        Ok(0) => entry.conn.receive_eof(),
+                        Ok(n) => {
+                            drained = n < room;
+                            entry.conn.receive(&scratch[..n], now);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Next::Close,
+                    }
+                    continue;
                 }
+                Event::Send(bytes) => {
+                    match (&entry.stream).write(bytes) {
+                        Ok(n) => entry.conn.sent(n, now),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Next::Close,
+                    }
+                    continue;
+                }
+                Event::Answered(exchange) => {
+                    self.handler.completed(&exchange);
+                    continue;
+                }
+                Event::Close => return Next::Close,
+                Event::Request(request) => self.answer(&request),
+                Event::Refuse(rejection) => self.handler.reject(rejection),
             };
-            if self.answer(&conn, head) != Some(true) {
-                self.close(conn);
-                return None;
-            }
-            conn.answered = true;
-            conn.buf.drain(..head + body);
+            let draining = self.stopping.load(Ordering::SeqCst);
+            entry.conn.respond(response, Instant::now(), draining);
         }
     }
 
-    /// Answers the request whose head is `conn.buf[..head]`. `None` when the connection
-    /// broke; otherwise whether it stays open.
-    fn answer(&self, conn: &Conn, head: usize) -> Option<bool> {
-        let mut writer = TimedWriter {
-            stream: &conn.stream,
-            timeout: self.config.write_timeout,
-        };
-        with_request(&conn.buf[..head], conn.peer, Instant::now(), |parsed| {
-            let request = match parsed {
-                Ok(request) => request,
-                Err(rejection) => {
-                    self.answer_rejection(conn, rejection);
-                    return None;
-                }
-            };
-            let response = panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request)))
-                .unwrap_or_else(|_| self.handler.reject(Rejection::Internal));
-            let framing = response::Framing {
-                head_only: request.method == "HEAD",
-                keep_alive: request.wants_keep_alive() && !self.stopping.load(Ordering::SeqCst),
-                http10: request.minor_version == 0,
-            };
-            let keep = response::keeps_alive(&response, framing);
-            let status = response.status;
-            let written = response::write(&mut writer, response, framing);
-            self.handler.completed(&Exchange {
-                method: request.method,
-                path: request.path,
-                status,
-                elapsed: request.received.elapsed(),
-                bytes: *written.as_ref().unwrap_or(&0),
-                peer: conn.peer,
-            });
-            written.ok().map(|_| keep)
-        })
+    fn answer(&self, request: &Request<'_>) -> Response {
+        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request)))
+            .unwrap_or_else(|_| self.handler.reject(Rejection::Internal))
     }
 
-    fn answer_rejection(&self, conn: &Conn, rejection: Rejection) {
-        let started = Instant::now();
-        let mut response = self.handler.reject(rejection);
-        response.close = true;
-        let status = response.status;
-        let mut writer = TimedWriter {
-            stream: &conn.stream,
-            timeout: self.config.write_timeout,
+    /// Puts a connection back in the table and re-arms it for what it waits for.
+    fn park(&self, key: u64, entry: Entry) {
+        let flags = match entry.conn.interest() {
+            Interest::Read => ONE_SHOT_IN,
+            Interest::Write => ONE_SHOT_OUT,
         };
-        let framing = response::Framing {
-            head_only: false,
-            keep_alive: false,
-            http10: false,
-        };
-        let written = response::write(&mut writer, response, framing).unwrap_or(0);
-        self.handler.completed(&Exchange {
-            method: "-",
-            path: "-",
-            status,
-            elapsed: started.elapsed(),
-            bytes: written,
-            peer: conn.peer,
-        });
-    }
-
-    /// Puts a connection back in the table and re-arms it.
-    fn park(&self, mut conn: Conn) {
-        conn.deadline = Instant::now()
-            + if conn.buf.is_empty() {
-                self.config.idle_timeout
-            } else {
-                self.config.request_timeout
-            };
-        let key = conn.key;
         let mut table = self.table();
-        let conn = table.entry(key).or_insert(conn);
+        let entry = table.entry(key).or_insert(entry);
         // Re-armed under the lock, so no worker can take the event before the connection is
         // in the table.
-        let armed = epoll::modify(
-            &self.epoll,
-            &conn.stream,
-            EventData::new_u64(key),
-            ONE_SHOT_IN,
-        );
-        if armed.is_err() {
-            if let Some(conn) = table.remove(&key) {
+        if epoll::modify(&self.epoll, &entry.stream, EventData::new_u64(key), flags).is_err() {
+            if let Some(entry) = table.remove(&key) {
                 drop(table);
-                self.close(conn);
+                self.close(entry);
             }
         }
+    }
+
+    /// Closes a connection, recording the response it was sending, if any, as abandoned.
+    fn close(&self, entry: Entry) {
+        if let Some(exchange) = entry.conn.exchange(Instant::now()) {
+            self.handler.completed(&exchange);
+        }
+        let _ = epoll::delete(&self.epoll, &entry.stream);
+        drop(entry);
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A best-effort answer that never blocks, then close.
-    fn reply_and_close(&self, conn: Conn, reply: &Prerendered) {
-        let written = (&conn.stream).write(&reply.bytes).unwrap_or(0);
+    fn reply_and_close(&self, entry: Entry, reply: &Prerendered) {
+        let written = (&entry.stream).write(&reply.bytes).unwrap_or(0);
         self.handler.completed(&Exchange {
             method: "-",
             path: "-",
             status: reply.status,
             elapsed: Duration::ZERO,
             bytes: written as u64,
-            peer: conn.peer,
+            peer: entry.conn.peer(),
         });
-        self.close(conn);
-    }
-
-    fn close(&self, conn: Conn) {
-        let _ = epoll::delete(&self.epoll, &conn.stream);
-        drop(conn);
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.close(entry);
     }
 
     /// Closes connections past their deadline (answering 408 to those mid-request) and, while
     /// draining, every idle one. A new connection that has not sent anything yet is not idle:
     /// its request may be on its way, so while draining it gets a short grace.
     fn sweep(&self, now: Instant, draining: bool) {
-        let drop_now = |c: &Conn| {
-            c.deadline <= now
-                || (draining
-                    && c.buf.is_empty()
-                    && (c.answered || now - c.accepted >= DRAIN_FIRST_REQUEST_GRACE))
-        };
-        let expired: Vec<Conn> = {
+        let expired: Vec<(Entry, Expiry)> = {
             let mut table = self.table();
-            let keys: Vec<u64> = table
+            let keys: Vec<(u64, Expiry)> = table
                 .iter()
-                .filter(|(_, c)| drop_now(c))
-                .map(|(k, _)| *k)
+                .filter_map(|(k, e)| {
+                    let (at, expiry) = e.conn.deadline();
+                    if at <= now {
+                        Some((*k, expiry))
+                    } else if draining && e.conn.idle_for_drain(now, DRAIN_FIRST_REQUEST_GRACE) {
+                        Some((*k, Expiry::Idle))
+                    } else {
+                        None
+                    }
+                })
                 .collect();
-            keys.iter().filter_map(|k| table.remove(k)).collect()
+            keys.iter()
+                .filter_map(|(k, expiry)| table.remove(k).map(|e| (e, *expiry)))
+                .collect()
         };
-        for conn in expired {
-            if conn.buf.is_empty() {
-                self.close(conn);
-            } else {
-                self.reply_and_close(conn, &self.timeout_reply);
+        for (entry, expiry) in expired {
+            match expiry {
+                Expiry::Request => self.reply_and_close(entry, &self.timeout_reply),
+                Expiry::Idle | Expiry::Write => self.close(entry),
             }
         }
     }
@@ -548,6 +498,7 @@ impl Shared {
 
 fn worker(shared: &Shared) {
     let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
+    let mut scratch = vec![0u8; READ_CHUNK];
     while !shared.done.load(Ordering::SeqCst) {
         events.clear();
         match epoll::wait(&shared.epoll, spare_capacity(&mut events), None) {
@@ -562,7 +513,7 @@ fn worker(shared: &Shared) {
             match event.data.u64() {
                 WAKE_KEY => {}
                 LISTENER_KEY => shared.accept(),
-                key => shared.on_readable(key),
+                key => shared.on_ready(key, &mut scratch),
             }
         }
     }

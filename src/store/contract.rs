@@ -51,9 +51,9 @@ pub fn check(store: Arc<dyn Store>) {
     store.increment("Zed").unwrap();
     store.increment("Zed").unwrap();
 
-    let e = |name: &str, count| Entry {
+    let e = |name: &str, count: i64| Entry {
         name: name.to_owned(),
-        count,
+        score: count.to_string(),
     };
     // Count ascending, then name bytewise ("Z" < "a"; "Zed" < "Zoë").
     let all = vec![

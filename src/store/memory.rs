@@ -67,7 +67,7 @@ impl MemoryStore {
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let to_entry = |(count, name): &(i64, String)| Entry {
             name: name.clone(),
-            count: *count,
+            score: count.to_string(),
         };
         match order {
             Order::Ascending => sets

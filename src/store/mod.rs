@@ -20,7 +20,9 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub name: String,
-    pub count: i64,
+    /// The score as Redis writes it: `3` for the counts this service and the original write,
+    /// and whatever others wrote passed through as it is (`1.5`, `1e+20`, `inf`).
+    pub score: String,
 }
 
 /// The order of a listing. `Ascending` is Redis `ZRANGE` order: count, then name bytewise.
@@ -66,12 +68,6 @@ pub trait Store: Send + Sync {
 
     /// A short word for logs and `/health`: `redis` or `memory`.
     fn kind(&self) -> &'static str;
-}
-
-/// Converts a Redis score to a count. Scores written by this service (and the original) are
-/// whole numbers; a fractional score written by someone else is truncated towards zero.
-fn score_to_count(score: f64) -> i64 {
-    score as i64
 }
 
 pub mod contract;

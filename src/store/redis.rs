@@ -11,7 +11,7 @@ use super::batch::Batcher;
 use super::connection::{Connection, Connector, Endpoint, TlsSetupError};
 use super::resp::{Reply, ServerError};
 use super::scan::{Scan, ScanRequest, Window};
-use super::{score_to_count, Entry, Order, Store, StoreError};
+use super::{Entry, Order, Store, StoreError};
 
 pub struct RedisStore {
     connector: Connector,
@@ -138,14 +138,17 @@ impl RedisStore {
                 .into_iter()
                 .map(|reply| match reply {
                     Reply::Error(e) => Err(self.server_error(e)),
-                    reply => reply_to_count(reply),
+                    Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
+                        StoreError::Refused("ZINCRBY answered a score that is not a number".into())
+                    }),
+                    other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
                 })
                 .collect(),
             Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 
-    /// A command whose error reply is judged like any other.
+    /// A command whose error reply is classified like any other.
     fn query(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
         match self.with_connection(|c| c.query(args))? {
             Reply::Error(e) => Err(self.server_error(e)),
@@ -153,10 +156,10 @@ impl RedisStore {
         }
     }
 
-    /// Judges an error reply; one that makes the store unavailable (e.g. `READONLY` from a
+    /// Classifies an error reply; one that makes the store unavailable (e.g. `READONLY` from a
     /// replica after a failover) also retires the pool, whose connections reach the same server.
     fn server_error(&self, e: ServerError) -> StoreError {
-        let error = judge(e);
+        let error = classify(e);
         if matches!(error, StoreError::Unavailable(_)) {
             self.generation.fetch_add(1, AtomicOrdering::AcqRel);
         }
@@ -165,32 +168,31 @@ impl RedisStore {
 }
 
 /// An error about the command itself (a wrong type, a bad argument) is `Refused`: retrying
-/// will not help, and the connection is still in step. Every other error reply, such as
-/// `LOADING` after a restart or `READONLY` on a replica after a failover, is a transient
-/// state of the server: `Unavailable`.
-fn judge(e: ServerError) -> StoreError {
+/// will not help, and the connection is still in step. Every other error reply is a transient
+/// state of the server: `LOADING` after a restart, `READONLY` on a replica after a failover,
+/// and `ERR max number of clients reached`, which says nothing about the command: `Unavailable`.
+fn classify(e: ServerError) -> StoreError {
     match e.code() {
+        "ERR" if e.line.starts_with("ERR max number of clients reached") => {
+            StoreError::Unavailable(e.line)
+        }
         "WRONGTYPE" | "ERR" => StoreError::Refused(e.line),
         _ => StoreError::Unavailable(e.line),
     }
 }
 
-fn reply_to_count(reply: Reply) -> Result<i64, StoreError> {
-    match reply {
-        Reply::Error(e) => Err(judge(e)),
-        Reply::Bulk(score) => parse_score(&score).ok_or_else(|| {
-            StoreError::Refused("ZINCRBY answered a score that is not a number".into())
-        }),
-        other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
-    }
-}
-
-/// Redis writes whole scores as integers; anything else goes through `f64`.
-fn parse_score(text: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(text).ok()?;
+/// The count in a `ZINCRBY` reply. Redis writes whole scores as integers; a fractional score
+/// someone else wrote is truncated towards zero (and `inf` saturates).
+fn count_of(score: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(score).ok()?;
     text.parse::<i64>()
         .ok()
-        .or_else(|| text.parse::<f64>().ok().map(score_to_count))
+        .or_else(|| text.parse::<f64>().ok().map(|f| f as i64))
+}
+
+/// Whether `text` is a score as Redis writes one: a number, possibly `inf` or `-inf`.
+fn is_score(text: &str) -> bool {
+    text.parse::<f64>().is_ok_and(|f| !f.is_nan())
 }
 
 fn to_entries(reply: Reply, command: &str) -> Result<Vec<Entry>, StoreError> {
@@ -205,12 +207,16 @@ fn to_entries(reply: Reply, command: &str) -> Result<Vec<Entry>, StoreError> {
         let (Reply::Bulk(name), Reply::Bulk(score)) = (name, score) else {
             return Err(refused("a name or score is not a bulk string".into()));
         };
+        let score = String::from_utf8(score)
+            .ok()
+            .filter(|s| is_score(s))
+            .ok_or_else(|| refused("a score is not a number".into()))?;
         entries.push(Entry {
             name: match String::from_utf8(name) {
                 Ok(s) => s,
                 Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
             },
-            count: parse_score(&score).ok_or_else(|| refused("a score is not a number".into()))?,
+            score,
         });
     }
     Ok(entries)
@@ -331,14 +337,34 @@ mod tests {
     }
 
     #[test]
-    fn scores_are_read_as_counts() {
-        assert_eq!(parse_score(b"12"), Some(12));
-        assert_eq!(parse_score(b"-3"), Some(-3));
-        assert_eq!(parse_score(b"2.75"), Some(2));
-        assert_eq!(parse_score(b"1e3"), Some(1000));
-        assert_eq!(parse_score(b"inf"), Some(i64::MAX));
-        assert_eq!(parse_score(b"x"), None);
-        assert_eq!(parse_score(b"\xff"), None);
+    fn increment_replies_are_read_as_counts() {
+        assert_eq!(count_of(b"12"), Some(12));
+        assert_eq!(count_of(b"-3"), Some(-3));
+        assert_eq!(count_of(b"2.75"), Some(2));
+        assert_eq!(count_of(b"1e3"), Some(1000));
+        assert_eq!(count_of(b"inf"), Some(i64::MAX));
+        assert_eq!(count_of(b"x"), None);
+        assert_eq!(count_of(b"\xff"), None);
+    }
+
+    #[test]
+    fn listed_scores_keep_redis_text() {
+        let reply = Reply::Array(vec![
+            bulk("a"),
+            bulk("1.5"),
+            bulk("b"),
+            bulk("1e+20"),
+            bulk("c"),
+            bulk("inf"),
+        ]);
+        let scores: Vec<String> = to_entries(reply, "ZRANGE")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.score)
+            .collect();
+        assert_eq!(scores, ["1.5", "1e+20", "inf"]);
+        let nan = Reply::Array(vec![bulk("a"), bulk("nan")]);
+        assert!(to_entries(nan, "ZRANGE").is_err());
     }
 
     #[test]
@@ -350,11 +376,11 @@ mod tests {
             vec![
                 Entry {
                     name: "Ann".into(),
-                    count: 1
+                    score: "1".into()
                 },
                 Entry {
                     name: "Bob".into(),
-                    count: 7
+                    score: "7".into()
                 },
             ]
         );
@@ -380,26 +406,21 @@ mod tests {
     #[test]
     fn command_errors_are_refused_and_server_states_unavailable() {
         let e = |line: &str| ServerError { line: line.into() };
-        assert!(matches!(
-            judge(e("WRONGTYPE Operation")),
-            StoreError::Refused(_)
-        ));
-        assert!(matches!(
-            judge(e("ERR syntax error")),
-            StoreError::Refused(_)
-        ));
-        assert!(matches!(
-            judge(e("LOADING Redis is loading")),
-            StoreError::Unavailable(_)
-        ));
-        assert!(matches!(
-            judge(e("READONLY You can't write")),
-            StoreError::Unavailable(_)
-        ));
-        assert!(matches!(
-            reply_to_count(Reply::Error(e("READONLY x"))),
-            Err(StoreError::Unavailable(_))
-        ));
-        assert_eq!(reply_to_count(bulk("5")).unwrap(), 5);
+        for refused in ["WRONGTYPE Operation", "ERR syntax error"] {
+            assert!(
+                matches!(classify(e(refused)), StoreError::Refused(_)),
+                "{refused}"
+            );
+        }
+        for unavailable in [
+            "LOADING Redis is loading",
+            "READONLY You can't write",
+            "ERR max number of clients reached",
+        ] {
+            assert!(
+                matches!(classify(e(unavailable)), StoreError::Unavailable(_)),
+                "{unavailable}"
+            );
+        }
     }
 }

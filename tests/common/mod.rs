@@ -19,7 +19,8 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+/// Polls `ready` every 20 ms until it holds; fails the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
         assert!(
@@ -298,11 +299,20 @@ impl Drop for Redis {
     }
 }
 
+/// The binary under test: this build's, or the one `HELLO_BIN` names (to measure another build
+/// with the same scenarios, e.g. before and after a change).
+pub fn binary() -> String {
+    std::env::var("HELLO_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hello").to_owned())
+}
+
 /// The `hello` binary, running.
 pub struct Service {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Its standard error (the logs).
     log: PathBuf,
+    /// Its standard output (CloudWatch metric lines, when on).
+    out: PathBuf,
 }
 
 impl Service {
@@ -324,14 +334,15 @@ impl Service {
         let (host, port) = (addr.ip().to_string(), addr.port());
         let log =
             std::env::temp_dir().join(format!("hello-test-{}-{port}.log", std::process::id()));
-        let child = Command::new(env!("CARGO_BIN_EXE_hello"))
+        let out = log.with_extension("out");
+        let child = Command::new(binary())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOST", &host)
             .env("PORT", port.to_string())
             .env("DEBUG", "true")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start hello");
@@ -339,6 +350,7 @@ impl Service {
             child: Some(child),
             addr,
             log,
+            out,
         };
         wait_until("hello", Duration::from_secs(10), || {
             TcpStream::connect(addr).is_ok()
@@ -396,6 +408,10 @@ impl Service {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
 }
 
 impl Drop for Service {
@@ -405,6 +421,7 @@ impl Drop for Service {
             let _ = c.wait();
         }
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.out);
     }
 }
 

@@ -1,0 +1,144 @@
+# The dashboard's body, built from names alone (no resources and no provider), so that a test
+# can render it with a bare `terraform apply` and check that it names only metrics this stack
+# produces: tests/deployment.rs.
+
+variable "region" {
+  description = "Region of every metric."
+  type        = string
+}
+
+variable "load_balancer" {
+  description = "The ALB's LoadBalancer dimension (its ARN suffix)."
+  type        = string
+}
+
+variable "ecs_cluster" {
+  description = "The ECS ClusterName dimension."
+  type        = string
+}
+
+variable "ecs_service" {
+  description = "The ECS ServiceName dimension."
+  type        = string
+}
+
+variable "redis_clusters" {
+  description = "CacheClusterId of each Redis node (ElastiCache publishes per node)."
+  type        = list(string)
+}
+
+variable "namespace" {
+  description = "Namespace of the service's own metrics (METRICS_EMF_NAMESPACE)."
+  type        = string
+}
+
+variable "alarm_arns" {
+  description = "Alarms whose states the dashboard shows."
+  type        = list(string)
+}
+
+locals {
+  alb = ["AWS/ApplicationELB"]
+  lb  = ["LoadBalancer", var.load_balancer]
+  ecs = ["AWS/ECS"]
+  svc = ["ClusterName", var.ecs_cluster, "ServiceName", var.ecs_service]
+
+  # The service's route prefixes besides /hello/{name} (see src/emf.rs), for p99 by route.
+  other_routes = ["Root", "Counts", "Health", "HealthCluster", "Metrics", "Other"]
+
+  # x, y, width, height on the dashboard's 24-column grid; three widgets a row.
+  place = { for i in range(9) : i => { x = (i % 3) * 8, y = floor(i / 3) * 6, width = 8, height = 6 } }
+
+  metric_widgets = [
+    {
+      title = "Requests and 5xx (load balancer, per minute)"
+      metrics = [
+        concat(local.alb, ["RequestCount"], local.lb, [{ stat = "Sum", label = "requests" }]),
+        concat(local.alb, ["HTTPCode_Target_5XX_Count"], local.lb, [{ stat = "Sum", label = "5xx from tasks", yAxis = "right" }]),
+        concat(local.alb, ["HTTPCode_ELB_5XX_Count"], local.lb, [{ stat = "Sum", label = "5xx from the load balancer", yAxis = "right" }]),
+      ]
+    },
+    {
+      title = "Target response time (load balancer, seconds)"
+      metrics = [
+        concat(local.alb, ["TargetResponseTime"], local.lb, [{ stat = "p50", label = "p50" }]),
+        concat(local.alb, ["TargetResponseTime"], local.lb, [{ stat = "p99", label = "p99" }]),
+      ]
+    },
+    {
+      title = "Store unavailable (503) and increments (service, per minute)"
+      metrics = [
+        [var.namespace, "StoreUnavailable", { stat = "Sum", label = "503 store_unavailable" }],
+        [var.namespace, "Increments", { stat = "Sum", label = "increments stored", yAxis = "right" }],
+      ]
+    },
+    {
+      title = "/hello/{name} latency (service, ms, worst task)"
+      metrics = [
+        [var.namespace, "HelloLatencyP50", { stat = "Maximum", label = "p50" }],
+        [var.namespace, "HelloLatencyP99", { stat = "Maximum", label = "p99" }],
+      ]
+    },
+    {
+      title   = "Latency p99 by route (service, ms, worst task)"
+      metrics = [for r in local.other_routes : [var.namespace, "${r}LatencyP99", { stat = "Maximum", label = r }]]
+    },
+    {
+      title = "Connections (service)"
+      metrics = [
+        [var.namespace, "ConnectionsOpen", { stat = "Maximum", label = "open (largest task)" }],
+        [var.namespace, "ConnectionsRefused", { stat = "Sum", label = "refused per minute", yAxis = "right" }],
+      ]
+    },
+    {
+      title = "ECS service CPU and memory (% of reservation)"
+      metrics = [
+        concat(local.ecs, ["CPUUtilization"], local.svc, [{ stat = "Average", label = "CPU" }]),
+        concat(local.ecs, ["MemoryUtilization"], local.svc, [{ stat = "Average", label = "memory" }]),
+      ]
+    },
+    {
+      title = "Redis engine CPU and memory (%)"
+      metrics = concat(
+        [for id in var.redis_clusters : ["AWS/ElastiCache", "EngineCPUUtilization", "CacheClusterId", id, { stat = "Maximum", label = "${id} engine CPU" }]],
+        [for id in var.redis_clusters : ["AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "CacheClusterId", id, { stat = "Maximum", label = "${id} memory" }]],
+      )
+    },
+    {
+      title = "Redis connections and evictions"
+      metrics = concat(
+        [for id in var.redis_clusters : ["AWS/ElastiCache", "CurrConnections", "CacheClusterId", id, { stat = "Maximum", label = "${id} connections" }]],
+        [for id in var.redis_clusters : ["AWS/ElastiCache", "Evictions", "CacheClusterId", id, { stat = "Sum", label = "${id} evictions", yAxis = "right" }]],
+      )
+    },
+  ]
+
+  widgets = concat(
+    [for i, w in local.metric_widgets : merge(local.place[i], {
+      type = "metric"
+      properties = {
+        title   = w.title
+        region  = var.region
+        view    = "timeSeries"
+        period  = 60
+        metrics = w.metrics
+      }
+    })],
+    [{
+      type   = "alarm"
+      x      = 0
+      y      = 18
+      width  = 24
+      height = 4
+      properties = {
+        title  = "Alarms"
+        alarms = var.alarm_arns
+      }
+    }],
+  )
+}
+
+output "body" {
+  description = "The dashboard body (JSON)."
+  value       = jsonencode({ start = "-PT6H", widgets = local.widgets })
+}

@@ -1,0 +1,269 @@
+//! Slow and hostile clients, each attack over real sockets against the real binary, with the
+//! outcome the contract promises: a request meets its deadline from its first byte, a client
+//! that does not read costs a table entry and not a worker, idle connections hold no large
+//! buffers, and framing tricks are not served.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Conn, Redis, Service};
+
+const KEY: &str = "nytimes.names";
+
+/// Sends `bytes` one at a time, `every` apart, until the server answers or closes; returns
+/// what it answered and when, counted from the first byte.
+fn trickle(s: &Service, bytes: &[u8], every: Duration) -> (String, Duration) {
+    let mut stream = TcpStream::connect(s.addr).unwrap();
+    stream.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    for b in bytes {
+        if stream.write_all(&[*b]).is_err() {
+            break;
+        }
+        let waited = Instant::now();
+        let mut buf = [0u8; 4096];
+        let mut closed = false;
+        while waited.elapsed() < every {
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(10))
+                }
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed || !out.is_empty() {
+            break;
+        }
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn a_trickled_head_is_cut_off_at_its_deadline_from_the_first_byte() {
+    let s = Service::start(&[("HTTP_REQUEST_TIMEOUT_MS", "1000")]);
+    let request = b"GET /hello/trickled HTTP/1.1\r\nHost: t\r\nX-Pad: aaaaaaaaaaaaaaaa\r\n\r\n";
+    // Sent whole, it would take 6.5 s; the deadline is 1 s after its first byte.
+    let (answer, after) = trickle(&s, request, Duration::from_millis(100));
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(
+        after < Duration::from_millis(2500),
+        "cut off after {after:?}"
+    );
+    assert_eq!(s.get("/counts").text(), r#"{"counts":[]}"#);
+}
+
+#[test]
+fn a_trickled_body_is_cut_off_at_the_same_deadline() {
+    let s = Service::start(&[("HTTP_REQUEST_TIMEOUT_MS", "1000")]);
+    let mut request =
+        b"GET /hello/body HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n".to_vec();
+    request.extend_from_slice(&[b'b'; 100]);
+    let (answer, after) = trickle(&s, &request, Duration::from_millis(25));
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(
+        after < Duration::from_millis(2500),
+        "cut off after {after:?}"
+    );
+    assert_eq!(s.get("/counts").text(), r#"{"counts":[]}"#);
+}
+
+/// A connection that asks for `path` and never reads, with a small receive buffer so that the
+/// server's writes block early.
+fn non_reader(s: &Service, path: &str) -> TcpStream {
+    let stream = TcpStream::connect(s.addr).unwrap();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&stream, 4096).unwrap();
+    (&stream)
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    stream
+}
+
+/// The status of the response waiting on a connection that has not read it yet.
+fn status_waiting(stream: &mut TcpStream) -> Option<u16> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[test]
+fn clients_that_never_read_cost_table_entries_not_workers() {
+    let redis = Redis::start();
+    let mut add = redis::cmd("ZADD");
+    add.arg(KEY);
+    for i in 0..200_000 {
+        add.arg(1).arg(format!("name-{i:06}"));
+    }
+    let _: () = add.query(&mut redis.connection()).unwrap();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("HTTP_WORKERS", "4"),
+        ("COUNTS_MAX_LISTINGS", "8"),
+        ("HTTP_WRITE_TIMEOUT_MS", "3000"),
+    ]);
+    // 64 listings of 200,000 names nobody reads: 16 times the workers.
+    let mut stalled: Vec<TcpStream> = (0..64).map(|_| non_reader(&s, "/counts")).collect();
+    let started = Instant::now();
+    let mut conn = Conn::open(s.addr);
+    let mut took: Vec<Duration> = (0..50)
+        .map(|i| {
+            let t = Instant::now();
+            assert_eq!(conn.get(&format!("/hello/victim{i}")).status, 200);
+            t.elapsed()
+        })
+        .collect();
+    println!(
+        "/hello with 64 non-reading /counts clients: first {:?}",
+        took[0]
+    );
+    took.sort();
+    println!("  median {:?}, slowest {:?}", took[25], took[49]);
+    // Before, every worker was held by a write for its 10 s timeout. The first request waits
+    // its turn behind the 64 listings' requests; the others wait for nothing.
+    assert!(took[49] < Duration::from_secs(5), "{took:?}");
+    assert!(took[25] < Duration::from_millis(100), "{took:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Only the allowed number of listings were started; the others were refused at once.
+    let statuses: Vec<Option<u16>> = stalled.iter_mut().map(status_waiting).collect();
+    let ok = statuses.iter().filter(|s| **s == Some(200)).count();
+    let refused = statuses.iter().filter(|s| **s == Some(503)).count();
+    assert_eq!((ok, refused), (8, 56), "{statuses:?}");
+    // Stalled writes are dropped after the write timeout, and their listings with them.
+    drop(conn);
+    let dropped = Instant::now();
+    loop {
+        let r = s.get("/counts?limit=1");
+        if r.status == 200 {
+            break;
+        }
+        r.assert_error(503, "overloaded");
+        assert!(
+            dropped.elapsed() < Duration::from_secs(10),
+            "listings never freed"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "listings freed {:?} after the test stopped reading",
+        dropped.elapsed()
+    );
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn idle_connections_after_large_bodies_hold_no_large_buffers() {
+    const CONNECTIONS: usize = 300;
+    let s = Service::start(&[]);
+    let mut warm = Conn::open(s.addr);
+    assert_eq!(warm.get("/").status, 200);
+    let before = rss_kb(s.pid());
+    let body = vec![b'x'; 64 * 1024];
+    let conns: Vec<Conn> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = Conn::open(s.addr);
+            c.send_raw(
+                format!(
+                    "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            c.send_raw(&body);
+            assert_eq!(c.response(false).status, 200);
+            c
+        })
+        .collect();
+    let after = rss_kb(s.pid());
+    let per_connection = after.saturating_sub(before) * 1024 / CONNECTIONS as u64;
+    println!("{CONNECTIONS} idle connections after 64 KiB bodies: RSS {before} kB -> {after} kB, {per_connection} B each");
+    assert!(
+        per_connection < 16 * 1024,
+        "{per_connection} bytes per idle connection"
+    );
+    drop(conns);
+}
+
+#[test]
+fn close_in_any_connection_field_wins() {
+    let redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    let out = s.raw(
+        b"GET /hello/first HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n\
+          GET /hello/after_close HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(text.contains("Connection: close\r\n"));
+    assert_eq!(redis.counts(KEY), vec![("first".to_string(), 1)]);
+}
+
+#[test]
+fn head_over_http10_keep_alive_does_what_it_says() {
+    let s = Service::start(&[]);
+    let mut conn = Conn::open(s.addr);
+    conn.send_raw(b"HEAD /counts HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n");
+    let head = conn.response(true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("connection"), Some("keep-alive"));
+    let next = conn.response(false);
+    assert_eq!(next.text(), "Welcome to the Hello Service");
+    assert!(conn.is_closed());
+}
+
+#[test]
+fn empty_lines_before_a_request_line_count_toward_its_limit() {
+    let redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    let long = format!(
+        "\r\nGET /hello/{} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "a".repeat(12_200)
+    );
+    let out = s.raw(long.as_bytes());
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 414 "), "{text}");
+    assert!(redis.counts(KEY).is_empty());
+    let blank_first =
+        s.raw(b"\r\n\r\nGET /hello/ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(String::from_utf8_lossy(&blank_first).starts_with("HTTP/1.1 200 "));
+}
+
+#[test]
+fn expect_100_continue_is_answered_without_waiting_for_the_body() {
+    let s = Service::start(&[("HTTP_REQUEST_TIMEOUT_MS", "5000")]);
+    let mut conn = Conn::open(s.addr);
+    let started = Instant::now();
+    conn.send_raw(
+        b"GET /hello/expecting HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+    );
+    let r = conn.response(false);
+    assert_eq!(r.text(), r#"Hello, "expecting""#);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(conn.is_closed());
+}
