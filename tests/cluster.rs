@@ -10,8 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::aws::{
     canned_server, container_endpoint, hanging_listener, ids, node_with_aws, scripted_server,
-    wait_for_instance_id, wait_for_membership, ContainerCredentials, ImdsConfig, ImdsStub, Moto,
-    MotoCluster, THROTTLING,
+    wait_for_membership, ContainerCredentials, ImdsConfig, ImdsStub, Moto, MotoCluster, THROTTLING,
 };
 use common::{free_port, Service};
 use hello::clock::Utc;
@@ -26,8 +25,7 @@ fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
         .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
         .collect();
     let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
-    for (ip, (node, _)) in ips.iter().zip(&nodes) {
-        wait_for_instance_id(node, &c.id(ip));
+    for (node, _) in &nodes {
         wait_for_membership(node);
     }
     for (node, _) in &nodes {
@@ -113,7 +111,6 @@ fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
     let ttl = [("CLUSTER_MEMBERSHIP_TTL_MS", "1500")];
     let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &ttl);
     let (_b, _ib) = c.node(ips[1], ("ELB_NAME", &elb), &ttl);
-    wait_for_instance_id(&a, &c.id(ips[0]));
     let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
     let body = a.get("/health/cluster").json();
     assert_eq!(ids(&body, "node_healths"), all);
@@ -429,7 +426,6 @@ fn concurrent_requests_share_one_round_of_asking_the_peers() {
         .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
         .collect();
     let asked = &nodes[0].0;
-    wait_for_instance_id(asked, &c.id(ips[0]));
     wait_for_membership(asked);
     let before: Vec<u64> = nodes[1..].iter().map(|(n, _)| health_requests(n)).collect();
     let threads = |pid: u32| {

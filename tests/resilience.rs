@@ -14,8 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::aws::{
-    canned_server, hanging_listener, node_with_aws, wait_for_instance_id, wait_for_membership,
-    MotoCluster, THROTTLING,
+    canned_server, hanging_listener, node_with_aws, wait_for_membership, MotoCluster, THROTTLING,
 };
 use common::{burst, free_port, Conn, Redis, Service};
 
@@ -787,7 +786,6 @@ fn s12_hundred_concurrent_cluster_requests_on_16_nodes() {
         .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
         .collect();
     let asked = &nodes[0].0;
-    wait_for_instance_id(asked, &c.id(ips[0]));
     wait_for_membership(asked);
     let barrier = Barrier::new(100);
     let done = AtomicBool::new(false);

@@ -393,20 +393,22 @@ impl MotoCluster {
     }
 
     /// Starts a node on `ip` discovering through `discovery` (`ELB_NAME` or
-    /// `TARGET_GROUP_ARN`); returns it with its metadata stub.
+    /// `TARGET_GROUP_ARN`); returns it, once it knows its instance id (so that its `/health`
+    /// says who it is), with its metadata stub.
     pub fn node(
         &self,
         ip: &str,
         discovery: (&str, &str),
         extra: &[(&str, &str)],
     ) -> (Service, ImdsStub) {
+        let instance_id = self
+            .instances
+            .get(ip)
+            .and_then(|v| v.as_str())
+            .unwrap_or("i-none")
+            .to_owned();
         let imds = ImdsStub::start(ImdsConfig {
-            instance_id: self
-                .instances
-                .get(ip)
-                .and_then(|v| v.as_str())
-                .unwrap_or("i-none")
-                .to_owned(),
+            instance_id: instance_id.clone(),
             region: "us-east-1".into(),
             credentials: None,
             v1_only: false,
@@ -416,7 +418,9 @@ impl MotoCluster {
         env.push((discovery.0.into(), discovery.1.into()));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        (Service::start_at(self.addr(ip), &env), imds)
+        let node = Service::start_at(self.addr(ip), &env);
+        wait_for_instance_id(&node, &instance_id);
+        (node, imds)
     }
 }
 
