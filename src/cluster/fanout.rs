@@ -48,8 +48,8 @@ struct Job {
 #[derive(Default)]
 struct Rounds {
     last: Option<Round>,
-    /// The membership version of the round under way, if one is.
-    running: Option<u64>,
+    /// A round is under way.
+    running: bool,
 }
 
 struct Round {
@@ -63,7 +63,7 @@ struct Leading<'a>(&'a FanOut);
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
-        self.0.rounds().running = None;
+        self.0.rounds().running = false;
         self.0.ended.notify_all();
     }
 }
@@ -103,7 +103,7 @@ impl FanOut {
                     return Arc::clone(&last.answers);
                 }
             }
-            if rounds.running.is_none() {
+            if !rounds.running {
                 break;
             }
             // A round under way started before this request, so it ends before its deadline.
@@ -117,7 +117,7 @@ impl FanOut {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        rounds.running = Some(membership.version);
+        rounds.running = true;
         drop(rounds);
         let leading = Leading(self);
         let answers = Arc::new(self.round(membership, own_id, own, deadline));
