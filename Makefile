@@ -44,7 +44,7 @@ deploy:
 
 # The resilience suite: the release binary under failure; one table row per scenario.
 resilience:
-	@. scripts/lib.sh && need_packages redis-server:redis-server slowhttptest:slowhttptest nginx:nginx-light prlimit:util-linux
+	@. scripts/lib.sh && need_packages redis-server:redis-server slowhttptest:slowhttptest nginx:nginx-light prlimit:util-linux && ensure_venv .venv tests/requirements.txt
 	cargo test --release --test resilience -- --ignored --nocapture --test-threads 1 2>&1 \
 	  | grep -E '^\||test result|panicked|assert'
 

@@ -1,17 +1,18 @@
 //! Configuration: the environment, read once at start-up into a validated `Config`. A bad value
-//! is refused with one line naming the variable and what it expects.
+//! is refused with one line naming the variable and what it expects. The server's and the
+//! store's settings are read here; the cluster's come from `ClusterSettings`, which owns them.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::cluster::Discovery;
+use crate::cluster::ClusterSettings;
 use crate::emf;
 use crate::http::{Limits, ServerConfig};
 use crate::logging::{Filter, Format};
 use crate::secret::Secret;
+use crate::settings::{invalid, millis, number, ConfigError};
 use crate::store::Endpoint;
 
 #[derive(Debug)]
@@ -24,27 +25,10 @@ pub struct Config {
     pub http: ServerConfig,
     /// `/counts` listings open at once; more are refused with 503 `overloaded`.
     pub max_listings: usize,
-    pub aws: AwsConfig,
+    /// `/health/cluster`: discovery through a load balancer, and the AWS APIs it calls.
+    pub cluster: ClusterSettings,
     /// `None` unless CloudWatch embedded-metric lines are wanted (`METRICS_EMF`).
     pub emf: Option<emf::Settings>,
-}
-
-/// What `/health` and `/health/cluster` need from AWS. Credentials are read by
-/// `aws::credentials` itself, so that they never sit in this struct.
-#[derive(Debug)]
-pub struct AwsConfig {
-    /// `None` in local mode or when no load balancer is named.
-    pub discovery: Option<Discovery>,
-    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); otherwise asked from instance metadata.
-    pub region: Option<String>,
-    pub elb_endpoint: Option<String>,
-    pub ec2_endpoint: Option<String>,
-    /// `None` when `DEBUG=true` or `AWS_EC2_METADATA_DISABLED=true`.
-    pub imds_endpoint: Option<String>,
-    pub peer_timeout: Duration,
-    pub cluster_deadline: Duration,
-    /// How long a discovered membership is reused; zero: discover on every request.
-    pub membership_ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -64,28 +48,6 @@ pub struct RedisConfig {
     pub tls_ca_file: Option<PathBuf>,
 }
 
-/// A variable whose value is not acceptable.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub expected: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}: expected {}", self.variable, self.expected)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn invalid(variable: &'static str, expected: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        expected: expected.into(),
-    }
-}
-
 /// Every variable read here, with its default, for `hello --help`.
 pub const VARIABLES: &str = "  PORT                     port to listen on (default 8080)
   HOST                     address to listen on (default 0.0.0.0)
@@ -93,13 +55,13 @@ pub const VARIABLES: &str = "  PORT                     port to listen on (defau
   REDIS_CLUSTER_ADDRESS    Redis host:port (the original service's variable)
                            neither set: an in-process store whose counts are lost on exit
   REDIS_KEY                sorted-set key (default nytimes.names)
-  REDIS_TIMEOUT_MS         Redis connect, read and write timeout (default 1000)
+  REDIS_TIMEOUT_MS         Redis connect, read, write and host name lookup timeout (default 1000)
   REDIS_TLS_CA_FILE        PEM certificates trusted for rediss:// besides the built-in roots
   DEBUG                    true: local mode, no AWS calls (default false)
   LOG_FORMAT               text or json (default text)
   RUST_LOG                 env_logger directives, e.g. info,hello=debug,access=off,rustls=warn
                            (targets: hello, access, ureq, rustls); unreadable: refused (default info)
-  HTTP_WORKERS             threads answering requests (default 32)
+  HTTP_WORKERS             threads answering requests; at most half wait for AWS (default 32)
   HTTP_MAX_CONNECTIONS     open connections before new ones are refused (default 10000)
   HTTP_REQUEST_TIMEOUT_MS  time to send a whole request once started (default 10000)
   HTTP_IDLE_TIMEOUT_MS     keep-alive idle time, above an ALB's 60 s (default 75000)
@@ -115,9 +77,11 @@ pub const VARIABLES: &str = "  PORT                     port to listen on (defau
   ELB_NAME                 Classic ELB whose in-service instances form the cluster
   TARGET_GROUP_ARN         or: ALB/NLB target group whose healthy targets form the cluster
   CLUSTER_PEER_TIMEOUT_MS  time each peer's /health may take (default 1500)
-  CLUSTER_DEADLINE_MS      time /health/cluster may take in all (default 3000)
+  CLUSTER_DEADLINE_MS      time /health/cluster may take in all, and the time the AWS calls
+                           of one discovery share (default 3000)
   CLUSTER_MEMBERSHIP_TTL_MS
-                           time the discovered node list is reused (default 5000; 0: never)
+                           age at which the node list is discovered again (default 5000; 0: on
+                           every request)
   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI, AWS_ENDPOINT_URL[_EC2|_ELASTIC_LOAD_BALANCING],
   AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_DISABLED: as the AWS SDKs read them
@@ -191,7 +155,7 @@ impl Config {
         };
 
         let max_listings = number(&get, "COUNTS_MAX_LISTINGS", 16, 1, 10_000)?;
-        let aws = aws_config(&get, debug)?;
+        let cluster = ClusterSettings::from_env(&get, debug)?;
         let emf = emf_settings(&get)?;
         Ok(Config {
             listen: SocketAddr::new(host, port),
@@ -201,7 +165,7 @@ impl Config {
             log_filter,
             http,
             max_listings,
-            aws,
+            cluster,
             emf,
         })
     }
@@ -242,99 +206,6 @@ fn emf_settings(
         namespace,
         interval: Duration::from_millis(interval),
     }))
-}
-
-fn aws_config(
-    get: &impl Fn(&str) -> Option<String>,
-    debug: bool,
-) -> Result<AwsConfig, ConfigError> {
-    let discovery = match (get("ELB_NAME"), get("TARGET_GROUP_ARN")) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "TARGET_GROUP_ARN",
-                "either ELB_NAME or TARGET_GROUP_ARN, not both",
-            ))
-        }
-        (Some(name), None) => Some(Discovery::ClassicElb(name.trim().to_owned())),
-        (None, Some(arn)) if arn.trim().starts_with("arn:") => {
-            Some(Discovery::TargetGroup(arn.trim().to_owned()))
-        }
-        (None, Some(_)) => {
-            return Err(invalid(
-                "TARGET_GROUP_ARN",
-                "a target group ARN (arn:aws:elasticloadbalancing:…)",
-            ))
-        }
-        (None, None) => None,
-    };
-    let endpoint = |variable: &'static str| -> Result<Option<String>, ConfigError> {
-        match get(variable).or_else(|| get("AWS_ENDPOINT_URL")) {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Ok(Some(url.trim().to_owned()))
-            }
-            Some(_) => Err(invalid(variable, "an http:// or https:// URL")),
-            None => Ok(None),
-        }
-    };
-    let metadata_disabled = match get("AWS_EC2_METADATA_DISABLED")
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(invalid("AWS_EC2_METADATA_DISABLED", "true or false")),
-    };
-    let imds_endpoint = match get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
-        Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
-            return Err(invalid(
-                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-                "an http:// URL",
-            ))
-        }
-        Some(url) => url.trim().to_owned(),
-        None => crate::aws::imds::DEFAULT_ENDPOINT.to_owned(),
-    };
-    Ok(AwsConfig {
-        discovery: if debug { None } else { discovery },
-        region: get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
-            .map(|r| r.trim().to_owned()),
-        elb_endpoint: endpoint("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING")?,
-        ec2_endpoint: endpoint("AWS_ENDPOINT_URL_EC2")?,
-        imds_endpoint: (!debug && !metadata_disabled).then_some(imds_endpoint),
-        peer_timeout: millis(get, "CLUSTER_PEER_TIMEOUT_MS", 1500)?,
-        cluster_deadline: millis(get, "CLUSTER_DEADLINE_MS", 3000)?,
-        membership_ttl: number(get, "CLUSTER_MEMBERSHIP_TTL_MS", 5000, 0, 3_600_000)
-            .map(Duration::from_millis)?,
-    })
-}
-
-fn number<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError>
-where
-    T: FromStr + PartialOrd + fmt::Display + Copy,
-{
-    let Some(raw) = get(variable) else {
-        return Ok(default);
-    };
-    raw.trim()
-        .parse::<T>()
-        .ok()
-        .filter(|n| *n >= min && *n <= max)
-        .ok_or_else(|| invalid(variable, format!("a whole number from {min} to {max}")))
-}
-
-fn millis(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: u64,
-) -> Result<Duration, ConfigError> {
-    number(get, variable, default, 1, 3_600_000).map(Duration::from_millis)
 }
 
 const URL_SHAPE: &str = "redis://[[user]:password@]host[:port][/db] or rediss://… (value not shown: it may hold a password)";
@@ -430,6 +301,8 @@ fn endpoint_from_address(address: &str) -> Result<Endpoint, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::endpoint::Endpoint;
+    use crate::cluster::Discovery;
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -479,24 +352,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.aws.discovery,
+            c.cluster.discovery,
             Some(Discovery::ClassicElb("hello-elb".into()))
         );
-        assert_eq!(c.aws.elb_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
-        assert_eq!(c.aws.ec2_endpoint.as_deref(), Some("http://127.0.0.1:5001"));
-        assert_eq!(c.aws.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(c.aws.membership_ttl, Duration::from_secs(5));
-        let c = config(&[("CLUSTER_MEMBERSHIP_TTL_MS", "0")]).unwrap();
-        assert_eq!(c.aws.membership_ttl, Duration::ZERO);
+        let url = |e: &Option<Endpoint>| e.as_ref().map(|e| e.url.clone());
         assert_eq!(
-            c.aws.imds_endpoint.as_deref(),
+            url(&c.cluster.aws.elb_endpoint).as_deref(),
+            Some("http://127.0.0.1:5000/")
+        );
+        assert_eq!(
+            url(&c.cluster.aws.ec2_endpoint).as_deref(),
+            Some("http://127.0.0.1:5001/")
+        );
+        assert_eq!(c.cluster.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.cluster.membership_ttl, Duration::from_secs(5));
+        let c = config(&[("CLUSTER_MEMBERSHIP_TTL_MS", "0")]).unwrap();
+        assert_eq!(c.cluster.membership_ttl, Duration::ZERO);
+        assert_eq!(
+            c.cluster.aws.imds_endpoint.as_deref(),
             Some("http://169.254.169.254")
         );
         // DEBUG=true: local mode, no metadata calls, no discovery.
         let c = config(&[("ELB_NAME", "x"), ("DEBUG", "true")]).unwrap();
-        assert!(c.aws.discovery.is_none() && c.aws.imds_endpoint.is_none());
+        assert!(c.cluster.discovery.is_none() && c.cluster.aws.imds_endpoint.is_none());
         let c = config(&[("AWS_EC2_METADATA_DISABLED", "true")]).unwrap();
-        assert!(c.aws.imds_endpoint.is_none());
+        assert!(c.cluster.aws.imds_endpoint.is_none());
     }
 
     #[test]
@@ -611,6 +491,10 @@ mod tests {
         assert_eq!(
             var(&[("AWS_ENDPOINT_URL_EC2", "localhost:5000")]),
             "AWS_ENDPOINT_URL_EC2"
+        );
+        assert_eq!(
+            var(&[("AWS_ENDPOINT_URL", "http://host:0")]),
+            "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING"
         );
         assert_eq!(
             var(&[("AWS_EC2_METADATA_DISABLED", "yes please")]),

@@ -20,4 +20,5 @@ pub mod logging;
 pub mod metrics;
 pub mod routes;
 pub mod secret;
+pub mod settings;
 pub mod store;

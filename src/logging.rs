@@ -1,8 +1,12 @@
 //! Log lines on standard error, through `env_logger`: `RUST_LOG` directives choose what is
 //! written by target (`hello…` for the service's own lines, `access` for the line written for
 //! every request, a crate's name such as `ureq` or `rustls` for its lines), and a format
-//! closure writes each line as text for people or as one JSON object for CloudWatch.
+//! closure writes each line as text for people or as one JSON object for CloudWatch. In text, a
+//! message's control characters are escaped (as the access line's method and path are), so
+//! that text from outside (an AWS error body, a peer's error) cannot end a line, forge another,
+//! or send escape codes to a terminal.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -85,7 +89,10 @@ fn write_text(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {
         record.target()
     )?;
     if record.target() != ACCESS {
-        return writeln!(out, "{}", record.args());
+        return match record.args().as_str() {
+            Some(text) => writeln!(out, "{}", escape_controls(text)),
+            None => writeln!(out, "{}", escape_controls(&record.args().to_string())),
+        };
     }
     let fields = record.key_values();
     let field = |key: &str| fields.get(Key::from_str(key)).unwrap_or_else(Value::null);
@@ -150,6 +157,26 @@ impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
 /// before 1970 out even so.
 fn timestamp() -> humantime::Rfc3339Timestamp {
     humantime::format_rfc3339_millis(SystemTime::now().max(UNIX_EPOCH))
+}
+
+/// `text` with its control characters (C0, DEL, C1), line and paragraph separators and bidi
+/// overrides written as escapes (`\n`, `\u{1b}`); everything else as it is.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match hidden(c) {
+            true => escaped.extend(c.escape_default()),
+            false => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 fn level_name(level: Level) -> &'static str {

@@ -120,6 +120,7 @@ fn serve() -> ExitCode {
     }
     let monitor = Monitor::start(Arc::clone(&store));
     let imds = config
+        .cluster
         .aws
         .imds_endpoint
         .as_deref()
@@ -127,7 +128,9 @@ fn serve() -> ExitCode {
     if let Some(imds) = &imds {
         learn_instance_id(Arc::clone(imds), monitor.instance_id_slot());
     }
-    let cluster = match Cluster::from_config(&config.aws, imds, |k| std::env::var(k).ok()) {
+    let cluster = match Cluster::new(&config.cluster, config.http.workers, imds, |k| {
+        std::env::var(k).ok()
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hello: {e}");

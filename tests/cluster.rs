@@ -6,106 +6,26 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use common::aws::{container_endpoint, hanging_listener, ImdsConfig, ImdsStub, Moto};
+use common::aws::{
+    canned_server, container_endpoint, hanging_listener, ids, node_with_aws, scripted_server,
+    wait_for_membership, ContainerCredentials, ImdsConfig, ImdsStub, Moto, MotoCluster, THROTTLING,
+};
 use common::{free_port, Service, Signal};
-
-/// A cluster: moto, one node per address (each with its own metadata stub).
-struct Cluster {
-    moto: Moto,
-    port: u16,
-    instances: serde_json::Map<String, serde_json::Value>,
-    elb: String,
-    target_group: String,
-}
-
-impl Cluster {
-    fn new(ips: &[&str]) -> Cluster {
-        let moto = Moto::start();
-        let port = free_port();
-        let mut args = vec!["cluster".to_string(), port.to_string()];
-        args.extend(ips.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let made = moto.script(&args);
-        Cluster {
-            port,
-            instances: made["instances"].as_object().unwrap().clone(),
-            elb: made["elb"].as_str().unwrap().to_owned(),
-            target_group: made["target_group"].as_str().unwrap().to_owned(),
-            moto,
-        }
-    }
-
-    fn id(&self, ip: &str) -> String {
-        self.instances[ip].as_str().unwrap().to_owned()
-    }
-
-    fn addr(&self, ip: &str) -> SocketAddr {
-        format!("{ip}:{}", self.port).parse().unwrap()
-    }
-
-    /// Starts a node on `ip` discovering through `discovery` (`ELB_NAME` or
-    /// `TARGET_GROUP_ARN`); returns it with its metadata stub.
-    fn node(
-        &self,
-        ip: &str,
-        discovery: (&str, &str),
-        extra: &[(&str, &str)],
-    ) -> (Service, ImdsStub) {
-        let imds = ImdsStub::start(ImdsConfig {
-            instance_id: self
-                .instances
-                .get(ip)
-                .and_then(|v| v.as_str())
-                .unwrap_or("i-none")
-                .to_owned(),
-            region: "us-east-1".into(),
-            credentials: None,
-            v1_only: false,
-        });
-        let mut env: Vec<(String, String)> = self.moto.node_env();
-        env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.url.clone()));
-        env.push((discovery.0.into(), discovery.1.into()));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        (Service::start_at(self.addr(ip), &env), imds)
-    }
-}
-
-fn ids(value: &serde_json::Value, key: &str) -> BTreeSet<String> {
-    value[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {key} in {value}"))
-        .iter()
-        .map(|n| n["ec2_instance_id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Waits for a node's instance id (learnt from metadata in the background).
-fn wait_for_instance_id(node: &Service, id: &str) {
-    let start = Instant::now();
-    while node.get("/health").json()["ec2_instance_id"] != id {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "instance id never learnt"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
-    let c = Cluster::new(&ips);
+    let c = MotoCluster::new(&ips);
     let elb = c.elb.clone();
     let nodes: Vec<_> = ips
         .iter()
         .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
         .collect();
     let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
-    for (ip, (node, _)) in ips.iter().zip(&nodes) {
-        wait_for_instance_id(node, &c.id(ip));
+    for (node, _) in &nodes {
+        wait_for_membership(node);
     }
     for (node, _) in &nodes {
         let started = Instant::now();
@@ -122,6 +42,7 @@ fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
     // A node that is not itself a target, discovering through the target group.
     let tg = c.target_group.clone();
     let (outsider, _imds) = c.node("127.0.0.9", ("TARGET_GROUP_ARN", &tg), &[]);
+    wait_for_membership(&outsider);
     let body = outsider.get("/health/cluster").json();
     assert_eq!(ids(&body, "node_healths"), all);
 }
@@ -129,7 +50,7 @@ fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
 #[test]
 fn stopped_killed_and_hung_nodes() {
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-    let c = Cluster::new(&ips);
+    let c = MotoCluster::new(&ips);
     let elb = c.elb.clone();
     let deadline = [
         ("CLUSTER_PEER_TIMEOUT_MS", "700"),
@@ -184,12 +105,11 @@ fn stopped_killed_and_hung_nodes() {
 #[test]
 fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
     let ips = ["127.0.0.2", "127.0.0.3"];
-    let mut c = Cluster::new(&ips);
+    let mut c = MotoCluster::new(&ips);
     let elb = c.elb.clone();
     let ttl = [("CLUSTER_MEMBERSHIP_TTL_MS", "1500")];
     let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &ttl);
     let (_b, _ib) = c.node(ips[1], ("ELB_NAME", &elb), &ttl);
-    wait_for_instance_id(&a, &c.id(ips[0]));
     let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
     let body = a.get("/health/cluster").json();
     assert_eq!(ids(&body, "node_healths"), all);
@@ -210,7 +130,13 @@ fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
     let stale = &body["stale_membership"];
     assert!(stale["age_seconds"].as_u64().unwrap() >= 1, "{body}");
     assert!(!stale["error"].as_str().unwrap().is_empty(), "{body}");
-    assert!(a.logs().contains("cluster discovery failed"));
+    // Logged when the discovery ends (at once when refused; if another test has meanwhile
+    // taken the port and does not answer, after the discovery's 3 s).
+    let start = Instant::now();
+    while !a.logs().contains("cluster discovery failed") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", a.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // A node that never found a list has nothing to fall back on: 502.
     let (fresh, _if) = c.node("127.0.0.9", ("ELB_NAME", &elb), &ttl);
@@ -220,8 +146,111 @@ fn the_node_list_is_reused_while_fresh_and_stands_in_when_aws_fails() {
 }
 
 #[test]
+fn endpoint_urls_are_signed_with_the_host_header_sent() {
+    // Port 80 named in the URL (ureq and AWS leave the default port out of `Host`), and an
+    // IPv6 literal (in brackets, with its port).
+    let v6_port = free_port();
+    for (listen, url) in [
+        (
+            "127.0.0.80:80".to_string(),
+            "http://127.0.0.80:80".to_string(),
+        ),
+        (
+            format!("[::1]:{v6_port}"),
+            format!("http://[::1]:{v6_port}"),
+        ),
+    ] {
+        let moto = Moto::start_at(listen.parse().unwrap(), &url);
+        let c = MotoCluster::in_moto(moto, &["127.0.0.2"]);
+        let elb = c.elb.clone();
+        let (node, _imds) = c.node("127.0.0.2", ("ELB_NAME", &elb), &[]);
+        let r = node.get("/health/cluster");
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        assert_eq!(ids(&r.json(), "node_healths"), [c.id("127.0.0.2")].into());
+    }
+}
+
+#[test]
+fn when_aws_hangs_the_last_list_stands_in_within_the_deadline() {
+    let ips = ["127.0.0.2", "127.0.0.3"];
+    let c = MotoCluster::new(&ips);
+    let elb = c.elb.clone();
+    let settings = [
+        ("CLUSTER_MEMBERSHIP_TTL_MS", "500"),
+        ("CLUSTER_DEADLINE_MS", "2000"),
+        ("CLUSTER_PEER_TIMEOUT_MS", "1000"),
+    ];
+    let (a, _ia) = c.node(ips[0], ("ELB_NAME", &elb), &settings);
+    let (_b, _ib) = c.node(ips[1], ("ELB_NAME", &elb), &settings);
+    let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
+    assert_eq!(ids(&a.get("/health/cluster").json(), "node_healths"), all);
+
+    // AWS hangs (moto stopped by SIGSTOP). Every answer comes within the deadline, with the
+    // list found before.
+    c.moto.pause();
+    let start = Instant::now();
+    let stale = loop {
+        let asked = Instant::now();
+        let r = a.get("/health/cluster");
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(ids(&body, "node_healths"), all);
+        if let Some(stale) = body.get("stale_membership") {
+            break stale.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never marked stale"
+        );
+    };
+    let error = stale["error"].as_str().unwrap();
+    assert!(
+        error.contains("cluster discovery has not finished after"),
+        "{error}"
+    );
+    // Meanwhile other routes do not wait.
+    let asked = Instant::now();
+    assert_eq!(a.get("/").status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    c.moto.resume();
+}
+
+#[test]
+fn a_hung_aws_holds_no_request_past_its_deadline_and_other_routes_stay_free() {
+    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _hung = hanging_listener(aws);
+    let node = node_with_aws(
+        &format!("http://{aws}"),
+        &[("HTTP_WORKERS", "4"), ("CLUSTER_DEADLINE_MS", "1500")],
+    );
+    let deadline = Duration::from_millis(1500);
+    std::thread::scope(|scope| {
+        let askers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let asked = Instant::now();
+                    let r = node.get("/health/cluster");
+                    (r, asked.elapsed())
+                })
+            })
+            .collect();
+        let asked = Instant::now();
+        assert_eq!(node.get("/").status, 200);
+        let root = asked.elapsed();
+        assert!(root < Duration::from_secs(1), "GET / waited {root:?}");
+        for asker in askers {
+            let (r, took) = asker.join().unwrap();
+            r.assert_error(502, "upstream_error");
+            assert!(took < deadline + Duration::from_secs(1), "{took:?}");
+        }
+    });
+}
+
+#[test]
 fn a_wrong_secret_is_refused_by_aws_and_surfaces_as_502() {
-    let c = Cluster::new(&["127.0.0.2"]);
+    let c = MotoCluster::new(&["127.0.0.2"]);
     let elb = c.elb.clone();
     let (node, _imds) = c.node(
         "127.0.0.2",
@@ -239,7 +268,7 @@ fn a_wrong_secret_is_refused_by_aws_and_surfaces_as_502() {
 
 #[test]
 fn credentials_and_region_from_instance_metadata_v2_and_v1() {
-    let c = Cluster::new(&["127.0.0.2"]);
+    let c = MotoCluster::new(&["127.0.0.2"]);
     let role = c.moto.script(&["role-credentials"]);
     let text = |k: &str| role[k].as_str().unwrap().to_owned();
     for v1_only in [false, true] {
@@ -274,13 +303,15 @@ fn credentials_and_region_from_instance_metadata_v2_and_v1() {
 
 #[test]
 fn credentials_from_the_ecs_container_endpoint() {
-    let c = Cluster::new(&["127.0.0.2"]);
+    let c = MotoCluster::new(&["127.0.0.2"]);
     let role = c.moto.script(&["role-credentials"]);
     let text = |k: &str| role[k].as_str().unwrap().to_owned();
-    let (url, refused) = container_endpoint(
-        (text("key"), text("secret"), text("token")),
-        "Bearer ecs-agent-token",
-    );
+    let (url, refused, _) = container_endpoint(ContainerCredentials {
+        credentials: (text("key"), text("secret"), text("token")),
+        authorization: "Bearer ecs-agent-token",
+        expiration: "2099-01-01T00:00:00Z".into(),
+        answers: usize::MAX,
+    });
     let env = [
         ("AWS_ENDPOINT_URL", c.moto.url.as_str()),
         ("AWS_REGION", "us-east-1"),
@@ -303,10 +334,56 @@ fn credentials_from_the_ecs_container_endpoint() {
 }
 
 #[test]
+fn a_failed_credential_refresh_keeps_the_cached_credentials() {
+    let c = MotoCluster::new(&["127.0.0.2"]);
+    let role = c.moto.script(&["role-credentials"]);
+    let text = |k: &str| role[k].as_str().unwrap().to_owned();
+    // Four minutes left: inside the refresh margin, so every use tries a refresh, and the
+    // endpoint fails every call after its first.
+    let expires = SystemTime::now() + Duration::from_secs(240);
+    let (url, _, calls) = container_endpoint(ContainerCredentials {
+        credentials: (text("key"), text("secret"), text("token")),
+        authorization: "Bearer ecs-agent-token",
+        expiration: humantime::format_rfc3339_seconds(expires).to_string(),
+        answers: 1,
+    });
+    let env = [
+        ("AWS_ENDPOINT_URL", c.moto.url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "Bearer ecs-agent-token",
+        ),
+        ("ELB_NAME", c.elb.as_str()),
+        // Every request discovers, so every request needs credentials.
+        ("CLUSTER_MEMBERSHIP_TTL_MS", "0"),
+        ("DEBUG", "false"),
+    ];
+    let node = Service::start_at(c.addr("127.0.0.2"), &env);
+    for _ in 0..3 {
+        let r = node.get("/health/cluster");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json().get("stale_membership").is_none(), "{}", r.text());
+    }
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "no refresh was tried"
+    );
+    let logs = node.logs();
+    assert!(
+        logs.contains("could not refresh the AWS credentials"),
+        "{logs}"
+    );
+    assert!(!logs.contains(&text("secret")) && !logs.contains("ecs-agent-token"));
+}
+
+#[test]
 fn sixteen_nodes_with_one_hung_answer_within_the_deadline() {
     let ips: Vec<String> = (2..=17).map(|i| format!("127.0.0.{i}")).collect();
     let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    let c = Cluster::new(&ip_refs);
+    let c = MotoCluster::new(&ip_refs);
     let elb = c.elb.clone();
     let deadline = [
         ("CLUSTER_PEER_TIMEOUT_MS", "1000"),
@@ -316,6 +393,7 @@ fn sixteen_nodes_with_one_hung_answer_within_the_deadline() {
         .iter()
         .map(|ip| c.node(ip, ("ELB_NAME", &elb), &deadline))
         .collect();
+    wait_for_membership(&nodes[0].0);
     let _hung = hanging_listener(c.addr(ip_refs[15]));
     let mut timings = Vec::new();
     for _ in 0..3 {
@@ -329,6 +407,68 @@ fn sixteen_nodes_with_one_hung_answer_within_the_deadline() {
     assert!(
         timings.iter().all(|t| *t < Duration::from_secs(3)),
         "{timings:?}"
+    );
+}
+
+/// How many `/health` requests `node` answered 200, from its metrics.
+fn health_requests(node: &Service) -> u64 {
+    let metrics = node.get("/metrics").text();
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("hello_http_requests_total{route=\"/health\",status=\"200\"} ")
+        })
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn concurrent_requests_share_one_round_of_asking_the_peers() {
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let c = MotoCluster::new(&ips);
+    let elb = c.elb.clone();
+    let nodes: Vec<_> = ips
+        .iter()
+        .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
+        .collect();
+    let asked = &nodes[0].0;
+    wait_for_membership(asked);
+    let before: Vec<u64> = nodes[1..].iter().map(|(n, _)| health_requests(n)).collect();
+    let threads = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    let idle_threads = threads(asked.pid());
+    let barrier = std::sync::Barrier::new(40);
+    let busiest = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..40)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let r = asked.get("/health/cluster");
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    assert_eq!(ids(&r.json(), "node_healths").len(), 3);
+                    threads(asked.pid())
+                })
+            })
+            .collect();
+        requests.into_iter().map(|r| r.join().unwrap()).max()
+    });
+    // Each peer asked once per round (a round's answers serve every request for a second),
+    // and no thread started per peer per request.
+    for ((node, _), before) in nodes[1..].iter().zip(before) {
+        let asked_times = health_requests(node) - before;
+        assert!(
+            (1..=5).contains(&asked_times),
+            "a peer was asked {asked_times} times"
+        );
+    }
+    let busiest = busiest.unwrap();
+    assert!(
+        busiest <= idle_threads,
+        "{idle_threads} threads became {busiest}"
     );
 }
 
@@ -354,29 +494,9 @@ fn debug_mode_makes_no_metadata_calls() {
     );
 }
 
-/// Answers every connection with `status` and `body`.
-fn canned_server(addr: SocketAddr, status: &str, body: &str) -> std::net::TcpListener {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes();
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind(addr).unwrap();
-    let accepting = listener.try_clone().unwrap();
-    std::thread::spawn(move || {
-        for mut stream in accepting.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(&response);
-        }
-    });
-    listener
-}
-
 #[test]
 fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
-    let c = Cluster::new(&["127.0.0.2", "127.0.0.6"]);
+    let c = MotoCluster::new(&["127.0.0.2", "127.0.0.6"]);
     let elb = c.elb.clone();
     let (node, _imds) = c.node("127.0.0.2", ("ELB_NAME", &elb), &[]);
     let _garbage = canned_server(c.addr("127.0.0.6"), "200 OK", "not json at all");
@@ -395,13 +515,7 @@ fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
 
     // An ELB endpoint that throttles, answering AWS's documented error document.
     let throttling: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _aws = canned_server(
-        throttling,
-        "400 Bad Request",
-        "<ErrorResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2012-06-01/\">\
-         <Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>\
-         <RequestId>1</RequestId></ErrorResponse>",
-    );
+    let _aws = canned_server(throttling, "400 Bad Request", THROTTLING);
     let endpoint = format!("http://{throttling}");
     let (throttled, _imds2) = c.node(
         "127.0.0.3",
@@ -415,5 +529,90 @@ fn a_peer_answering_garbage_is_named_and_aws_throttling_is_a_502() {
     assert_eq!(
         r.json()["error"]["message"],
         "AWS answered 400 Throttling: Rate exceeded"
+    );
+}
+
+/// A `DescribeTargetHealth` page with no healthy target and `marker` as `NextMarker`.
+fn target_health_page(marker: &str) -> String {
+    format!(
+        "<DescribeTargetHealthResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\">\
+         <DescribeTargetHealthResult><TargetHealthDescriptions/><NextMarker>{marker}</NextMarker>\
+         </DescribeTargetHealthResult></DescribeTargetHealthResponse>"
+    )
+}
+
+#[test]
+fn listings_that_page_in_circles_or_without_end_fail_with_the_reason() {
+    let target_group = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/hello/1";
+    let circles: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_circles, circle_calls) = scripted_server(circles, |n| {
+        ("200 OK".into(), target_health_page(["a", "b"][n % 2]))
+    });
+    let endless: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_endless, endless_calls) = scripted_server(endless, |n| {
+        ("200 OK".into(), target_health_page(&format!("m{n}")))
+    });
+    for (aws, calls, reason, pages) in [
+        (
+            circles,
+            &circle_calls,
+            "points back to marker \"a\", already followed",
+            3,
+        ),
+        (
+            endless,
+            &endless_calls,
+            "has more than MAX_PAGES (100) pages",
+            100,
+        ),
+    ] {
+        // Time enough for a hundred pages on a busy machine.
+        let node = node_with_aws(
+            &format!("http://{aws}"),
+            &[
+                ("ELB_NAME", ""),
+                ("TARGET_GROUP_ARN", target_group),
+                ("CLUSTER_DEADLINE_MS", "20000"),
+            ],
+        );
+        // Until the discovery ends, answers say it has not finished.
+        let start = Instant::now();
+        loop {
+            let r = node.get("/health/cluster");
+            r.assert_error(502, "upstream_error");
+            let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+            if message.contains(reason) {
+                break;
+            }
+            assert!(message.contains("has not finished"), "{message}");
+            assert!(start.elapsed() < Duration::from_secs(30), "{message}");
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), pages);
+    }
+}
+
+#[test]
+fn text_from_aws_is_escaped_in_text_logs() {
+    // A proxy or load balancer in front of AWS answering with text, not an AWS error document.
+    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let body = "upstream \x1b[31mbusy\x1b[0m\r\n2026-01-01T00:00:00.000Z ERROR forged line";
+    let (_aws, _) = canned_server(aws, "503 Service Unavailable", body);
+    let node = node_with_aws(&format!("http://{aws}"), &[]);
+    let r = node.get("/health/cluster");
+    r.assert_error(502, "upstream_error");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("\x1b[31mbusy"));
+    let logs = node.logs();
+    assert!(
+        logs.contains("upstream \\u{1b}[31mbusy\\u{1b}[0m\\r\\n2026"),
+        "{logs}"
+    );
+    assert!(!logs.contains('\x1b') && !logs.contains('\r'), "{logs:?}");
+    assert!(
+        logs.lines()
+            .all(|l| !l.starts_with("2026-01-01T00:00:00.000Z")),
+        "{logs}"
     );
 }

@@ -326,3 +326,83 @@ proptest! {
         );
     }
 }
+
+/// The `Host` we sign for an endpoint URL is the one the reference signer derives from it:
+/// default ports left out, others kept, IPv6 literals in brackets.
+#[test]
+fn endpoint_host_headers_agree_with_the_reference_signer() {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    use hello::aws::endpoint::Endpoint;
+
+    let time = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+    let body = b"Action=DescribeInstances&Version=2016-11-15";
+    for url in [
+        "http://127.0.0.9:80",
+        "http://127.0.0.9:443",
+        "https://ec2.us-east-1.amazonaws.com:443",
+        "https://vpce-1.ec2.us-east-1.vpce.amazonaws.com:8443",
+        "http://localhost:5000",
+        "https://ec2.us-east-1.amazonaws.com",
+        "http://[::1]:80",
+        "http://[::1]:5000",
+        "https://[fd00:ec2::254]:443",
+    ] {
+        let endpoint = Endpoint::parse(url).unwrap();
+        let headers = vec![
+            (
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+            ),
+            ("host".to_owned(), endpoint.host.clone()),
+        ];
+        let ours = sigv4::sign(
+            &sigv4::Request {
+                method: "POST",
+                path: &endpoint.path,
+                query: "",
+                headers: &headers,
+                body,
+            },
+            &Credentials {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+                session_token: None,
+                expires_at: None,
+            },
+            Scope {
+                region: "us-east-1",
+                service: "ec2",
+                time,
+            },
+        );
+        let identity = aws_credential_types::Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        )
+        .into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("ec2")
+            .time(time)
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        // No Host header: the reference signer derives it from the URL, as the SDKs send it.
+        let request = SignableRequest::new(
+            "POST",
+            endpoint.url.as_str(),
+            headers[..1].iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            SignableBody::Bytes(body),
+        )
+        .unwrap();
+        let (_, reference) = sign(request, &params).unwrap().into_parts();
+        assert_eq!(ours.signature, reference, "{url}: Host {}", endpoint.host);
+        println!("{url:<55} Host: {:<48} {}", endpoint.host, ours.signature);
+    }
+}

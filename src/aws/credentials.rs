@@ -1,20 +1,27 @@
 //! Credentials, from the first source that has them: environment variables, the ECS container
 //! credentials endpoint, or the EC2 instance profile through the metadata service. Fetched
 //! credentials are cached until five minutes before they expire; one refresh runs at a time.
+//! When a refresh fails, the cached credentials stay in use (with a warning) until they really
+//! expire.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
 use crate::secret::Secret;
 
 use super::imds::Imds;
-use super::{agent, body_text, AwsError};
+use super::{agent, body_text, within, AwsError};
 
 /// How long before expiry cached credentials are replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// After a failed refresh, how long the cached credentials are used before the next attempt,
+/// so that a source that is down or hangs does not cost every call its time.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 const ECS_HOST: &str = "http://169.254.170.2";
+/// Most time a call to the container endpoint may take.
+const CONTAINER_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Credentials {
     pub access_key_id: String,
@@ -90,48 +97,95 @@ impl Source {
 /// A credential source with its cache.
 pub struct Provider {
     source: Source,
-    cached: Mutex<Option<Arc<Credentials>>>,
+    cache: Mutex<Cache>,
     agent: ureq::Agent,
+}
+
+#[derive(Default)]
+struct Cache {
+    credentials: Option<Arc<Credentials>>,
+    /// When the last refresh failed, if it did.
+    failed_at: Option<Instant>,
+}
+
+impl Credentials {
+    /// Whether AWS still accepts them at `now`.
+    fn valid_at(&self, now: SystemTime) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 impl Provider {
     pub fn new(source: Source) -> Provider {
         Provider {
             source,
-            cached: Mutex::new(None),
-            agent: agent(Duration::from_secs(1), Duration::from_secs(3)),
+            cache: Mutex::new(Cache::default()),
+            agent: agent(Duration::from_secs(1)),
         }
     }
 
-    pub fn source(&self) -> &Source {
-        &self.source
-    }
-
-    /// Current credentials, fetching them when there are none or they are about to expire.
-    /// Callers wait on the lock while one of them refreshes, so there is one refresh at a time.
-    pub fn get(&self) -> Result<Arc<Credentials>, AwsError> {
+    /// Current credentials, fetching them (within the time until `deadline`) when there are
+    /// none or they are about to expire. Callers wait on the lock while one of them refreshes,
+    /// so there is one refresh at a time. A failed refresh is an error only when no cached
+    /// credentials are still valid.
+    pub fn get(&self, deadline: Instant) -> Result<Arc<Credentials>, AwsError> {
         if let Source::Static(c) = &self.source {
             return Ok(Arc::clone(c));
         }
-        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expires_at
-                .is_none_or(|at| SystemTime::now() + REFRESH_MARGIN < at);
-            if fresh {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = SystemTime::now();
+        let usable = cache.credentials.clone().filter(|c| c.valid_at(now));
+        if let Some(c) = &usable {
+            let fresh = c.expires_at.is_none_or(|at| now + REFRESH_MARGIN < at);
+            let resting = cache
+                .failed_at
+                .is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE);
+            if fresh || resting {
                 return Ok(Arc::clone(c));
             }
         }
-        let fetched = Arc::new(self.fetch()?);
-        *cached = Some(Arc::clone(&fetched));
-        Ok(fetched)
+        // With valid credentials in hand, a refresh may take half the time left: the call they
+        // are for keeps the other half.
+        let refresh_deadline = match &usable {
+            Some(_) => {
+                let start = Instant::now();
+                start + deadline.saturating_duration_since(start) / 2
+            }
+            None => deadline,
+        };
+        match self.fetch(refresh_deadline) {
+            Ok(fetched) => {
+                cache.credentials = Some(Arc::clone(&fetched));
+                cache.failed_at = None;
+                Ok(fetched)
+            }
+            Err(e) => {
+                cache.failed_at = Some(Instant::now());
+                let c = usable.ok_or(e.clone())?;
+                let left = c
+                    .expires_at
+                    .and_then(|at| at.duration_since(now).ok())
+                    .unwrap_or_default();
+                log::warn!(
+                    "could not refresh the AWS credentials from the {} ({e}); the cached ones stay in use, for {} s more at most",
+                    self.source.name(),
+                    left.as_secs()
+                );
+                Ok(c)
+            }
+        }
     }
 
-    fn fetch(&self) -> Result<Credentials, AwsError> {
-        match &self.source {
-            Source::Static(_) => unreachable!("static credentials are never fetched"),
+    fn fetch(&self, deadline: Instant) -> Result<Arc<Credentials>, AwsError> {
+        let fetched = match &self.source {
+            Source::Static(c) => return Ok(Arc::clone(c)),
             Source::Container { url, authorization } => {
-                let mut request = self.agent.get(url);
+                let mut request = within(
+                    self.agent.get(url),
+                    deadline,
+                    CONTAINER_TIMEOUT,
+                    "container endpoint",
+                )?;
                 if let Some(auth) = authorization {
                     request = request.header("Authorization", auth.expose());
                 }
@@ -147,19 +201,21 @@ impl Provider {
                 parse_credentials_json(&body)
             }
             Source::InstanceProfile(imds) => {
-                let roles = imds.get("/latest/meta-data/iam/security-credentials/")?;
+                let roles = imds.get("/latest/meta-data/iam/security-credentials/", deadline)?;
                 let role = roles
                     .lines()
                     .next()
                     .map(str::trim)
                     .filter(|r| !r.is_empty())
                     .ok_or_else(|| AwsError::Credentials("the instance has no role".into()))?;
-                let body = imds.get(&format!(
-                    "/latest/meta-data/iam/security-credentials/{role}"
-                ))?;
+                let body = imds.get(
+                    &format!("/latest/meta-data/iam/security-credentials/{role}"),
+                    deadline,
+                )?;
                 parse_credentials_json(&body)
             }
-        }
+        };
+        fetched.map(Arc::new)
     }
 }
 
@@ -198,7 +254,78 @@ pub fn parse_credentials_json(body: &str) -> Result<Credentials, AwsError> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+
     use super::*;
+
+    /// An ECS credentials endpoint that answers its first call with credentials expiring at
+    /// `expires`, and every later one with 500. Counts the calls.
+    fn failing_after_one_answer(expires: SystemTime) -> (Provider, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/creds", listener.local_addr().unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let document = format!(
+            r#"{{"AccessKeyId":"ASIAFIRST","SecretAccessKey":"s","Token":"t","Expiration":"{}"}}"#,
+            humantime::format_rfc3339_millis(expires)
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                let (status, body) = match counted.fetch_add(1, Ordering::SeqCst) {
+                    0 => ("200 OK", document.as_str()),
+                    _ => ("500 Internal Server Error", "agent restarting"),
+                };
+                let _ = write!(
+                    reader.into_inner(),
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let source = Source::Container {
+            url,
+            authorization: None,
+        };
+        (Provider::new(source), calls)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(2)
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_credentials_that_are_still_valid() {
+        // Inside the refresh margin: every use wants new credentials.
+        let (provider, calls) =
+            failing_after_one_answer(SystemTime::now() + Duration::from_secs(240));
+        assert_eq!(provider.get(soon()).unwrap().access_key_id, "ASIAFIRST");
+        assert_eq!(provider.get(soon()).unwrap().access_key_id, "ASIAFIRST");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the refresh was tried");
+        // Right after a failure, the source is left alone for a while.
+        assert_eq!(provider.get(soon()).unwrap().access_key_id, "ASIAFIRST");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn expired_credentials_are_not_kept_when_the_refresh_fails() {
+        let (provider, calls) =
+            failing_after_one_answer(SystemTime::now() - Duration::from_secs(1));
+        provider.get(soon()).unwrap();
+        let error = provider.get(soon()).unwrap_err();
+        assert_eq!(
+            error,
+            AwsError::Credentials("container endpoint answered 500".into())
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn environment_comes_first() {

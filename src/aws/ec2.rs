@@ -2,40 +2,38 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Instant;
 
+use super::paging;
 use super::query::QueryClient;
 use super::xml::{self, child, child_text, descendants};
 use super::AwsError;
 
 pub const VERSION: &str = "2016-11-15";
 
-/// Private IPs of `ids` (instances without one are left out). Follows `NextToken`.
+/// Private IPs of `ids` (instances without one are left out). Follows `nextToken`; every page
+/// shares the time until `deadline`.
 pub fn private_ips(
     client: &QueryClient,
     ids: &[String],
+    deadline: Instant,
 ) -> Result<HashMap<String, IpAddr>, AwsError> {
-    let mut found = HashMap::new();
     if ids.is_empty() {
-        return Ok(found);
+        return Ok(HashMap::new());
     }
-    let mut token: Option<String> = None;
-    loop {
+    let pages = paging::collect("DescribeInstances", |token| {
         let mut params: Vec<(String, String)> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| (format!("InstanceId.{}", i + 1), id.clone()))
             .collect();
-        if let Some(t) = &token {
-            params.push(("NextToken".to_owned(), t.clone()));
+        if let Some(t) = token {
+            params.push(("NextToken".to_owned(), t.to_owned()));
         }
-        let page = client.call("DescribeInstances", &params)?;
-        let page = parse_instances(&page)?;
-        found.extend(page.ips);
-        match page.next_token {
-            Some(t) if Some(&t) != token.as_ref() => token = Some(t),
-            _ => return Ok(found),
-        }
-    }
+        let page = parse_instances(&client.call("DescribeInstances", &params, deadline)?)?;
+        Ok((page.ips, page.next_token))
+    })?;
+    Ok(pages.into_iter().collect())
 }
 
 /// One page of `DescribeInstances`: (instance id, private IP) pairs and the next page's token.

@@ -3,7 +3,9 @@
 //! The parsers are pure functions of the XML.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
+use super::paging;
 use super::query::QueryClient;
 use super::xml::{self, child, child_text, descendants};
 use super::AwsError;
@@ -25,12 +27,18 @@ pub struct Target {
 }
 
 /// Instances `InService` on a Classic ELB, with the port its listener sends traffic to.
-pub fn classic_in_service(client: &QueryClient, name: &str) -> Result<Vec<Target>, AwsError> {
+/// Both calls share the time until `deadline`.
+pub fn classic_in_service(
+    client: &QueryClient,
+    name: &str,
+    deadline: Instant,
+) -> Result<Vec<Target>, AwsError> {
     let names = [("LoadBalancerNames.member.1".to_owned(), name.to_owned())];
-    let port = instance_port(&client.call("DescribeLoadBalancers", &names)?)?;
+    let port = instance_port(&client.call("DescribeLoadBalancers", &names, deadline)?)?;
     let health = client.call(
         "DescribeInstanceHealth",
         &[("LoadBalancerName".to_owned(), name.to_owned())],
+        deadline,
     )?;
     Ok(in_service(&health)?
         .into_iter()
@@ -41,23 +49,20 @@ pub fn classic_in_service(client: &QueryClient, name: &str) -> Result<Vec<Target
         .collect())
 }
 
-/// Targets `healthy` in a target group, each with its own port. Follows `NextMarker`.
-pub fn healthy_targets(client: &QueryClient, arn: &str) -> Result<Vec<Target>, AwsError> {
-    let mut targets = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
+/// Targets `healthy` in a target group, each with its own port. Follows `NextMarker`; every
+/// page shares the time until `deadline`.
+pub fn healthy_targets(
+    client: &QueryClient,
+    arn: &str,
+    deadline: Instant,
+) -> Result<Vec<Target>, AwsError> {
+    paging::collect("DescribeTargetHealth", |marker| {
         let mut params = vec![("TargetGroupArn".to_owned(), arn.to_owned())];
-        if let Some(m) = &marker {
-            params.push(("Marker".to_owned(), m.clone()));
+        if let Some(m) = marker {
+            params.push(("Marker".to_owned(), m.to_owned()));
         }
-        let page = client.call("DescribeTargetHealth", &params)?;
-        let (mut found, next) = parse_target_health(&page)?;
-        targets.append(&mut found);
-        match next {
-            Some(m) if Some(&m) != marker.as_ref() => marker = Some(m),
-            _ => return Ok(targets),
-        }
-    }
+        parse_target_health(&client.call("DescribeTargetHealth", &params, deadline)?)
+    })
 }
 
 /// The instance port of the load balancer's listener (the first HTTP one, else the first).

@@ -4,11 +4,14 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{agent, body_text, AwsError};
+use super::{agent, body_text, within, AwsError};
 
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 /// Token lifetime asked for; it is renewed a minute before.
 const TOKEN_TTL: Duration = Duration::from_secs(21_600);
+/// Most time one call may take: off EC2 the service is simply not there, and callers must learn
+/// that quickly.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Imds {
     endpoint: String,
@@ -18,19 +21,24 @@ pub struct Imds {
 }
 
 impl Imds {
-    /// Short timeouts: off EC2 the service is simply not there, and callers must learn that
-    /// quickly.
     pub fn new(endpoint: &str) -> Imds {
         Imds {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
-            agent: agent(Duration::from_millis(500), Duration::from_secs(2)),
+            agent: agent(Duration::from_millis(500)),
             token: Mutex::new(None),
         }
     }
 
-    pub fn get(&self, path: &str) -> Result<String, AwsError> {
-        let token = self.token()?;
-        let mut request = self.agent.get(format!("{}{path}", self.endpoint));
+    /// `path`'s content; the token call and this one share the time until `deadline` (each at
+    /// most `CALL_TIMEOUT`).
+    pub fn get(&self, path: &str, deadline: Instant) -> Result<String, AwsError> {
+        let token = self.token(deadline)?;
+        let mut request = within(
+            self.agent.get(format!("{}{path}", self.endpoint)),
+            deadline,
+            CALL_TIMEOUT,
+            "instance metadata",
+        )?;
         if let Some(t) = &token {
             request = request.header("X-aws-ec2-metadata-token", t);
         }
@@ -51,13 +59,19 @@ impl Imds {
     }
 
     pub fn instance_id(&self) -> Result<String, AwsError> {
-        let id = self.get("/latest/meta-data/instance-id")?;
+        let id = self.get(
+            "/latest/meta-data/instance-id",
+            Instant::now() + CALL_TIMEOUT,
+        )?;
         Ok(id.trim().to_owned())
     }
 
     /// The region, from the instance identity document.
     pub fn region(&self) -> Result<String, AwsError> {
-        let doc = self.get("/latest/dynamic/instance-identity/document")?;
+        let doc = self.get(
+            "/latest/dynamic/instance-identity/document",
+            Instant::now() + CALL_TIMEOUT,
+        )?;
         let value: serde_json::Value = serde_json::from_str(&doc)
             .map_err(|e| AwsError::Malformed(format!("instance identity document: {e}")))?;
         value["region"]
@@ -66,16 +80,17 @@ impl Imds {
             .ok_or_else(|| AwsError::Malformed("instance identity document has no region".into()))
     }
 
-    fn token(&self) -> Result<Option<String>, AwsError> {
+    fn token(&self, deadline: Instant) -> Result<Option<String>, AwsError> {
         let mut cached = self.token.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((token, until)) = cached.as_ref() {
             if Instant::now() < *until {
                 return Ok(token.clone());
             }
         }
-        let response = self
+        let put = self
             .agent
-            .put(format!("{}/latest/api/token", self.endpoint))
+            .put(format!("{}/latest/api/token", self.endpoint));
+        let response = within(put, deadline, CALL_TIMEOUT, "instance metadata token")?
             .header(
                 "X-aws-ec2-metadata-token-ttl-seconds",
                 TOKEN_TTL.as_secs().to_string(),

@@ -4,13 +4,74 @@
 pub mod credentials;
 pub mod ec2;
 pub mod elb;
+pub mod endpoint;
 pub mod imds;
+pub mod paging;
 pub mod query;
 pub mod sigv4;
 pub mod xml;
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::settings::{invalid, ConfigError};
+
+use self::endpoint::Endpoint;
+
+/// Where the AWS APIs are, as the AWS SDKs read it from the environment. Credentials are read
+/// by `credentials` itself, so that they never sit in this struct.
+#[derive(Debug)]
+pub struct AwsSettings {
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); otherwise asked from instance metadata.
+    pub region: Option<String>,
+    pub elb_endpoint: Option<Endpoint>,
+    pub ec2_endpoint: Option<Endpoint>,
+    /// `None` when `DEBUG=true` or `AWS_EC2_METADATA_DISABLED=true`.
+    pub imds_endpoint: Option<String>,
+}
+
+impl AwsSettings {
+    /// `get` returns a variable's value when it is set and not blank; `debug` (local mode)
+    /// leaves instance metadata alone.
+    pub fn from_env(
+        get: &impl Fn(&str) -> Option<String>,
+        debug: bool,
+    ) -> Result<AwsSettings, ConfigError> {
+        let endpoint = |variable: &'static str| -> Result<Option<Endpoint>, ConfigError> {
+            get(variable)
+                .or_else(|| get("AWS_ENDPOINT_URL"))
+                .map(|url| Endpoint::parse(url.trim()))
+                .transpose()
+                .map_err(|why| invalid(variable, format!("an http:// or https:// URL ({why})")))
+        };
+        let metadata_disabled = match get("AWS_EC2_METADATA_DISABLED")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(invalid("AWS_EC2_METADATA_DISABLED", "true or false")),
+        };
+        let imds_endpoint = match get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+            Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
+                return Err(invalid(
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                    "an http:// URL",
+                ))
+            }
+            Some(url) => url.trim().to_owned(),
+            None => imds::DEFAULT_ENDPOINT.to_owned(),
+        };
+        Ok(AwsSettings {
+            region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .map(|r| r.trim().to_owned()),
+            elb_endpoint: endpoint("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING")?,
+            ec2_endpoint: endpoint("AWS_ENDPOINT_URL_EC2")?,
+            imds_endpoint: (!debug && !metadata_disabled).then_some(imds_endpoint),
+        })
+    }
+}
 
 /// Why a call to AWS (or to a metadata endpoint) failed. Messages never hold credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,18 +105,49 @@ impl fmt::Display for AwsError {
     }
 }
 
+impl AwsError {
+    /// Whether asking again later may well succeed: AWS throttling (`Throttling`,
+    /// `RequestLimitExceeded`), a 5xx, no answer at all, or credentials that could not be
+    /// fetched. A refused signature, a missing permission or an unreadable answer will be the
+    /// same next time.
+    pub fn is_retry_later(&self) -> bool {
+        match self {
+            AwsError::Api { status, code, .. } => {
+                *status >= 500 || code == "Throttling" || code == "RequestLimitExceeded"
+            }
+            AwsError::Transport(_) | AwsError::Credentials(_) => true,
+            AwsError::Malformed(_) => false,
+        }
+    }
+}
+
 impl std::error::Error for AwsError {}
 
-/// A blocking HTTP agent with a total timeout per call, that hands back 4xx/5xx answers as
-/// answers (AWS explains its errors in the body).
-pub fn agent(connect: Duration, total: Duration) -> ureq::Agent {
+/// A blocking HTTP agent that hands back 4xx/5xx answers as answers (AWS explains its errors
+/// in the body). It bounds connecting only: each call gets its own total with [`within`].
+pub fn agent(connect: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(connect))
-        .timeout_global(Some(total))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
         .into()
+}
+
+/// Gives a call the time left until `deadline`, at most `cap`, so that calls made one after
+/// another share one budget instead of each having a whole one. With no time left the call is
+/// not made, and the error names `what` was not asked.
+pub fn within<B>(
+    request: ureq::RequestBuilder<B>,
+    deadline: Instant,
+    cap: Duration,
+    what: &str,
+) -> Result<ureq::RequestBuilder<B>, AwsError> {
+    let left = deadline.saturating_duration_since(Instant::now()).min(cap);
+    if left.is_zero() {
+        return Err(AwsError::Transport(format!("{what}: no time left to ask")));
+    }
+    Ok(request.config().timeout_global(Some(left)).build())
 }
 
 /// Reads a response body as text, bounded.

@@ -1,12 +1,13 @@
 //! One connection to Redis: TCP, or TLS for `rediss://`, the `AUTH`/`SELECT` handshake, and
 //! commands written as pipelines whose replies are read back in order. Every read and write
-//! is bounded by the store's timeout.
+//! is bounded by the store's timeout, and so is resolving the host name.
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -48,6 +49,7 @@ pub struct Connector {
     endpoint: Endpoint,
     timeout: Duration,
     tls: Option<Arc<ClientConfig>>,
+    resolver: Resolver,
 }
 
 /// Why TLS could not be set up at start.
@@ -69,6 +71,7 @@ impl Connector {
             endpoint,
             timeout,
             tls,
+            resolver: Resolver::new(Arc::new(system_resolve)),
         })
     }
 
@@ -97,7 +100,10 @@ impl Connector {
 
     fn connect_tcp(&self) -> io::Result<TcpStream> {
         let mut last = None;
-        for addr in (self.endpoint.host.as_str(), self.endpoint.port).to_socket_addrs()? {
+        let addresses =
+            self.resolver
+                .addresses(&self.endpoint.host, self.endpoint.port, self.timeout)?;
+        for addr in addresses {
             match TcpStream::connect_timeout(&addr, self.timeout) {
                 Ok(tcp) => return Ok(tcp),
                 Err(e) => last = Some(e),
@@ -144,6 +150,111 @@ impl Connector {
             }
         }
         Ok(())
+    }
+}
+
+/// Looks a host name up; the system's resolver in service, one that hangs in tests.
+type Resolve = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
+
+/// `getaddrinfo`, which has no time limit of its own.
+fn system_resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    (host, port).to_socket_addrs().map(Iterator::collect)
+}
+
+/// Name resolution bounded by the store's timeout. A lookup runs on a thread of its own (one at
+/// a time: a hung resolver holds one thread, not one per connection attempt); a caller waits
+/// for it at most the timeout. When it fails or is late, the last addresses found are used, so
+/// that a resolver outage does not keep the store from reconnecting to a Redis it knew.
+struct Resolver {
+    resolve: Arc<Resolve>,
+    state: Arc<(Mutex<Lookups>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Lookups {
+    running: bool,
+    /// Lookups ended.
+    ended: u64,
+    /// What the last lookup to end found, or why it found nothing.
+    last: Option<Result<Vec<SocketAddr>, String>>,
+    /// The addresses of the last lookup that found some.
+    last_good: Option<Vec<SocketAddr>>,
+}
+
+impl Resolver {
+    fn new(resolve: Arc<Resolve>) -> Resolver {
+        Resolver {
+            resolve,
+            state: Arc::default(),
+        }
+    }
+
+    /// A lookup of `host` on a thread of its own, which records what it finds.
+    fn start(&self, host: &str, port: u16) -> io::Result<()> {
+        let (state, resolve, host) = (
+            Arc::clone(&self.state),
+            Arc::clone(&self.resolve),
+            host.to_owned(),
+        );
+        thread::Builder::new()
+            .name("redis-resolve".into())
+            .spawn(move || {
+                let found = match resolve(&host, port) {
+                    Ok(addresses) if addresses.is_empty() => {
+                        Err("the host name has no address".to_owned())
+                    }
+                    Ok(addresses) => Ok(addresses),
+                    Err(e) => Err(e.to_string()),
+                };
+                let (lock, ended) = &*state;
+                let mut lookups = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                lookups.running = false;
+                lookups.ended += 1;
+                if let Ok(addresses) = &found {
+                    lookups.last_good = Some(addresses.clone());
+                }
+                lookups.last = Some(found);
+                ended.notify_all();
+            })
+            .map(drop)
+    }
+
+    /// `host`'s addresses, within `timeout`.
+    fn addresses(&self, host: &str, port: u16, timeout: Duration) -> io::Result<Vec<SocketAddr>> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let (lock, ended) = &*self.state;
+        let mut lookups = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = lookups.ended;
+        // The lookup thread needs the lock to record its result, so it cannot end before
+        // `running` is set.
+        if !lookups.running {
+            lookups.running = self.start(host, port).is_ok();
+        }
+        let started = lookups.running;
+        let lookups = ended
+            .wait_timeout_while(lookups, timeout, |l| started && l.ended == before)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        let why = match (&lookups.last, lookups.ended > before) {
+            (Some(Ok(addresses)), true) => return Ok(addresses.clone()),
+            (Some(Err(why)), true) => why.clone(),
+            _ if !started => "cannot start a lookup".to_owned(),
+            _ => format!("no answer within {} ms", timeout.as_millis()),
+        };
+        match &lookups.last_good {
+            Some(addresses) => {
+                log::warn!(
+                    "resolving the Redis host {host} failed ({why}): using the addresses found before"
+                );
+                Ok(addresses.clone())
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("cannot resolve the Redis host {host}: {why}"),
+            )),
+        }
     }
 }
 
@@ -253,5 +364,107 @@ impl Write for Stream {
             Stream::Plain(s) => s.flush(),
             Stream::Tls(s) => s.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_millis(300);
+
+    /// A connector to `redis.test` whose lookups go to `resolve`.
+    fn connector(
+        resolve: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> Connector {
+        Connector {
+            endpoint: Endpoint {
+                host: "redis.test".into(),
+                port: 6379,
+                tls: false,
+                username: None,
+                password: None,
+                db: 0,
+            },
+            timeout: TIMEOUT,
+            tls: None,
+            resolver: Resolver::new(Arc::new(resolve)),
+        }
+    }
+
+    /// A resolver that answers its first `answers` lookups with `address` and hangs on every
+    /// later one (until the returned sender is dropped); counts lookups.
+    fn hangs_after(
+        answers: usize,
+        address: SocketAddr,
+    ) -> (Connector, Arc<AtomicUsize>, mpsc::Sender<()>) {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&lookups);
+        let (release, hung) = mpsc::channel::<()>();
+        let hung = Mutex::new(hung);
+        let connector = connector(move |_, _| {
+            if counted.fetch_add(1, Ordering::SeqCst) >= answers {
+                let _ = hung.lock().unwrap().recv();
+                return Err(io::Error::other("released"));
+            }
+            Ok(vec![address])
+        });
+        (connector, lookups, release)
+    }
+
+    #[test]
+    fn a_hanging_resolver_costs_a_connection_attempt_the_timeout_and_no_more() {
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 9));
+        let (connector, lookups, _release) = hangs_after(0, nowhere);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let error = connector.connect().err().unwrap();
+            let took = started.elapsed();
+            assert!(
+                took >= TIMEOUT && took < TIMEOUT + Duration::from_secs(1),
+                "{took:?}"
+            );
+            assert_eq!(
+                error.to_string(),
+                "cannot resolve the Redis host redis.test: no answer within 300 ms"
+            );
+        }
+        // One lookup thread, however many attempts wait for it.
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_last_address_found_serves_reconnects_while_the_resolver_hangs() {
+        let redis = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (connector, lookups, _release) = hangs_after(1, redis.local_addr().unwrap());
+        assert!(connector.connect().is_ok());
+        let started = Instant::now();
+        assert!(
+            connector.connect().is_ok(),
+            "reconnect with the last address"
+        );
+        assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+        redis.set_nonblocking(true).unwrap();
+        let accepted = std::iter::from_fn(|| redis.accept().ok()).count();
+        assert_eq!(accepted, 2);
+    }
+
+    #[test]
+    fn ip_addresses_are_not_looked_up() {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&lookups);
+        let resolver = Resolver::new(Arc::new(move |_: &str, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }));
+        let found = resolver.addresses("::1", 6380, TIMEOUT).unwrap();
+        assert_eq!(found, [SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 6380))]);
+        assert_eq!(lookups.load(Ordering::SeqCst), 0);
     }
 }

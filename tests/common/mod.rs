@@ -519,6 +519,14 @@ impl Conn {
         }
     }
 
+    /// How long a response may take before reading it fails (15 s unless changed).
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .expect("timeout");
+    }
+
     pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
         for (n, v) in headers {
