@@ -12,13 +12,13 @@ use signal_hook::iterator::Signals;
 use hello::app::App;
 use hello::aws::imds::Imds;
 use hello::cluster::Cluster;
-use hello::config::{Config, RedisConfig, StoreConfig, VARIABLES};
+use hello::config::{self, Config};
 use hello::counts::Gate;
 use hello::emf::Emitter;
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::{ConnectionGauges, Metrics, Totals};
-use hello::store::{MemoryStore, RedisStore, Store};
+use hello::store::{MemoryStore, RedisSettings, RedisStore, Store, StoreSettings};
 use hello::{healthcheck, logging};
 
 fn main() -> ExitCode {
@@ -59,8 +59,9 @@ fn usage() -> String {
          Usage:\n  hello              serve HTTP (the default)\n  \
          hello healthcheck  exit 0 if this host's server answers GET /health with 200\n  \
          hello --version    print the version\n\n\
-         Environment:\n{VARIABLES}",
-        env!("CARGO_PKG_VERSION")
+         Environment:\n{}",
+        env!("CARGO_PKG_VERSION"),
+        config::help()
     )
 }
 
@@ -76,14 +77,14 @@ fn serve() -> ExitCode {
     raise_open_file_limit();
 
     let store: Arc<dyn Store> = match config.store {
-        StoreConfig::Memory => {
+        StoreSettings::Memory => {
             log::warn!(
                 "neither REDIS_URL nor REDIS_CLUSTER_ADDRESS is set: counts are kept in memory and lost when the process exits"
             );
             Arc::new(MemoryStore::new())
         }
-        StoreConfig::Redis(r) => {
-            let RedisConfig {
+        StoreSettings::Redis(r) => {
+            let RedisSettings {
                 endpoint,
                 key,
                 timeout,
