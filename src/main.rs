@@ -9,7 +9,6 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use hello::app::App;
 use hello::aws::imds::Imds;
 use hello::cluster::Cluster;
 use hello::config::{self, Config};
@@ -18,6 +17,7 @@ use hello::emf::Emitter;
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::{ConnectionGauges, Metrics, Totals};
+use hello::routes::State;
 use hello::store::{MemoryStore, RedisSettings, RedisStore, Store, StoreSettings};
 use hello::{healthcheck, logging};
 
@@ -138,7 +138,7 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = Arc::new(App {
+    let app = Arc::new(State {
         listings: Gate::new(config.max_listings),
         monitor,
         cluster,
@@ -191,7 +191,7 @@ fn serve() -> ExitCode {
 }
 
 /// Reads the application's counters, with the HTTP layer's connection gauges, for the emitter.
-fn totals(app: Arc<App>) -> impl FnMut() -> Totals + Send + 'static {
+fn totals(app: Arc<State>) -> impl FnMut() -> Totals + Send + 'static {
     move || {
         app.metrics.totals(ConnectionGauges {
             open: app.connections.open.load(Ordering::Relaxed),
