@@ -1,28 +1,11 @@
-//! The application as the HTTP layer sees it: shared state, and the `Handler` that routes
-//! requests, renders refusals and records each exchange.
+//! The application as the HTTP layer sees it: the `Handler` over the routes' shared
+//! [`State`], which routes requests, renders refusals and records each exchange.
 
-use std::sync::Arc;
-
-use crate::cluster::Cluster;
-use crate::counts::Gate;
-use crate::health::Monitor;
-use crate::http::{Exchange, Handler, Rejection, Request, Response, Stats};
+use crate::http::{Exchange, Handler, Rejection, Request, Response};
 use crate::logging;
-use crate::metrics::Metrics;
-use crate::routes::{self, ApiError};
-use crate::store::Store;
+use crate::routes::{self, ApiError, State};
 
-pub struct App {
-    pub store: Arc<dyn Store>,
-    /// How many `/counts` listings may be open at once.
-    pub listings: Arc<Gate>,
-    pub monitor: Monitor,
-    pub cluster: Cluster,
-    pub metrics: Metrics,
-    pub connections: Arc<Stats>,
-}
-
-impl Handler for App {
+impl Handler for State {
     fn handle(&self, request: &Request<'_>) -> Response {
         routes::dispatch(self, request)
     }

@@ -1,11 +1,28 @@
-//! Listing the counts: paging parameters, and a listing that streams the whole set in chunks so
+//! Listing the counts: paging parameters, how many listings may be open at once, and a listing that streams the whole set in chunks so
 //! memory stays bounded however many names there are.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::settings::{number, ConfigError, Variable};
 use crate::store::{Entry, Order, Scan, ScanRequest, Store, StoreError};
+
+const COUNTS_MAX_LISTINGS: Variable = Variable {
+    name: "COUNTS_MAX_LISTINGS",
+    default: "16",
+    meaning: "/counts listings open at once, each holding a Redis connection while its client \
+              reads; more get 503",
+};
+
+/// The variables read here, for `hello --help`.
+pub const VARIABLES: &[Variable] = &[COUNTS_MAX_LISTINGS];
+
+/// `COUNTS_MAX_LISTINGS`: the size of the [`Gate`]. `get` returns a variable's value when it is
+/// set and not blank.
+pub fn max_listings_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    number(get, &COUNTS_MAX_LISTINGS, 1, 10_000)
+}
 
 /// Entries fetched from the store per round trip.
 const CHUNK: usize = 4096;

@@ -15,12 +15,65 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use crate::metrics::{Route, Totals};
+use crate::settings::{flag, invalid, number, value, ConfigError, Variable};
 
-/// What `METRICS_EMF_NAMESPACE` and `METRICS_EMF_INTERVAL_MS` chose.
+const METRICS_EMF: Variable = Variable {
+    name: "METRICS_EMF",
+    default: "true on ECS, else false",
+    meaning: "true: one CloudWatch embedded-metric-format line per interval on stdout (on ECS: \
+              when ECS_CONTAINER_METADATA_URI_V4 is set)",
+};
+const METRICS_EMF_NAMESPACE: Variable = Variable {
+    name: "METRICS_EMF_NAMESPACE",
+    default: "hello",
+    meaning: "CloudWatch namespace of those metrics",
+};
+const METRICS_EMF_INTERVAL_MS: Variable = Variable {
+    name: "METRICS_EMF_INTERVAL_MS",
+    default: "60000",
+    meaning: "time between two lines",
+};
+
+/// The variables read here, for `hello --help`.
+pub const VARIABLES: &[Variable] = &[METRICS_EMF, METRICS_EMF_NAMESPACE, METRICS_EMF_INTERVAL_MS];
+
+/// What `METRICS_EMF_NAMESPACE` and `METRICS_EMF_INTERVAL_MS` chose, when `METRICS_EMF` is on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub namespace: String,
     pub interval: Duration,
+}
+
+impl Settings {
+    /// `None` unless the lines are wanted. On by default only on ECS, where the `awslogs` driver
+    /// ships standard output to CloudWatch; elsewhere nothing would turn the lines into metrics.
+    /// The other two variables are checked even when it is off, so that a mistake shows before
+    /// it matters. `get` returns a variable's value when it is set and not blank.
+    pub fn from_env(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Settings>, ConfigError> {
+        let on_ecs = get("ECS_CONTAINER_METADATA_URI_V4").is_some();
+        let enabled = flag(get, METRICS_EMF.name)?.unwrap_or(on_ecs);
+        let namespace = value(get, &METRICS_EMF_NAMESPACE).trim().to_owned();
+        // CloudWatch's rules for a namespace: 1 to 255 of these characters, and `AWS/` is
+        // reserved.
+        let valid = namespace.len() <= 255
+            && !namespace.starts_with("AWS/")
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._#:/-".contains(&b));
+        if !valid {
+            return Err(invalid(
+                METRICS_EMF_NAMESPACE.name,
+                "up to 255 letters, digits and . _ # : / -, not starting with AWS/",
+            ));
+        }
+        let interval = number(get, &METRICS_EMF_INTERVAL_MS, 100, 3_600_000)?;
+        Ok(enabled.then(|| Settings {
+            namespace,
+            interval: Duration::from_millis(interval),
+        }))
+    }
 }
 
 /// Service-wide metrics, in every line (zeros included, so that alarms see 0 rather than no

@@ -17,6 +17,40 @@ use log::{Level, Record};
 use serde_json::Map;
 
 use crate::http::Exchange;
+use crate::settings::{invalid, value, ConfigError, Variable};
+
+const LOG_FORMAT: Variable = Variable {
+    name: "LOG_FORMAT",
+    default: "text",
+    meaning: "text or json",
+};
+const RUST_LOG: Variable = Variable {
+    name: "RUST_LOG",
+    default: "info",
+    meaning: "env_logger directives, e.g. info,hello=debug,access=off,rustls=warn (targets: \
+              hello, access, ureq, rustls); unreadable: refused",
+};
+
+/// The variables read here, for `hello --help`.
+pub const VARIABLES: &[Variable] = &[LOG_FORMAT, RUST_LOG];
+
+/// `LOG_FORMAT` and `RUST_LOG`. `get` returns a variable's value when it is set and not blank.
+pub fn settings_from_env(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(Format, Filter), ConfigError> {
+    let format = match value(get, &LOG_FORMAT).trim().to_ascii_lowercase().as_str() {
+        "text" => Format::Text,
+        "json" => Format::Json,
+        _ => return Err(invalid(LOG_FORMAT.name, "text or json")),
+    };
+    let filter = value(get, &RUST_LOG).trim().parse().map_err(|e| {
+        invalid(
+            RUST_LOG.name,
+            format!("env_logger directives such as info or warn,hello=debug ({e})"),
+        )
+    })?;
+    Ok((format, filter))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -34,12 +68,6 @@ pub const ACCESS: &str = "access";
 /// than a missing directive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter(String);
-
-impl Default for Filter {
-    fn default() -> Filter {
-        Filter("info".to_owned())
-    }
-}
 
 impl FromStr for Filter {
     type Err = env_filter::ParseError;

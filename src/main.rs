@@ -9,16 +9,16 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use hello::app::App;
 use hello::aws::imds::Imds;
 use hello::cluster::Cluster;
-use hello::config::{Config, RedisConfig, StoreConfig, VARIABLES};
+use hello::config::{self, Config};
 use hello::counts::Gate;
 use hello::emf::Emitter;
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::{ConnectionGauges, Metrics, Totals};
-use hello::store::{MemoryStore, RedisStore, Store};
+use hello::routes::State;
+use hello::store::{MemoryStore, RedisSettings, RedisStore, Store, StoreSettings};
 use hello::{healthcheck, logging};
 
 fn main() -> ExitCode {
@@ -59,8 +59,9 @@ fn usage() -> String {
          Usage:\n  hello              serve HTTP (the default)\n  \
          hello healthcheck  exit 0 if this host's server answers GET /health with 200\n  \
          hello --version    print the version\n\n\
-         Environment:\n{VARIABLES}",
-        env!("CARGO_PKG_VERSION")
+         Environment:\n{}",
+        env!("CARGO_PKG_VERSION"),
+        config::help()
     )
 }
 
@@ -76,14 +77,14 @@ fn serve() -> ExitCode {
     raise_open_file_limit();
 
     let store: Arc<dyn Store> = match config.store {
-        StoreConfig::Memory => {
+        StoreSettings::Memory => {
             log::warn!(
                 "neither REDIS_URL nor REDIS_CLUSTER_ADDRESS is set: counts are kept in memory and lost when the process exits"
             );
             Arc::new(MemoryStore::new())
         }
-        StoreConfig::Redis(r) => {
-            let RedisConfig {
+        StoreSettings::Redis(r) => {
+            let RedisSettings {
                 endpoint,
                 key,
                 timeout,
@@ -137,7 +138,7 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = Arc::new(App {
+    let app = Arc::new(State {
         listings: Gate::new(config.max_listings),
         monitor,
         cluster,
@@ -190,7 +191,7 @@ fn serve() -> ExitCode {
 }
 
 /// Reads the application's counters, with the HTTP layer's connection gauges, for the emitter.
-fn totals(app: Arc<App>) -> impl FnMut() -> Totals + Send + 'static {
+fn totals(app: Arc<State>) -> impl FnMut() -> Totals + Send + 'static {
     move || {
         app.metrics.totals(ConnectionGauges {
             open: app.connections.open.load(Ordering::Relaxed),

@@ -1,6 +1,7 @@
-//! Method and path to handler, and the one JSON error type every failure becomes. Non-canonical
-//! paths are redirected to their clean form, as the original's router did; every answer says
-//! how caches may keep it.
+//! Method and path to handler, over the [`State`] the handlers share, and the one JSON error
+//! type every failure becomes. Non-canonical paths are redirected to their clean form, as the
+//! original's router did; every answer says how caches may keep it. `app` plugs this into the
+//! HTTP layer.
 
 use std::fmt;
 use std::io;
@@ -9,12 +10,24 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::app::App;
-use crate::counts::{Listing, Paging, PagingError};
+use crate::cluster::Cluster;
+use crate::counts::{Gate, Listing, Paging, PagingError};
+use crate::health::Monitor;
 use crate::hello::{greeting, Name, NameError};
-use crate::http::{negotiate, path, BodySource, Rejection, Request, Response};
-use crate::metrics::{self, ConnectionGauges, StoreOperation};
-use crate::store::StoreError;
+use crate::http::{negotiate, path, BodySource, Rejection, Request, Response, Stats};
+use crate::metrics::{self, ConnectionGauges, Metrics, StoreOperation};
+use crate::store::{Store, StoreError};
+
+/// What the handlers share, built once at start-up and read by every worker thread.
+pub struct State {
+    pub store: Arc<dyn Store>,
+    /// How many `/counts` listings may be open at once.
+    pub listings: Arc<Gate>,
+    pub monitor: Monitor,
+    pub cluster: Cluster,
+    pub metrics: Metrics,
+    pub connections: Arc<Stats>,
+}
 
 const JSON: &str = "application/json";
 const TEXT_TYPE: &str = "text/plain";
@@ -88,7 +101,7 @@ const STATIC: &str = "max-age=3600";
 /// Counts, health and metrics are live; `/hello` changes state; errors are of the moment.
 const LIVE: &str = "no-store";
 
-pub fn dispatch(app: &App, request: &Request<'_>) -> Response {
+pub fn dispatch(app: &State, request: &Request<'_>) -> Response {
     let clean = path::clean(request.path);
     if clean != request.path && matches!(request.method, "GET" | "HEAD") {
         return redirect(&clean, request.query);
@@ -116,7 +129,7 @@ fn redirect(clean: &str, query: Option<&str>) -> Response {
 }
 
 fn handle(
-    app: &App,
+    app: &State,
     request: &Request<'_>,
     route: Option<(Route, &str)>,
 ) -> Result<Response, ApiError> {
@@ -174,7 +187,7 @@ fn handle(
     })
 }
 
-fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, ApiError> {
+fn hello(app: &State, segment: &str, request: &Request<'_>) -> Result<Response, ApiError> {
     let name = Name::from_segment(segment)?;
     let count = app
         .store
@@ -202,7 +215,7 @@ fn hello(app: &App, segment: &str, request: &Request<'_>) -> Result<Response, Ap
     }
 }
 
-fn counts(app: &App, request: &Request<'_>) -> Result<Response, ApiError> {
+fn counts(app: &State, request: &Request<'_>) -> Result<Response, ApiError> {
     let paging = Paging::from_query(request.query)?;
     let permit = app.listings.enter().ok_or_else(|| {
         ApiError::new(
@@ -228,7 +241,7 @@ impl BodySource for ListingBody {
     }
 }
 
-fn store_failure(app: &App, operation: StoreOperation, e: StoreError) -> ApiError {
+fn store_failure(app: &State, operation: StoreOperation, e: StoreError) -> ApiError {
     app.metrics.store_error(operation);
     if let StoreError::Unavailable(_) = e {
         app.metrics.store_unavailable();

@@ -1,10 +1,23 @@
-//! Reading settings from the environment: the error that names a variable and what it expects,
-//! and the parsers shared by every module that owns settings (`config` composes them). A leaf
-//! module, so that those modules need not import one another.
+//! Reading settings from the environment: the table entry that names a variable with its default
+//! and meaning, the error that names a variable and what it expects, and the parsers shared by
+//! every module that owns settings (`config` composes them). A leaf module, so that those
+//! modules need not import one another.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// One environment variable, as `hello --help` and the README list it. Each module that reads
+/// variables declares them as constants of this type and reads them through those constants, so
+/// that a default is written once, where both the help and the parser take it from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variable {
+    pub name: &'static str,
+    /// As the README writes it; empty when unset means "not used" (or, where the meaning says
+    /// so, something decided at start-up). Numbers and words here are what the parser reads.
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
 
 /// A variable whose value is not acceptable.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,32 +41,85 @@ pub fn invalid(variable: &'static str, expected: impl Into<String>) -> ConfigErr
     }
 }
 
-/// A whole number from `min` to `max`, or `default` when the variable is unset.
+/// The variable's value, or its default when it is unset.
+pub fn value(get: &impl Fn(&str) -> Option<String>, variable: &Variable) -> String {
+    get(variable.name).unwrap_or_else(|| variable.default.to_owned())
+}
+
+/// A whole number from `min` to `max`, or the variable's default when it is unset.
 pub fn number<T>(
     get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: T,
+    variable: &Variable,
     min: T,
     max: T,
 ) -> Result<T, ConfigError>
 where
     T: FromStr + PartialOrd + fmt::Display + Copy,
 {
-    let Some(raw) = get(variable) else {
-        return Ok(default);
-    };
-    raw.trim()
+    value(get, variable)
+        .trim()
         .parse::<T>()
         .ok()
         .filter(|n| *n >= min && *n <= max)
-        .ok_or_else(|| invalid(variable, format!("a whole number from {min} to {max}")))
+        .ok_or_else(|| invalid(variable.name, format!("a whole number from {min} to {max}")))
 }
 
 /// A time in milliseconds, from 1 ms to an hour.
 pub fn millis(
     get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: u64,
+    variable: &Variable,
 ) -> Result<Duration, ConfigError> {
-    number(get, variable, default, 1, 3_600_000).map(Duration::from_millis)
+    number(get, variable, 1, 3_600_000).map(Duration::from_millis)
+}
+
+/// A yes-or-no setting: `true`, `1` or `yes`; `false`, `0` or `no` (any case). `None` when the
+/// variable is unset, for the callers whose default depends on something else.
+pub fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<bool>, ConfigError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(None),
+        Some("true" | "1" | "yes") => Ok(Some(true)),
+        Some("false" | "0" | "no") => Ok(Some(false)),
+        Some(_) => Err(invalid(name, "true or false")),
+    }
+}
+
+/// A yes-or-no setting with its default (`true` or `false`) from the table.
+pub fn boolean(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &Variable,
+) -> Result<bool, ConfigError> {
+    match flag(get, variable.name)? {
+        Some(b) => Ok(b),
+        None => Ok(variable.default == "true"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: Variable = Variable {
+        name: "V",
+        default: "false",
+        meaning: "",
+    };
+
+    #[test]
+    fn one_boolean_parser_for_every_variable() {
+        let read = |raw: Option<&str>| boolean(&|_| raw.map(str::to_owned), &V);
+        for yes in ["true", "1", "yes", " TRUE ", "Yes"] {
+            assert_eq!(read(Some(yes)), Ok(true), "{yes}");
+        }
+        for no in ["false", "0", "no", "False"] {
+            assert_eq!(read(Some(no)), Ok(false), "{no}");
+        }
+        assert_eq!(read(None), Ok(false));
+        assert_eq!(
+            read(Some("on")).unwrap_err().to_string(),
+            "invalid V: expected true or false"
+        );
+    }
 }

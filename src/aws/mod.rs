@@ -14,9 +14,55 @@ pub mod xml;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::settings::{invalid, ConfigError};
+use crate::settings::{boolean, invalid, ConfigError, Variable};
 
 use self::endpoint::Endpoint;
+
+const fn sdk(name: &'static str, default: &'static str, meaning: &'static str) -> Variable {
+    Variable {
+        name,
+        default,
+        meaning,
+    }
+}
+
+const REGION: &str = "region of the APIs, as the AWS SDKs read it";
+const STATIC: &str = "credentials, first in the chain";
+const CONTAINER: &str = "ECS task role credentials, second in the chain";
+const ENDPOINT: &str = "API endpoint override (the first for all), for VPC endpoints and tests";
+
+/// The variables read by this module and by `credentials`, as the AWS SDKs read them, for
+/// `hello --help`. The defaults are the README's words where no value stands for them.
+pub const VARIABLES: &[Variable] = &[
+    sdk("AWS_REGION", "from instance metadata", REGION),
+    sdk("AWS_DEFAULT_REGION", "from instance metadata", REGION),
+    sdk("AWS_ACCESS_KEY_ID", "", STATIC),
+    sdk("AWS_SECRET_ACCESS_KEY", "", STATIC),
+    sdk("AWS_SESSION_TOKEN", "", STATIC),
+    sdk("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "", CONTAINER),
+    sdk("AWS_CONTAINER_CREDENTIALS_FULL_URI", "", CONTAINER),
+    sdk("AWS_CONTAINER_AUTHORIZATION_TOKEN", "", CONTAINER),
+    sdk("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "", CONTAINER),
+    IMDS_ENDPOINT,
+    IMDS_DISABLED,
+    sdk("AWS_ENDPOINT_URL", "regional endpoints", ENDPOINT),
+    sdk(
+        "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING",
+        "regional endpoints",
+        ENDPOINT,
+    ),
+    sdk("AWS_ENDPOINT_URL_EC2", "regional endpoints", ENDPOINT),
+];
+const IMDS_ENDPOINT: Variable = sdk(
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    imds::DEFAULT_ENDPOINT,
+    "instance metadata (instance id, region, instance profile: third in the chain)",
+);
+const IMDS_DISABLED: Variable = sdk(
+    "AWS_EC2_METADATA_DISABLED",
+    "false",
+    "true: no instance metadata calls",
+);
 
 /// Where the AWS APIs are, as the AWS SDKs read it from the environment. Credentials are read
 /// by `credentials` itself, so that they never sit in this struct.
@@ -44,23 +90,13 @@ impl AwsSettings {
                 .transpose()
                 .map_err(|why| invalid(variable, format!("an http:// or https:// URL ({why})")))
         };
-        let metadata_disabled = match get("AWS_EC2_METADATA_DISABLED")
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => return Err(invalid("AWS_EC2_METADATA_DISABLED", "true or false")),
-        };
-        let imds_endpoint = match get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+        let metadata_disabled = boolean(get, &IMDS_DISABLED)?;
+        let imds_endpoint = match get(IMDS_ENDPOINT.name) {
             Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
-                return Err(invalid(
-                    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-                    "an http:// URL",
-                ))
+                return Err(invalid(IMDS_ENDPOINT.name, "an http:// URL"))
             }
             Some(url) => url.trim().to_owned(),
-            None => imds::DEFAULT_ENDPOINT.to_owned(),
+            None => IMDS_ENDPOINT.default.to_owned(),
         };
         Ok(AwsSettings {
             region: get("AWS_REGION")

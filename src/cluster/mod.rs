@@ -28,7 +28,7 @@ use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
 use crate::aws::{ec2, AwsError, AwsSettings};
 use crate::health::Monitor;
-use crate::settings::{invalid, millis, number, ConfigError};
+use crate::settings::{invalid, millis, number, ConfigError, Variable};
 
 pub use self::discovery::Discovery;
 
@@ -37,6 +37,42 @@ pub enum Cluster {
     Local,
     Balanced(Box<Balanced>),
 }
+
+const ELB_NAME: Variable = Variable {
+    name: "ELB_NAME",
+    default: "",
+    meaning: "Classic ELB whose in-service instances form the cluster",
+};
+const TARGET_GROUP_ARN: Variable = Variable {
+    name: "TARGET_GROUP_ARN",
+    default: "",
+    meaning: "or: ALB/NLB target group whose healthy targets form the cluster",
+};
+const CLUSTER_PEER_TIMEOUT_MS: Variable = Variable {
+    name: "CLUSTER_PEER_TIMEOUT_MS",
+    default: "1500",
+    meaning: "time each peer's /health may take",
+};
+const CLUSTER_DEADLINE_MS: Variable = Variable {
+    name: "CLUSTER_DEADLINE_MS",
+    default: "3000",
+    meaning: "time /health/cluster may take in all, and the time the AWS calls of one discovery \
+              share",
+};
+const CLUSTER_MEMBERSHIP_TTL_MS: Variable = Variable {
+    name: "CLUSTER_MEMBERSHIP_TTL_MS",
+    default: "5000",
+    meaning: "age at which the node list is discovered again (0: on every request)",
+};
+
+/// The variables read here (the AWS ones are `aws::VARIABLES`), for `hello --help`.
+pub const VARIABLES: &[Variable] = &[
+    ELB_NAME,
+    TARGET_GROUP_ARN,
+    CLUSTER_PEER_TIMEOUT_MS,
+    CLUSTER_DEADLINE_MS,
+    CLUSTER_MEMBERSHIP_TTL_MS,
+];
 
 /// What `/health/cluster` needs: which load balancer lists the nodes, how long asking may
 /// take, and where the AWS APIs are.
@@ -58,10 +94,10 @@ impl ClusterSettings {
         get: &impl Fn(&str) -> Option<String>,
         debug: bool,
     ) -> Result<ClusterSettings, ConfigError> {
-        let discovery = match (get("ELB_NAME"), get("TARGET_GROUP_ARN")) {
+        let discovery = match (get(ELB_NAME.name), get(TARGET_GROUP_ARN.name)) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
-                    "TARGET_GROUP_ARN",
+                    TARGET_GROUP_ARN.name,
                     "either ELB_NAME or TARGET_GROUP_ARN, not both",
                 ))
             }
@@ -71,7 +107,7 @@ impl ClusterSettings {
             }
             (None, Some(_)) => {
                 return Err(invalid(
-                    "TARGET_GROUP_ARN",
+                    TARGET_GROUP_ARN.name,
                     "a target group ARN (arn:aws:elasticloadbalancing:…)",
                 ))
             }
@@ -80,9 +116,9 @@ impl ClusterSettings {
         let aws = AwsSettings::from_env(get, debug)?;
         Ok(ClusterSettings {
             discovery: if debug { None } else { discovery },
-            peer_timeout: millis(get, "CLUSTER_PEER_TIMEOUT_MS", 1500)?,
-            deadline: millis(get, "CLUSTER_DEADLINE_MS", 3000)?,
-            membership_ttl: number(get, "CLUSTER_MEMBERSHIP_TTL_MS", 5000, 0, 3_600_000)
+            peer_timeout: millis(get, &CLUSTER_PEER_TIMEOUT_MS)?,
+            deadline: millis(get, &CLUSTER_DEADLINE_MS)?,
+            membership_ttl: number(get, &CLUSTER_MEMBERSHIP_TTL_MS, 0, 3_600_000)
                 .map(Duration::from_millis)?,
             aws,
         })

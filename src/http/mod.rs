@@ -1,7 +1,7 @@
 //! The HTTP/1.1 front: a sans-I/O connection core ([`conn`], over [`request`] heads and
 //! [`body`] framing) and the server that drives it from a bounded pool of worker threads, which
-//! run blocking handlers on whole requests. It knows nothing of the routes; the application
-//! plugs in through [`Handler`].
+//! run blocking handlers on whole requests, configured from the environment (`settings`). It
+//! knows nothing of the routes; the application plugs in through [`Handler`].
 
 pub mod body;
 pub mod conn;
@@ -10,10 +10,12 @@ pub mod path;
 pub mod request;
 mod response;
 mod server;
+mod settings;
 
 pub use request::{Limits, Request, Version};
 pub use response::{Body, BodySource, Response};
 pub use server::{Server, ServerConfig, ShutdownHandle, Stats};
+pub use settings::{listen_from_env, VARIABLES};
 
 use std::net::SocketAddr;
 use std::time::Duration;

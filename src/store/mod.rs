@@ -7,11 +7,13 @@ mod memory;
 mod redis;
 pub mod resp;
 mod scan;
+mod settings;
 
 pub use self::connection::{Endpoint, TlsSetupError};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::scan::{Scan, ScanRequest};
+pub use self::settings::{RedisSettings, StoreSettings, VARIABLES};
 
 use std::fmt;
 use std::sync::Arc;

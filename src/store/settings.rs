@@ -1,0 +1,217 @@
+//! The store's settings: which store (Redis, named by `REDIS_URL` or `REDIS_CLUSTER_ADDRESS`, or
+//! else the in-process one), the sorted set's key, the timeout and the extra TLS roots; and the
+//! parsing of a Redis URL into an [`Endpoint`], which must never show its password.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::connection::Endpoint;
+use crate::secret::Secret;
+use crate::settings::{invalid, millis, value, ConfigError, Variable};
+
+const REDIS_URL: Variable = Variable {
+    name: "REDIS_URL",
+    default: "",
+    meaning: "redis:// or rediss:// URL, with password if any; wins over the address",
+};
+const REDIS_CLUSTER_ADDRESS: Variable = Variable {
+    name: "REDIS_CLUSTER_ADDRESS",
+    default: "",
+    meaning: "Redis host:port (the original service's variable); neither set: an in-process \
+              store whose counts are lost on exit",
+};
+const REDIS_KEY: Variable = Variable {
+    name: "REDIS_KEY",
+    default: "nytimes.names",
+    meaning: "sorted-set key",
+};
+const REDIS_TIMEOUT_MS: Variable = Variable {
+    name: "REDIS_TIMEOUT_MS",
+    default: "1000",
+    meaning: "Redis connect, read, write and host name lookup timeout",
+};
+const REDIS_TLS_CA_FILE: Variable = Variable {
+    name: "REDIS_TLS_CA_FILE",
+    default: "",
+    meaning: "PEM certificates trusted for rediss:// besides the built-in roots",
+};
+
+/// The variables read here, for `hello --help`.
+pub const VARIABLES: &[Variable] = &[
+    REDIS_URL,
+    REDIS_CLUSTER_ADDRESS,
+    REDIS_KEY,
+    REDIS_TIMEOUT_MS,
+    REDIS_TLS_CA_FILE,
+];
+
+#[derive(Debug)]
+pub enum StoreSettings {
+    /// Neither `REDIS_URL` nor `REDIS_CLUSTER_ADDRESS`: counts live in this process only.
+    Memory,
+    Redis(RedisSettings),
+}
+
+#[derive(Debug)]
+pub struct RedisSettings {
+    /// Shown without credentials by its `Display`.
+    pub endpoint: Endpoint,
+    pub key: String,
+    pub timeout: Duration,
+    /// Certificates trusted for `rediss://` besides the built-in roots.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl StoreSettings {
+    /// `get` returns a variable's value when it is set and not blank. The URL wins over the
+    /// address; the other variables are checked even for the in-process store, so that a
+    /// mistake shows before it matters.
+    pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<StoreSettings, ConfigError> {
+        let key = value(get, &REDIS_KEY);
+        let timeout = millis(get, &REDIS_TIMEOUT_MS)?;
+        let endpoint = match (get(REDIS_URL.name), get(REDIS_CLUSTER_ADDRESS.name)) {
+            (Some(url), _) => Some(endpoint_from_url(url.trim())?),
+            (None, Some(address)) => Some(endpoint_from_address(address.trim())?),
+            (None, None) => None,
+        };
+        let tls_ca_file = get(REDIS_TLS_CA_FILE.name).map(|f| PathBuf::from(f.trim()));
+        Ok(match endpoint {
+            Some(endpoint) => StoreSettings::Redis(RedisSettings {
+                endpoint,
+                key,
+                timeout,
+                tls_ca_file,
+            }),
+            None => StoreSettings::Memory,
+        })
+    }
+}
+
+const URL_SHAPE: &str = "redis://[[user]:password@]host[:port][/db] or rediss://… (value not shown: it may hold a password)";
+
+/// Parses a `redis://` or `rediss://` URL. User and password may be percent-encoded.
+fn endpoint_from_url(url: &str) -> Result<Endpoint, ConfigError> {
+    let bad = || invalid(REDIS_URL.name, URL_SHAPE);
+    let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(bad()),
+    };
+    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let db = match db {
+        "" => 0,
+        digits if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse().map_err(|_| bad())?
+        }
+        _ => return Err(bad()),
+    };
+    let (credentials, address) = match authority.rsplit_once('@') {
+        Some((credentials, address)) => (Some(credentials), address),
+        None => (None, authority),
+    };
+    let (username, password) = match credentials {
+        None => (None, None),
+        Some(credentials) => {
+            let (user, password) = credentials.split_once(':').ok_or_else(bad)?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|s| s.into_owned())
+                    .map_err(|_| bad())
+            };
+            let user = Some(decode(user)?).filter(|u| !u.is_empty());
+            (user, Some(Secret::new(decode(password)?)))
+        }
+    };
+    let (host, port) = split_host_port(address, 6379).ok_or_else(bad)?;
+    Ok(Endpoint {
+        host,
+        port,
+        tls,
+        username,
+        password,
+        db,
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port may not be 0.
+fn split_host_port(address: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = match address.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':')?)),
+            }
+        }
+        None => match address.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
+    };
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    valid.then(|| (host.to_owned(), port))
+}
+
+/// `host:port`, as the original service took it.
+fn endpoint_from_address(address: &str) -> Result<Endpoint, ConfigError> {
+    let bad = || invalid(REDIS_CLUSTER_ADDRESS.name, "host:port, e.g. localhost:6379");
+    if !address.contains(':') {
+        return Err(bad());
+    }
+    let (host, port) = split_host_port(address, 6379).ok_or_else(bad)?;
+    Ok(Endpoint {
+        host,
+        port,
+        tls: false,
+        username: None,
+        password: None,
+        db: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_in_every_shape() {
+        let endpoint = |url: &str| endpoint_from_url(url).unwrap();
+        let e = endpoint("redis://cache");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls, e.db),
+            ("cache", 6379, false, 0)
+        );
+        let e = endpoint("rediss://app%40team:p%3Ass@cache.example:6380/3");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls, e.db),
+            ("cache.example", 6380, true, 3)
+        );
+        assert_eq!(e.username.as_deref(), Some("app@team"));
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("p:ss"));
+        let e = endpoint("redis://[::1]:7000/");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 7000));
+        assert_eq!(e.to_string(), "redis://[::1]:7000");
+        for bad in [
+            "redis://",
+            "redis://host:0",
+            "redis://host:x",
+            "redis://host/db",
+            "redis://user@host",
+            "redis://host?protocol=resp3",
+            "redis://[::1",
+            "redis://h:1:2",
+            "redis://:%ff@host",
+            "http://host",
+        ] {
+            assert!(endpoint_from_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! A `redis-server` of our own on a free port: plain, durable, a read-only replica, or with TLS
+//! and an ACL user; stopped, restarted and killed as the resilience scenarios need.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{free_port, wait_until};
+
+/// A `redis-server` of our own, never the user's.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    /// Set when every write is fsynced to an append-only file in this folder, so that counts
+    /// survive a SIGKILL and a restart.
+    durable_dir: Option<PathBuf>,
+    pub secure: Option<Secure>,
+    /// The port of the primary this server replicates, which makes it read-only.
+    replica_of: Option<u16>,
+}
+
+/// A server that also listens with TLS and lets in one ACL user by password only.
+pub struct Secure {
+    pub tls_port: u16,
+    pub user: &'static str,
+    pub password: &'static str,
+    /// Holds `ca.crt` (to trust) and the server's certificate for `localhost` and 127.0.0.1.
+    pub dir: PathBuf,
+}
+
+impl Secure {
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::spawned(free_port(), None, None, None)
+    }
+
+    /// A read-only replica of `primary`, as a client meets one after a failover points it at
+    /// the old primary.
+    pub fn start_replica_of(primary: &Redis) -> Redis {
+        Redis::spawned(free_port(), None, None, Some(primary.port))
+    }
+
+    fn spawned(
+        port: u16,
+        durable_dir: Option<PathBuf>,
+        secure: Option<Secure>,
+        replica_of: Option<u16>,
+    ) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port,
+            durable_dir,
+            secure,
+            replica_of,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// TLS on `secure.tls_port` (plain TCP stays on `port` for checks) with a certificate from
+    /// a throw-away CA made by `openssl`; the default user is off, so every client must log in.
+    pub fn start_secure() -> Redis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("hello-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tls dir");
+        make_certificates(&dir);
+        let secure = Secure {
+            tls_port: free_port(),
+            user: "hello-app",
+            password: "p@ss:word/with%odd chars",
+            dir,
+        };
+        Redis::spawned(port, None, Some(secure), None)
+    }
+
+    pub fn start_durable() -> Redis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("hello-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        Redis::spawned(port, Some(dir), None, None)
+    }
+
+    fn spawn(&mut self) {
+        let (appendonly, dir) = match &self.durable_dir {
+            Some(dir) => ("yes", dir.clone()),
+            None => ("no", std::env::temp_dir()),
+        };
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", appendonly, "--appendfsync", "always"])
+            .args(["--dir", &dir.to_string_lossy()]);
+        if let Some(primary) = self.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        if let Some(secure) = &self.secure {
+            let file = |name: &str| secure.dir.join(name).to_string_lossy().into_owned();
+            command
+                .args(["--tls-port", &secure.tls_port.to_string()])
+                .args(["--tls-cert-file", &file("server.crt")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.crt")])
+                .args(["--tls-auth-clients", "no"])
+                .args(["--user", "default", "off"])
+                .args([
+                    "--user",
+                    secure.user,
+                    "on",
+                    &format!(">{}", secure.password),
+                    "~*",
+                    "+@all",
+                ]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cannot run redis-server: run the README's test command, which installs it");
+        self.child = Some(child);
+        wait_until("redis-server", Duration::from_secs(10), || {
+            self.client()
+                .get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+    }
+
+    /// A client for the plain port, logged in when the server is secured.
+    fn client(&self) -> redis::Client {
+        use redis::IntoConnectionInfo;
+        let mut info = redis::ConnectionAddr::Tcp("127.0.0.1".into(), self.port)
+            .into_connection_info()
+            .expect("redis address");
+        if let Some(secure) = &self.secure {
+            info = info.set_redis_settings(
+                redis::RedisConnectionInfo::default()
+                    .set_username(secure.user)
+                    .set_password(secure.password),
+            );
+        }
+        redis::Client::open(info).expect("redis client")
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): connections drop, data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis is not running").id()
+    }
+
+    /// A direct connection, to check what the service stored.
+    pub fn connection(&self) -> redis::Connection {
+        self.client()
+            .get_connection()
+            .expect("connect to test redis")
+    }
+
+    /// Every (name, count) in `key`, in ZRANGE order.
+    pub fn counts(&self, key: &str) -> Vec<(String, i64)> {
+        let raw: Vec<(Vec<u8>, i64)> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut self.connection())
+            .expect("ZRANGE");
+        raw.into_iter()
+            .map(|(name, count)| (String::from_utf8_lossy(&name).into_owned(), count))
+            .collect()
+    }
+
+    /// Adds `n` names (`name-000000` …), each with a count of 1, in one command.
+    pub fn add_names(&self, key: &str, n: usize) {
+        let mut add = redis::cmd("ZADD");
+        add.arg(key);
+        for i in 0..n {
+            add.arg(1).arg(format!("name-{i:06}"));
+        }
+        let _: () = add.query(&mut self.connection()).expect("ZADD");
+    }
+
+    pub fn total(&self, key: &str) -> i64 {
+        self.counts(key).iter().map(|(_, c)| c).sum()
+    }
+}
+
+/// A CA and a server certificate it signed, for `localhost` and 127.0.0.1.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("cannot run openssl: run the README's test command, which installs it");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=hello test CA"][..],
+            &key[..],
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("san.ext");
+    openssl(
+        &[
+            &["req"][..],
+            &key[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(dir) = &self.durable_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(secure) = &self.secure {
+            let _ = std::fs::remove_dir_all(&secure.dir);
+        }
+    }
+}
