@@ -222,12 +222,14 @@ impl Emitter {
     {
         let stop = Arc::new(Stop::default());
         let stopped = Arc::clone(&stop);
+        // The first interval starts now, before the server answers anything: sampled in the
+        // thread, it would start whenever the thread first runs, and miss what came before.
+        let mut last = sample();
         let thread = thread::Builder::new().name("emf".into()).spawn(move || {
             let Settings {
                 namespace,
                 interval,
             } = settings;
-            let mut last = sample();
             let mut next = Instant::now() + interval;
             let mut failed = false;
             loop {
