@@ -6,7 +6,8 @@
 //! room to send, and answers the requests it hands out with [`Conn::respond`]. A request's
 //! deadline is fixed when its first byte arrives and never moves; the idle timeout runs only
 //! between requests; a response's deadline moves only when bytes leave. A body no route reads
-//! is thrown away as it arrives, and a connection between requests holds no buffer.
+//! is thrown away as it arrives, and a connection between requests keeps no buffer over 512
+//! bytes.
 
 use std::mem;
 use std::net::SocketAddr;
