@@ -185,9 +185,17 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
                 scope.spawn(move || hello_once(addr, &format!("drain{i}")))
             })
             .collect();
-        thread::sleep(Duration::from_millis(300));
+        // The 8 clients and the idle connection are open (the 8 requests wait on Redis).
+        wait_until("the 8 clients' connections", Duration::from_secs(5), || {
+            idle.get("/metrics")
+                .text()
+                .contains("hello_http_connections_open 9\n")
+        });
         s.signal(Signal::TERM);
-        thread::sleep(Duration::from_millis(300));
+        // Shutdown has begun once the listener is closed; only then may Redis answer.
+        wait_until("the listener to close", Duration::from_secs(5), || {
+            TcpStream::connect(s.addr).is_err()
+        });
         send_signal(redis.pid(), Signal::CONT);
         clients.into_iter().map(|c| c.join().unwrap()).collect()
     });
