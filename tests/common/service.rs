@@ -43,8 +43,12 @@ impl Service {
 
     pub fn start_at(addr: SocketAddr, env: &[(&str, &str)]) -> Service {
         let (host, port) = (addr.ip().to_string(), addr.port());
-        let log =
-            std::env::temp_dir().join(format!("hello-test-{}-{port}.log", std::process::id()));
+        // Named by address, not port alone: a cluster's nodes share a port on 127.0.0.x, and
+        // two processes writing one file overwrite each other's lines.
+        let log = std::env::temp_dir().join(format!(
+            "hello-test-{}-{host}-{port}.log",
+            std::process::id()
+        ));
         let out = log.with_extension("out");
         let child = Command::new(binary())
             .env_clear()
