@@ -18,11 +18,7 @@ use common::{free_port, Service, Signal};
 fn every_node_lists_the_whole_cluster_through_elb_and_target_group() {
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let c = MotoCluster::new(&ips);
-    let elb = c.elb.clone();
-    let nodes: Vec<_> = ips
-        .iter()
-        .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
-        .collect();
+    let nodes = c.elb_nodes(&ips);
     let all: BTreeSet<String> = ips.iter().map(|ip| c.id(ip)).collect();
     for (node, _) in &nodes {
         wait_for_membership(node);
@@ -425,11 +421,7 @@ fn health_requests(node: &Service) -> u64 {
 fn concurrent_requests_share_one_round_of_asking_the_peers() {
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let c = MotoCluster::new(&ips);
-    let elb = c.elb.clone();
-    let nodes: Vec<_> = ips
-        .iter()
-        .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
-        .collect();
+    let nodes = c.elb_nodes(&ips);
     let asked = &nodes[0].0;
     wait_for_membership(asked);
     let before: Vec<u64> = nodes[1..].iter().map(|(n, _)| health_requests(n)).collect();

@@ -777,11 +777,7 @@ fn s12_hundred_concurrent_cluster_requests_on_16_nodes() {
     let ips: Vec<String> = (2..=17).map(|i| format!("127.0.0.{i}")).collect();
     let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
     let c = MotoCluster::new(&ips);
-    let elb = c.elb.clone();
-    let nodes: Vec<_> = ips
-        .iter()
-        .map(|ip| c.node(ip, ("ELB_NAME", &elb), &[]))
-        .collect();
+    let nodes = c.elb_nodes(&ips);
     let asked = &nodes[0].0;
     wait_for_membership(asked);
     let barrier = Barrier::new(100);

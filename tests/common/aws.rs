@@ -393,6 +393,13 @@ impl MotoCluster {
     /// Starts a node on `ip` discovering through `discovery` (`ELB_NAME` or
     /// `TARGET_GROUP_ARN`); returns it, once it knows its instance id (so that its `/health`
     /// says who it is), with its metadata stub.
+    /// A node on each of `ips`, all behind the Classic ELB, with default settings.
+    pub fn elb_nodes(&self, ips: &[&str]) -> Vec<(Service, ImdsStub)> {
+        ips.iter()
+            .map(|ip| self.node(ip, ("ELB_NAME", &self.elb), &[]))
+            .collect()
+    }
+
     pub fn node(
         &self,
         ip: &str,
