@@ -1,13 +1,13 @@
 //! The application as the HTTP layer sees it: the `Handler` over the routes' shared
 //! [`State`], which routes requests, renders refusals and records each exchange.
 
-use crate::http::{Exchange, Handler, Rejection, Request, Response};
+use crate::http::{Answer, Context, Exchange, Handler, Rejection, Request, Response};
 use crate::logging;
 use crate::routes::{self, ApiError, State};
 
 impl Handler for State {
-    fn handle(&self, request: &Request<'_>) -> Response {
-        routes::dispatch(self, request)
+    fn handle(&self, request: &Request<'_>, context: &Context<'_>) -> Answer {
+        routes::dispatch(self, request, context)
     }
 
     fn reject(&self, rejection: Rejection) -> Response {

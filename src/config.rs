@@ -24,6 +24,8 @@ pub struct Config {
     pub http: ServerConfig,
     /// `/counts` listings open at once; more are refused with 503 `overloaded`.
     pub max_listings: usize,
+    /// Greetings that may wait for the store.
+    pub max_pending: usize,
     /// `/health/cluster`: discovery through a load balancer, and the AWS APIs it calls.
     pub cluster: ClusterSettings,
     /// `None` unless CloudWatch embedded-metric lines are wanted (`METRICS_EMF`).
@@ -95,9 +97,12 @@ impl Config {
         let store = StoreSettings::from_env(&get)?;
         let debug = boolean(&get, &DEBUG)?;
         let (log_format, log_filter) = logging::settings_from_env(&get)?;
-        let http = ServerConfig::from_env(&get)?;
+        let mut http = ServerConfig::from_env(&get)?;
         let max_listings = counts::max_listings_from_env(&get)?;
+        let max_pending = store::max_pending_from_env(&get)?;
         let cluster = ClusterSettings::from_env(&get, debug)?;
+        // The routes that block: each open listing and each cluster request has a thread.
+        http.blocking_threads = max_listings + cluster.max_requests;
         let emf = emf::Settings::from_env(&get)?;
         Ok(Config {
             listen,
@@ -107,6 +112,7 @@ impl Config {
             log_filter,
             http,
             max_listings,
+            max_pending,
             cluster,
             emf,
         })

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::thread;
+use std::time::Duration;
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -18,7 +19,7 @@ use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::{ConnectionGauges, Metrics, Totals};
 use hello::routes::State;
-use hello::store::{MemoryStore, RedisSettings, RedisStore, Store, StoreSettings};
+use hello::store::{Increments, MemoryStore, RedisSettings, RedisStore, Store, StoreSettings};
 use hello::{healthcheck, logging};
 
 fn main() -> ExitCode {
@@ -76,6 +77,11 @@ fn serve() -> ExitCode {
     logging::init(config.log_format, &config.log_filter);
     raise_open_file_limit();
 
+    // Waiting longer than a command may take to be sent means the store is not keeping up.
+    let max_wait = match &config.store {
+        StoreSettings::Redis(r) => r.timeout,
+        StoreSettings::Memory => Duration::from_secs(1),
+    };
     let store: Arc<dyn Store> = match config.store {
         StoreSettings::Memory => {
             log::warn!(
@@ -129,7 +135,7 @@ fn serve() -> ExitCode {
     if let Some(imds) = &imds {
         learn_instance_id(Arc::clone(imds), monitor.instance_id_slot());
     }
-    let cluster = match Cluster::new(&config.cluster, config.http.workers, imds, |k| {
+    let cluster = match Cluster::new(&config.cluster, imds, |k| {
         std::env::var(k).ok()
     }) {
         Ok(c) => c,
@@ -138,12 +144,21 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let increments = match Increments::start(Arc::clone(&store), config.max_pending, max_wait) {
+        Ok(lane) => lane,
+        Err(e) => {
+            log::error!("cannot start the store lane: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let app = Arc::new(State {
+        increments,
         listings: Gate::new(config.max_listings),
-        monitor,
-        cluster,
+        cluster_requests: Gate::new(config.cluster.max_requests),
+        monitor: Arc::new(monitor),
+        cluster: Arc::new(cluster),
         store,
-        metrics: Metrics::new(),
+        metrics: Arc::new(Metrics::new()),
         connections: server.stats(),
     });
     if let Err(e) = watch_signals(server.shutdown_handle()) {

@@ -14,18 +14,30 @@ use crate::cluster::Cluster;
 use crate::counts::{Gate, Listing, Paging, PagingError};
 use crate::health::Monitor;
 use crate::hello::{greeting, Name, NameError};
-use crate::http::{negotiate, path, BodySource, Rejection, Request, Response, Stats};
+use crate::http::{
+    negotiate, path, Answer, BodySource, Context, Rejection, Request, Response, Stats,
+};
 use crate::metrics::{self, ConnectionGauges, Metrics, StoreOperation};
-use crate::store::{Store, StoreError};
+use crate::store::{Increments, Store, StoreError};
 
-/// What the handlers share, built once at start-up and read by every worker thread.
+/// What the handlers share, built once at start-up and read by every thread.
+///
+/// Each route is in one lane, by what it waits on. The fast lane (`/`, `/health`, `/metrics`,
+/// redirects and errors) waits on nothing outside the process and is answered on the event
+/// loop that read it. The store lane: greetings queue for [`Increments`], bounded by its queue,
+/// and listings run on blocking threads, bounded by `listings`. The AWS lane: `/health/cluster`
+/// runs on blocking threads, bounded by `cluster_requests`. A full lane answers 503 `overloaded`
+/// at once, and no lane can take the event loops, so `/health` answers whatever Redis or AWS do.
 pub struct State {
     pub store: Arc<dyn Store>,
+    pub increments: Increments,
     /// How many `/counts` listings may be open at once.
     pub listings: Arc<Gate>,
-    pub monitor: Monitor,
-    pub cluster: Cluster,
-    pub metrics: Metrics,
+    /// How many `/health/cluster` requests may be answered at once.
+    pub cluster_requests: Arc<Gate>,
+    pub monitor: Arc<Monitor>,
+    pub cluster: Arc<Cluster>,
+    pub metrics: Arc<Metrics>,
     pub connections: Arc<Stats>,
 }
 
@@ -101,13 +113,28 @@ const STATIC: &str = "max-age=3600";
 /// Counts, health and metrics are live; `/hello` changes state; errors are of the moment.
 const LIVE: &str = "no-store";
 
-pub fn dispatch(app: &State, request: &Request<'_>) -> Response {
+pub fn dispatch(app: &State, request: &Request<'_>, context: &Context<'_>) -> Answer {
     let clean = path::clean(request.path);
     if clean != request.path && matches!(request.method, "GET" | "HEAD") {
-        return redirect(&clean, request.query);
+        return Answer::Now(redirect(&clean, request.query));
     }
     let route = resolve(&clean);
-    let response = handle(app, request, route).unwrap_or_else(ApiError::into_response);
+    match handle(app, request, route, context) {
+        Ok(Answer::Now(response)) => Answer::Now(finish(route, response)),
+        Ok(later) => later,
+        Err(e) => Answer::Now(finish(route, e.into_response())),
+    }
+}
+
+/// What every answer of a route says besides its body.
+fn finish(route: Option<(Route, &str)>, response: Response) -> Response {
+    let response = match route {
+        // Errors carry their own `Cache-Control`.
+        _ if response.status >= 400 => response,
+        // The welcome text never changes while the process runs.
+        Some((Route::Root, _)) => response.with_header("Cache-Control", STATIC),
+        _ => response.with_header("Cache-Control", LIVE),
+    };
     match route {
         // The answer depends on `Accept`, whatever it is (errors included, for simplicity of
         // caches' keys).
@@ -132,7 +159,8 @@ fn handle(
     app: &State,
     request: &Request<'_>,
     route: Option<(Route, &str)>,
-) -> Result<Response, ApiError> {
+    context: &Context<'_>,
+) -> Result<Answer, ApiError> {
     let Some((route, segment)) = route else {
         return Err(ApiError::new(
             404,
@@ -160,73 +188,126 @@ fn handle(
             )
         });
     }
-    let response = match route {
-        Route::Root => Response::new(200, TEXT, "Welcome to the Hello Service")
-            .with_header("Cache-Control", STATIC),
-        Route::Hello => hello(app, segment, request)?,
+    Ok(match route {
+        Route::Root => Answer::Now(Response::new(200, TEXT, "Welcome to the Hello Service")),
+        Route::Hello => hello(app, segment, request, context)?,
         Route::Counts => counts(app, request)?,
-        Route::Health => json_response(200, &app.monitor.node_health()),
-        Route::Cluster => {
-            let health = app.cluster.health(&app.monitor).map_err(|e| {
-                log::error!("cluster discovery failed: {e}");
-                ApiError::new(502, "upstream_error", e.to_string())
-            })?;
-            json_response(200, &health)
-        }
+        Route::Health => Answer::Now(json_response(200, &app.monitor.node_health())),
+        Route::Cluster => cluster(app)?,
         Route::Metrics => {
             let gauges = ConnectionGauges {
                 open: app.connections.open.load(Ordering::Relaxed),
                 refused: app.connections.refused.load(Ordering::Relaxed),
             };
-            Response::new(200, PROMETHEUS, app.metrics.render(gauges))
+            Answer::Now(Response::new(200, PROMETHEUS, app.metrics.render(gauges)))
         }
-    };
-    Ok(match route {
-        Route::Root => response,
-        _ => response.with_header("Cache-Control", LIVE),
     })
 }
 
-fn hello(app: &State, segment: &str, request: &Request<'_>) -> Result<Response, ApiError> {
+/// The store lane: the greeting is queued for the next pipeline, and answered from the lane's
+/// thread once its own `ZINCRBY` reply is in.
+fn hello(
+    app: &State,
+    segment: &str,
+    request: &Request<'_>,
+    context: &Context<'_>,
+) -> Result<Answer, ApiError> {
     let name = Name::from_segment(segment)?;
-    let count = app
-        .store
-        .increment(name.as_str())
-        .map_err(|e| store_failure(app, StoreOperation::Increment, e))?;
-    app.metrics.increment_stored();
-    let message = greeting(&name);
-    if negotiate::choose(request.header_values("accept"), &[TEXT_TYPE, JSON]) == JSON {
-        #[derive(Serialize)]
-        struct Greeting<'a> {
-            message: &'a str,
-            name: &'a str,
-            count: i64,
-        }
-        Ok(json_response(
-            200,
-            &Greeting {
-                message: &message,
-                name: name.as_str(),
-                count,
-            },
-        ))
-    } else {
-        Ok(Response::new(200, TEXT, message))
-    }
+    let json = negotiate::choose(request.header_values("accept"), &[TEXT_TYPE, JSON]) == JSON;
+    let reply = context.reply();
+    let metrics = Arc::clone(&app.metrics);
+    let key = name.as_str().to_owned();
+    app.increments.submit(
+        key,
+        Box::new(move |result| {
+            let response = match result {
+                Ok(count) => {
+                    metrics.increment_stored();
+                    greeting_response(&name, count, json)
+                }
+                Err(e) => store_failure(&metrics, StoreOperation::Increment, e).into_response(),
+            };
+            reply.send(finish(Some((Route::Hello, "")), response));
+        }),
+    );
+    Ok(Answer::Later)
 }
 
-fn counts(app: &State, request: &Request<'_>) -> Result<Response, ApiError> {
+fn greeting_response(name: &Name, count: i64, json: bool) -> Response {
+    let message = greeting(name);
+    if !json {
+        return Response::new(200, TEXT, message);
+    }
+    #[derive(Serialize)]
+    struct Greeting<'a> {
+        message: &'a str,
+        name: &'a str,
+        count: i64,
+    }
+    json_response(
+        200,
+        &Greeting {
+            message: &message,
+            name: name.as_str(),
+            count,
+        },
+    )
+}
+
+/// The store lane's listings: on a blocking thread, which streams the listing as the client
+/// takes it.
+fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
     let paging = Paging::from_query(request.query)?;
-    let permit = app.listings.enter().ok_or_else(|| {
-        ApiError::new(
-            503,
-            "overloaded",
-            "too many listings are being read right now; try again later",
-        )
-    })?;
-    let listing = Listing::start(Arc::clone(&app.store), paging, permit)
-        .map_err(|e| store_failure(app, StoreOperation::Range, e))?;
-    Ok(Response::stream(200, JSON, Box::new(ListingBody(listing))))
+    let permit = app
+        .listings
+        .enter()
+        .ok_or_else(|| overloaded("too many listings are being read right now"))?;
+    let (store, metrics) = (Arc::clone(&app.store), Arc::clone(&app.metrics));
+    Ok(Answer::Blocking(Box::new(move |_| {
+        let route = Some((Route::Counts, ""));
+        match Listing::start(store, paging, permit) {
+            Ok(listing) => finish(
+                route,
+                Response::stream(200, JSON, Box::new(ListingBody(listing))),
+            ),
+            Err(e) => store_failure(&metrics, StoreOperation::Range, e).into_response(),
+        }
+    })))
+}
+
+/// The AWS lane: the cluster view waits for discovery and the peers on a blocking thread. In
+/// local mode it is this node alone, answered at once.
+fn cluster(app: &State) -> Result<Answer, ApiError> {
+    let permit = match app.cluster.as_ref() {
+        Cluster::Local => None,
+        Cluster::Balanced(_) => Some(
+            app.cluster_requests
+                .enter()
+                .ok_or_else(|| overloaded("too many cluster views are being gathered right now"))?,
+        ),
+    };
+    let (cluster, monitor) = (Arc::clone(&app.cluster), Arc::clone(&app.monitor));
+    let answer = move || {
+        let _permit = permit;
+        match cluster.health(&monitor) {
+            Ok(health) => finish(
+                Some((Route::Cluster, "")),
+                json_response(200, &health),
+            ),
+            Err(e) => {
+                log::error!("cluster discovery failed: {e}");
+                ApiError::new(502, "upstream_error", e.to_string()).into_response()
+            }
+        }
+    };
+    Ok(match app.cluster.as_ref() {
+        Cluster::Local => Answer::Now(answer()),
+        Cluster::Balanced(_) => Answer::Blocking(Box::new(move |_| answer())),
+    })
+}
+
+fn overloaded(what: &str) -> ApiError {
+    ApiError::new(503, "overloaded", format!("{what}; try again later"))
 }
 
 /// A listing as a response body.
@@ -241,10 +322,10 @@ impl BodySource for ListingBody {
     }
 }
 
-fn store_failure(app: &State, operation: StoreOperation, e: StoreError) -> ApiError {
-    app.metrics.store_error(operation);
+fn store_failure(metrics: &Metrics, operation: StoreOperation, e: StoreError) -> ApiError {
+    metrics.store_error(operation);
     if let StoreError::Unavailable(_) = e {
-        app.metrics.store_unavailable();
+        metrics.store_unavailable();
     }
     log::error!("store {} failed: {e}", operation.label());
     ApiError::from(e)
@@ -343,6 +424,7 @@ impl From<StoreError> for ApiError {
             StoreError::Refused(_) => {
                 ApiError::new(500, "internal", "the count store refused the command")
             }
+            StoreError::Overloaded => overloaded("too many greetings wait for the store"),
         }
     }
 }

@@ -59,6 +59,11 @@ const CLUSTER_DEADLINE_MS: Variable = Variable {
     meaning: "time /health/cluster may take in all, and the time the AWS calls of one discovery \
               share",
 };
+const CLUSTER_MAX_REQUESTS: Variable = Variable {
+    name: "CLUSTER_MAX_REQUESTS",
+    default: "8",
+    meaning: "/health/cluster requests answered at once (the AWS lane); more get 503 overloaded",
+};
 const CLUSTER_MEMBERSHIP_TTL_MS: Variable = Variable {
     name: "CLUSTER_MEMBERSHIP_TTL_MS",
     default: "5000",
@@ -72,6 +77,7 @@ pub const VARIABLES: &[Variable] = &[
     CLUSTER_PEER_TIMEOUT_MS,
     CLUSTER_DEADLINE_MS,
     CLUSTER_MEMBERSHIP_TTL_MS,
+    CLUSTER_MAX_REQUESTS,
 ];
 
 /// What `/health/cluster` needs: which load balancer lists the nodes, how long asking may
@@ -84,6 +90,8 @@ pub struct ClusterSettings {
     pub deadline: Duration,
     /// How long a discovered membership is reused; zero: discover on every request.
     pub membership_ttl: Duration,
+    /// `/health/cluster` requests in flight at once, each on a blocking thread.
+    pub max_requests: usize,
     pub aws: AwsSettings,
 }
 
@@ -120,6 +128,7 @@ impl ClusterSettings {
             deadline: millis(get, &CLUSTER_DEADLINE_MS)?,
             membership_ttl: number(get, &CLUSTER_MEMBERSHIP_TTL_MS, 0, 3_600_000)
                 .map(Duration::from_millis)?,
+            max_requests: number(get, &CLUSTER_MAX_REQUESTS, 1, 1024)?,
             aws,
         })
     }
@@ -164,11 +173,9 @@ pub struct Unreachable {
 impl Cluster {
     /// The cluster view: local, or discovery through a load balancer with clients built from the
     /// environment, started at once in the background. An error names the variable to fix.
-    /// `workers` is the number of threads serving requests: at most half of them wait for AWS
-    /// at once.
+    /// At most half of the requests in the AWS lane wait for a discovery at once.
     pub fn new(
         settings: &ClusterSettings,
-        workers: usize,
         imds: Option<Arc<Imds>>,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Cluster, String> {
@@ -233,7 +240,7 @@ impl Cluster {
             move |deadline| discoverer.discover(deadline),
             settings.deadline,
             settings.membership_ttl,
-            workers / 2,
+            (settings.max_requests / 2).max(1),
         )
         .map_err(|e| format!("cannot start cluster discovery: {e}"))?;
         let fan_out = FanOut::start(

@@ -493,6 +493,12 @@ impl Conn {
         matches!(self.state, State::Idle) && (self.answered > 0 || now - self.opened >= grace)
     }
 
+    /// Whether the connection waits for its client's next request, with nothing under way: it
+    /// may be closed to make room (RFC 9112 §9.6).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+
     /// Heap bytes held for this connection's buffers.
     pub fn buffered(&self) -> usize {
         let head = match &self.state {

@@ -1,8 +1,11 @@
 //! The HTTP/1.1 front: a sans-I/O connection core ([`conn`], over [`request`] heads and
-//! [`body`] framing) and the server that drives it from a bounded pool of worker threads, which
-//! run blocking handlers on whole requests, configured from the environment (`settings`). It
-//! knows nothing of the routes; the application plugs in through [`Handler`].
+//! [`body`] framing) and the server that drives it: event-loop workers that own their
+//! connections and answer what needs nothing outside the process at once, a [`Reply`] for
+//! answers that come later from another thread, and a bounded pool of threads for handlers that
+//! block ([`Answer::Blocking`]). Configured from the environment (`settings`). It knows nothing
+//! of the routes; the application plugs in through [`Handler`].
 
+mod blocking;
 pub mod body;
 pub mod conn;
 pub mod negotiate;
@@ -11,19 +14,24 @@ pub mod request;
 mod response;
 mod server;
 mod settings;
+mod worker;
 
 pub use request::{Limits, Request, Version};
 pub use response::{Body, BodySource, Response};
 pub use server::{Server, ServerConfig, ShutdownHandle, Stats};
 pub use settings::{listen_from_env, VARIABLES};
+pub use worker::{Context, Reply};
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// What the application does with requests.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one complete request. Panics are caught and answered with `reject(Internal)`.
-    fn handle(&self, request: &Request<'_>) -> Response;
+    /// Answers one complete request, on the event loop that read it: it must not wait for
+    /// anything outside the process. What must wait goes elsewhere, through `context`'s
+    /// [`Reply`] ([`Answer::Later`]) or to a blocking thread ([`Answer::Blocking`]). Panics are
+    /// caught and answered with `reject(Internal)`.
+    fn handle(&self, request: &Request<'_>, context: &Context<'_>) -> Answer;
 
     /// Renders a request the HTTP layer refused before it reached a route.
     fn reject(&self, rejection: Rejection) -> Response;
@@ -32,6 +40,21 @@ pub trait Handler: Send + Sync + 'static {
     /// logs and metrics.
     fn completed(&self, exchange: &Exchange<'_>);
 }
+
+/// How a handler answers a request.
+pub enum Answer {
+    Now(Response),
+    /// The [`Reply`] taken from the request's [`Context`] brings the response. The connection
+    /// waits without a thread; dropping the `Reply` unsent answers 500.
+    Later,
+    /// Run this on one of the server's blocking threads, which then sends the response too
+    /// (it may stream from a store). The handler bounds how many it hands out: no more than
+    /// the server's `blocking_threads` run at once, and the rest wait for a thread.
+    Blocking(Job),
+}
+
+/// A handler's work that may block, run with the request on a blocking thread.
+pub type Job = Box<dyn FnOnce(&Request<'_>) -> Response + Send>;
 
 /// Requests refused by the HTTP layer itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

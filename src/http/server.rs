@@ -1,48 +1,47 @@
-//! The listener and the worker threads that share one epoll instance: the thin I/O shell around
-//! the connection core ([`super::conn`]).
+//! The listener and the threads around the connection core ([`super::conn`]): the thin I/O
+//! shell.
 //!
-//! Every connection waiting for its socket (for a request's bytes, or for room to send a
-//! response) is parked in a table, registered with epoll in one-shot mode for what it waits
-//! for. Each worker waits on epoll for one ready connection at a time, drives it (reads, runs
-//! blocking handlers on whole requests, writes) until its socket would block, and parks it
-//! again. A client that does not read costs a table entry, not a worker. The kernel's ready
-//! list is the queue: connections are served in the order they became ready, and no thread is
-//! tied to a connection between events. A sweeper (the thread that called [`Server::run`])
-//! enforces the deadlines each connection states, and drives shutdown.
+//! The thread that calls [`Server::run`] accepts connections and deals them out in turn to the
+//! event-loop workers ([`super::worker`]), each of which owns its connections from then on: its
+//! own epoll, edge-triggered, so a request costs no `epoll_ctl` and no shared lock. A worker
+//! answers what needs nothing outside the process at once; a greeting waits for its [`Reply`]
+//! without holding a thread; a handler that blocks runs on the bounded pool of
+//! [`super::blocking`] threads, which hand the connection back once its response is sent. At
+//! the connection cap, the longest-idle keep-alive connection is closed to make room; a new
+//! client is refused only when every connection is inside a request.
+//!
+//! [`Reply`]: super::worker::Reply
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::buffer::spare_capacity;
-use rustix::event::epoll::{self, EventData, EventFlags};
-use rustix::event::{eventfd, EventfdFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use super::conn::{Conn, Event, Expiry, Interest, Settings};
+use super::blocking::Pool;
+use super::conn::{Conn, Event, Settings};
 use super::request::{Limits, Request};
 use super::response::{self, Delimit, Response};
-use super::{Exchange, Handler, Rejection};
+use super::worker::{self, Context, Inbox, Message};
+use super::{Answer, Exchange, Handler, Job, Rejection};
 
-const LISTENER_KEY: u64 = 0;
-const WAKE_KEY: u64 = u64::MAX;
-/// How often deadlines are checked.
-const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
-/// Bytes read from a socket at a time, into a buffer each worker owns.
-const READ_CHUNK: usize = 16 * 1024;
-/// Connections one worker accepts before letting the others at the listener.
+/// How often the acceptor looks at the shutdown flag and the drain while no client connects.
+const TICK: Duration = Duration::from_millis(100);
+/// Connections accepted in one go before the acceptor looks at the shutdown flag again.
 const ACCEPT_BATCH: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// Event-loop threads, each owning its share of the connections.
     pub workers: usize,
+    /// Threads for handlers that block ([`Answer::Blocking`]).
+    pub blocking_threads: usize,
     pub max_connections: usize,
     /// Time a client has to send a complete request once it has started one (and for the
     /// first request on a new connection).
@@ -61,6 +60,8 @@ pub struct ServerConfig {
 pub struct Stats {
     pub open: AtomicU64,
     pub refused: AtomicU64,
+    /// Idle keep-alive connections closed to make room for new clients at the cap.
+    pub reclaimed: AtomicU64,
 }
 
 /// Starts a graceful shutdown from any thread (e.g. a signal handler thread).
@@ -114,23 +115,10 @@ impl Server {
 
     /// Serves until shut down and drained (or the drain time is up).
     pub fn run(self, handler: Arc<dyn Handler>) -> io::Result<()> {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
-        // Level-triggered: once written, it wakes every worker, for good.
-        epoll::add(&epoll, &wake, EventData::new_u64(WAKE_KEY), EventFlags::IN)?;
-        epoll::add(
-            &epoll,
-            &self.listener,
-            EventData::new_u64(LISTENER_KEY),
-            ONE_SHOT_IN,
-        )?;
+        let inboxes = (0..self.config.workers.max(1))
+            .map(|_| Inbox::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
-            epoll,
-            listener: RwLock::new(Some(self.listener)),
-            accept_paused: AtomicBool::new(false),
-            spare_fd: Mutex::new(File::open("/dev/null").ok()),
-            table: Mutex::new(HashMap::new()),
-            next_key: AtomicU64::new(LISTENER_KEY + 1),
             settings: Arc::new(Settings {
                 limits: self.config.limits,
                 request_timeout: self.config.request_timeout,
@@ -142,39 +130,55 @@ impl Server {
             stats: self.stats,
             stopping: self.stopping,
             done: AtomicBool::new(false),
-            config: self.config,
+            inboxes,
+            blocking: Pool::default(),
             handler,
         });
-        let mut workers = Vec::with_capacity(shared.config.workers);
-        for i in 0..shared.config.workers {
+        let mut threads = Vec::new();
+        for i in 0..shared.inboxes.len() {
             let shared = Arc::clone(&shared);
-            workers.push(
+            threads.push(
                 thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || worker(&shared))?,
+                    .spawn(move || worker::run(&shared, i))?,
             );
         }
-        let drained = sweeper(&shared);
+        for i in 0..self.config.blocking_threads {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("blocking-{i}"))
+                    .spawn(move || shared.blocking.serve(&shared))?,
+            );
+        }
+        let mut acceptor = Acceptor {
+            shared: &shared,
+            listener: Some(self.listener),
+            max_connections: self.config.max_connections as u64,
+            next_worker: 0,
+            spare_fd: File::open("/dev/null").ok(),
+        };
+        let drained = acceptor.run(self.config.drain_timeout);
         shared.done.store(true, Ordering::SeqCst);
-        rustix::io::write(&wake, &1u64.to_ne_bytes())?;
+        shared.blocking.close();
+        for inbox in &shared.inboxes {
+            inbox.wake();
+        }
         if drained {
-            for w in workers {
-                let _ = w.join();
+            for t in threads {
+                let _ = t.join();
             }
         }
         Ok(())
     }
 }
 
-const ONE_SHOT_IN: EventFlags = EventFlags::IN.union(EventFlags::ONESHOT);
-const ONE_SHOT_OUT: EventFlags = EventFlags::OUT.union(EventFlags::ONESHOT);
-
 fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
 }
 
 /// A response rendered once, written without blocking.
-struct Prerendered {
+pub(super) struct Prerendered {
     status: u16,
     bytes: Vec<u8>,
 }
@@ -195,165 +199,47 @@ fn prerender(response: Response) -> Prerendered {
     Prerendered { status, bytes }
 }
 
-/// A parked connection: its socket and its state.
-struct Entry {
-    stream: TcpStream,
-    conn: Conn,
+/// A connection: its socket and its state.
+pub(super) struct Entry {
+    pub stream: TcpStream,
+    pub conn: Conn,
 }
 
-/// What a worker does with a connection it has driven as far as it goes.
-enum Next {
-    /// Wait for the socket to be ready for what the connection wants.
+/// Where a connection stands once it has been driven as far as it goes.
+pub(super) enum Next {
+    /// Wait for the socket: its next edge (input, or room to send) wakes the worker.
     Park,
+    /// Its response will come through a [`worker::Reply`].
+    Waiting,
+    /// Its request is to be answered on a blocking thread.
+    Blocking(Job),
     Close,
 }
 
-/// While draining, a new connection gets this long to send its first request.
-const DRAIN_FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-
-/// What the workers and the sweeper share.
-struct Shared {
-    epoll: OwnedFd,
-    /// `None` once shutdown has begun.
-    listener: RwLock<Option<TcpListener>>,
-    /// Set when accepting stopped for want of descriptors; the sweeper resumes it.
-    accept_paused: AtomicBool,
-    /// Held so that, when descriptors run out, one can be freed to accept and refuse a client
-    /// instead of leaving it in the backlog.
-    spare_fd: Mutex<Option<File>>,
-    /// Connections waiting for their socket, by epoll key.
-    table: Mutex<HashMap<u64, Entry>>,
-    next_key: AtomicU64,
-    refusal: Prerendered,
-    timeout_reply: Prerendered,
-    stats: Arc<Stats>,
-    stopping: Arc<AtomicBool>,
-    /// Set when the workers are to exit.
-    done: AtomicBool,
-    config: ServerConfig,
-    settings: Arc<Settings>,
-    handler: Arc<dyn Handler>,
+/// What every thread of the server shares.
+pub(super) struct Shared {
+    pub settings: Arc<Settings>,
+    pub refusal: Prerendered,
+    pub timeout_reply: Prerendered,
+    pub stats: Arc<Stats>,
+    /// Set when shutdown begins: answer what is under way, take nothing new.
+    pub stopping: Arc<AtomicBool>,
+    /// Set when the threads are to exit.
+    pub done: AtomicBool,
+    /// One per worker, by worker index.
+    pub inboxes: Vec<Arc<Inbox>>,
+    pub blocking: Pool,
+    pub handler: Arc<dyn Handler>,
 }
 
 impl Shared {
-    fn table(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    pub fn draining(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
-    fn accept(&self) {
-        let listener = self.listener.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(listener) = listener.as_ref() else {
-            return;
-        };
-        for _ in 0..ACCEPT_BATCH {
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if out_of_descriptors(&e) => {
-                    self.out_of_descriptors(listener);
-                    return;
-                }
-                Err(_) => {}
-            }
-        }
-        let _ = epoll::modify(
-            &self.epoll,
-            listener,
-            EventData::new_u64(LISTENER_KEY),
-            ONE_SHOT_IN,
-        );
-    }
-
-    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
-        if self.stats.open.load(Ordering::Relaxed) >= self.config.max_connections as u64 {
-            self.refuse(stream, "connection cap reached");
-            return;
-        }
-        if stream.set_nonblocking(true).is_err() {
-            return;
-        }
-        let _ = stream.set_nodelay(true);
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry {
-            stream,
-            conn: Conn::new(Arc::clone(&self.settings), peer, Instant::now()),
-        };
-        let mut table = self.table();
-        let entry = table.entry(key).or_insert(entry);
-        if epoll::add(
-            &self.epoll,
-            &entry.stream,
-            EventData::new_u64(key),
-            ONE_SHOT_IN,
-        )
-        .is_ok()
-        {
-            self.stats.open.fetch_add(1, Ordering::Relaxed);
-        } else {
-            table.remove(&key);
-        }
-    }
-
-    /// accept(2) failed for want of descriptors: free the spare, take the waiting client and
-    /// refuse it, so it hears why at once; then leave the listener disarmed until the next
-    /// sweep.
-    fn out_of_descriptors(&self, listener: &TcpListener) {
-        log::warn!("out of file descriptors: refusing new connections until some close");
-        let mut spare = self.spare_fd.lock().unwrap_or_else(PoisonError::into_inner);
-        *spare = None;
-        if let Ok((stream, _)) = listener.accept() {
-            self.refuse(stream, "out of file descriptors");
-        }
-        *spare = File::open("/dev/null").ok();
-        self.accept_paused.store(true, Ordering::SeqCst);
-    }
-
-    fn refuse(&self, stream: TcpStream, why: &str) {
-        self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        log::warn!("refused a connection: {why}");
-        let _ = stream.set_nonblocking(true);
-        let _ = (&stream).write(&self.refusal.bytes);
-    }
-
-    fn resume_accepting(&self) {
-        if self.accept_paused.swap(false, Ordering::SeqCst) {
-            if let Some(l) = self
-                .listener
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-            {
-                let _ = epoll::modify(
-                    &self.epoll,
-                    l,
-                    EventData::new_u64(LISTENER_KEY),
-                    ONE_SHOT_IN,
-                );
-            }
-        }
-    }
-
-    /// Drives `key`'s connection as far as its socket lets it, then parks or closes it.
-    fn on_ready(&self, key: u64, scratch: &mut [u8]) {
-        let Some(mut entry) = self.table().remove(&key) else {
-            return;
-        };
-        // The connection's own code must not take a worker down with it; handlers' panics
-        // are already answered with 500 in `answer`.
-        let next = panic::catch_unwind(AssertUnwindSafe(|| self.drive(&mut entry, scratch)));
-        match next {
-            Ok(Next::Park) => self.park(key, entry),
-            Ok(Next::Close) => self.close(entry),
-            Err(_) => {
-                log::error!("a connection failed inside the server; it was closed");
-                self.close(entry);
-            }
-        }
-    }
-
-    /// Reads, answers and writes until the socket would block or the connection is over.
-    fn drive(&self, entry: &mut Entry, scratch: &mut [u8]) -> Next {
+    /// Reads, answers and writes until the socket would block, the connection is over, or its
+    /// request must be answered elsewhere.
+    pub fn drive(&self, entry: &mut Entry, scratch: &mut [u8], context: &Context<'_>) -> Next {
         // Whether the last read emptied the socket: then the next read would only say so.
         let mut drained = false;
         loop {
@@ -368,7 +254,9 @@ impl Shared {
                             drained = n < room;
                             entry.conn.receive(&scratch[..n], now);
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Next::Park
+                        }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => return Next::Close,
                     }
@@ -377,7 +265,9 @@ impl Shared {
                 Event::Send(bytes) => {
                     match (&entry.stream).write(bytes) {
                         Ok(n) => entry.conn.sent(n, now),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Next::Park
+                        }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => return Next::Close,
                     }
@@ -388,49 +278,59 @@ impl Shared {
                     continue;
                 }
                 Event::Close => return Next::Close,
-                Event::Request(request) => self.answer(&request),
+                Event::Request(request) => match self.answer(&request, context) {
+                    Answer::Now(response) => response,
+                    Answer::Later => return Next::Waiting,
+                    Answer::Blocking(job) => return Next::Blocking(job),
+                },
                 Event::Refuse(rejection) => self.handler.reject(rejection),
             };
-            let draining = self.stopping.load(Ordering::SeqCst);
-            entry.conn.respond(response, Instant::now(), draining);
+            entry.conn.respond(response, Instant::now(), self.draining());
         }
     }
 
-    fn answer(&self, request: &Request<'_>) -> Response {
-        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request)))
-            .unwrap_or_else(|_| self.handler.reject(Rejection::Internal))
+    fn answer(&self, request: &Request<'_>, context: &Context<'_>) -> Answer {
+        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request, context)))
+            .unwrap_or_else(|_| Answer::Now(self.handler.reject(Rejection::Internal)))
     }
 
-    /// Puts a connection back in the table and re-arms it for what it waits for.
-    fn park(&self, key: u64, entry: Entry) {
-        let flags = match entry.conn.interest() {
-            Interest::Read => ONE_SHOT_IN,
-            Interest::Write => ONE_SHOT_OUT,
-        };
-        let mut table = self.table();
-        let entry = table.entry(key).or_insert(entry);
-        // Re-armed under the lock, so no worker can take the event before the connection is
-        // in the table.
-        if epoll::modify(&self.epoll, &entry.stream, EventData::new_u64(key), flags).is_err() {
-            if let Some(entry) = table.remove(&key) {
-                drop(table);
-                self.close(entry);
+    /// Sends the response under way, blocking (with its write deadline) while the client is
+    /// slow to take it; then the connection goes back to worker `owner`, or closes.
+    pub fn send_blocking(&self, mut entry: Entry, owner: usize) {
+        loop {
+            let now = Instant::now();
+            match entry.conn.poll(now) {
+                Event::Send(bytes) => match (&entry.stream).write(bytes) {
+                    Ok(n) => entry.conn.sent(n, now),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let (deadline, _) = entry.conn.deadline();
+                        if !writable_before(&entry.stream, deadline) {
+                            return self.close(entry);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.close(entry),
+                },
+                Event::Answered(exchange) => self.handler.completed(&exchange),
+                Event::Close => return self.close(entry),
+                // The response is over and the connection wants its next request.
+                _ => return self.inboxes[owner % self.inboxes.len()].send(Message::Adopt(entry)),
             }
         }
     }
 
     /// Closes a connection, recording the response it was sending, if any, as abandoned.
-    fn close(&self, entry: Entry) {
+    /// Closing the socket also takes it out of its worker's epoll.
+    pub fn close(&self, entry: Entry) {
         if let Some(exchange) = entry.conn.exchange(Instant::now()) {
             self.handler.completed(&exchange);
         }
-        let _ = epoll::delete(&self.epoll, &entry.stream);
         drop(entry);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A best-effort answer that never blocks, then close.
-    fn reply_and_close(&self, entry: Entry, reply: &Prerendered) {
+    pub fn reply_and_close(&self, entry: Entry, reply: &Prerendered) {
         let written = (&entry.stream).write(&reply.bytes).unwrap_or(0);
         self.handler.completed(&Exchange {
             method: "-",
@@ -443,103 +343,141 @@ impl Shared {
         self.close(entry);
     }
 
-    /// Closes connections past their deadline (answering 408 to those mid-request) and, while
-    /// draining, every idle one. A new connection that has not sent anything yet is not idle:
-    /// its request may be on its way, so while draining it gets a short grace.
-    fn sweep(&self, now: Instant, draining: bool) {
-        let expired: Vec<(Entry, Expiry)> = {
-            let mut table = self.table();
-            let keys: Vec<(u64, Expiry)> = table
-                .iter()
-                .filter_map(|(k, e)| {
-                    let (at, expiry) = e.conn.deadline();
-                    if at <= now {
-                        Some((*k, expiry))
-                    } else if draining && e.conn.idle_for_drain(now, DRAIN_FIRST_REQUEST_GRACE) {
-                        Some((*k, Expiry::Idle))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            keys.iter()
-                .filter_map(|(k, expiry)| table.remove(k).map(|e| (e, *expiry)))
-                .collect()
-        };
-        for (entry, expiry) in expired {
-            match expiry {
-                Expiry::Request => self.reply_and_close(entry, &self.timeout_reply),
-                Expiry::Idle | Expiry::Write => self.close(entry),
-            }
+    /// Turns a new client away with a 503, without blocking.
+    pub fn refuse(&self, stream: TcpStream, why: &str) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        log::warn!("refused a connection: {why}");
+        let _ = stream.set_nonblocking(true);
+        let _ = (&stream).write(&self.refusal.bytes);
+    }
+}
+
+/// Waits until `stream` can take more bytes; `false` if `deadline` came first.
+fn writable_before(stream: &TcpStream, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(stream, PollFlags::OUT)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
         }
     }
+}
 
-    fn begin_shutdown(&self) {
-        let mut listener = self
-            .listener
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(l) = listener.take() {
+/// The thread that takes new connections and deals them out to the workers, then drives the
+/// shutdown.
+struct Acceptor<'a> {
+    shared: &'a Shared,
+    /// `None` once shutdown has begun.
+    listener: Option<TcpListener>,
+    max_connections: u64,
+    next_worker: usize,
+    /// Held so that, when descriptors run out, one can be freed to accept and refuse a client
+    /// instead of leaving it in the backlog.
+    spare_fd: Option<File>,
+}
+
+impl Acceptor<'_> {
+    /// Accepts until shutdown, then waits for the drain; returns whether every connection
+    /// closed in time.
+    fn run(&mut self, drain_timeout: Duration) -> bool {
+        while !self.shared.draining() {
+            if self.wait_for_clients() {
+                self.accept();
+            }
+        }
+        if let Some(listener) = self.listener.take() {
             // Clients already in the backlog completed their handshake and may have sent a
             // request: take them in and answer them rather than reset them.
-            while let Ok((stream, peer)) = l.accept() {
+            while let Ok((stream, peer)) = listener.accept() {
                 self.admit(stream, peer);
             }
-            let _ = epoll::delete(&self.epoll, &l);
         }
-        drop(listener);
-        log::info!(
-            "shutting down: stopped accepting; draining {} open connection(s)",
-            self.stats.open.load(Ordering::SeqCst)
-        );
-        self.sweep(Instant::now(), true);
-    }
-}
-
-fn worker(shared: &Shared) {
-    let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
-    let mut scratch = vec![0u8; READ_CHUNK];
-    while !shared.done.load(Ordering::SeqCst) {
-        events.clear();
-        match epoll::wait(&shared.epoll, spare_capacity(&mut events), None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                log::error!("epoll_wait failed: {e}; worker exits");
-                return;
-            }
-        }
-        for event in &events {
-            match event.data.u64() {
-                WAKE_KEY => {}
-                LISTENER_KEY => shared.accept(),
-                key => shared.on_ready(key, &mut scratch),
-            }
-        }
-    }
-}
-
-/// Enforces deadlines until shutdown has drained; returns whether every connection closed.
-fn sweeper(shared: &Shared) -> bool {
-    let mut drain_deadline: Option<Instant> = None;
-    loop {
-        thread::sleep(SWEEP_INTERVAL);
-        let now = Instant::now();
-        if shared.stopping.load(Ordering::SeqCst) && drain_deadline.is_none() {
-            drain_deadline = Some(now + shared.config.drain_timeout);
-            shared.begin_shutdown();
-        }
-        shared.sweep(now, drain_deadline.is_some());
-        shared.resume_accepting();
-        if let Some(deadline) = drain_deadline {
-            let open = shared.stats.open.load(Ordering::SeqCst);
+        let open = self.shared.stats.open.load(Ordering::SeqCst);
+        log::info!("shutting down: stopped accepting; draining {open} open connection(s)");
+        // The workers see the flag and close their idle connections at their next tick.
+        let deadline = Instant::now() + drain_timeout;
+        loop {
+            let open = self.shared.stats.open.load(Ordering::SeqCst);
             if open == 0 {
                 return true;
             }
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 log::warn!("drain time is up with {open} connection(s) still open");
                 return false;
             }
+            thread::sleep(TICK.min(deadline.saturating_duration_since(Instant::now())));
         }
+    }
+
+    /// Waits up to a tick for the listener to have a client.
+    fn wait_for_clients(&self) -> bool {
+        let Some(listener) = &self.listener else {
+            return false;
+        };
+        let mut fds = [PollFd::new(listener, PollFlags::IN)];
+        let tick = Timespec::try_from(TICK).unwrap_or_default();
+        matches!(poll(&mut fds, Some(&tick)), Ok(n) if n > 0)
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if out_of_descriptors(&e) => return self.out_of_descriptors(),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Deals a new connection to the next worker in turn. Over the cap, the workers are asked
+    /// in turn to close their longest-idle connection for it; the last one refuses it if none
+    /// could.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let entry = Entry {
+            stream,
+            conn: Conn::new(Arc::clone(&self.shared.settings), peer, Instant::now()),
+        };
+        let workers = self.shared.inboxes.len();
+        let worker = self.next_worker;
+        self.next_worker = (worker + 1) % workers;
+        let open = self.shared.stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let message = match open > self.max_connections {
+            true => Message::MakeRoom(entry, workers - 1),
+            false => Message::Adopt(entry),
+        };
+        self.shared.inboxes[worker].send(message);
+    }
+
+    /// accept(2) failed for want of descriptors: free the spare, take the waiting client and
+    /// refuse it, so it hears why at once; then wait a tick for connections to close.
+    fn out_of_descriptors(&mut self) {
+        log::warn!("out of file descriptors: refusing new connections until some close");
+        self.spare_fd = None;
+        if let Some(listener) = &self.listener {
+            if let Ok((stream, _)) = listener.accept() {
+                self.shared.refuse(stream, "out of file descriptors");
+            }
+        }
+        self.spare_fd = File::open("/dev/null").ok();
+        thread::sleep(TICK);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::thread;
 
 use super::request::Limits;
 use super::server::ServerConfig;
@@ -20,8 +21,8 @@ const HOST: Variable = Variable {
 };
 const HTTP_WORKERS: Variable = Variable {
     name: "HTTP_WORKERS",
-    default: "32",
-    meaning: "threads answering requests; at most half wait for AWS",
+    default: "",
+    meaning: "event-loop threads owning the connections; unset: one per core",
 };
 const HTTP_MAX_CONNECTIONS: Variable = Variable {
     name: "HTTP_MAX_CONNECTIONS",
@@ -70,10 +71,16 @@ pub fn listen_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAd
 }
 
 impl ServerConfig {
-    /// The `HTTP_*` variables and `SHUTDOWN_TIMEOUT_MS`; the request limits are fixed.
+    /// The `HTTP_*` variables and `SHUTDOWN_TIMEOUT_MS`; the request limits are fixed, and the
+    /// blocking threads are left for the caller to size.
     pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
         Ok(ServerConfig {
-            workers: number(get, &HTTP_WORKERS, 1, 1024)?,
+            workers: match get(HTTP_WORKERS.name) {
+                Some(_) => number(get, &HTTP_WORKERS, 1, 1024)?,
+                None => thread::available_parallelism().map_or(1, usize::from),
+            },
+            // What the routes that block need: `config` composes it from their lanes.
+            blocking_threads: 0,
             max_connections: number(get, &HTTP_MAX_CONNECTIONS, 1, 1_000_000)?,
             request_timeout: millis(get, &HTTP_REQUEST_TIMEOUT_MS)?,
             idle_timeout: millis(get, &HTTP_IDLE_TIMEOUT_MS)?,

@@ -1,8 +1,8 @@
 //! Where counts live: the `Store` trait the handlers use, with a Redis sorted set behind it in
 //! production and an in-process store for development.
 
-mod batch;
 mod connection;
+mod lane;
 mod memory;
 mod redis;
 pub mod resp;
@@ -10,10 +10,11 @@ mod scan;
 mod settings;
 
 pub use self::connection::{Endpoint, TlsSetupError};
+pub use self::lane::{Done, Increments};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::scan::{Scan, ScanRequest};
-pub use self::settings::{RedisSettings, StoreSettings, VARIABLES};
+pub use self::settings::{max_pending_from_env, RedisSettings, StoreSettings, VARIABLES};
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub enum StoreError {
     Unavailable(String),
     /// The store answered with an error of its own (e.g. the key holds another type).
     Refused(String),
+    /// The store lane was full: nothing was sent, and the caller may try again.
+    Overloaded,
 }
 
 impl fmt::Display for StoreError {
@@ -49,6 +52,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
             StoreError::Refused(why) => write!(f, "store refused the command: {why}"),
+            StoreError::Overloaded => f.write_str("too many greetings wait for the store"),
         }
     }
 }
@@ -60,6 +64,12 @@ pub trait Store: Send + Sync {
     /// Adds one to `name`'s count and returns the new count. Called once per request: an
     /// `Unavailable` error means the outcome is unknown and the caller must not retry.
     fn increment(&self, name: &str) -> Result<i64, StoreError>;
+
+    /// Adds one to each name, in order, as one round trip where the store allows it; one
+    /// result per name, each standing for its own increment.
+    fn increment_batch(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
+        names.iter().map(|name| self.increment(name)).collect()
+    }
 
     /// Starts reading the entries `request` names. Nothing may be read until the first chunk
     /// is asked for.

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::batch::Batcher;
 use super::connection::{Connection, Connector, Endpoint, TlsSetupError};
 use super::resp::{Reply, ServerError};
 use super::scan::{Scan, ScanRequest, Window};
@@ -22,7 +21,6 @@ pub struct RedisStore {
     /// Bumped when a connection fails, so that the other idle connections (most likely broken
     /// the same way, e.g. by a Redis restart) are dropped instead of failing one request each.
     generation: AtomicU64,
-    increments: Batcher,
 }
 
 /// A connection out of the pool, with the generation it belongs to.
@@ -45,7 +43,6 @@ impl RedisStore {
             timeout,
             idle: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
-            increments: Batcher::default(),
         })
     }
 
@@ -224,8 +221,13 @@ fn to_entries(reply: Reply, command: &str) -> Result<Vec<Entry>, StoreError> {
 
 impl Store for RedisStore {
     fn increment(&self, name: &str) -> Result<i64, StoreError> {
-        self.increments
-            .increment(name, &|names| self.increment_all(names))
+        self.increment_all(&[name])
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("no reply for an increment".into())))
+    }
+
+    fn increment_batch(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
+        self.increment_all(names)
     }
 
     fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan> {

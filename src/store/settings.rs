@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::connection::Endpoint;
 use crate::secret::Secret;
-use crate::settings::{invalid, millis, value, ConfigError, Variable};
+use crate::settings::{invalid, millis, number, value, ConfigError, Variable};
 
 const REDIS_URL: Variable = Variable {
     name: "REDIS_URL",
@@ -36,6 +36,12 @@ const REDIS_TLS_CA_FILE: Variable = Variable {
     meaning: "PEM certificates trusted for rediss:// besides the built-in roots",
 };
 
+const STORE_MAX_PENDING: Variable = Variable {
+    name: "STORE_MAX_PENDING",
+    default: "1024",
+    meaning: "greetings that may wait for the store (the store lane); more get 503 overloaded",
+};
+
 /// The variables read here, for `hello --help`.
 pub const VARIABLES: &[Variable] = &[
     REDIS_URL,
@@ -43,7 +49,13 @@ pub const VARIABLES: &[Variable] = &[
     REDIS_KEY,
     REDIS_TIMEOUT_MS,
     REDIS_TLS_CA_FILE,
+    STORE_MAX_PENDING,
 ];
+
+/// `STORE_MAX_PENDING`: the size of the store lane's queue ([`super::Increments`]).
+pub fn max_pending_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    number(get, &STORE_MAX_PENDING, 1, 1_000_000)
+}
 
 #[derive(Debug)]
 pub enum StoreSettings {

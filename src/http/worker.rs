@@ -1,0 +1,381 @@
+//! An event-loop worker: the thread that owns a share of the connections, with its own epoll
+//! (edge-triggered: each connection is registered once, and a request costs no `epoll_ctl`),
+//! its own table (no lock) and its own deadlines. It answers requests that need nothing outside
+//! the process at once and never waits for anything else: a greeting's answer arrives later in
+//! its [`Inbox`] through a [`Reply`], and a blocking handler's connection is lent to the
+//! blocking pool and comes back through the inbox when its response is sent.
+
+use std::collections::HashMap;
+use std::mem;
+use std::os::fd::OwnedFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags, Timespec};
+
+use super::blocking::Task;
+use super::conn::Expiry;
+use super::server::{Entry, Next, Shared};
+use super::{Rejection, Response};
+
+/// The inbox's epoll key; connections count up from 1.
+const INBOX_KEY: u64 = 0;
+/// How often deadlines are checked.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes read from a socket at a time, into a buffer the worker owns.
+const READ_CHUNK: usize = 16 * 1024;
+/// Readiness events taken from epoll in one wake.
+const EVENTS: usize = 256;
+/// While draining, a new connection gets this long to send its first request.
+const DRAIN_FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// What a connection is told about: input, room to send, or the peer gone. Registered once.
+const CONNECTION_EVENTS: EventFlags = EventFlags::IN
+    .union(EventFlags::OUT)
+    .union(EventFlags::RDHUP)
+    .union(EventFlags::ET);
+
+/// What other threads send a worker.
+pub(super) enum Message {
+    /// A connection to own: new from the acceptor, or back from a blocking thread.
+    Adopt(Entry),
+    /// A new connection over the cap: close the longest-idle connection to make room for it,
+    /// or pass it on to the next worker (this many more may be asked), or refuse it.
+    MakeRoom(Entry, usize),
+    /// The response for the connection under this key, `None` if its [`Reply`] was dropped
+    /// unsent.
+    Done(u64, Option<Response>),
+}
+
+/// A worker's mailbox: messages, and an eventfd in the worker's epoll that wakes it.
+pub(super) struct Inbox {
+    messages: Mutex<Vec<Message>>,
+    wake: OwnedFd,
+}
+
+impl Inbox {
+    pub fn new() -> std::io::Result<Inbox> {
+        Ok(Inbox {
+            messages: Mutex::new(Vec::new()),
+            wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+        })
+    }
+
+    fn messages(&self) -> MutexGuard<'_, Vec<Message>> {
+        self.messages.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Only the first message after the worker emptied its inbox wakes it: one wake carries
+    /// every reply of a batch.
+    pub fn send(&self, message: Message) {
+        let first = {
+            let mut messages = self.messages();
+            messages.push(message);
+            messages.len() == 1
+        };
+        if first {
+            self.wake();
+        }
+    }
+
+    pub fn wake(&self) {
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+}
+
+/// Where a handler sends a response that it could not give at once. Sent from any thread, it
+/// wakes the worker that owns the connection. Dropped unsent, the request is answered 500, so a
+/// lost reply never leaves a client waiting.
+pub struct Reply {
+    inbox: Arc<Inbox>,
+    key: u64,
+    sent: bool,
+}
+
+impl Reply {
+    pub fn send(mut self, response: Response) {
+        self.sent = true;
+        self.inbox.send(Message::Done(self.key, Some(response)));
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.inbox.send(Message::Done(self.key, None));
+        }
+    }
+}
+
+/// What a handler may take with a request besides the request itself.
+pub struct Context<'a> {
+    inbox: &'a Arc<Inbox>,
+    key: u64,
+}
+
+impl Context<'_> {
+    /// The way to answer this request later (see [`super::Answer::Later`]).
+    pub fn reply(&self) -> Reply {
+        Reply {
+            inbox: Arc::clone(self.inbox),
+            key: self.key,
+            sent: false,
+        }
+    }
+}
+
+/// A connection the worker owns.
+struct Slot {
+    entry: Entry,
+    /// Its request waits for a [`Reply`]: readiness is ignored and no deadline applies (the
+    /// handler's own, e.g. the store's timeout, bounds the wait).
+    waiting: bool,
+}
+
+struct Worker<'a> {
+    id: usize,
+    shared: &'a Shared,
+    epoll: OwnedFd,
+    inbox: Arc<Inbox>,
+    table: HashMap<u64, Slot>,
+    next_key: u64,
+    scratch: Vec<u8>,
+}
+
+/// Runs worker `id` until the server is done.
+pub(super) fn run(shared: &Shared, id: usize) {
+    let mut worker = match Worker::new(shared, id) {
+        Ok(worker) => worker,
+        Err(e) => {
+            log::error!("worker {id} cannot start its event loop: {e}");
+            return;
+        }
+    };
+    worker.serve();
+}
+
+impl<'a> Worker<'a> {
+    fn new(shared: &'a Shared, id: usize) -> std::io::Result<Worker<'a>> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let inbox = Arc::clone(&shared.inboxes[id]);
+        // Level-triggered: the worker reads the eventfd back to zero when it wakes.
+        epoll::add(
+            &epoll,
+            &inbox.wake,
+            EventData::new_u64(INBOX_KEY),
+            EventFlags::IN,
+        )?;
+        Ok(Worker {
+            id,
+            shared,
+            epoll,
+            inbox,
+            table: HashMap::new(),
+            next_key: INBOX_KEY + 1,
+            scratch: vec![0; READ_CHUNK],
+        })
+    }
+
+    fn serve(&mut self) {
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
+        let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+        while !self.shared.done.load(Ordering::SeqCst) {
+            events.clear();
+            let timeout = Timespec::try_from(
+                next_sweep
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            )
+            .unwrap_or_default();
+            match epoll::wait(&self.epoll, spare_capacity(&mut events), Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    log::error!("epoll_wait failed: {e}; worker {} exits", self.id);
+                    return;
+                }
+            }
+            for event in &events {
+                match event.data.u64() {
+                    INBOX_KEY => self.read_inbox(),
+                    key => self.drive(key),
+                }
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP_INTERVAL;
+            }
+        }
+    }
+
+    fn read_inbox(&mut self) {
+        let mut count = [0u8; 8];
+        let _ = rustix::io::read(&self.inbox.wake, &mut count);
+        let messages = mem::take(&mut *self.inbox.messages());
+        for message in messages {
+            match message {
+                Message::Adopt(entry) => self.adopt(entry),
+                Message::MakeRoom(entry, others) => self.make_room(entry, others),
+                Message::Done(key, response) => self.done(key, response),
+            }
+        }
+    }
+
+    fn adopt(&mut self, entry: Entry) {
+        let key = self.next_key;
+        self.next_key += 1;
+        if epoll::add(
+            &self.epoll,
+            &entry.stream,
+            EventData::new_u64(key),
+            CONNECTION_EVENTS,
+        )
+        .is_err()
+        {
+            return self.shared.close(entry);
+        }
+        self.table.insert(
+            key,
+            Slot {
+                entry,
+                waiting: false,
+            },
+        );
+        // Edge-triggered: what arrived before registration raises no event.
+        self.drive(key);
+    }
+
+    fn make_room(&mut self, entry: Entry, others: usize) {
+        let longest_idle = self
+            .table
+            .iter()
+            .filter(|(_, slot)| !slot.waiting && slot.entry.conn.is_idle())
+            .min_by_key(|(_, slot)| slot.entry.conn.deadline().0)
+            .map(|(key, _)| *key);
+        match longest_idle {
+            Some(key) => {
+                if let Some(slot) = self.table.remove(&key) {
+                    self.shared.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
+                    self.shared.close(slot.entry);
+                }
+                self.adopt(entry);
+            }
+            None if others > 0 => {
+                let next = (self.id + 1) % self.shared.inboxes.len();
+                self.shared.inboxes[next].send(Message::MakeRoom(entry, others - 1));
+            }
+            None => {
+                self.shared.refuse(entry.stream, "connection cap reached");
+                self.shared.stats.open.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn done(&mut self, key: u64, response: Option<Response>) {
+        // A reply for a connection that is gone, or was already answered (its handler
+        // panicked after handing out the reply), has no one to go to.
+        let Some(slot) = self.table.get_mut(&key).filter(|slot| slot.waiting) else {
+            return;
+        };
+        slot.waiting = false;
+        let response =
+            response.unwrap_or_else(|| self.shared.handler.reject(Rejection::Internal));
+        slot.entry
+            .conn
+            .respond(response, Instant::now(), self.shared.draining());
+        self.drive(key);
+    }
+
+    /// Drives `key`'s connection as far as it goes.
+    fn drive(&mut self, key: u64) {
+        let Worker {
+            id,
+            shared,
+            epoll,
+            inbox,
+            table,
+            scratch,
+            ..
+        } = self;
+        let Some(slot) = table.get_mut(&key) else {
+            return;
+        };
+        if slot.waiting {
+            return;
+        }
+        let context = Context { inbox, key };
+        // The connection's own code must not take the worker down with it; handlers' panics
+        // are already answered with 500.
+        let next = panic::catch_unwind(AssertUnwindSafe(|| {
+            shared.drive(&mut slot.entry, scratch, &context)
+        }));
+        match next {
+            Ok(Next::Park) => {}
+            Ok(Next::Waiting) => slot.waiting = true,
+            Ok(Next::Blocking(job)) => {
+                if let Some(slot) = table.remove(&key) {
+                    // The blocking thread waits on the socket itself until it gives it back.
+                    let _ = epoll::delete(&*epoll, &slot.entry.stream);
+                    shared.blocking.submit(Task {
+                        owner: *id,
+                        entry: slot.entry,
+                        job,
+                    });
+                }
+            }
+            Ok(Next::Close) => {
+                if let Some(slot) = table.remove(&key) {
+                    shared.close(slot.entry);
+                }
+            }
+            Err(_) => {
+                log::error!("a connection failed inside the server; it was closed");
+                if let Some(slot) = table.remove(&key) {
+                    shared.close(slot.entry);
+                }
+            }
+        }
+    }
+
+    /// Closes connections past their deadline (answering 408 to those mid-request) and, while
+    /// draining, every idle one. A new connection that has not sent anything yet is not idle:
+    /// its request may be on its way, so while draining it gets a short grace.
+    fn sweep(&mut self, now: Instant) {
+        let draining = self.shared.draining();
+        let expired: Vec<(u64, Expiry)> = self
+            .table
+            .iter()
+            .filter(|(_, slot)| !slot.waiting)
+            .filter_map(|(key, slot)| {
+                let (at, expiry) = slot.entry.conn.deadline();
+                if at <= now {
+                    Some((*key, expiry))
+                } else if draining
+                    && slot
+                        .entry
+                        .conn
+                        .idle_for_drain(now, DRAIN_FIRST_REQUEST_GRACE)
+                {
+                    Some((*key, Expiry::Idle))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (key, expiry) in expired {
+            let Some(slot) = self.table.remove(&key) else {
+                continue;
+            };
+            match expiry {
+                Expiry::Request => self
+                    .shared
+                    .reply_and_close(slot.entry, &self.shared.timeout_reply),
+                Expiry::Idle | Expiry::Write => self.shared.close(slot.entry),
+            }
+        }
+    }
+}
