@@ -30,6 +30,14 @@ hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 # (nginx's workers). comm fields here have no spaces, so fields 14 and 15 are utime and stime.
 cpu_ticks() { local t=0 p; for p in "$@" $(pgrep -P "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 tick_us=$((1000000 / $(getconf CLK_TCK)))
+# Context switches (voluntary and not) of a process's threads and its child processes' threads.
+switches() {
+  local t=0 p
+  for p in "$@" $(pgrep -P "$1"); do
+    t=$((t + $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')))
+  done
+  echo "$t"
+}
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
@@ -82,13 +90,15 @@ echo
 echo "== /hello/{name}: wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS alternating rounds, one private redis-server =="
 for round in $(seq "$ROUNDS"); do
   for i in "${!labels[@]}"; do
-    c0=$(cpu_ticks "${pids_of[$i]}" "$redis_pid")
+    c0=$(cpu_ticks "${pids_of[$i]}" "$redis_pid"); s0=$(cpu_ticks "${pids_of[$i]}"); x0=$(switches "${pids_of[$i]}")
     wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${urls[$i]}" >"$work/wrk-$i-$round.txt" 2>&1 || true
     echo $(($(cpu_ticks "${pids_of[$i]}" "$redis_pid") - c0)) >"$work/cpu-$i-$round"
+    echo $(($(cpu_ticks "${pids_of[$i]}") - s0)) >"$work/srv-$i-$round"
+    echo $(($(switches "${pids_of[$i]}") - x0)) >"$work/cs-$i-$round"
   done
 done
 sleep 0.5
-printf '%-20s %10s %9s %9s %9s %10s %10s %8s %9s\n' server "req/s" p50 p99 "peak RSS" answered stored non-2xx "CPU/req"
+printf '%-20s %10s %9s %9s %9s %10s %10s %8s %9s %9s %7s\n' server "req/s" p50 p99 "peak RSS" answered stored non-2xx "CPU/req" "srv CPU" "cs/req"
 for i in "${!labels[@]}"; do
   # The median round by requests/s.
   median=$(for r in $(seq "$ROUNDS"); do echo "$(awk '/^Requests\/sec/ {print $2}' "$work/wrk-$i-$r.txt") $r"; done | sort -n | awk -v m=$(((ROUNDS + 1) / 2)) 'NR==m {print $2}')
@@ -100,16 +110,20 @@ for i in "${!labels[@]}"; do
   done
   stored=$([ -n "${keys[$i]}" ] && rcli ZSCORE "${keys[$i]}" bench || echo "-")
   requests=$(awk '/requests in/ {print $1}' "$f")
-  printf '%-20s %10s %9s %9s %8sMB %10s %10s %8s %7sus\n' "${labels[$i]}" \
+  printf '%-20s %10s %9s %9s %8sMB %10s %10s %8s %7sus %7sus %7s\n' "${labels[$i]}" \
     "$(awk '/^Requests\/sec/ {print $2}' "$f")" "$(awk '$1=="50%" {print $2}' "$f")" \
     "$(awk '$1=="99%" {print $2}' "$f")" "$(($(hwm_kb "${pids_of[$i]}") / 1024))" \
-    "$answered" "${stored:-0}" "$non2xx" "$(python3 -c "print(f'{$(cat "$work/cpu-$i-$median") * $tick_us / $requests:.1f}')")"
+    "$answered" "${stored:-0}" "$non2xx" "$(python3 -c "print(f'{$(cat "$work/cpu-$i-$median") * $tick_us / $requests:.1f}')")" \
+    "$(python3 -c "print(f'{$(cat "$work/srv-$i-$median") * $tick_us / $requests:.1f}')")" \
+    "$(python3 -c "print(f'{$(cat "$work/cs-$i-$median") / $requests:.3f}')")"
   awk '/^Requests\/sec/ {print $2}' "$f" >"$work/rps-$i"
 done
 echo "(stored may exceed answered by up to $CONNECTIONS a round: requests in flight when wrk stops; it must never be lower)"
 echo "(CPU/req: CPU time of the server and redis-server together per answered request, median round;"
+echo " srv CPU: the server's alone; cs/req: the server's context switches per request, all threads;"
 echo " wrk shares the machine's cores, so the less a server spends per request, the more wrk can send)"
 echo "median throughput, static hello / webdis: $(python3 -c "print(f'{$(cat "$work/rps-1")/$(cat "$work/rps-2"):.2f}x')")"
+echo "median throughput, static hello / nginx constant: $(python3 -c "print(f'{$(cat "$work/rps-1")/$(cat "$work/rps-3"):.2f}x')")"
 for p in "${pids_of[@]}"; do kill -QUIT "$p" 2>/dev/null || true; done
 echo "redis-benchmark ZINCRBY -c $CONNECTIONS (the store's ceiling, one per round trip, then pipelined 16):"
 redis-benchmark -p "$redis_port" -c "$CONNECTIONS" -n 300000 -q ZINCRBY bench.ceiling 1 bench 2>/dev/null | tr '\r' '\n' | tail -1

@@ -365,6 +365,7 @@ mod tests {
         let gauges = ConnectionGauges {
             open: 4,
             refused: 0,
+            reclaimed: 0,
         };
         let before = m.totals(gauges);
         for route in Route::ALL {

@@ -135,9 +135,7 @@ fn serve() -> ExitCode {
     if let Some(imds) = &imds {
         learn_instance_id(Arc::clone(imds), monitor.instance_id_slot());
     }
-    let cluster = match Cluster::new(&config.cluster, imds, |k| {
-        std::env::var(k).ok()
-    }) {
+    let cluster = match Cluster::new(&config.cluster, imds, |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hello: {e}");
@@ -211,6 +209,7 @@ fn totals(app: Arc<State>) -> impl FnMut() -> Totals + Send + 'static {
         app.metrics.totals(ConnectionGauges {
             open: app.connections.open.load(Ordering::Relaxed),
             refused: app.connections.refused.load(Ordering::Relaxed),
+            reclaimed: app.connections.reclaimed.load(Ordering::Relaxed),
         })
     }
 }

@@ -85,6 +85,8 @@ fn status_slot(status: u16) -> usize {
 pub struct ConnectionGauges {
     pub open: u64,
     pub refused: u64,
+    /// Idle keep-alive connections closed to make room for new clients at the cap.
+    pub reclaimed: u64,
 }
 
 pub struct Metrics {
@@ -286,6 +288,17 @@ impl Metrics {
         );
         header(
             &mut out,
+            "hello_http_connections_reclaimed_total",
+            "counter",
+            "Idle keep-alive connections closed to make room for new clients at the cap.",
+        );
+        let _ = writeln!(
+            out,
+            "hello_http_connections_reclaimed_total {}",
+            connections.reclaimed
+        );
+        header(
+            &mut out,
             "hello_uptime_seconds",
             "gauge",
             "Seconds since the process started.",
@@ -344,6 +357,10 @@ impl Totals {
                     .connections
                     .refused
                     .saturating_sub(earlier.connections.refused),
+                reclaimed: self
+                    .connections
+                    .reclaimed
+                    .saturating_sub(earlier.connections.reclaimed),
             },
         }
     }
@@ -421,7 +438,11 @@ mod tests {
     #[test]
     fn totals_count_status_classes_and_differences_over_an_interval() {
         let m = Metrics::new();
-        let gauges = |open, refused| ConnectionGauges { open, refused };
+        let gauges = |open, refused| ConnectionGauges {
+            open,
+            refused,
+            reclaimed: 0,
+        };
         m.request(Route::Hello, 200, Duration::from_millis(1));
         m.store_unavailable();
         let before = m.totals(gauges(3, 1));

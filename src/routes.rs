@@ -198,6 +198,7 @@ fn handle(
             let gauges = ConnectionGauges {
                 open: app.connections.open.load(Ordering::Relaxed),
                 refused: app.connections.refused.load(Ordering::Relaxed),
+                reclaimed: app.connections.reclaimed.load(Ordering::Relaxed),
             };
             Answer::Now(Response::new(200, PROMETHEUS, app.metrics.render(gauges)))
         }
@@ -278,22 +279,18 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
 /// The AWS lane: the cluster view waits for discovery and the peers on a blocking thread. In
 /// local mode it is this node alone, answered at once.
 fn cluster(app: &State) -> Result<Answer, ApiError> {
-    let permit = match app.cluster.as_ref() {
-        Cluster::Local => None,
-        Cluster::Balanced(_) => Some(
-            app.cluster_requests
-                .enter()
-                .ok_or_else(|| overloaded("too many cluster views are being gathered right now"))?,
-        ),
-    };
+    let permit =
+        match app.cluster.as_ref() {
+            Cluster::Local => None,
+            Cluster::Balanced(_) => Some(app.cluster_requests.enter().ok_or_else(|| {
+                overloaded("too many cluster views are being gathered right now")
+            })?),
+        };
     let (cluster, monitor) = (Arc::clone(&app.cluster), Arc::clone(&app.monitor));
     let answer = move || {
         let _permit = permit;
         match cluster.health(&monitor) {
-            Ok(health) => finish(
-                Some((Route::Cluster, "")),
-                json_response(200, &health),
-            ),
+            Ok(health) => finish(Some((Route::Cluster, "")), json_response(200, &health)),
             Err(e) => {
                 log::error!("cluster discovery failed: {e}");
                 ApiError::new(502, "upstream_error", e.to_string()).into_response()

@@ -826,6 +826,43 @@ fn s12_hundred_concurrent_cluster_requests_on_16_nodes() {
     assert!(peak < 100, "{peak} threads");
 }
 
+#[test]
+#[ignore]
+fn s13_redis_stall_under_128_greeting_clients() {
+    let redis = Redis::start();
+    let s = Service::start(&[("REDIS_CLUSTER_ADDRESS", &redis.address())]);
+    let stop = AtomicBool::new(false);
+    let health_stop = AtomicBool::new(false);
+    let (tally, health) = thread::scope(|scope| {
+        let load = scope.spawn(|| hammer(s.addr, 128, &stop, "stall128"));
+        thread::sleep(Duration::from_millis(500));
+        send_signal(redis.pid(), Signal::STOP);
+        let health = scope.spawn(|| normal_client(s.addr, "/health", &health_stop));
+        thread::sleep(Duration::from_secs(5));
+        health_stop.store(true, Ordering::Relaxed);
+        let health = health.join().unwrap();
+        send_signal(redis.pid(), Signal::CONT);
+        thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        (load.join().unwrap(), health)
+    });
+    let stored = redis.total(KEY);
+    tally.row(
+        "13 redis SIGSTOP 5 s, 128 clients",
+        Some(stored),
+        "default REDIS_TIMEOUT_MS",
+    );
+    health.row(
+        "13  meanwhile /health",
+        None,
+        "the fast lane: before the lanes, 4.9-5.6 s",
+    );
+    assert_eq!(health.ok, health.sent);
+    assert!(health.percentile(0.99) < Duration::from_millis(50));
+    assert_eq!(tally.failed, 0);
+    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unavailable) as i64);
+}
+
 /// A normal client asking `path` on one keep-alive connection until `stop`.
 fn normal_client(addr: SocketAddr, path: &str, stop: &AtomicBool) -> Tally {
     let mut tally = Tally::default();

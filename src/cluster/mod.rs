@@ -61,7 +61,7 @@ const CLUSTER_DEADLINE_MS: Variable = Variable {
 };
 const CLUSTER_MAX_REQUESTS: Variable = Variable {
     name: "CLUSTER_MAX_REQUESTS",
-    default: "8",
+    default: "64",
     meaning: "/health/cluster requests answered at once (the AWS lane); more get 503 overloaded",
 };
 const CLUSTER_MEMBERSHIP_TTL_MS: Variable = Variable {

@@ -1,12 +1,15 @@
 //! The threads that run handlers which block (a listing streamed from the store, a cluster
 //! view that waits for AWS), so that no event-loop worker ever waits on them. A connection is
 //! lent to a blocking thread with its request, answered and sent there (waiting on its socket
-//! with the write deadline), then handed back to the worker that owns it. The handlers bound
-//! how many jobs they hand out; jobs beyond the threads wait their turn here.
+//! with the write deadline), then handed back to the worker that owns it. Threads are started
+//! when a job finds none idle, up to the server's `blocking_threads`, and then kept; the
+//! handlers bound how many jobs they hand out, so none waits for a thread.
 
 use std::collections::VecDeque;
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::Instant;
 
 use super::conn::Event;
@@ -21,16 +24,18 @@ pub(super) struct Task {
     pub job: Job,
 }
 
-#[derive(Default)]
 pub(super) struct Pool {
     state: Mutex<State>,
     ready: Condvar,
+    max_threads: usize,
 }
 
 #[derive(Default)]
 struct State {
     tasks: VecDeque<Task>,
     closed: bool,
+    threads: usize,
+    idle: usize,
 }
 
 impl Pool {
@@ -38,9 +43,43 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn submit(&self, task: Task) {
-        self.state().tasks.push_back(task);
-        self.ready.notify_one();
+    pub fn new(max_threads: usize) -> Pool {
+        Pool {
+            state: Mutex::default(),
+            ready: Condvar::new(),
+            max_threads,
+        }
+    }
+
+    pub fn submit(&self, shared: &Arc<Shared>, task: Task) {
+        let start = {
+            let mut state = self.state();
+            state.tasks.push_back(task);
+            let start = state.idle == 0 && state.threads < self.max_threads;
+            state.threads += usize::from(start);
+            start
+        };
+        if !start {
+            self.ready.notify_one();
+            return;
+        }
+        let thread_shared = Arc::clone(shared);
+        let started = thread::Builder::new()
+            .name("blocking".into())
+            .spawn(move || thread_shared.blocking.serve(&thread_shared));
+        if let Err(e) = started {
+            log::error!("cannot start a thread for a blocking handler: {e}");
+            let mut state = self.state();
+            state.threads -= 1;
+            if state.threads == 0 {
+                // No thread would ever take them: close their connections.
+                let stranded = mem::take(&mut state.tasks);
+                drop(state);
+                for task in stranded {
+                    shared.close(task.entry);
+                }
+            }
+        }
     }
 
     /// Lets the threads exit once the queue is empty.
@@ -65,10 +104,12 @@ impl Pool {
             if state.closed {
                 return None;
             }
+            state.idle += 1;
             state = self
                 .ready
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.idle -= 1;
         }
     }
 }

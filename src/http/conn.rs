@@ -62,13 +62,6 @@ pub enum Expiry {
     Write,
 }
 
-/// What the shell waits for before polling again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interest {
-    Read,
-    Write,
-}
-
 pub struct Conn {
     settings: Arc<Settings>,
     peer: SocketAddr,
@@ -477,14 +470,6 @@ impl Conn {
             _ => Expiry::Idle,
         };
         (self.deadline, expiry)
-    }
-
-    /// What to wait for while parked.
-    pub fn interest(&self) -> Interest {
-        match self.state {
-            State::Sending(_) => Interest::Write,
-            _ => Interest::Read,
-        }
     }
 
     /// Whether the connection may be closed at once while the server drains: nothing under
@@ -942,7 +927,6 @@ mod tests {
             clock.at(START),
             false,
         );
-        assert_eq!(conn.interest(), Interest::Write);
         assert_eq!(
             conn.deadline(),
             (clock.at(Duration::from_secs(5)), Expiry::Write)

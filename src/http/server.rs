@@ -40,7 +40,7 @@ const ACCEPT_BATCH: usize = 256;
 pub struct ServerConfig {
     /// Event-loop threads, each owning its share of the connections.
     pub workers: usize,
-    /// Threads for handlers that block ([`Answer::Blocking`]).
+    /// Most threads for handlers that block ([`Answer::Blocking`]), started as needed.
     pub blocking_threads: usize,
     pub max_connections: usize,
     /// Time a client has to send a complete request once it has started one (and for the
@@ -131,7 +131,7 @@ impl Server {
             stopping: self.stopping,
             done: AtomicBool::new(false),
             inboxes,
-            blocking: Pool::default(),
+            blocking: Pool::new(self.config.blocking_threads),
             handler,
         });
         let mut threads = Vec::new();
@@ -141,14 +141,6 @@ impl Server {
                 thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn(move || worker::run(&shared, i))?,
-            );
-        }
-        for i in 0..self.config.blocking_threads {
-            let shared = Arc::clone(&shared);
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("blocking-{i}"))
-                    .spawn(move || shared.blocking.serve(&shared))?,
             );
         }
         let mut acceptor = Acceptor {
@@ -254,9 +246,7 @@ impl Shared {
                             drained = n < room;
                             entry.conn.receive(&scratch[..n], now);
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Next::Park
-                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => return Next::Close,
                     }
@@ -265,9 +255,7 @@ impl Shared {
                 Event::Send(bytes) => {
                     match (&entry.stream).write(bytes) {
                         Ok(n) => entry.conn.sent(n, now),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Next::Park
-                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => return Next::Close,
                     }
@@ -285,7 +273,9 @@ impl Shared {
                 },
                 Event::Refuse(rejection) => self.handler.reject(rejection),
             };
-            entry.conn.respond(response, Instant::now(), self.draining());
+            entry
+                .conn
+                .respond(response, Instant::now(), self.draining());
         }
     }
 

@@ -138,7 +138,7 @@ struct Slot {
 
 struct Worker<'a> {
     id: usize,
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     epoll: OwnedFd,
     inbox: Arc<Inbox>,
     table: HashMap<u64, Slot>,
@@ -147,7 +147,7 @@ struct Worker<'a> {
 }
 
 /// Runs worker `id` until the server is done.
-pub(super) fn run(shared: &Shared, id: usize) {
+pub(super) fn run(shared: &Arc<Shared>, id: usize) {
     let mut worker = match Worker::new(shared, id) {
         Ok(worker) => worker,
         Err(e) => {
@@ -159,7 +159,7 @@ pub(super) fn run(shared: &Shared, id: usize) {
 }
 
 impl<'a> Worker<'a> {
-    fn new(shared: &'a Shared, id: usize) -> std::io::Result<Worker<'a>> {
+    fn new(shared: &'a Arc<Shared>, id: usize) -> std::io::Result<Worker<'a>> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let inbox = Arc::clone(&shared.inboxes[id]);
         // Level-triggered: the worker reads the eventfd back to zero when it wakes.
@@ -282,8 +282,7 @@ impl<'a> Worker<'a> {
             return;
         };
         slot.waiting = false;
-        let response =
-            response.unwrap_or_else(|| self.shared.handler.reject(Rejection::Internal));
+        let response = response.unwrap_or_else(|| self.shared.handler.reject(Rejection::Internal));
         slot.entry
             .conn
             .respond(response, Instant::now(), self.shared.draining());
@@ -320,11 +319,14 @@ impl<'a> Worker<'a> {
                 if let Some(slot) = table.remove(&key) {
                     // The blocking thread waits on the socket itself until it gives it back.
                     let _ = epoll::delete(&*epoll, &slot.entry.stream);
-                    shared.blocking.submit(Task {
-                        owner: *id,
-                        entry: slot.entry,
-                        job,
-                    });
+                    shared.blocking.submit(
+                        shared,
+                        Task {
+                            owner: *id,
+                            entry: slot.entry,
+                            job,
+                        },
+                    );
                 }
             }
             Ok(Next::Close) => {

@@ -150,7 +150,11 @@ impl Shared {
                 log::error!("an increment batch panicked; its greetings were answered 500");
                 names
                     .iter()
-                    .map(|_| Err(StoreError::Refused("the batch failed inside the service".into())))
+                    .map(|_| {
+                        Err(StoreError::Refused(
+                            "the batch failed inside the service".into(),
+                        ))
+                    })
                     .collect()
             });
         results.resize_with(batch.len(), || {
@@ -205,7 +209,10 @@ mod tests {
             names.iter().map(|n| self.increment(n)).collect()
         }
 
-        fn scan(self: Arc<Self>, request: crate::store::ScanRequest) -> Box<dyn crate::store::Scan> {
+        fn scan(
+            self: Arc<Self>,
+            request: crate::store::ScanRequest,
+        ) -> Box<dyn crate::store::Scan> {
             Arc::new(MemoryStore::new()).scan(request)
         }
 
@@ -238,7 +245,9 @@ mod tests {
         // Hold the store still while 100 greetings queue behind the first.
         let held = store.gate.lock().unwrap();
         let first = submit(&lane, "a");
-        let rest: Vec<_> = (0..100).map(|i| submit(&lane, &format!("n{}", i % 10))).collect();
+        let rest: Vec<_> = (0..100)
+            .map(|i| submit(&lane, &format!("n{}", i % 10)))
+            .collect();
         drop(held);
         assert_eq!(first.recv_timeout(WAIT).unwrap().unwrap(), 1);
         let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
@@ -307,6 +316,9 @@ mod tests {
             boom.recv_timeout(WAIT).unwrap(),
             Err(StoreError::Refused(_))
         ));
-        assert_eq!(submit(&lane, "after").recv_timeout(WAIT).unwrap().unwrap(), 1);
+        assert_eq!(
+            submit(&lane, "after").recv_timeout(WAIT).unwrap().unwrap(),
+            1
+        );
     }
 }

@@ -153,6 +153,23 @@ impl Conn {
         self.try_response(head_only).expect("response")
     }
 
+    /// True when the server has already closed the connection; does not wait.
+    pub fn is_closed_now(&mut self) -> bool {
+        let stream = self.reader.get_ref();
+        stream.set_nonblocking(true).expect("non-blocking");
+        let mut b = [0u8; 1];
+        let closed = match self.reader.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        self.reader
+            .get_ref()
+            .set_nonblocking(false)
+            .expect("blocking");
+        closed
+    }
+
     /// True when the server closed the connection (read returns end of file).
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];

@@ -1,0 +1,196 @@
+//! Lanes and the connection cap, over real sockets against the real binary and a real Redis:
+//! routes that need nothing outside the process answer while Redis is stopped, a full store
+//! lane answers at once without sending anything, and a table full of idle keep-alive
+//! connections makes room for new clients.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{send_signal, wait_until, Conn, Redis, Service, Signal};
+
+const KEY: &str = "nytimes.names";
+
+/// Redis stopped (SIGSTOP) while it is held; resumed when dropped, even if the test fails.
+struct Stopped<'a>(&'a Redis);
+
+impl<'a> Stopped<'a> {
+    fn new(redis: &'a Redis) -> Stopped<'a> {
+        send_signal(redis.pid(), Signal::STOP);
+        Stopped(redis)
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        send_signal(self.0.pid(), Signal::CONT);
+    }
+}
+
+/// Opens `n` connections that each send `GET path` and read nothing back yet.
+fn waiting_greetings(s: &Service, n: usize, path: &str) -> Vec<Conn> {
+    (0..n)
+        .map(|_| {
+            let mut c = Conn::open(s.addr);
+            c.send("GET", path, &[]);
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn health_answers_at_once_while_redis_is_stopped_under_greetings() {
+    let redis = Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "5000"),
+        ("HTTP_WORKERS", "2"),
+    ]);
+    assert_eq!(s.get("/hello/warm").status, 200);
+    let stopped = Stopped::new(&redis);
+    // More greetings than workers, all waiting for Redis.
+    let mut greetings = waiting_greetings(&s, 64, "/hello/stalled");
+    let mut health = Conn::open(s.addr);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let asked = Instant::now();
+        let r = health.get("/health");
+        slowest = slowest.max(asked.elapsed());
+        assert_eq!(r.status, 200);
+        assert_eq!(health.get("/metrics").status, 200);
+        assert_eq!(health.get("/").status, 200);
+    }
+    // Before the lanes, /health waited for Redis with the workers: about the whole timeout.
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/health took {slowest:?} with Redis stopped"
+    );
+    drop(stopped);
+    let mut counted = 0;
+    for g in &mut greetings {
+        g.set_read_timeout(Duration::from_secs(20));
+        let r = g.response(false);
+        if r.status == 200 {
+            counted += 1;
+        }
+    }
+    // The greetings sent before the timeout are each counted once, and none twice.
+    let stored = redis
+        .counts(KEY)
+        .into_iter()
+        .find(|(n, _)| n == "stalled")
+        .map_or(0, |(_, c)| c);
+    assert!(stored >= counted, "{stored} stored, {counted} answered 200");
+    assert!(stored <= 64);
+}
+
+#[test]
+fn a_full_store_lane_answers_overloaded_at_once_and_sends_nothing() {
+    let redis = Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "10000"),
+        ("STORE_MAX_PENDING", "4"),
+    ]);
+    assert_eq!(s.get("/hello/warm").status, 200);
+    let stopped = Stopped::new(&redis);
+    // At most one pipeline is in flight (it took what was queued, at most 4) and 4 more may
+    // queue behind it: of 16, at least 8 are refused, each at once.
+    let mut greetings = waiting_greetings(&s, 16, "/hello/crowd");
+    let mut refused = 0;
+    let mut waiting = Vec::new();
+    for mut g in greetings.drain(..) {
+        g.set_read_timeout(Duration::from_millis(1500));
+        match g.try_response(false) {
+            Ok(r) => {
+                r.assert_error(503, "overloaded");
+                assert_eq!(r.header("retry-after"), Some("1"));
+                refused += 1;
+            }
+            Err(_) => waiting.push(g),
+        }
+    }
+    assert!(
+        refused >= 8,
+        "{refused} of 16 refused while Redis was stopped"
+    );
+    drop(stopped);
+    for g in &mut waiting {
+        g.set_read_timeout(Duration::from_secs(15));
+        assert_eq!(g.response(false).status, 200);
+    }
+    // Exactly the greetings answered 200 were counted: none of the refused was sent.
+    let stored = redis
+        .counts(KEY)
+        .into_iter()
+        .find(|(n, _)| n == "crowd")
+        .map_or(0, |(_, c)| c);
+    assert_eq!(stored, waiting.len() as i64);
+}
+
+/// Opens `n` keep-alive connections that each answer one request, then idle.
+fn idle_connections(s: &Service, n: usize) -> Vec<Conn> {
+    (0..n)
+        .map(|_| {
+            let mut c = Conn::open(s.addr);
+            assert_eq!(c.get("/health").status, 200);
+            c
+        })
+        .collect()
+}
+
+fn reclaimed(s: &Service) -> u64 {
+    let metrics = s.get("/metrics").text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hello_http_connections_reclaimed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("reclaimed counter")
+}
+
+#[test]
+fn a_table_full_of_idle_connections_still_serves_new_clients() {
+    let s = Service::start(&[("HTTP_MAX_CONNECTIONS", "300")]);
+    let mut idle = idle_connections(&s, 300);
+    // Before: every new client got 503 for as long as the idle timeout (75 s).
+    // Each new client stays connected, so each needs a place of its own.
+    let mut new = Vec::new();
+    for i in 0..5 {
+        let mut c = Conn::open(s.addr);
+        let r = c.get(&format!("/hello/new{i}"));
+        assert_eq!(r.status, 200, "new client {i}: {}", r.text());
+        new.push(c);
+    }
+    assert!(reclaimed(&s) >= 5);
+    // The connections closed for them were idle ones: each sees the close, and no request
+    // of theirs was lost.
+    let closed = idle
+        .iter_mut()
+        .map(|c| c.is_closed_now())
+        .filter(|c| *c)
+        .count();
+    assert!(closed >= 5, "{closed} idle connections closed");
+}
+
+#[test]
+fn at_the_cap_with_every_connection_inside_a_request_a_new_client_is_refused() {
+    let s = Service::start(&[("HTTP_MAX_CONNECTIONS", "8")]);
+    // Each has sent half a head: inside a request, so none may be closed to make room.
+    let busy: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            std::io::Write::write_all(&mut c, b"GET /health HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    // A probe is refused, with nothing sent, once the eight are in the table.
+    wait_until("the table full", Duration::from_secs(5), || {
+        let mut c = Conn::open(s.addr);
+        c.set_read_timeout(Duration::from_millis(200));
+        c.try_response(false).is_ok_and(|r| r.status == 503)
+    });
+    let mut c = Conn::open(s.addr);
+    c.response(false).assert_error(503, "overloaded");
+    drop(busy);
+}
