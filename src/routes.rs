@@ -290,7 +290,7 @@ fn cluster(app: &State) -> Result<Answer, ApiError> {
     let answer = move || {
         let _permit = permit;
         match cluster.health(&monitor) {
-            Ok(health) => finish(Some((Route::Cluster, "")), json_response(200, &health)),
+            Ok(health) => json_response(200, &health),
             Err(e) => {
                 log::error!("cluster discovery failed: {e}");
                 ApiError::new(502, "upstream_error", e.to_string()).into_response()
@@ -299,7 +299,9 @@ fn cluster(app: &State) -> Result<Answer, ApiError> {
     };
     Ok(match app.cluster.as_ref() {
         Cluster::Local => Answer::Now(answer()),
-        Cluster::Balanced(_) => Answer::Blocking(Box::new(move |_| answer())),
+        Cluster::Balanced(_) => Answer::Blocking(Box::new(move |_| {
+            finish(Some((Route::Cluster, "")), answer())
+        })),
     })
 }
 

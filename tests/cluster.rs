@@ -449,7 +449,8 @@ fn concurrent_requests_share_one_round_of_asking_the_peers() {
         requests.into_iter().map(|r| r.join().unwrap()).max()
     });
     // Each peer asked once per round (a round's answers serve every request for a second),
-    // and no thread started per peer per request.
+    // and no thread started per peer per request: at most one per request in flight, the AWS
+    // lane's blocking thread that answers it.
     for ((node, _), before) in nodes[1..].iter().zip(before) {
         let asked_times = health_requests(node) - before;
         assert!(
@@ -459,7 +460,7 @@ fn concurrent_requests_share_one_round_of_asking_the_peers() {
     }
     let busiest = busiest.unwrap();
     assert!(
-        busiest <= idle_threads,
+        busiest <= idle_threads + 40,
         "{idle_threads} threads became {busiest}"
     );
 }

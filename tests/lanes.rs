@@ -193,4 +193,19 @@ fn at_the_cap_with_every_connection_inside_a_request_a_new_client_is_refused() {
     let mut c = Conn::open(s.addr);
     c.response(false).assert_error(503, "overloaded");
     drop(busy);
+    wait_until(
+        "the busy connections' close",
+        Duration::from_secs(5),
+        || s.get("/").status == 200,
+    );
+    let metrics = s.get("/metrics").text();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hello_http_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("refused counter");
+    assert!(
+        refused >= 2,
+        "the probe and the client were refused: {refused}"
+    );
 }
