@@ -17,6 +17,10 @@ impl Handler for State {
         ApiError::from(rejection).into_response()
     }
 
+    fn wake_handled(&self) {
+        self.increments.flush();
+    }
+
     fn completed(&self, exchange: &Exchange<'_>) {
         self.metrics.request(
             routes::metrics_route(exchange.path),

@@ -204,6 +204,9 @@ impl<'a> Worker<'a> {
                     key => self.drive(key),
                 }
             }
+            if !events.is_empty() {
+                self.shared.handler.wake_handled();
+            }
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(now);

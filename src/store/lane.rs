@@ -70,20 +70,27 @@ impl Increments {
     }
 
     /// Queues an increment of `name`; `done` gets its result. A full lane gives
-    /// [`StoreError::Overloaded`] at once.
+    /// [`StoreError::Overloaded`] at once. The lane starts on it at [`Increments::flush`] or
+    /// when it finishes the batch in flight, whichever comes first: the caller flushes when it
+    /// has queued what it had at hand, so that those go as one pipeline.
     pub fn submit(&self, name: String, done: Done) {
+        let mut queue = self.shared.queue();
+        if queue.pending.len() >= self.shared.capacity {
+            drop(queue);
+            return done(Err(StoreError::Overloaded));
+        }
+        queue.pending.push_back(Pending {
+            name,
+            queued: Instant::now(),
+            done,
+        });
+    }
+
+    /// Wakes the lane if greetings wait and it sleeps.
+    pub fn flush(&self) {
         let wake = {
-            let mut queue = self.shared.queue();
-            if queue.pending.len() >= self.shared.capacity {
-                drop(queue);
-                return done(Err(StoreError::Overloaded));
-            }
-            queue.pending.push_back(Pending {
-                name,
-                queued: Instant::now(),
-                done,
-            });
-            queue.asleep
+            let queue = self.shared.queue();
+            queue.asleep && !queue.pending.is_empty()
         };
         if wake {
             self.shared.ready.notify_one();
@@ -233,6 +240,7 @@ mod tests {
                 let _ = tx.send(r);
             }),
         );
+        lane.flush();
         rx
     }
 
