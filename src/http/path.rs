@@ -62,6 +62,7 @@ pub fn clean(path: &str) -> Cow<'_, str> {
 /// `/hello/a\b` as it is, and the name is `a\b`), is written `%5C` here: the browser then
 /// asks for the same name, and no Location can start with two slashes of either kind. Bytes
 /// past ASCII are percent-encoded too, so that the header is ASCII whatever the path was.
+/// Encoding creates no empty or dot segment, so the Location is canonical: no second redirect.
 pub fn location(clean: &str, query: Option<&str>) -> String {
     let mut out = String::with_capacity(clean.len() + query.map_or(0, |q| q.len() + 1));
     encode_into(&mut out, clean);
@@ -74,7 +75,9 @@ pub fn location(clean: &str, query: Option<&str>) -> String {
 
 fn encode_into(out: &mut String, text: &str) {
     for &b in text.as_bytes() {
-        if b == b'\\' || !b.is_ascii() {
+        // Controls and spaces too, though a request target has none: WHATWG drops a tab or
+        // newline anywhere, which would let `/\t/x` read as `//x`.
+        if b == b'\\' || b <= b' ' || b >= 0x7f {
             // Writing to a String cannot fail.
             let _ = write!(out, "%{b:02X}");
         } else {
@@ -157,6 +160,7 @@ mod tests {
             "/hello/caf%C3%A9?n=%C3%A9"
         );
         assert_eq!(location("/", Some("//evil")), "/?//evil");
+        assert_eq!(location("/\t/x", Some(" ")), "/%09/x?%20");
     }
 
     #[test]
