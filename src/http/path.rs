@@ -160,6 +160,9 @@ mod tests {
             "/hello/caf%C3%A9?n=%C3%A9"
         );
         assert_eq!(location("/", Some("//evil")), "/?//evil");
+        // What the path_clean fuzz target found at once with `\` left bare: `/\` is canonical
+        // (no redirect is made of it), but as a Location it would name the host "".
+        assert_eq!(location(&clean("/\\"), None), "/%5C");
         assert_eq!(location("/\t/x", Some(" ")), "/%09/x?%20");
     }
 
