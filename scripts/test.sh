@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-need_packages redis-server:redis-server openssl:openssl unshare:util-linux file:file curl:curl podman:podman runc:runc slirp4netns:slirp4netns
+need_packages redis-server:redis-server openssl:openssl node:nodejs unshare:util-linux file:file curl:curl podman:podman runc:runc slirp4netns:slirp4netns
 ensure_musl_target
 ensure_venv .venv tests/requirements.txt
 ensure_venv .venv-tools tests/tools-requirements.txt

@@ -77,8 +77,8 @@ impl Route {
     /// `/hello` changes state, so it does not answer HEAD.
     fn allow(self) -> &'static str {
         match self {
-            Route::Hello => "GET",
-            _ => "GET, HEAD",
+            Route::Hello => "GET, OPTIONS",
+            _ => "GET, HEAD, OPTIONS",
         }
     }
 }
@@ -114,6 +114,9 @@ const STATIC: &str = "max-age=3600";
 const LIVE: &str = "no-store";
 
 pub fn dispatch(app: &State, request: &Request<'_>, context: &Context<'_>) -> Answer {
+    if let Some(response) = options(request) {
+        return Answer::Now(response);
+    }
     let clean = path::clean(request.path);
     if clean != request.path && matches!(request.method, "GET" | "HEAD") {
         return Answer::Now(redirect(&clean, request.query));
@@ -143,12 +146,33 @@ fn finish(route: Option<(Route, &str)>, response: Response) -> Response {
     }
 }
 
-/// 301 to the canonical path, with the query kept; nothing else happens.
-fn redirect(clean: &str, query: Option<&str>) -> Response {
-    let location = match query {
-        Some(q) => format!("{clean}?{q}"),
-        None => clean.to_owned(),
+/// `OPTIONS` (RFC 9110 §9.3.7): for `*`, the methods the server takes anywhere; for a route's
+/// path (cleaned first, as for every method but GET and HEAD, which are redirected), the
+/// methods that route takes, in `Allow` and in the body. `None` for other methods, and for a path no route serves
+/// (its 404 is the usual one).
+fn options(request: &Request<'_>) -> Option<Response> {
+    if request.method != "OPTIONS" {
+        return None;
+    }
+    let allow = if request.path == "*" {
+        "GET, HEAD, OPTIONS"
+    } else {
+        resolve(&path::clean(request.path))?.0.allow()
     };
+    let methods: Vec<&str> = allow.split(", ").collect();
+    let body = serde_json::json!({ "allow": methods }).to_string();
+    Some(
+        Response::new(200, JSON, body)
+            .with_header("Allow", allow)
+            // Answers to OPTIONS are not cacheable (§9.3.7); say so as every answer does.
+            .with_header("Cache-Control", LIVE),
+    )
+}
+
+/// 301 to the canonical path, with the query kept; nothing else happens. The Location never
+/// leads to another host: see [`path::location`].
+fn redirect(clean: &str, query: Option<&str>) -> Response {
+    let location = path::location(clean, query);
     let body = serde_json::json!({ "location": location }).to_string();
     Response::new(301, JSON, body)
         .with_header("Location", location)

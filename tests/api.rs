@@ -234,7 +234,7 @@ fn head_works_on_read_only_routes_only() {
     }
     let r = s.request("HEAD", "/hello/Bob", &[]);
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, OPTIONS"));
     assert!(redis.counts(KEY).is_empty());
 }
 
@@ -248,10 +248,10 @@ fn errors_are_json_with_the_right_status() {
 
     let r = s.request("POST", "/counts", &[("Content-Length", "0")]);
     r.assert_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     let r = s.request("DELETE", "/hello/Bob", &[]);
     r.assert_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, OPTIONS"));
 }
 
 #[test]

@@ -28,10 +28,12 @@ enum State {
         size: u64,
         line: usize,
     },
-    /// In a chunk-size line past the size: extensions, skipped to the end of the line.
+    /// In a chunk-size line past the size: extensions, checked against their grammar and
+    /// otherwise ignored.
     Extension {
         size: u64,
         line: usize,
+        at: Ext,
     },
     /// A CR ended the chunk-size line; its LF must follow.
     SizeLf {
@@ -48,6 +50,69 @@ enum State {
         total: usize,
     },
     Done,
+}
+
+/// Where a chunk-size line's extensions are in their grammar (RFC 9112 §7.1.1):
+/// `*( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, a name being a token and a
+/// value a token or a quoted-string. Whitespace is allowed only before `;` and around `=`, so
+/// `5 \r\n` and `5;a \r\n` are malformed, as are an empty name and one that is not a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// Whitespace after the size or a value: a `;` must follow.
+    BeforeSemicolon,
+    /// After `;`: a name must follow.
+    BeforeName,
+    Name,
+    /// Whitespace after a name: `;` or `=` must follow.
+    AfterName,
+    /// After `=`: a value must follow.
+    BeforeValue,
+    Token,
+    Quoted,
+    /// After a backslash in a quoted-string.
+    QuotedPair,
+    /// After a quoted-string's closing quote.
+    AfterQuoted,
+}
+
+impl Ext {
+    /// The next place in the grammar, `None` for a byte it does not allow here. The CR that
+    /// ends the line is handled by the caller, where [`Ext::ends_line`] allows it.
+    fn step(self, b: u8) -> Option<Ext> {
+        let ws = matches!(b, b' ' | b'\t');
+        let qdtext = matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff);
+        Some(match self {
+            Ext::BeforeSemicolon if ws => Ext::BeforeSemicolon,
+            Ext::BeforeName if ws => Ext::BeforeName,
+            Ext::BeforeValue if ws => Ext::BeforeValue,
+            Ext::Name | Ext::AfterName if ws => Ext::AfterName,
+            Ext::Token | Ext::AfterQuoted if ws => Ext::BeforeSemicolon,
+            Ext::BeforeSemicolon | Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterQuoted
+                if b == b';' =>
+            {
+                Ext::BeforeName
+            }
+            Ext::Name | Ext::AfterName if b == b'=' => Ext::BeforeValue,
+            Ext::BeforeName | Ext::Name if is_tchar(b) => Ext::Name,
+            Ext::BeforeValue | Ext::Token if is_tchar(b) => Ext::Token,
+            Ext::BeforeValue if b == b'"' => Ext::Quoted,
+            Ext::Quoted if b == b'"' => Ext::AfterQuoted,
+            Ext::Quoted if b == b'\\' => Ext::QuotedPair,
+            Ext::Quoted if qdtext => Ext::Quoted,
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            Ext::QuotedPair if qdtext || matches!(b, b'"' | b'\\') => Ext::Quoted,
+            _ => return None,
+        })
+    }
+
+    /// Whether the line may end here.
+    fn ends_line(self) -> bool {
+        matches!(self, Ext::Name | Ext::Token | Ext::AfterQuoted)
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl Discard {
@@ -102,30 +167,50 @@ impl Discard {
                     return Err(malformed);
                 }
                 match (b as char).to_digit(16) {
-                    Some(d) => {
-                        let size = size * 16 + u64::from(d);
-                        if self.seen + size > self.limit {
+                    // A size that does not fit 64 bits (17 significant hex digits) is
+                    // malformed, not merely too large: 400, not 413.
+                    Some(d) => State::Size {
+                        size: size
+                            .checked_mul(16)
+                            .map(|s| s + u64::from(d))
+                            .ok_or(Rejection::BadRequest("chunk size out of range"))?,
+                        line,
+                    },
+                    None if line == 1 => return Err(malformed),
+                    None => {
+                        // The size is whole: now it can be weighed against the limit.
+                        if self.seen.saturating_add(size) > self.limit {
                             return Err(Rejection::PayloadTooLarge);
                         }
-                        State::Size { size, line }
+                        match b {
+                            b'\r' => State::SizeLf { size },
+                            b';' => State::Extension {
+                                size,
+                                line,
+                                at: Ext::BeforeName,
+                            },
+                            b' ' | b'\t' => State::Extension {
+                                size,
+                                line,
+                                at: Ext::BeforeSemicolon,
+                            },
+                            _ => return Err(malformed),
+                        }
                     }
-                    None if line == 1 => return Err(malformed),
-                    None => match b {
-                        b'\r' => State::SizeLf { size },
-                        b';' | b' ' | b'\t' => State::Extension { size, line },
-                        _ => return Err(malformed),
-                    },
                 }
             }
-            State::Extension { size, line } => {
+            State::Extension { size, line, at } => {
                 let line = line + 1;
+                if line > MAX_CHUNK_LINE {
+                    return Err(malformed);
+                }
                 match b {
-                    _ if line > MAX_CHUNK_LINE => return Err(malformed),
-                    b'\r' => State::SizeLf { size },
-                    b'\n' => return Err(malformed),
-                    b'\t' => State::Extension { size, line },
-                    b if b.is_ascii_control() => return Err(malformed),
-                    _ => State::Extension { size, line },
+                    b'\r' if at.ends_line() => State::SizeLf { size },
+                    _ => State::Extension {
+                        size,
+                        line,
+                        at: at.step(b).ok_or(malformed)?,
+                    },
                 }
             }
             State::SizeLf { size } => match b {
@@ -247,10 +332,77 @@ mod tests {
         assert_eq!(chunked().feed(b"41\r\n"), Err(Rejection::PayloadTooLarge));
         let split = [b"20\r\n".as_slice(), &[b'a'; 32], b"\r\n21\r\n"].concat();
         assert_eq!(chunked().feed(&split), Err(Rejection::PayloadTooLarge));
-        // A size too large for any integer is refused before it can overflow.
+    }
+
+    #[test]
+    fn a_size_past_64_bits_is_malformed_not_too_large() {
+        let out_of_range = Err(Rejection::BadRequest("chunk size out of range"));
+        assert_eq!(chunked().feed(b"ffffffffffffffffffffff\r\n"), out_of_range);
+        assert_eq!(chunked().feed(b"10000000000000000\r\n"), out_of_range);
+        // Refused at the 17th significant digit, before the line ends.
+        assert_eq!(chunked().feed(b"10000000000000000"), out_of_range);
+        // Sixteen digits fit: too large, but a size.
         assert_eq!(
-            chunked().feed(b"ffffffffffffffffffffff\r\n"),
+            chunked().feed(b"ffffffffffffffff\r\n"),
             Err(Rejection::PayloadTooLarge)
         );
+        // Leading zeros are not significant (`chunk-size = 1*HEXDIG`).
+        let zeros = b"000000000000000000005\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(chunked().feed(zeros), Ok((zeros.len(), true)));
+    }
+
+    #[test]
+    fn chunk_extensions_follow_their_grammar() {
+        // RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+        for good in [
+            &b"5;a\r\n"[..],
+            b"5;a=b\r\n",
+            b"5 ;a\r\n",
+            b"5\t; a = b ;c\r\n",
+            b"5;a=b;c=\"d e\"\r\n",
+            b"5;a=\"q\\\"uote\\\\\"\r\n",
+            b"5;a=\"\"\r\n",
+            b"5;a=\"\xc3\xa9\"\r\n",
+            b"5;!#$%&'*+-.^_`|~=x\r\n",
+            b"5;a;b;c\r\n",
+            b"5;a=\"x\" ;b\r\n",
+        ] {
+            let mut body = good.to_vec();
+            body.extend_from_slice(b"hello\r\n0\r\n\r\n");
+            assert_eq!(
+                chunked().feed(&body),
+                Ok((body.len(), true)),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        for bad in [
+            &b"5 \r\n"[..],
+            b"5\t\r\n",
+            b"5;\r\n",
+            b"5; \r\n",
+            b"5;;a\r\n",
+            b"5;bad[=x\r\n",
+            b"5;a \r\n",
+            b"5;a=\r\n",
+            b"5;a=b \r\n",
+            b"5;a=\"b\r\n",
+            b"5;a=\"b\" \r\n",
+            b"5;a=\"b\"c\r\n",
+            b"5;a=b=c\r\n",
+            b"5;a=b\"c\"\r\n",
+            b"5;a=\"\x01\"\r\n",
+            b"5;=x\r\n",
+            b"5 a\r\n",
+            b"5;a\n",
+            b"5;a=\"\\\x7f\"\r\n",
+        ] {
+            assert_eq!(
+                chunked().feed(bad),
+                Err(Rejection::BadRequest("malformed chunked request body")),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

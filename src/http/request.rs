@@ -13,6 +13,11 @@ use super::Rejection;
 const MAX_HEADERS: usize = 64;
 /// Empty lines tolerated before a request line (RFC 9112 §2.2 asks for at least one).
 const MAX_LEADING_EMPTY_LINES: usize = 4;
+/// Longest method answered by a route (405 when the route does not take it). Longer ones are
+/// 501 as soon as their bytes are in (RFC 9112 §3: a method longer than any implemented SHOULD
+/// be 501), rather than 414 once the whole line is: a refusal that names what is wrong. Every
+/// registered method (IANA's list; the longest, `UPDATEREDIRECTREF`, has 17 bytes) fits.
+const MAX_METHOD: usize = 32;
 
 /// Size limits on what a client may send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,11 +66,18 @@ impl HeadScanner {
         };
         let line_end = match self.line_end {
             Some(e) => e,
-            None => match buf[line_start..].iter().position(|&b| b == b'\n') {
-                Some(p) => *self.line_end.insert(line_start + p + 1),
-                None if buf.len() > limits.request_line => return Err(Rejection::UriTooLong),
-                None => return Ok(None),
-            },
+            None => {
+                // However the line is split, a method too long is named as such.
+                let method = &buf[line_start..buf.len().min(line_start + MAX_METHOD + 1)];
+                if method.len() > MAX_METHOD && !method.iter().any(|&b| b == b' ' || b == b'\n') {
+                    return Err(Rejection::NotImplemented("the method is too long"));
+                }
+                match buf[line_start..].iter().position(|&b| b == b'\n') {
+                    Some(p) => *self.line_end.insert(line_start + p + 1),
+                    None if buf.len() > limits.request_line => return Err(Rejection::UriTooLong),
+                    None => return Ok(None),
+                }
+            }
         };
         if line_end > limits.request_line {
             return Err(Rejection::UriTooLong);
@@ -267,6 +279,10 @@ fn request_line(line: &[u8]) -> Result<(&[u8], Target<'_>, Version), Rejection> 
         return Err(Rejection::BadRequest("malformed method"));
     }
     let version = http_version(version)?;
+    // Asterisk-form asks about the server as a whole, and only OPTIONS may (RFC 9112 §3.2.4).
+    if target == b"*" && method == b"OPTIONS" {
+        return Ok((method, (Some(target), None), version));
+    }
     Ok((method, request_target(target)?, version))
 }
 
@@ -293,6 +309,13 @@ fn request_target(target: &[u8]) -> Result<Target<'_>, Rejection> {
     let visible = |b: &u8| b.is_ascii_graphic() || *b >= 0x80;
     if target.is_empty() || !target.iter().all(visible) || std::str::from_utf8(target).is_err() {
         return Err(malformed);
+    }
+    // A fragment is the client's own business and never part of a request target (RFC 9112
+    // §3.2); routed as a path, `/#x` would be a 404 that hides what the client did wrong.
+    if target.contains(&b'#') {
+        return Err(Rejection::BadRequest(
+            "a request target has no fragment (#)",
+        ));
     }
     let rest = if target.starts_with(b"/") {
         target
@@ -384,6 +407,7 @@ fn framing(fields: &[httparse::Header<'_>], version: Version) -> Result<Framing,
     let mut hosts = 0;
     let mut length: Option<u64> = None;
     let mut codings: Vec<&[u8]> = Vec::new();
+    let mut transfer_encoding = false;
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
     for field in fields {
         let name = field.name;
@@ -393,7 +417,9 @@ fn framing(fields: &[httparse::Header<'_>], version: Version) -> Result<Framing,
                 return Err(Rejection::BadRequest("invalid Host header"));
             }
         } else if name.eq_ignore_ascii_case("content-length") {
-            for value in list(field.value) {
+            // `Content-Length = 1*DIGIT` (RFC 9110 §8.6): an empty value, or an empty member
+            // of a repeated one (`5,,5`), is no length at all, not an absent one.
+            for value in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 let n = std::str::from_utf8(value)
                     .ok()
                     .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -405,6 +431,9 @@ fn framing(fields: &[httparse::Header<'_>], version: Version) -> Result<Framing,
                 length = Some(n);
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Present, even empty, it says the body is coded; then chunked must come last
+            // (RFC 9112 §6.3), and no coding at all is not chunked.
+            transfer_encoding = true;
             codings.extend(list(field.value));
         } else if name.eq_ignore_ascii_case("connection") {
             for token in list(field.value) {
@@ -424,7 +453,7 @@ fn framing(fields: &[httparse::Header<'_>], version: Version) -> Result<Framing,
         0 | 1 => {}
         _ => return Err(Rejection::BadRequest("more than one Host header")),
     }
-    let body = if codings.is_empty() {
+    let body = if !transfer_encoding {
         match length {
             None | Some(0) => BodyLength::None,
             Some(n) => BodyLength::Length(n),
@@ -474,7 +503,8 @@ fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[derive(Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
-    /// The path of the target, still percent-encoded; `/` for `http://host`.
+    /// The path of the target, still percent-encoded; `/` for `http://host`; `*` for
+    /// `OPTIONS *` (asterisk-form, the only target that does not start with `/`).
     pub path: &'a str,
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
@@ -583,8 +613,9 @@ mod tests {
         assert!(matches!(scan(line(32).as_bytes()), Ok(Some(_))));
         assert_eq!(scan(line(33).as_bytes()), Err(Rejection::UriTooLong));
         // Before the line ends, too.
-        assert_eq!(scan(&[b'a'; 33]), Err(Rejection::UriTooLong));
-        assert_eq!(scan(&[b'a'; 32]), Ok(None));
+        let unended = |len: usize| format!("GET /{}", "a".repeat(len - 5));
+        assert_eq!(scan(unended(33).as_bytes()), Err(Rejection::UriTooLong));
+        assert_eq!(scan(unended(32).as_bytes()), Ok(None));
         // Empty lines before the request line count toward its limit.
         let mut led = b"\r\n".to_vec();
         led.extend_from_slice(line(31).as_bytes());
@@ -823,6 +854,107 @@ mod tests {
         assert_eq!(
             framing_of("Bad Name: x\r\n", "HTTP/1.1"),
             Err(Rejection::BadRequest("malformed header"))
+        );
+    }
+
+    #[test]
+    fn asterisk_form_is_for_options_alone() {
+        let req = b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(request(req).1, "*");
+        assert_eq!(request(req).2, None);
+        for refused in [
+            &b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"HEAD * HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS ** HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"options * HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert!(
+                matches!(head(refused), Err(Rejection::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_with_a_fragment_is_refused() {
+        for target in [
+            "/#frag",
+            "/hello/Bob#x",
+            "/counts?limit=1#x",
+            "http://h/#",
+            "/%23ok#",
+        ] {
+            let req = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert_eq!(
+                head(req.as_bytes()).unwrap_err(),
+                Rejection::BadRequest("a request target has no fragment (#)"),
+                "{target}"
+            );
+        }
+        // Percent-encoded, `#` is data.
+        assert_eq!(
+            request(b"GET /hello/%23 HTTP/1.1\r\nHost: h\r\n\r\n").1,
+            "/hello/%23"
+        );
+    }
+
+    #[test]
+    fn empty_content_length_and_transfer_encoding_are_refused_not_ignored() {
+        let body = |fields: &str| framing_of(fields, "HTTP/1.1").map(|f| f.body);
+        let no_length = Err(Rejection::BadRequest("invalid Content-Length"));
+        assert_eq!(body("Content-Length:\r\n"), no_length);
+        assert_eq!(body("Content-Length:  \r\n"), no_length);
+        assert_eq!(body("Content-Length: 5,,5\r\n"), no_length);
+        assert_eq!(body("Content-Length: 5,\r\n"), no_length);
+        assert_eq!(body("Content-Length: 5\r\nContent-Length:\r\n"), no_length);
+        let not_chunked = Err(Rejection::BadRequest(
+            "a request body's last transfer coding must be chunked",
+        ));
+        assert_eq!(body("Transfer-Encoding:\r\n"), not_chunked);
+        assert_eq!(body("Transfer-Encoding: , \r\n"), not_chunked);
+        // An empty member beside chunked is still a list with chunked last (RFC 9110 §5.6.1).
+        assert_eq!(
+            body("Transfer-Encoding: ,chunked\r\n"),
+            Ok(BodyLength::Chunked)
+        );
+        assert_eq!(
+            body("Transfer-Encoding:\r\nContent-Length: 1\r\n"),
+            Err(Rejection::BadRequest(
+                "both Transfer-Encoding and Content-Length"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_method_longer_than_any_route_takes_is_501_however_it_arrives() {
+        let too_long = Rejection::NotImplemented("the method is too long");
+        let longest = format!("{} / HTTP/1.1\r\nHost: h\r\n\r\n", "M".repeat(MAX_METHOD));
+        assert_eq!(request(longest.as_bytes()).0, "M".repeat(MAX_METHOD));
+        let over = format!(
+            "{} / HTTP/1.1\r\nHost: h\r\n\r\n",
+            "M".repeat(MAX_METHOD + 1)
+        );
+        for cut in 0..over.len() {
+            let mut scanner = HeadScanner::default();
+            let first = scanner.scan(&over.as_bytes()[..cut], &Limits::default());
+            if cut <= MAX_METHOD {
+                assert_eq!(first, Ok(None), "cut at {cut}");
+            } else {
+                assert_eq!(first, Err(too_long), "cut at {cut}");
+            }
+        }
+        // A 100,000-byte method is not "URI too long".
+        assert_eq!(scan_whole("M".repeat(100_000).as_bytes()), Err(too_long));
+        // After empty lines, counted from the method's first byte.
+        let led = format!("\r\n\r\n{}", "M".repeat(MAX_METHOD + 1));
+        assert_eq!(scan_whole(led.as_bytes()), Err(too_long));
+        // A short line without a space is malformed, not a long method.
+        let short = b"GARBAGE\r\nHost: h\r\n\r\n";
+        assert_eq!(
+            head(short),
+            Err(Rejection::BadRequest("malformed request line"))
         );
     }
 
