@@ -3,6 +3,7 @@
 
 use crate::http::{Answer, Context, Exchange, Handler, Rejection, Request, Response};
 use crate::logging;
+use crate::route::Route;
 use crate::routes::{self, ApiError, State};
 
 impl Handler for State {
@@ -22,8 +23,9 @@ impl Handler for State {
     }
 
     fn completed(&self, exchange: &Exchange<'_>) {
+        let route = exchange.tag.and_then(Route::from_tag);
         self.metrics.request(
-            routes::metrics_route(exchange.path),
+            route.unwrap_or(Route::Other),
             exchange.status,
             exchange.elapsed,
         );

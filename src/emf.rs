@@ -96,19 +96,6 @@ const PERCENTILES: [(&str, f64); 2] = [("LatencyP50", 0.5), ("LatencyP99", 0.99)
 const _: () =
     assert!(SERVICE.len() + Route::ALL.len() * (CLASSES.len() + PERCENTILES.len()) <= 100);
 
-/// The prefix of a route's metric names.
-fn prefix(route: Route) -> &'static str {
-    match route {
-        Route::Root => "Root",
-        Route::Hello => "Hello",
-        Route::Counts => "Counts",
-        Route::Health => "Health",
-        Route::Cluster => "HealthCluster",
-        Route::Metrics => "Metrics",
-        Route::Other => "Other",
-    }
-}
-
 /// Every metric name a line may carry, for the deployment's dashboard and alarms to be checked
 /// against.
 pub fn metric_names() -> Vec<String> {
@@ -119,7 +106,7 @@ pub fn metric_names() -> Vec<String> {
     let routes = Route::ALL.iter().flat_map(|route| {
         per_route
             .clone()
-            .map(move |suffix| format!("{}{suffix}", prefix(*route)))
+            .map(move |suffix| format!("{}{suffix}", route.metric_name()))
     });
     SERVICE
         .iter()
@@ -154,7 +141,7 @@ pub fn document(namespace: &str, timestamp_ms: u64, interval: &Totals) -> String
         if totals.latency.count == 0 {
             continue;
         }
-        let prefix = prefix(route);
+        let prefix = route.metric_name();
         for (class, n) in CLASSES.iter().zip(&totals.classes[1..]) {
             put(format!("{prefix}{class}"), "Count", (*n).into());
         }

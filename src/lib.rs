@@ -18,6 +18,7 @@ pub mod hello;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod route;
 pub mod routes;
 pub mod secret;
 pub mod settings;

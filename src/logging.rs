@@ -99,6 +99,7 @@ pub fn access(exchange: &Exchange<'_>) {
         elapsed,
         bytes,
         peer,
+        tag: _,
     } = *exchange;
     // Milliseconds to the microsecond: enough for a latency, and short.
     let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;

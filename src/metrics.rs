@@ -7,48 +7,13 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::route::Route;
+
 /// Upper bounds of the latency histogram, in seconds. The last ones cover `/health/cluster`'s
 /// deadline and the request timeout, so that a slow percentile is not capped early.
 pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// What a request is counted under: its route, or `Other` for everything unrouted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    Root,
-    Hello,
-    Counts,
-    Health,
-    Cluster,
-    Metrics,
-    Other,
-}
-
-impl Route {
-    pub const ALL: [Route; 7] = [
-        Route::Root,
-        Route::Hello,
-        Route::Counts,
-        Route::Health,
-        Route::Cluster,
-        Route::Metrics,
-        Route::Other,
-    ];
-
-    /// The route's pattern, its label in `/metrics`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Route::Root => "/",
-            Route::Hello => "/hello/{name}",
-            Route::Counts => "/counts",
-            Route::Health => "/health",
-            Route::Cluster => "/health/cluster",
-            Route::Metrics => "/metrics",
-            Route::Other => "other",
-        }
-    }
-}
 
 /// Store operations whose failures are counted (those requests make; the health sampler's
 /// pings are reported by `/health` instead).

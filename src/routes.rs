@@ -17,7 +17,8 @@ use crate::hello::{greeting, Name, NameError};
 use crate::http::{
     negotiate, path, Answer, BodySource, Context, Rejection, Request, Response, Stats,
 };
-use crate::metrics::{self, ConnectionGauges, Metrics, StoreOperation};
+use crate::metrics::{ConnectionGauges, Metrics, StoreOperation};
+use crate::route::Route;
 use crate::store::{Increments, Store, StoreError};
 
 /// What the handlers share, built once at start-up and read by every thread.
@@ -46,102 +47,44 @@ const TEXT_TYPE: &str = "text/plain";
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    Root,
-    Hello,
-    Counts,
-    Health,
-    Cluster,
-    Metrics,
-}
-
-impl Route {
-    /// What the route's requests are counted under.
-    fn metric(self) -> metrics::Route {
-        match self {
-            Route::Root => metrics::Route::Root,
-            Route::Hello => metrics::Route::Hello,
-            Route::Counts => metrics::Route::Counts,
-            Route::Health => metrics::Route::Health,
-            Route::Cluster => metrics::Route::Cluster,
-            Route::Metrics => metrics::Route::Metrics,
-        }
-    }
-
-    /// The route's pattern, also its metrics label.
-    pub fn label(self) -> &'static str {
-        self.metric().label()
-    }
-
-    /// `/hello` changes state, so it does not answer HEAD.
-    fn allow(self) -> &'static str {
-        match self {
-            Route::Hello => "GET, OPTIONS",
-            _ => "GET, HEAD, OPTIONS",
-        }
-    }
-}
-
-/// The route for a path, with the raw `{name}` segment for `/hello/{name}`.
-pub fn resolve(path: &str) -> Option<(Route, &str)> {
-    let route = match path {
-        "/" => Route::Root,
-        "/counts" => Route::Counts,
-        "/health" => Route::Health,
-        "/health/cluster" => Route::Cluster,
-        "/metrics" => Route::Metrics,
-        _ => {
-            let segment = path.strip_prefix("/hello/")?;
-            if segment.contains('/') {
-                return None;
-            }
-            return Some((Route::Hello, segment));
-        }
-    };
-    Some((route, ""))
-}
-
-/// What a request to `path` is counted under.
-pub fn metrics_route(path: &str) -> metrics::Route {
-    resolve(path).map_or(metrics::Route::Other, |(route, _)| route.metric())
-}
-
 /// How long a cache may keep what does not change while the process runs: the welcome text,
 /// and where a non-canonical path leads.
 const STATIC: &str = "max-age=3600";
 /// Counts, health and metrics are live; `/hello` changes state; errors are of the moment.
 const LIVE: &str = "no-store";
 
+/// Routes a request. Each answer is tagged with its route, which the HTTP layer hands back
+/// when the exchange is over, for metrics; a redirect is counted under `Other`.
 pub fn dispatch(app: &State, request: &Request<'_>, context: &Context<'_>) -> Answer {
-    if let Some(response) = options(request) {
-        return Answer::Now(response);
+    if let Some((route, response)) = options(request) {
+        return Answer::Now(response.with_tag(route.tag()));
     }
     let clean = path::clean(request.path);
     if clean != request.path && matches!(request.method, "GET" | "HEAD") {
-        return Answer::Now(redirect(&clean, request.query));
+        return Answer::Now(redirect(&clean, request.query).with_tag(Route::Other.tag()));
     }
-    let route = resolve(&clean);
-    match handle(app, request, route, context) {
+    let (route, segment) = Route::resolve(&clean);
+    match handle(app, request, route, segment, context) {
         Ok(Answer::Now(response)) => Answer::Now(finish(route, response)),
         Ok(later) => later,
         Err(e) => Answer::Now(finish(route, e.into_response())),
     }
 }
 
-/// What every answer of a route says besides its body.
-fn finish(route: Option<(Route, &str)>, response: Response) -> Response {
+/// What every answer of a route says besides its body, and its tag.
+fn finish(route: Route, response: Response) -> Response {
     let response = match route {
         // Errors carry their own `Cache-Control`.
         _ if response.status >= 400 => response,
         // The welcome text never changes while the process runs.
-        Some((Route::Root, _)) => response.with_header("Cache-Control", STATIC),
+        Route::Root => response.with_header("Cache-Control", STATIC),
         _ => response.with_header("Cache-Control", LIVE),
     };
+    let response = response.with_tag(route.tag());
     match route {
         // The answer depends on `Accept`, whatever it is (errors included, for simplicity of
         // caches' keys).
-        Some((Route::Hello, _)) => response.with_header("Vary", "Accept"),
+        Route::Hello => response.with_header("Vary", "Accept"),
         _ => response,
     }
 }
@@ -150,23 +93,27 @@ fn finish(route: Option<(Route, &str)>, response: Response) -> Response {
 /// path (cleaned first, as for every method but GET and HEAD, which are redirected), the
 /// methods that route takes, in `Allow` and in the body. `None` for other methods, and for a path no route serves
 /// (its 404 is the usual one).
-fn options(request: &Request<'_>) -> Option<Response> {
+fn options(request: &Request<'_>) -> Option<(Route, Response)> {
     if request.method != "OPTIONS" {
         return None;
     }
-    let allow = if request.path == "*" {
-        "GET, HEAD, OPTIONS"
+    let (route, allow) = if request.path == "*" {
+        (Route::Other, "GET, HEAD, OPTIONS")
     } else {
-        resolve(&path::clean(request.path))?.0.allow()
+        match Route::resolve(&path::clean(request.path)).0 {
+            Route::Other => return None,
+            route => (route, route.allow()),
+        }
     };
     let methods: Vec<&str> = allow.split(", ").collect();
     let body = serde_json::json!({ "allow": methods }).to_string();
-    Some(
+    Some((
+        route,
         Response::new(200, JSON, body)
             .with_header("Allow", allow)
             // Answers to OPTIONS are not cacheable (§9.3.7); say so as every answer does.
             .with_header("Cache-Control", LIVE),
-    )
+    ))
 }
 
 /// 301 to the canonical path, with the query kept; nothing else happens. The Location never
@@ -182,16 +129,13 @@ fn redirect(clean: &str, query: Option<&str>) -> Response {
 fn handle(
     app: &State,
     request: &Request<'_>,
-    route: Option<(Route, &str)>,
+    route: Route,
+    segment: &str,
     context: &Context<'_>,
 ) -> Result<Answer, ApiError> {
-    let Some((route, segment)) = route else {
-        return Err(ApiError::new(
-            404,
-            "not_found",
-            format!("no route for {} {}", request.method, request.path),
-        ));
-    };
+    if route == Route::Other {
+        return Err(not_found(request));
+    }
     let allowed = match request.method {
         "GET" => true,
         "HEAD" => route != Route::Hello,
@@ -218,6 +162,7 @@ fn handle(
         Route::Counts => counts(app, request)?,
         Route::Health => Answer::Now(json_response(200, &app.monitor.node_health())),
         Route::Cluster => cluster(app)?,
+        Route::Other => return Err(not_found(request)),
         Route::Metrics => {
             let gauges = ConnectionGauges {
                 open: app.connections.open.load(Ordering::Relaxed),
@@ -252,7 +197,7 @@ fn hello(
                 }
                 Err(e) => store_failure(&metrics, StoreOperation::Increment, e).into_response(),
             };
-            reply.send(finish(Some((Route::Hello, "")), response));
+            reply.send(finish(Route::Hello, response));
         }),
     );
     Ok(Answer::Later)
@@ -289,14 +234,11 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
         .ok_or_else(|| overloaded("too many listings are being read right now"))?;
     let (store, metrics) = (Arc::clone(&app.store), Arc::clone(&app.metrics));
     Ok(Answer::Blocking(Box::new(move |_| {
-        let route = Some((Route::Counts, ""));
-        match Listing::start(store, paging, permit) {
-            Ok(listing) => finish(
-                route,
-                Response::stream(200, JSON, Box::new(ListingBody(listing))),
-            ),
+        let response = match Listing::start(store, paging, permit) {
+            Ok(listing) => Response::stream(200, JSON, Box::new(ListingBody(listing))),
             Err(e) => store_failure(&metrics, StoreOperation::Range, e).into_response(),
-        }
+        };
+        finish(Route::Counts, response)
     })))
 }
 
@@ -323,10 +265,18 @@ fn cluster(app: &State) -> Result<Answer, ApiError> {
     };
     Ok(match app.cluster.as_ref() {
         Cluster::Local => Answer::Now(answer()),
-        Cluster::Balanced(_) => Answer::Blocking(Box::new(move |_| {
-            finish(Some((Route::Cluster, "")), answer())
-        })),
+        Cluster::Balanced(_) => {
+            Answer::Blocking(Box::new(move |_| finish(Route::Cluster, answer())))
+        }
     })
+}
+
+fn not_found(request: &Request<'_>) -> ApiError {
+    ApiError::new(
+        404,
+        "not_found",
+        format!("no route for {} {}", request.method, request.path),
+    )
 }
 
 fn overloaded(what: &str) -> ApiError {
@@ -485,28 +435,5 @@ impl From<Rejection> for ApiError {
             ),
             Rejection::Internal => ApiError::new(500, "internal", "internal error"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolves_routes_and_segments() {
-        assert_eq!(resolve("/"), Some((Route::Root, "")));
-        assert_eq!(resolve("/hello/Bob"), Some((Route::Hello, "Bob")));
-        assert_eq!(resolve("/hello/"), Some((Route::Hello, "")));
-        assert_eq!(resolve("/hello/a/b"), None);
-        assert_eq!(resolve("/hello"), None);
-        assert_eq!(resolve("/health/cluster"), Some((Route::Cluster, "")));
-        assert_eq!(resolve("/counts/"), None);
-        assert_eq!(metrics_route("/hello/anything"), metrics::Route::Hello);
-        assert_eq!(metrics_route("/health/cluster"), metrics::Route::Cluster);
-        assert_eq!(metrics_route("/"), metrics::Route::Root);
-        assert_eq!(metrics_route("/metrics"), metrics::Route::Metrics);
-        assert_eq!(metrics_route("/counts"), metrics::Route::Counts);
-        assert_eq!(metrics_route("/nope"), metrics::Route::Other);
-        assert_eq!(Route::Cluster.label(), "/health/cluster");
     }
 }

@@ -106,6 +106,7 @@ struct Sending {
     /// The request answered; `None` for a refusal.
     head: Option<Head>,
     status: u16,
+    tag: Option<u8>,
     received: Instant,
     source: Option<Box<dyn BodySource>>,
     chunked: bool,
@@ -354,6 +355,7 @@ impl Conn {
         self.state = State::Sending(Sending {
             head,
             status,
+            tag: response.tag,
             received,
             source,
             chunked: delimit == Delimit::Chunked,
@@ -459,6 +461,7 @@ impl Conn {
             elapsed: now.saturating_duration_since(sending.received),
             bytes: sending.body_bytes,
             peer: self.peer,
+            tag: sending.tag,
         })
     }
 
@@ -478,10 +481,11 @@ impl Conn {
         matches!(self.state, State::Idle) && (self.answered > 0 || now - self.opened >= grace)
     }
 
-    /// Whether the connection waits for its client's next request, with nothing under way: it
-    /// may be closed to make room (RFC 9112 §9.6).
+    /// Whether the connection is kept alive between requests: it answered one and nothing is
+    /// under way, so it may be closed to make room (RFC 9112 §9.6). A new connection that has
+    /// not sent a request yet is not: its request may be on its way.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Idle)
+        matches!(self.state, State::Idle) && self.answered > 0
     }
 
     /// Heap bytes held for this connection's buffers.

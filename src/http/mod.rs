@@ -14,6 +14,7 @@ pub mod request;
 mod response;
 mod server;
 mod settings;
+mod timers;
 mod worker;
 
 pub use request::{Limits, Request, Version};
@@ -95,4 +96,6 @@ pub struct Exchange<'a> {
     pub elapsed: Duration,
     pub bytes: u64,
     pub peer: SocketAddr,
+    /// The response's [`Response::tag`]; `None` for a refusal.
+    pub tag: Option<u8>,
 }

@@ -29,6 +29,9 @@ pub struct Response {
     pub body: Body,
     /// Close the connection after this response.
     pub close: bool,
+    /// The application's word for what was answered (e.g. its route), handed back in the
+    /// [`super::Exchange`] when the response is over.
+    pub tag: Option<u8>,
 }
 
 impl Response {
@@ -39,6 +42,7 @@ impl Response {
             headers: Vec::new(),
             body: Body::Full(body.into()),
             close: false,
+            tag: None,
         }
     }
 
@@ -49,7 +53,13 @@ impl Response {
             headers: Vec::new(),
             body: Body::Stream(body),
             close: false,
+            tag: None,
         }
+    }
+
+    pub fn with_tag(mut self, tag: u8) -> Response {
+        self.tag = Some(tag);
+        self
     }
 
     pub fn with_header(

@@ -329,6 +329,7 @@ impl Shared {
             elapsed: Duration::ZERO,
             bytes: written as u64,
             peer: entry.conn.peer(),
+            tag: None,
         });
         self.close(entry);
     }

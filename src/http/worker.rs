@@ -20,6 +20,7 @@ use rustix::event::{eventfd, EventfdFlags, Timespec};
 use super::blocking::Task;
 use super::conn::Expiry;
 use super::server::{Entry, Next, Shared};
+use super::timers::Timers;
 use super::{Rejection, Response};
 
 /// The inbox's epoll key; connections count up from 1.
@@ -30,6 +31,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 const READ_CHUNK: usize = 16 * 1024;
 /// Readiness events taken from epoll in one wake.
 const EVENTS: usize = 256;
+/// Sweep intervals the timer wheel tells apart: 102 s, past the default idle timeout.
+const WHEEL_SLOTS: usize = 1024;
+/// How often a connection that waits for its reply is looked at.
+const WAITING_RECHECK: Duration = Duration::from_secs(1);
 /// While draining, a new connection gets this long to send its first request.
 const DRAIN_FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
@@ -134,6 +139,8 @@ struct Slot {
     /// Its request waits for a [`Reply`]: readiness is ignored and no deadline applies (the
     /// handler's own, e.g. the store's timeout, bounds the wait).
     waiting: bool,
+    /// The tick of [`Timers`] its deadline is filed under.
+    filed: u64,
 }
 
 struct Worker<'a> {
@@ -142,6 +149,7 @@ struct Worker<'a> {
     epoll: OwnedFd,
     inbox: Arc<Inbox>,
     table: HashMap<u64, Slot>,
+    timers: Timers,
     next_key: u64,
     scratch: Vec<u8>,
 }
@@ -175,6 +183,7 @@ impl<'a> Worker<'a> {
             epoll,
             inbox,
             table: HashMap::new(),
+            timers: Timers::new(Instant::now(), SWEEP_INTERVAL, WHEEL_SLOTS),
             next_key: INBOX_KEY + 1,
             scratch: vec![0; READ_CHUNK],
         })
@@ -241,11 +250,13 @@ impl<'a> Worker<'a> {
         {
             return self.shared.close(entry);
         }
+        let filed = self.timers.schedule(key, entry.conn.deadline().0);
         self.table.insert(
             key,
             Slot {
                 entry,
                 waiting: false,
+                filed,
             },
         );
         // Edge-triggered: what arrived before registration raises no event.
@@ -253,18 +264,25 @@ impl<'a> Worker<'a> {
     }
 
     fn make_room(&mut self, entry: Entry, others: usize) {
-        let longest_idle = self
+        let mut idle: Vec<(Instant, u64)> = self
             .table
             .iter()
             .filter(|(_, slot)| !slot.waiting && slot.entry.conn.is_idle())
-            .min_by_key(|(_, slot)| slot.entry.conn.deadline().0)
-            .map(|(key, _)| *key);
-        match longest_idle {
-            Some(key) => {
-                if let Some(slot) = self.table.remove(&key) {
-                    self.shared.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
-                    self.shared.close(slot.entry);
-                }
+            .map(|(key, slot)| (slot.entry.conn.deadline().0, *key))
+            .collect();
+        idle.sort_unstable();
+        // The longest idle first; one whose next request has arrived unread is not idle.
+        let reclaimed = idle.into_iter().find_map(|(_, key)| {
+            let slot = self.table.get(&key)?;
+            match slot.entry.stream.peek(&mut [0u8; 1]) {
+                Ok(n) if n > 0 => None,
+                _ => self.table.remove(&key),
+            }
+        });
+        match reclaimed {
+            Some(slot) => {
+                self.shared.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
+                self.shared.close(slot.entry);
                 self.adopt(entry);
             }
             None if others > 0 => {
@@ -300,6 +318,7 @@ impl<'a> Worker<'a> {
             epoll,
             inbox,
             table,
+            timers,
             scratch,
             ..
         } = self;
@@ -316,7 +335,14 @@ impl<'a> Worker<'a> {
             shared.drive(&mut slot.entry, scratch, &context)
         }));
         match next {
-            Ok(Next::Park) => {}
+            Ok(Next::Park) => {
+                // A deadline that came nearer (a request started on an idle connection) is
+                // filed again; one that moved away is found so when its old tick comes.
+                let at = slot.entry.conn.deadline().0;
+                if timers.tick_of(at) < slot.filed {
+                    slot.filed = timers.schedule(key, at);
+                }
+            }
             Ok(Next::Waiting) => slot.waiting = true,
             Ok(Next::Blocking(job)) => {
                 if let Some(slot) = table.remove(&key) {
@@ -347,30 +373,41 @@ impl<'a> Worker<'a> {
     }
 
     /// Closes connections past their deadline (answering 408 to those mid-request) and, while
-    /// draining, every idle one. A new connection that has not sent anything yet is not idle:
-    /// its request may be on its way, so while draining it gets a short grace.
+    /// draining, every idle one. Only the connections filed under the ticks now due are looked
+    /// at; one whose deadline moved is filed again. A new connection that has not sent anything
+    /// yet is not idle: its request may be on its way, so while draining it gets a short grace.
     fn sweep(&mut self, now: Instant) {
-        let draining = self.shared.draining();
-        let expired: Vec<(u64, Expiry)> = self
-            .table
-            .iter()
-            .filter(|(_, slot)| !slot.waiting)
-            .filter_map(|(key, slot)| {
-                let (at, expiry) = slot.entry.conn.deadline();
-                if at <= now {
-                    Some((*key, expiry))
-                } else if draining
-                    && slot
-                        .entry
-                        .conn
-                        .idle_for_drain(now, DRAIN_FIRST_REQUEST_GRACE)
-                {
-                    Some((*key, Expiry::Idle))
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let mut due = Vec::new();
+        self.timers.due(now, &mut due);
+        let mut expired: Vec<(u64, Expiry)> = Vec::new();
+        for (key, tick) in due {
+            let Some(slot) = self.table.get_mut(&key).filter(|s| s.filed == tick) else {
+                // Closed, or filed again under another tick.
+                continue;
+            };
+            let (at, expiry) = slot.entry.conn.deadline();
+            if slot.waiting {
+                slot.filed = self.timers.schedule(key, now + WAITING_RECHECK);
+            } else if at <= now {
+                expired.push((key, expiry));
+            } else {
+                slot.filed = self.timers.schedule(key, at);
+            }
+        }
+        if self.shared.draining() {
+            expired.extend(
+                self.table
+                    .iter()
+                    .filter(|(_, slot)| {
+                        !slot.waiting
+                            && slot
+                                .entry
+                                .conn
+                                .idle_for_drain(now, DRAIN_FIRST_REQUEST_GRACE)
+                    })
+                    .map(|(key, _)| (*key, Expiry::Idle)),
+            );
+        }
         for (key, expiry) in expired {
             let Some(slot) = self.table.remove(&key) else {
                 continue;
