@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5.0"
+  # 1.10: the S3 backend locks with a lock object of its own (use_lockfile), no DynamoDB table.
+  required_version = ">= 1.10.0"
 
   required_providers {
     aws = {
@@ -12,14 +13,16 @@ terraform {
     }
   }
 
-  # State is never committed. For a team, keep it remotely, e.g.:
-  # backend "s3" {
-  #   bucket         = "my-terraform-state"
-  #   key            = "hello/terraform.tfstate"
-  #   region         = "us-east-1"
-  #   dynamodb_table = "terraform-locks"
-  #   encrypt        = true
-  # }
+  # State holds the Redis AUTH token and the rediss:// URL, so it lives in an encrypted,
+  # versioned S3 bucket (made once by deployment/bootstrap/) and is locked while a run writes it.
+  # Partial configuration: the bucket and its region come from `terraform init
+  # -backend-config=backend.hcl` (the bootstrap prints that file), so no account's names are
+  # committed here.
+  backend "s3" {
+    key          = "hello/terraform.tfstate"
+    encrypt      = true
+    use_lockfile = true
+  }
 }
 
 provider "aws" {
