@@ -168,6 +168,16 @@ resource "aws_ecs_service" "main" {
     rollback = true
   }
 
+  # The circuit breaker sees only failed health checks, and /health answers 200 while Redis is
+  # down (liveness: a Redis outage must not kill every task). A release that breaks Redis access
+  # or answers 5xx is caught by these alarms instead: ECS watches them during the deployment
+  # and its bake time and rolls back when one goes into ALARM.
+  alarms {
+    enable      = true
+    rollback    = true
+    alarm_names = [aws_cloudwatch_metric_alarm.http_5xx.alarm_name, aws_cloudwatch_metric_alarm.store_unavailable.alarm_name]
+  }
+
   load_balancer {
     target_group_arn = aws_lb_target_group.main.arn
     container_name   = var.name
