@@ -16,6 +16,12 @@ variable "vpc_cidr" {
   default     = "10.20.0.0/16"
 }
 
+variable "nat_gateway_per_zone" {
+  description = "One NAT gateway per zone (true), so that either zone's failure leaves the other able to start tasks; false: one, about $33/month less, for a test stack."
+  type        = bool
+  default     = true
+}
+
 variable "image_tag" {
   description = "Image tag for the first task definition; releases replace it (scripts/deploy.sh)."
   type        = string
