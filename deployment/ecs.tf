@@ -16,7 +16,6 @@ resource "aws_ecs_cluster" "main" {
 }
 
 resource "aws_launch_template" "ecs" {
-  # checkov:skip=CKV_AWS_341:Containers in bridge mode are one hop further; they need hop limit 2 to reach IMDSv2.
   name_prefix   = "${var.name}-"
   image_id      = data.aws_ssm_parameter.ecs_ami.value
   instance_type = var.instance_type
@@ -27,11 +26,15 @@ resource "aws_launch_template" "ecs" {
 
   vpc_security_group_ids = [aws_security_group.instances.id]
 
-  # IMDSv2 only; hop limit 2 so containers in bridge mode reach it (instance id, region).
+  # IMDSv2 only, with hop limit 1: a bridge-mode container is one hop further, so its token
+  # request's answer never reaches it, and without a token (IMDSv1 is off) it gets nothing. The
+  # instance profile's credentials (the ECS agent's role) stay out of every container's reach;
+  # tasks use their own task role, and learn their instance id from ECS instead
+  # (ECS_CONTAINER_METADATA_FILE and ecs:DescribeContainerInstances, see iam.tf).
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
-    http_put_response_hop_limit = 2
+    http_put_response_hop_limit = 1
   }
 
   block_device_mappings {
@@ -50,6 +53,7 @@ resource "aws_launch_template" "ecs" {
   user_data = base64encode(<<-EOT
     #!/bin/bash
     echo "ECS_CLUSTER=${var.name}" >> /etc/ecs/ecs.config
+    # The file that names the container instance to each task (its instance id comes from it).
     echo "ECS_ENABLE_CONTAINER_METADATA=true" >> /etc/ecs/ecs.config
   EOT
   )

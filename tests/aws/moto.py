@@ -6,6 +6,8 @@ instances on 127.0.0.x behind a Classic ELB and an instance target group.
   moto.py role-credentials        -> {"key", "secret", "token"} of an assumed allow-all role
   moto.py ecs-service TASK_JSON    -> an ECS service on that task definition, and an ECR repo
   moto.py service-task CLUSTER SERVICE -> the service's task definition (arn, revision, image)
+  moto.py container-instance CLUSTER -> an EC2 instance registered as a container instance of a
+                                     new ECS cluster: {"arn": ..., "instance": ...}
   moto.py stop INSTANCE_ID
 
 The endpoint is $MOTO_URL; every call after `credentials` is signed with $AWS_ACCESS_KEY_ID.
@@ -107,6 +109,18 @@ def service_task(cluster, service):
                       "secrets": task["containerDefinitions"][0].get("secrets", [])}))
 
 
+def container_instance(cluster):
+    """As the ECS agent registers its instance, with the instance identity document."""
+    ec2 = client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ecs = client("ecs")
+    ecs.create_cluster(clusterName=cluster)
+    document = {"instanceId": instance, "region": REGION, "imageId": image}
+    arn = ecs.register_container_instance(cluster=cluster, instanceIdentityDocument=json.dumps(document))
+    print(json.dumps({"arn": arn["containerInstance"]["containerInstanceArn"], "instance": instance}))
+
+
 def stop(instance_id):
     client("ec2").stop_instances(InstanceIds=[instance_id])
     print(json.dumps({"stopped": instance_id}))
@@ -124,6 +138,8 @@ if __name__ == "__main__":
         ecs_service(args[0])
     elif command == "service-task":
         service_task(args[0], args[1])
+    elif command == "container-instance":
+        container_instance(args[0])
     elif command == "stop":
         stop(args[0])
     else:
