@@ -67,9 +67,28 @@ resource "aws_autoscaling_group" "ecs" {
   protect_from_scale_in = true
   health_check_type     = "EC2"
 
+  # The version by number, not "$Latest": a new ECS-optimised AMI (read from SSM at each plan)
+  # makes a new launch template version, which changes this group and starts the refresh below.
   launch_template {
     id      = aws_launch_template.ecs.id
-    version = "$Latest"
+    version = aws_launch_template.ecs.latest_version
+  }
+
+  # Rolling replacement of every instance when the launch template changes: a new instance
+  # first (up to 200%), the old one drained by ECS (managed_draining below) and then ended.
+  # Instances are protected from scale-in for ECS's managed termination, so the refresh is told
+  # to replace them anyway.
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage       = 100
+      max_healthy_percentage       = 200
+      instance_warmup              = 120
+      skip_matching                = true
+      scale_in_protected_instances = "Refresh"
+      standby_instances            = "Terminate"
+    }
   }
 
   tag {
@@ -91,6 +110,8 @@ resource "aws_ecs_capacity_provider" "main" {
   auto_scaling_group_provider {
     auto_scaling_group_arn         = aws_autoscaling_group.ecs.arn
     managed_termination_protection = "ENABLED"
+    # ECS moves the tasks off an instance that Auto Scaling ends (a refresh, a scale-in).
+    managed_draining = "ENABLED"
 
     managed_scaling {
       status          = "ENABLED"
