@@ -119,6 +119,23 @@ variable "log_retention_days" {
   default     = 365
 }
 
+variable "access_log_days" {
+  description = "Days the load balancer's access logs are kept in S3."
+  type        = number
+  default     = 90
+}
+
+variable "waf_rate_limit" {
+  description = "Requests one client address may make in 5 minutes before the WAF blocks it (each new name adds a member to the sorted set for good)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.waf_rate_limit >= 10 && var.waf_rate_limit <= 2000000000
+    error_message = "Between 10 and 2,000,000,000 (WAF's bounds for a rate-based rule)."
+  }
+}
+
 variable "deletion_protection" {
   description = "Protect the load balancer from deletion (set false before terraform destroy)."
   type        = bool
