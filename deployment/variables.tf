@@ -95,9 +95,20 @@ variable "redis_nodes" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for an HTTPS listener; empty for HTTP only."
+  description = "ACM certificate for the HTTPS listener (HTTP then redirects to it). Required unless plain_http is true."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.certificate_arn != "" || var.plain_http
+    error_message = "Set certificate_arn to an ACM certificate's ARN, or plain_http = true to serve plain HTTP on purpose (e.g. a first try)."
+  }
+}
+
+variable "plain_http" {
+  description = "Serve plain HTTP when no certificate_arn is given: only on purpose, e.g. a first try; the plain_http_warning output says so."
+  type        = bool
+  default     = false
 }
 
 variable "alarm_email" {
