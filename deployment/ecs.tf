@@ -219,7 +219,10 @@ resource "aws_ecs_service" "main" {
     ignore_changes = [task_definition, desired_count]
   }
 
-  depends_on = [aws_lb_listener.http, aws_ecs_cluster_capacity_providers.main]
+  # Every listener that forwards to the target group: ECS refuses a target group that no load
+  # balancer uses yet ("does not have an associated load balancer"), and with a certificate the
+  # HTTP listener only redirects, so the HTTPS one is what associates it.
+  depends_on = [aws_lb_listener.http, aws_lb_listener.https, aws_ecs_cluster_capacity_providers.main]
 }
 
 resource "aws_appautoscaling_target" "service" {
