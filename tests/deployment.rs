@@ -298,7 +298,10 @@ fn plain_http_only_on_purpose() {
     assert!(why.contains("Set certificate_arn"), "{why}");
     for args in [
         &["-var", "plain_http=true"][..],
-        &["-var", "certificate_arn=arn:aws:acm:us-east-1:123456789012:certificate/x"][..],
+        &[
+            "-var",
+            "certificate_arn=arn:aws:acm:us-east-1:123456789012:certificate/x",
+        ][..],
     ] {
         let out = plan_variables(args);
         assert!(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use common::aws::Moto;
@@ -21,7 +21,7 @@ fn metadata(arn: &str, status: &str) -> String {
     .to_string()
 }
 
-fn start(moto: &Moto, file: &PathBuf) -> Service {
+fn start(moto: &Moto, file: &Path) -> Service {
     let closed = format!("http://127.0.0.1:{}", free_port());
     Service::start(&[
         ("DEBUG", "false"),
