@@ -42,6 +42,7 @@ fn aws_metrics(namespace: &str) -> Option<&'static [&'static str]> {
             "DatabaseMemoryUsagePercentage",
             "CurrConnections",
             "Evictions",
+            "ReplicationLag",
         ]),
         _ => None,
     }
@@ -259,6 +260,16 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
                 .iter()
                 .any(|(ns, name)| ns == "local.emf_namespace" && name == signal),
             "no alarm on the service's {signal}"
+        );
+    }
+    for (namespace, signal) in [
+        ("AWS/ApplicationELB", "HealthyHostCount"),
+        ("AWS/ElastiCache", "Evictions"),
+        ("AWS/ElastiCache", "ReplicationLag"),
+    ] {
+        assert!(
+            watched.iter().any(|(ns, name)| ns == namespace && name == signal),
+            "no alarm on {namespace} {signal}"
         );
     }
     // The task definition publishes the service's metrics under the namespace alarms watch.
