@@ -3,7 +3,7 @@
 #   1. read the infrastructure's outputs (terraform output -json in deployment/)
 #   2. build the static binary and the image, tagged with the git revision
 #   3. push it to the ECR repository
-#   4. register a task definition revision: the service's current one with the new image
+#   4. register a task definition revision: the family's latest one with the new image
 #   5. point the service at it
 #   6. wait until the service is stable (ECS's circuit breaker rolls back a failed release)
 # --dry-run does 1 and shows 2–6 without changing anything.
@@ -76,13 +76,20 @@ fi
 run "$tool" push "$image"
 
 step "registering a task definition revision with the new image"
+# The family's latest revision, not the one the service runs: Terraform owns the task
+# definition's settings (environment, secrets, sizes, platform) and registers a new revision
+# when they change; the service keeps running the old one (Terraform ignores the service's
+# task_definition, which releases move). A release carries Terraform's latest settings to it.
 current=$(aws ecs describe-services --cluster "$cluster" --services "$service" \
   --query 'services[0].taskDefinition' --output text) || fail "cannot describe service $service"
 [ -n "$current" ] && [ "$current" != "None" ] || fail "service $service not found in cluster $cluster"
+family=$(output task_family 2>/dev/null) || family=$(basename "${current%:*}")
+latest=$(aws ecs describe-task-definition --task-definition "$family" \
+  --query taskDefinition.taskDefinitionArn --output text) || fail "cannot read task definition family $family"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-aws ecs describe-task-definition --task-definition "$current" --query taskDefinition >"$work/current.json" \
-  || fail "cannot read task definition $current"
+aws ecs describe-task-definition --task-definition "$latest" --query taskDefinition >"$work/current.json" \
+  || fail "cannot read task definition $latest"
 python3 - "$work/current.json" "$image" >"$work/next.json" <<'PY' || fail "cannot render the task definition"
 import json, sys
 task = json.load(open(sys.argv[1]))
@@ -95,7 +102,7 @@ target = next((c for c in containers if c["name"] == task["family"]), containers
 target["image"] = sys.argv[2]
 json.dump(task, sys.stdout, indent=2)
 PY
-echo "    from $current"
+echo "    from $latest (the service runs $current)"
 if [ "$dry_run" = 1 ]; then
   run aws ecs register-task-definition --cli-input-json "file://$work/next.json"
   run aws ecs update-service --cluster "$cluster" --service "$service" --task-definition "<new revision>"

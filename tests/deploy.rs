@@ -25,10 +25,27 @@ fn deploy_registers_a_revision_and_updates_the_service() {
 
     let work = std::env::temp_dir().join(format!("hello-deploy-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
+    // Terraform changes the task definition (a new variable): it registers revision 2, which
+    // the service does not run yet.
+    let mut changed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("task_revision_example.json")).unwrap(),
+    )
+    .unwrap();
+    changed["containerDefinitions"][0]["environment"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "ADDED_BY_TERRAFORM", "value": "yes"}));
+    let changed_file = work.join("changed.json");
+    std::fs::write(&changed_file, changed.to_string()).unwrap();
+    let registered = moto.script(&["register-task", changed_file.to_str().unwrap()]);
+    assert_eq!(registered["revision"], 2);
+    assert_eq!(task(&moto)["revision"], 1);
+
     let outputs = serde_json::json!({
         "ecr_repository_url": {"value": made["repository"]},
         "cluster_name": {"value": "hello"},
         "service_name": {"value": "hello"},
+        "task_family": {"value": "hello"},
         "region": {"value": "us-east-1"},
     });
     let outputs_file = work.join("outputs.json");
@@ -72,7 +89,9 @@ fn deploy_registers_a_revision_and_updates_the_service() {
         String::from_utf8_lossy(&dry.stderr)
     );
     assert!(stdout.contains("dry run: nothing changed"));
-    assert_eq!(task(&moto)["revision"], 1, "a dry run registered something");
+    assert_eq!(task(&moto)["revision"], 1, "a dry run changed the service");
+    assert!(stdout.contains("from arn:aws:ecs:us-east-1:"), "{stdout}");
+    assert!(stdout.contains("task-definition/hello:2 (the service runs"), "{stdout}");
     assert!(!record.exists(), "a dry run ran the container tool");
 
     let out = deploy(&[]);
@@ -83,7 +102,16 @@ fn deploy_registers_a_revision_and_updates_the_service() {
         String::from_utf8_lossy(&out.stderr)
     );
     let now = task(&moto);
-    assert_eq!(now["revision"], 2);
+    assert_eq!(now["revision"], 3);
+    // Built on the family's latest revision: Terraform's change reached the service.
+    assert!(
+        now["environment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "ADDED_BY_TERRAFORM"),
+        "{now}"
+    );
     let image = format!("{}:rev-abc123", made["repository"].as_str().unwrap());
     assert_eq!(now["image"], image.as_str());
     // The secret reference survives the re-registration.
