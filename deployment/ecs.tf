@@ -50,6 +50,16 @@ resource "aws_launch_template" "ecs" {
     enabled = true
   }
 
+  tag_specifications {
+    resource_type = "instance"
+    tags          = local.tags
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = local.tags
+  }
+
   user_data = base64encode(<<-EOT
     #!/bin/bash
     echo "ECS_CLUSTER=${var.name}" >> /etc/ecs/ecs.config
@@ -182,6 +192,9 @@ resource "aws_ecs_service" "main" {
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
   health_check_grace_period_seconds  = 30
+  # Tasks carry the service's tags (default_tags), for cost allocation.
+  enable_ecs_managed_tags = true
+  propagate_tags          = "SERVICE"
 
   capacity_provider_strategy {
     capacity_provider = aws_ecs_capacity_provider.main.name

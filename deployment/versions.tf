@@ -9,7 +9,7 @@ terraform {
     }
     random = {
       source  = "hashicorp/random"
-      version = ">= 3.6"
+      version = ">= 3.6, < 4.0"
     }
   }
 
@@ -29,14 +29,21 @@ provider "aws" {
   region = var.region
 
   default_tags {
-    tags = {
-      Service   = var.name
-      ManagedBy = "terraform"
-    }
+    tags = local.tags
   }
 }
 
 data "aws_caller_identity" "current" {}
+
+locals {
+  # Every resource's tags (the provider's default_tags), and the tags given by hand where AWS
+  # creates resources itself: the instances and volumes Auto Scaling launches and the tasks ECS
+  # starts, which default_tags never reach.
+  tags = {
+    Service   = var.name
+    ManagedBy = "terraform"
+  }
+}
 
 data "aws_availability_zones" "available" {
   # checkov:skip=CKV_AWS_394:Only the first two zones are used, and the subnets pin them once created.
