@@ -2,8 +2,15 @@
 # instances in the private subnets, the service behind the target group with dynamic host
 # ports, rolling deployments that roll back on failure, and target-tracking task scaling.
 
+locals {
+  arm64 = var.architecture == "arm64"
+  # AWS's published parameter of the current ECS-optimised Amazon Linux 2023 AMI, per architecture.
+  ami_parameter = local.arm64 ? "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id" : "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+  instance_type = var.instance_type != "" ? var.instance_type : (local.arm64 ? "t4g.small" : "t3.small")
+}
+
 data "aws_ssm_parameter" "ecs_ami" {
-  name = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+  name = local.ami_parameter
 }
 
 resource "aws_ecs_cluster" "main" {
@@ -18,7 +25,7 @@ resource "aws_ecs_cluster" "main" {
 resource "aws_launch_template" "ecs" {
   name_prefix   = "${var.name}-"
   image_id      = data.aws_ssm_parameter.ecs_ami.value
-  instance_type = var.instance_type
+  instance_type = local.instance_type
 
   iam_instance_profile {
     arn = aws_iam_instance_profile.ecs_instance.arn
@@ -146,6 +153,12 @@ resource "aws_ecs_task_definition" "main" {
   network_mode             = "bridge"
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+
+  # ECS places the task only on instances of this architecture; the image must be built for it.
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = local.arm64 ? "ARM64" : "X86_64"
+  }
 
   container_definitions = jsonencode([{
     name                   = var.name

@@ -48,6 +48,11 @@ output "alarm_topic_arn" {
   value       = aws_sns_topic.alarms.arn
 }
 
+output "architecture" {
+  description = "arm64 or x86_64: the binary and image scripts/deploy.sh builds."
+  value       = var.architecture
+}
+
 output "region" {
   description = "Region of everything above."
   value       = var.region

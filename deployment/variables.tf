@@ -34,10 +34,21 @@ variable "container_port" {
   default     = 8080
 }
 
-variable "instance_type" {
-  description = "EC2 instance type of the ECS capacity."
+variable "architecture" {
+  description = "CPU architecture of the instances and the image: arm64 (Graviton) or x86_64. It chooses the ECS-optimised AMI, the default instance type and the task's runtime platform; releases build the binary and image for it."
   type        = string
-  default     = "t3.small"
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "arm64 or x86_64."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of the ECS capacity; empty: t4g.small for arm64, t3.small for x86_64. It must match architecture."
+  type        = string
+  default     = ""
 }
 
 variable "instances_min" {
