@@ -268,7 +268,9 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
         ("AWS/ElastiCache", "ReplicationLag"),
     ] {
         assert!(
-            watched.iter().any(|(ns, name)| ns == namespace && name == signal),
+            watched
+                .iter()
+                .any(|(ns, name)| ns == namespace && name == signal),
             "no alarm on {namespace} {signal}"
         );
     }
