@@ -81,9 +81,10 @@ case "$architecture" in
   *) fail "unknown architecture $architecture in the outputs (arm64 or x86_64)" ;;
 esac
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
-# podman stamps the image with --timestamp; docker's BuildKit reads the build argument.
+# podman stamps the image with --timestamp; docker's BuildKit reads the build argument. podman
+# builds Docker's format: its default, OCI, has no HEALTHCHECK and podman would drop it.
 case "$(basename "$tool")" in
-  podman*) stamp=(--timestamp "$SOURCE_DATE_EPOCH") ;;
+  podman*) stamp=(--format docker --timestamp "$SOURCE_DATE_EPOCH") ;;
   *) stamp=(--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH") ;;
 esac
 run make "$make_target"

@@ -113,7 +113,9 @@ fn deploy_registers_a_revision_and_updates_the_service() {
     );
     assert!(stdout.contains("(dry run) make static-arm64"), "{stdout}");
     assert!(
-        stdout.contains("(dry run) podman build --timestamp 1700000000 --platform linux/arm64"),
+        stdout.contains(
+            "(dry run) podman build --format docker --timestamp 1700000000 --platform linux/arm64"
+        ),
         "{stdout}"
     );
     assert!(
