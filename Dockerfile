@@ -1,11 +1,18 @@
 # The runtime image: the static musl binary that `make` builds on the host, and nothing else.
 #   make image                                   # Alpine base (a shell for operators)
 #   docker build --build-arg BASE=scratch .      # nothing but the binary
-# No RUN step: the image builds wherever the base can be had (scratch needs no pull at all).
-ARG BASE=alpine:3.20
+#   make image-multiarch                         # x86_64 and arm64 under one name (podman)
+# No RUN step: the image builds wherever the base can be had (scratch needs no pull at all), for
+# either architecture without emulation.
+# Alpine 3.23: its main repository is supported until 2027-11-01 (Alpine's releases.json); 3.20
+# ended on 2026-04-01 and 3.21 on 2026-11-01.
+ARG BASE=alpine:3.23
 FROM ${BASE}
 
-COPY target/x86_64-unknown-linux-musl/release/hello /usr/local/bin/hello
+# The binary for the image's architecture: x86_64 by default, or
+# --platform linux/arm64 --build-arg BINARY=target/aarch64-unknown-linux-musl/release/hello.
+ARG BINARY=target/x86_64-unknown-linux-musl/release/hello
+COPY ${BINARY} /usr/local/bin/hello
 
 # Numeric, so it works on scratch, which has no /etc/passwd.
 USER 65534:65534

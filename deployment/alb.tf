@@ -2,8 +2,7 @@
 # process serves (even with Redis down, which /health reports instead).
 
 resource "aws_lb" "main" {
-  # checkov:skip=CKV_AWS_91:Access logs need an S3 bucket with its own policy; enable when needed.
-  # checkov:skip=CKV2_AWS_28:A WAF is a product decision (and cost) beyond this service's defaults.
+  # checkov:skip=CKV2_AWS_76:Log4j is covered by AWSManagedRulesKnownBadInputsRuleSet (waf.tf); the check also wants AWSManagedRulesAnonymousIpList, which would block every client behind a VPN or on a cloud host, a product decision.
   # checkov:skip=CKV2_AWS_20:HTTP redirects to HTTPS whenever certificate_arn is set (see the http listener).
   name                       = var.name
   load_balancer_type         = "application"
@@ -13,6 +12,126 @@ resource "aws_lb" "main" {
   drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection
   idle_timeout               = 60
+
+  access_logs {
+    bucket  = aws_s3_bucket.access_logs.id
+    prefix  = "alb"
+    enabled = true
+  }
+
+  depends_on = [aws_s3_bucket_policy.access_logs]
+}
+
+# The load balancer's access logs: every request with its client, timing, status and
+# X-Amzn-Trace-Id (which the service's access line carries too). Elastic Load Balancing writes
+# them only with SSE-S3, not a customer key, and only when this policy lets it.
+resource "aws_s3_bucket" "access_logs" {
+  # checkov:skip=CKV_AWS_145:ALB access logs support only SSE-S3 (AES256) at the destination, not SSE-KMS.
+  # checkov:skip=CKV_AWS_18:Server access logs of an access-log bucket would need a third bucket; CloudTrail records its API calls.
+  # checkov:skip=CKV_AWS_144:Logs kept access_log_days in one region; replication would double their cost.
+  # checkov:skip=CKV2_AWS_62:Nothing acts on a new log object; Athena reads them when asked.
+  # checkov:skip=CKV_AWS_21:Objects are written once by the load balancer and expire by lifecycle; versions would only keep deleted logs.
+  bucket_prefix = "${var.name}-alb-logs-"
+  force_destroy = !var.deletion_protection
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "access_logs" {
+  bucket                  = aws_s3_bucket.access_logs.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+
+  rule {
+    id     = "expire"
+    status = "Enabled"
+    filter {}
+
+    expiration {
+      days = var.access_log_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
+# Regions older than August 2022 deliver from an Elastic Load Balancing account of the region;
+# newer ones from the log-delivery service principal. Both are allowed, each only into this
+# stack's prefix and this account's folder.
+data "aws_elb_service_account" "main" {}
+
+data "aws_iam_policy_document" "access_logs" {
+  statement {
+    sid       = "LoadBalancerWrites"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.access_logs.arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [data.aws_elb_service_account.main.arn]
+    }
+  }
+
+  statement {
+    sid       = "LogDeliveryWrites"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.access_logs.arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["logdelivery.elasticloadbalancing.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid     = "TlsOnly"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    resources = [
+      aws_s3_bucket.access_logs.arn,
+      "${aws_s3_bucket.access_logs.arn}/*",
+    ]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  policy = data.aws_iam_policy_document.access_logs.json
+
+  depends_on = [aws_s3_bucket_public_access_block.access_logs]
 }
 
 resource "aws_lb_target_group" "main" {

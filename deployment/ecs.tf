@@ -2,8 +2,15 @@
 # instances in the private subnets, the service behind the target group with dynamic host
 # ports, rolling deployments that roll back on failure, and target-tracking task scaling.
 
+locals {
+  arm64 = var.architecture == "arm64"
+  # AWS's published parameter of the current ECS-optimised Amazon Linux 2023 AMI, per architecture.
+  ami_parameter = local.arm64 ? "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id" : "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+  instance_type = var.instance_type != "" ? var.instance_type : (local.arm64 ? "t4g.small" : "t3.small")
+}
+
 data "aws_ssm_parameter" "ecs_ami" {
-  name = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+  name = local.ami_parameter
 }
 
 resource "aws_ecs_cluster" "main" {
@@ -16,10 +23,9 @@ resource "aws_ecs_cluster" "main" {
 }
 
 resource "aws_launch_template" "ecs" {
-  # checkov:skip=CKV_AWS_341:Containers in bridge mode are one hop further; they need hop limit 2 to reach IMDSv2.
   name_prefix   = "${var.name}-"
   image_id      = data.aws_ssm_parameter.ecs_ami.value
-  instance_type = var.instance_type
+  instance_type = local.instance_type
 
   iam_instance_profile {
     arn = aws_iam_instance_profile.ecs_instance.arn
@@ -27,11 +33,15 @@ resource "aws_launch_template" "ecs" {
 
   vpc_security_group_ids = [aws_security_group.instances.id]
 
-  # IMDSv2 only; hop limit 2 so containers in bridge mode reach it (instance id, region).
+  # IMDSv2 only, with hop limit 1: a bridge-mode container is one hop further, so its token
+  # request's answer never reaches it, and without a token (IMDSv1 is off) it gets nothing. The
+  # instance profile's credentials (the ECS agent's role) stay out of every container's reach;
+  # tasks use their own task role, and learn their instance id from ECS instead
+  # (ECS_CONTAINER_METADATA_FILE and ecs:DescribeContainerInstances, see iam.tf).
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
-    http_put_response_hop_limit = 2
+    http_put_response_hop_limit = 1
   }
 
   block_device_mappings {
@@ -47,9 +57,20 @@ resource "aws_launch_template" "ecs" {
     enabled = true
   }
 
+  tag_specifications {
+    resource_type = "instance"
+    tags          = local.tags
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = local.tags
+  }
+
   user_data = base64encode(<<-EOT
     #!/bin/bash
     echo "ECS_CLUSTER=${var.name}" >> /etc/ecs/ecs.config
+    # The file that names the container instance to each task (its instance id comes from it).
     echo "ECS_ENABLE_CONTAINER_METADATA=true" >> /etc/ecs/ecs.config
   EOT
   )
@@ -63,9 +84,28 @@ resource "aws_autoscaling_group" "ecs" {
   protect_from_scale_in = true
   health_check_type     = "EC2"
 
+  # The version by number, not "$Latest": a new ECS-optimised AMI (read from SSM at each plan)
+  # makes a new launch template version, which changes this group and starts the refresh below.
   launch_template {
     id      = aws_launch_template.ecs.id
-    version = "$Latest"
+    version = aws_launch_template.ecs.latest_version
+  }
+
+  # Rolling replacement of every instance when the launch template changes: a new instance
+  # first (up to 200%), the old one drained by ECS (managed_draining below) and then ended.
+  # Instances are protected from scale-in for ECS's managed termination, so the refresh is told
+  # to replace them anyway.
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage       = 100
+      max_healthy_percentage       = 200
+      instance_warmup              = 120
+      skip_matching                = true
+      scale_in_protected_instances = "Refresh"
+      standby_instances            = "Terminate"
+    }
   }
 
   tag {
@@ -87,6 +127,8 @@ resource "aws_ecs_capacity_provider" "main" {
   auto_scaling_group_provider {
     auto_scaling_group_arn         = aws_autoscaling_group.ecs.arn
     managed_termination_protection = "ENABLED"
+    # ECS moves the tasks off an instance that Auto Scaling ends (a refresh, a scale-in).
+    managed_draining = "ENABLED"
 
     managed_scaling {
       status          = "ENABLED"
@@ -111,6 +153,12 @@ resource "aws_ecs_task_definition" "main" {
   network_mode             = "bridge"
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+
+  # ECS places the task only on instances of this architecture; the image must be built for it.
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = local.arm64 ? "ARM64" : "X86_64"
+  }
 
   container_definitions = jsonencode([{
     name                   = var.name
@@ -157,6 +205,9 @@ resource "aws_ecs_service" "main" {
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
   health_check_grace_period_seconds  = 30
+  # Tasks carry the service's tags (default_tags), for cost allocation.
+  enable_ecs_managed_tags = true
+  propagate_tags          = "SERVICE"
 
   capacity_provider_strategy {
     capacity_provider = aws_ecs_capacity_provider.main.name
@@ -166,6 +217,16 @@ resource "aws_ecs_service" "main" {
   deployment_circuit_breaker {
     enable   = true
     rollback = true
+  }
+
+  # The circuit breaker sees only failed health checks, and /health answers 200 while Redis is
+  # down (liveness: a Redis outage must not kill every task). A release that breaks Redis access
+  # or answers 5xx is caught by these alarms instead: ECS watches them during the deployment
+  # and its bake time and rolls back when one goes into ALARM.
+  alarms {
+    enable      = true
+    rollback    = true
+    alarm_names = [aws_cloudwatch_metric_alarm.http_5xx.alarm_name, aws_cloudwatch_metric_alarm.store_unavailable.alarm_name]
   }
 
   load_balancer {
@@ -184,7 +245,10 @@ resource "aws_ecs_service" "main" {
     ignore_changes = [task_definition, desired_count]
   }
 
-  depends_on = [aws_lb_listener.http, aws_ecs_cluster_capacity_providers.main]
+  # Every listener that forwards to the target group: ECS refuses a target group that no load
+  # balancer uses yet ("does not have an associated load balancer"), and with a certificate the
+  # HTTP listener only redirects, so the HTTPS one is what associates it.
+  depends_on = [aws_lb_listener.http, aws_lb_listener.https, aws_ecs_cluster_capacity_providers.main]
 }
 
 resource "aws_appautoscaling_target" "service" {

@@ -1,5 +1,6 @@
-# Least privilege. The task may only discover its peers; the execution role may only pull this
-# repository's images, write this log group and read this secret; instances run the ECS agent.
+# Least privilege. The task may only discover its peers and name its own instance; the execution
+# role may only pull this repository's images, write this log group and read this secret;
+# instances run the ECS agent.
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -27,6 +28,13 @@ data "aws_iam_policy_document" "task" {
       "ec2:DescribeInstances",
     ]
     resources = ["*"]
+  }
+
+  # /health's instance id: the container instance the task runs on, in this cluster only.
+  statement {
+    sid       = "NameItsInstance"
+    actions   = ["ecs:DescribeContainerInstances"]
+    resources = ["arn:aws:ecs:${var.region}:${data.aws_caller_identity.current.account_id}:container-instance/${var.name}/*"]
   }
 }
 

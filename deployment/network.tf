@@ -1,8 +1,18 @@
 # A VPC across two availability zones: public subnets for the load balancer and the NAT
-# gateway, private subnets for the ECS instances and Redis.
+# gateways, private subnets for the ECS instances and Redis.
+#
+# Each zone's private subnet leaves through its own zone's NAT gateway, so that a zone's failure
+# does not cut the other zone off from ECR, CloudWatch Logs, Secrets Manager, the ECS control
+# plane and the ELB/EC2 APIs: without them no new task starts. A second NAT gateway costs about
+# $33/month; interface endpoints for the same services (ecr.api, ecr.dkr, logs, secretsmanager,
+# ecs, ecs-agent, ecs-telemetry, elasticloadbalancing, ec2, and ssm's three for Session Manager)
+# would be about $7.30/month each per zone, over $150/month for two zones. The S3 gateway
+# endpoint is free and carries the image layers (ECR stores them in S3) past the NAT gateways'
+# data charge.
 
 locals {
-  azs = slice(data.aws_availability_zones.available.names, 0, 2)
+  azs          = slice(data.aws_availability_zones.available.names, 0, 2)
+  nat_gateways = var.nat_gateway_per_zone ? 2 : 1
 }
 
 resource "aws_vpc" "main" {
@@ -41,12 +51,14 @@ resource "aws_internet_gateway" "main" {
 }
 
 resource "aws_eip" "nat" {
+  count  = local.nat_gateways
   domain = "vpc"
 }
 
 resource "aws_nat_gateway" "main" {
-  allocation_id = aws_eip.nat.id
-  subnet_id     = aws_subnet.public[0].id
+  count         = local.nat_gateways
+  allocation_id = aws_eip.nat[count.index].id
+  subnet_id     = aws_subnet.public[count.index].id
 
   depends_on = [aws_internet_gateway.main]
 }
@@ -66,19 +78,33 @@ resource "aws_route_table_association" "public" {
   route_table_id = aws_route_table.public.id
 }
 
+# One route table per zone, each to its zone's NAT gateway (or both to the one, when
+# nat_gateway_per_zone is false).
 resource "aws_route_table" "private" {
+  count  = 2
   vpc_id = aws_vpc.main.id
 
   route {
     cidr_block     = "0.0.0.0/0"
-    nat_gateway_id = aws_nat_gateway.main.id
+    nat_gateway_id = aws_nat_gateway.main[count.index % local.nat_gateways].id
   }
+
+  tags = { Name = "${var.name}-private-${count.index}" }
 }
 
 resource "aws_route_table_association" "private" {
   count          = 2
   subnet_id      = aws_subnet.private[count.index].id
-  route_table_id = aws_route_table.private.id
+  route_table_id = aws_route_table.private[count.index].id
+}
+
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = aws_vpc.main.id
+  service_name      = "com.amazonaws.${var.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = aws_route_table.private[*].id
+
+  tags = { Name = "${var.name}-s3" }
 }
 
 resource "aws_flow_log" "vpc" {
@@ -152,7 +178,7 @@ resource "aws_vpc_security_group_ingress_rule" "instances_from_peers" {
 
 resource "aws_vpc_security_group_egress_rule" "instances_https" {
   security_group_id = aws_security_group.instances.id
-  description       = "HTTPS to AWS APIs and ECR (through the NAT gateway)"
+  description       = "HTTPS to AWS APIs and ECR (through the NAT gateways, S3 through its endpoint)"
   cidr_ipv4         = "0.0.0.0/0"
   ip_protocol       = "tcp"
   from_port         = 443
@@ -190,4 +216,20 @@ resource "aws_vpc_security_group_ingress_rule" "redis_from_instances" {
   ip_protocol                  = "tcp"
   from_port                    = 6379
   to_port                      = 6379
+}
+
+# Stacks applied with one NAT gateway keep it as the first zone's.
+moved {
+  from = aws_eip.nat
+  to   = aws_eip.nat[0]
+}
+
+moved {
+  from = aws_nat_gateway.main
+  to   = aws_nat_gateway.main[0]
+}
+
+moved {
+  from = aws_route_table.private
+  to   = aws_route_table.private[0]
 }

@@ -236,6 +236,155 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   ok_actions          = local.alarm_actions
 }
 
+resource "aws_cloudwatch_metric_alarm" "healthy_hosts" {
+  alarm_name          = "${var.name}-healthy-hosts"
+  alarm_description   = "Fewer healthy targets than tasks_min (${var.tasks_min}) for 3 minutes: tasks fail to start or to pass /health."
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HealthyHostCount"
+  dimensions          = local.tg_dimensions
+  statistic           = "Minimum"
+  period              = 60
+  evaluation_periods  = 3
+  comparison_operator = "LessThanThreshold"
+  threshold           = var.tasks_min
+  # No data is no healthy target at all.
+  treat_missing_data = "breaching"
+  alarm_actions      = local.alarm_actions
+  ok_actions         = local.alarm_actions
+}
+
+# Evictions lose counts: the sorted set has no TTL, so any eviction means memory ran out.
+resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
+  alarm_name          = "${var.name}-redis-evictions"
+  alarm_description   = "Redis evicted keys: memory is full and data is being dropped."
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "evictions on the worst node"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "Evictions"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 300
+        stat        = "Sum"
+      }
+    }
+  }
+}
+
+# Only replicas publish ReplicationLag, and which node is a replica changes at a failover, so
+# the alarm takes the worst of every node; the primary's missing data counts for nothing.
+resource "aws_cloudwatch_metric_alarm" "redis_replication_lag" {
+  count               = var.redis_nodes > 1 ? 1 : 0
+  alarm_name          = "${var.name}-redis-replication-lag"
+  alarm_description   = "A Redis replica more than 10 s behind the primary for 5 minutes: a failover now would lose the counts since."
+  evaluation_periods  = 5
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 10
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "worst replica's lag (s)"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "ReplicationLag"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 60
+        stat        = "Maximum"
+      }
+    }
+  }
+}
+
+# Deployments that ECS gives up on (the circuit breaker or an alarm rolled them back) and tasks
+# that cannot start (e.g. an image that is not in ECR): events, not metrics, so EventBridge
+# sends them to the alarm topic.
+resource "aws_cloudwatch_event_rule" "deployments" {
+  name        = "${var.name}-deployment-failures"
+  description = "ECS deployments of ${var.name} that failed or rolled back, and tasks that cannot start"
+  event_pattern = jsonencode({
+    source        = ["aws.ecs"]
+    "detail-type" = ["ECS Deployment State Change", "ECS Service Action"]
+    resources     = [aws_ecs_service.main.id]
+    detail = {
+      eventName = ["SERVICE_DEPLOYMENT_FAILED", "SERVICE_TASK_START_IMPAIRED"]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "deployments" {
+  rule = aws_cloudwatch_event_rule.deployments.name
+  arn  = aws_sns_topic.alarms.arn
+}
+
+# The topic's policy: the account's own services as before (alarms, ElastiCache events), and
+# EventBridge for the rule above only.
+data "aws_iam_policy_document" "alarm_topic" {
+  statement {
+    sid       = "ThisAccountPublishes"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "AWS:SourceOwner"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+
+  statement {
+    sid       = "DeploymentEvents"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.deployments.arn]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "alarms" {
+  arn    = aws_sns_topic.alarms.arn
+  policy = data.aws_iam_policy_document.alarm_topic.json
+}
+
 module "dashboard" {
   source         = "./dashboard"
   region         = var.region
@@ -244,7 +393,7 @@ module "dashboard" {
   ecs_service    = aws_ecs_service.main.name
   redis_clusters = local.redis_clusters
   namespace      = local.emf_namespace
-  alarm_arns = [for alarm in [
+  alarm_arns = concat([for alarm in [
     aws_cloudwatch_metric_alarm.http_5xx,
     aws_cloudwatch_metric_alarm.unhealthy_hosts,
     aws_cloudwatch_metric_alarm.store_unavailable,
@@ -253,7 +402,9 @@ module "dashboard" {
     aws_cloudwatch_metric_alarm.ecs_memory,
     aws_cloudwatch_metric_alarm.redis_memory,
     aws_cloudwatch_metric_alarm.redis_cpu,
-  ] : alarm.arn]
+    aws_cloudwatch_metric_alarm.healthy_hosts,
+    aws_cloudwatch_metric_alarm.redis_evictions,
+  ] : alarm.arn], aws_cloudwatch_metric_alarm.redis_replication_lag[*].arn)
 }
 
 resource "aws_cloudwatch_dashboard" "main" {

@@ -13,6 +13,11 @@ output "service_url" {
   value       = "${var.certificate_arn == "" ? "http" : "https"}://${aws_lb.main.dns_name}"
 }
 
+output "plain_http_warning" {
+  description = "Set when the service is served over plain HTTP (plain_http = true, no certificate)."
+  value       = var.certificate_arn == "" ? "PLAIN HTTP: requests and answers cross the internet unencrypted; set certificate_arn for HTTPS." : null
+}
+
 output "cluster_name" {
   description = "ECS cluster."
   value       = aws_ecs_cluster.main.name
@@ -41,6 +46,11 @@ output "dashboard_url" {
 output "alarm_topic_arn" {
   description = "SNS topic the alarms notify."
   value       = aws_sns_topic.alarms.arn
+}
+
+output "architecture" {
+  description = "arm64 or x86_64: the binary and image scripts/deploy.sh builds."
+  value       = var.architecture
 }
 
 output "region" {

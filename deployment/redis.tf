@@ -31,6 +31,8 @@ resource "aws_elasticache_replication_group" "main" {
   snapshot_retention_limit   = 7
   auto_minor_version_upgrade = true
   apply_immediately          = false
+  # Failovers, node replacements and maintenance, as they happen.
+  notification_topic_arn = aws_sns_topic.alarms.arn
 }
 
 resource "aws_secretsmanager_secret" "redis_url" {

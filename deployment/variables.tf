@@ -16,6 +16,12 @@ variable "vpc_cidr" {
   default     = "10.20.0.0/16"
 }
 
+variable "nat_gateway_per_zone" {
+  description = "One NAT gateway per zone (true), so that either zone's failure leaves the other able to start tasks; false: one, about $33/month less, for a test stack."
+  type        = bool
+  default     = true
+}
+
 variable "image_tag" {
   description = "Image tag for the first task definition; releases replace it (scripts/deploy.sh)."
   type        = string
@@ -28,10 +34,21 @@ variable "container_port" {
   default     = 8080
 }
 
-variable "instance_type" {
-  description = "EC2 instance type of the ECS capacity."
+variable "architecture" {
+  description = "CPU architecture of the instances and the image: arm64 (Graviton) or x86_64. It chooses the ECS-optimised AMI, the default instance type and the task's runtime platform; releases build the binary and image for it."
   type        = string
-  default     = "t3.small"
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "arm64 or x86_64."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of the ECS capacity; empty: t4g.small for arm64, t3.small for x86_64. It must match architecture."
+  type        = string
+  default     = ""
 }
 
 variable "instances_min" {
@@ -89,9 +106,20 @@ variable "redis_nodes" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for an HTTPS listener; empty for HTTP only."
+  description = "ACM certificate for the HTTPS listener (HTTP then redirects to it). Required unless plain_http is true."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.certificate_arn != "" || var.plain_http
+    error_message = "Set certificate_arn to an ACM certificate's ARN, or plain_http = true to serve plain HTTP on purpose (e.g. a first try)."
+  }
+}
+
+variable "plain_http" {
+  description = "Serve plain HTTP when no certificate_arn is given: only on purpose, e.g. a first try; the plain_http_warning output says so."
+  type        = bool
+  default     = false
 }
 
 variable "alarm_email" {
@@ -111,6 +139,23 @@ variable "log_retention_days" {
   description = "Days CloudWatch keeps the service's logs."
   type        = number
   default     = 365
+}
+
+variable "access_log_days" {
+  description = "Days the load balancer's access logs are kept in S3."
+  type        = number
+  default     = 90
+}
+
+variable "waf_rate_limit" {
+  description = "Requests one client address may make in 5 minutes before the WAF blocks it (each new name adds a member to the sorted set for good)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.waf_rate_limit >= 10 && var.waf_rate_limit <= 2000000000
+    error_message = "Between 10 and 2,000,000,000 (WAF's bounds for a rate-based rule)."
+  }
 }
 
 variable "deletion_protection" {

@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # `make deploy` (or scripts/deploy.sh [--dry-run]): release the current commit.
 #   1. read the infrastructure's outputs (terraform output -json in deployment/)
-#   2. build the static binary and the image, tagged with the git revision
+#   2. build the static binary and the image for the stack's architecture, tagged with the
+#      git revision
 #   3. push it to the ECR repository
-#   4. register a task definition revision: the service's current one with the new image
+#   4. register a task definition revision: the family's latest one with the new image
 #   5. point the service at it
-#   6. wait until the service is stable (ECS's circuit breaker rolls back a failed release)
-# --dry-run does 1 and shows 2–6 without changing anything.
+#   6. wait until the service is stable (ECS rolls a failed release back: circuit breaker, alarms)
+# --dry-run does 1, reads the service and its task definitions (AWS read access:
+# ecs:DescribeServices and ecs:DescribeTaskDefinition), prints the task definition it would
+# register, and shows 2–6 without changing anything.
+#
+# Needs: the AWS CLI with credentials for the stack's account, python3, terraform (unless
+# TF_OUTPUT_JSON), git, and a container builder (a docker engine that answers, or podman);
+# `make static` installs musl-tools (and for arm64 gcc-aarch64-linux-gnu) as root or via sudo.
 #
 # Environment: IMAGE_TAG (default: the commit, 12 hex digits), TF_OUTPUT_JSON (a file holding
 # `terraform output -json`, instead of running terraform), CONTAINER_TOOL (docker or podman;
-# default: whichever is installed), and the usual AWS variables (AWS_PROFILE, AWS_ENDPOINT_URL…).
+# default: as `make image` chooses, scripts/lib.sh's container_tool), SOURCE_DATE_EPOCH (the
+# image's timestamps; default: the commit's time), and the usual AWS variables (AWS_PROFILE,
+# AWS_ENDPOINT_URL…).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 dry_run=0
 case "${1:-}" in
@@ -51,6 +61,8 @@ repository=$(output ecr_repository_url)
 cluster=$(output cluster_name)
 service=$(output service_name)
 region=$(output region)
+# Stacks from before the architecture variable are x86_64.
+architecture=$(output architecture 2>/dev/null) || architecture=x86_64
 export AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
 
 tag=${IMAGE_TAG:-$(git rev-parse --short=12 HEAD)}
@@ -60,10 +72,24 @@ fi
 image="$repository:$tag"
 echo "    image $image → service $service in cluster $cluster ($region)"
 
-step "building the static binary and the image"
-tool=${CONTAINER_TOOL:-$(command -v docker >/dev/null 2>&1 && echo docker || echo podman)}
-run make static
-run "$tool" build --build-arg BASE="${IMAGE_BASE:-alpine:3.20}" -t "$image" .
+step "building the static binary and the image ($architecture)"
+tool=${CONTAINER_TOOL:-$(container_tool)}
+[ -n "$tool" ] || fail "no container builder: a docker engine that answers \`docker info\`, or podman"
+case "$architecture" in
+  arm64) make_target=static-arm64 platform=linux/arm64 binary=target/aarch64-unknown-linux-musl/release/hello ;;
+  x86_64) make_target=static platform=linux/amd64 binary=target/x86_64-unknown-linux-musl/release/hello ;;
+  *) fail "unknown architecture $architecture in the outputs (arm64 or x86_64)" ;;
+esac
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+# podman stamps the image with --timestamp; docker's BuildKit reads the build argument. podman
+# builds Docker's format: its default, OCI, has no HEALTHCHECK and podman would drop it.
+case "$(basename "$tool")" in
+  podman*) stamp=(--format docker --timestamp "$SOURCE_DATE_EPOCH") ;;
+  *) stamp=(--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH") ;;
+esac
+run make "$make_target"
+run "$tool" build "${stamp[@]}" --platform "$platform" --build-arg BASE="${IMAGE_BASE:-alpine:3.23}" \
+  --build-arg BINARY="$binary" -t "$image" .
 
 step "pushing to ECR"
 registry=${repository%%/*}
@@ -76,13 +102,20 @@ fi
 run "$tool" push "$image"
 
 step "registering a task definition revision with the new image"
+# The family's latest revision, not the one the service runs: Terraform owns the task
+# definition's settings (environment, secrets, sizes, platform) and registers a new revision
+# when they change; the service keeps running the old one (Terraform ignores the service's
+# task_definition, which releases move). A release carries Terraform's latest settings to it.
 current=$(aws ecs describe-services --cluster "$cluster" --services "$service" \
   --query 'services[0].taskDefinition' --output text) || fail "cannot describe service $service"
 [ -n "$current" ] && [ "$current" != "None" ] || fail "service $service not found in cluster $cluster"
+family=$(output task_family 2>/dev/null) || family=$(basename "${current%:*}")
+latest=$(aws ecs describe-task-definition --task-definition "$family" \
+  --query taskDefinition.taskDefinitionArn --output text) || fail "cannot read task definition family $family"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-aws ecs describe-task-definition --task-definition "$current" --query taskDefinition >"$work/current.json" \
-  || fail "cannot read task definition $current"
+aws ecs describe-task-definition --task-definition "$latest" --query taskDefinition >"$work/current.json" \
+  || fail "cannot read task definition $latest"
 python3 - "$work/current.json" "$image" >"$work/next.json" <<'PY' || fail "cannot render the task definition"
 import json, sys
 task = json.load(open(sys.argv[1]))
@@ -95,8 +128,10 @@ target = next((c for c in containers if c["name"] == task["family"]), containers
 target["image"] = sys.argv[2]
 json.dump(task, sys.stdout, indent=2)
 PY
-echo "    from $current"
+echo "    from $latest (the service runs $current)"
 if [ "$dry_run" = 1 ]; then
+  echo "    the task definition it would register:"
+  sed 's/^/    /' "$work/next.json"
   run aws ecs register-task-definition --cli-input-json "file://$work/next.json"
   run aws ecs update-service --cluster "$cluster" --service "$service" --task-definition "<new revision>"
   run aws ecs wait services-stable --cluster "$cluster" --services "$service"

@@ -53,3 +53,24 @@ ensure_musl_target() {
     rustup target add x86_64-unknown-linux-musl
   fi
 }
+
+# The arm64 (Graviton) static binary's toolchain: the Rust target, and Debian's aarch64 GNU
+# toolchain to link it and compile ring's C (.cargo/config.toml names them).
+ensure_arm64_target() {
+  need_packages aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu
+  if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-musl$'; then
+    echo "==> adding the aarch64-unknown-linux-musl target"
+    rustup target add aarch64-unknown-linux-musl
+  fi
+}
+
+# container_tool: prints the container builder to use, docker when its engine answers, else
+# podman when installed, else nothing. One test for `make image` and scripts/deploy.sh: a docker
+# client without an engine is no builder.
+container_tool() {
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    echo docker
+  elif command -v podman >/dev/null 2>&1; then
+    echo podman
+  fi
+}

@@ -43,3 +43,6 @@ terraform fmt -check -recursive deployment
 
 echo "==> cargo test"
 cargo test --all-targets
+
+echo "==> the API suite against the arm64 (Graviton) static binary, under qemu"
+make --no-print-directory test-arm64

@@ -1,5 +1,6 @@
 //! The `hello` binary: configuration in, server up, signals handled.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -10,6 +11,9 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use hello::aws::credentials::Source;
+use hello::aws::ecs;
+use hello::aws::endpoint::Endpoint;
 use hello::aws::imds::Imds;
 use hello::cluster::Cluster;
 use hello::config::{self, Config};
@@ -132,8 +136,18 @@ fn serve() -> ExitCode {
         .imds_endpoint
         .as_deref()
         .map(|e| Arc::new(Imds::new(e)));
-    if let Some(imds) = &imds {
-        learn_instance_id(Arc::clone(imds), monitor.instance_id_slot());
+    // On ECS the agent's container metadata file leads to the instance (instance metadata is
+    // out of the containers' reach there); elsewhere on EC2, instance metadata tells it.
+    let ecs_metadata = std::env::var_os(ecs::METADATA_FILE).filter(|_| !config.debug);
+    match (ecs_metadata, &imds) {
+        (Some(path), _) => learn_instance_id_from_ecs(
+            PathBuf::from(path),
+            config.cluster.aws.ecs_endpoint.clone(),
+            imds.clone(),
+            monitor.instance_id_slot(),
+        ),
+        (None, Some(imds)) => learn_instance_id(Arc::clone(imds), monitor.instance_id_slot()),
+        (None, None) => {}
     }
     let cluster = match Cluster::new(&config.cluster, imds, |k| std::env::var(k).ok()) {
         Ok(c) => c,
@@ -229,6 +243,34 @@ fn learn_instance_id(imds: Arc<Imds>, slot: Arc<OnceLock<String>>) {
             });
     if let Err(e) = spawned {
         log::warn!("cannot ask instance metadata: {e}");
+    }
+}
+
+/// Asks ECS for the instance under this task in the background, as `learn_instance_id` asks
+/// instance metadata.
+fn learn_instance_id_from_ecs(
+    path: PathBuf,
+    endpoint: Option<Endpoint>,
+    imds: Option<Arc<Imds>>,
+    slot: Arc<OnceLock<String>>,
+) {
+    let Some(source) = Source::from_env(|k| std::env::var(k).ok(), imds) else {
+        log::warn!("no AWS credentials to ask ECS for this task's instance: the instance id stays \"local\"");
+        return;
+    };
+    let spawned = thread::Builder::new().name("ecs-instance".into()).spawn(move || {
+        match ecs::instance_id_from_metadata(&path, endpoint, source) {
+            Ok(id) => {
+                log::info!("running on EC2 instance {id} (from ECS)");
+                let _ = slot.set(id);
+            }
+            Err(e) => log::warn!(
+                "cannot learn this task's EC2 instance from ECS ({e}): the instance id stays \"local\""
+            ),
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("cannot ask ECS for this task's instance: {e}");
     }
 }
 

@@ -42,6 +42,7 @@ fn aws_metrics(namespace: &str) -> Option<&'static [&'static str]> {
             "DatabaseMemoryUsagePercentage",
             "CurrConnections",
             "Evictions",
+            "ReplicationLag",
         ]),
         _ => None,
     }
@@ -218,9 +219,15 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
         if path.extension().is_none_or(|e| e != "tf") {
             continue;
         }
+        // Alarms only: a WAF rule's `metric_name` names the metric it publishes, not one it
+        // watches.
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.contains("\"aws_cloudwatch_metric_alarm\"") {
+            continue;
+        }
         // Within an alarm (or one of its metric queries), `namespace` comes before `metric_name`.
         let mut namespace = None;
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
+        for line in text.lines() {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
@@ -255,8 +262,65 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
             "no alarm on the service's {signal}"
         );
     }
+    for (namespace, signal) in [
+        ("AWS/ApplicationELB", "HealthyHostCount"),
+        ("AWS/ElastiCache", "Evictions"),
+        ("AWS/ElastiCache", "ReplicationLag"),
+    ] {
+        assert!(
+            watched
+                .iter()
+                .any(|(ns, name)| ns == namespace && name == signal),
+            "no alarm on {namespace} {signal}"
+        );
+    }
     // The task definition publishes the service's metrics under the namespace alarms watch.
     let ecs = std::fs::read_to_string(deployment().join("ecs.tf")).unwrap();
     assert!(ecs.contains(r#"{ name = "METRICS_EMF", value = "true" }"#));
     assert!(ecs.contains(r#"{ name = "METRICS_EMF_NAMESPACE", value = local.emf_namespace }"#));
+}
+
+/// `terraform plan` of `deployment/variables.tf` alone (no provider, so offline) with `args`.
+fn plan_variables(args: &[&str]) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!(
+        "hello-variables-{}-{}",
+        std::process::id(),
+        args.len()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(deployment().join("variables.tf"), dir.join("variables.tf")).unwrap();
+    terraform(&dir, &["init", "-input=false", "-no-color"]);
+    let out = Command::new("terraform")
+        .current_dir(&dir)
+        .args(["plan", "-input=false", "-no-color"])
+        .args(args)
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_IN_AUTOMATION", "1")
+        .output()
+        .expect("terraform plan");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn plain_http_only_on_purpose() {
+    let refused = plan_variables(&[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr).replace('\n', " ");
+    assert!(why.contains("Set certificate_arn"), "{why}");
+    for args in [
+        &["-var", "plain_http=true"][..],
+        &[
+            "-var",
+            "certificate_arn=arn:aws:acm:us-east-1:123456789012:certificate/x",
+        ][..],
+    ] {
+        let out = plan_variables(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! The outside world on AWS, without an SDK: SigV4 signing (pure), credentials, the instance
-//! metadata service, and the Elastic Load Balancing and EC2 query APIs.
+//! metadata service, the Elastic Load Balancing and EC2 query APIs, and ECS for the instance
+//! under a task.
 
 pub mod credentials;
 pub mod ec2;
+pub mod ecs;
 pub mod elb;
 pub mod endpoint;
 pub mod imds;
@@ -52,6 +54,13 @@ pub const VARIABLES: &[Variable] = &[
         ENDPOINT,
     ),
     sdk("AWS_ENDPOINT_URL_EC2", "regional endpoints", ENDPOINT),
+    sdk("AWS_ENDPOINT_URL_ECS", "regional endpoints", ENDPOINT),
+    sdk(
+        ecs::METADATA_FILE,
+        "",
+        "set by the ECS agent: the instance id is asked from ECS (DescribeContainerInstances), \
+         not from instance metadata",
+    ),
 ];
 const IMDS_ENDPOINT: Variable = sdk(
     "AWS_EC2_METADATA_SERVICE_ENDPOINT",
@@ -72,6 +81,7 @@ pub struct AwsSettings {
     pub region: Option<String>,
     pub elb_endpoint: Option<Endpoint>,
     pub ec2_endpoint: Option<Endpoint>,
+    pub ecs_endpoint: Option<Endpoint>,
     /// `None` when `DEBUG=true` or `AWS_EC2_METADATA_DISABLED=true`.
     pub imds_endpoint: Option<String>,
 }
@@ -104,6 +114,7 @@ impl AwsSettings {
                 .map(|r| r.trim().to_owned()),
             elb_endpoint: endpoint("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING")?,
             ec2_endpoint: endpoint("AWS_ENDPOINT_URL_EC2")?,
+            ecs_endpoint: endpoint("AWS_ENDPOINT_URL_ECS")?,
             imds_endpoint: (!debug && !metadata_disabled).then_some(imds_endpoint),
         })
     }

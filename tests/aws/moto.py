@@ -5,7 +5,11 @@ instances on 127.0.0.x behind a Classic ELB and an instance target group.
   moto.py cluster PORT IP [IP...] -> {"instances": {ip: id}, "elb": name, "target_group": arn}
   moto.py role-credentials        -> {"key", "secret", "token"} of an assumed allow-all role
   moto.py ecs-service TASK_JSON    -> an ECS service on that task definition, and an ECR repo
+  moto.py register-task TASK_JSON -> a new revision of the task definition, as Terraform registers
+                                     one when its settings change: {"revision": ...}
   moto.py service-task CLUSTER SERVICE -> the service's task definition (arn, revision, image)
+  moto.py container-instance CLUSTER -> an EC2 instance registered as a container instance of a
+                                     new ECS cluster: {"arn": ..., "instance": ...}
   moto.py stop INSTANCE_ID
 
 The endpoint is $MOTO_URL; every call after `credentials` is signed with $AWS_ACCESS_KEY_ID.
@@ -98,13 +102,31 @@ def ecs_service(task_definition_file):
     print(json.dumps({"task_definition": task["taskDefinitionArn"], "repository": repo}))
 
 
+def register_task(task_definition_file):
+    task = client("ecs").register_task_definition(**json.load(open(task_definition_file)))
+    print(json.dumps({"revision": task["taskDefinition"]["revision"]}))
+
+
 def service_task(cluster, service):
     ecs = client("ecs")
     arn = ecs.describe_services(cluster=cluster, services=[service])["services"][0]["taskDefinition"]
     task = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
     print(json.dumps({"arn": arn, "revision": task["revision"],
                       "image": task["containerDefinitions"][0]["image"],
-                      "secrets": task["containerDefinitions"][0].get("secrets", [])}))
+                      "secrets": task["containerDefinitions"][0].get("secrets", []),
+                      "environment": task["containerDefinitions"][0].get("environment", [])}))
+
+
+def container_instance(cluster):
+    """As the ECS agent registers its instance, with the instance identity document."""
+    ec2 = client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ecs = client("ecs")
+    ecs.create_cluster(clusterName=cluster)
+    document = {"instanceId": instance, "region": REGION, "imageId": image}
+    arn = ecs.register_container_instance(cluster=cluster, instanceIdentityDocument=json.dumps(document))
+    print(json.dumps({"arn": arn["containerInstance"]["containerInstanceArn"], "instance": instance}))
 
 
 def stop(instance_id):
@@ -122,8 +144,12 @@ if __name__ == "__main__":
         role_credentials()
     elif command == "ecs-service":
         ecs_service(args[0])
+    elif command == "register-task":
+        register_task(args[0])
     elif command == "service-task":
         service_task(args[0], args[1])
+    elif command == "container-instance":
+        container_instance(args[0])
     elif command == "stop":
         stop(args[0])
     else:
