@@ -159,3 +159,35 @@ fn an_unreadable_rust_log_stops_start_up() {
         assert!(stderr.starts_with("hello: invalid RUST_LOG: "), "{stderr}");
     }
 }
+
+#[test]
+fn access_lines_carry_the_albs_trace_id_and_nothing_else_from_that_header() {
+    const TRACE: &str = "Root=1-67891233-abcdef012345678912345678;Sampled=1";
+    for format in ["text", "json"] {
+        let mut s = Service::start(&[("LOG_FORMAT", format)]);
+        for trace in [TRACE, "Root=1-x\"\u{2028}forged"] {
+            let r = s.request("GET", "/health", &[("X-Amzn-Trace-Id", trace)]);
+            assert_eq!(r.status, 200);
+        }
+        s.signal(Signal::TERM);
+        s.wait(Duration::from_secs(15)).expect("exit after SIGTERM");
+        let logs = s.logs();
+        let access: Vec<&str> = logs.lines().filter(|l| l.contains("access")).collect();
+        assert_eq!(access.len(), 2, "{logs}");
+        match format {
+            "text" => {
+                assert!(access[0].ends_with(&format!("ms {TRACE}")), "{}", access[0]);
+                assert!(access[1].ends_with("ms"), "{}", access[1]);
+            }
+            _ => {
+                let lines: Vec<Value> = access
+                    .iter()
+                    .map(|l| serde_json::from_str(l).expect("JSON"))
+                    .collect();
+                assert_eq!(lines[0]["trace_id"], TRACE);
+                assert!(lines[1].get("trace_id").is_none(), "{}", lines[1]);
+            }
+        }
+        assert!(!logs.contains("forged"), "{logs}");
+    }
+}

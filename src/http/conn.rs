@@ -450,9 +450,13 @@ impl Conn {
         let State::Sending(sending) = &self.state else {
             return None;
         };
-        let (method, path) = match &sending.head {
-            Some(head) => (head.method(&self.input), head.path(&self.input)),
-            None => ("-", "-"),
+        let (method, path, trace_id) = match &sending.head {
+            Some(head) => (
+                head.method(&self.input),
+                head.path(&self.input),
+                head.header(&self.input, "x-amzn-trace-id"),
+            ),
+            None => ("-", "-", None),
         };
         Some(Exchange {
             method,
@@ -462,6 +466,7 @@ impl Conn {
             bytes: sending.body_bytes,
             peer: self.peer,
             tag: sending.tag,
+            trace_id,
         })
     }
 

@@ -98,4 +98,7 @@ pub struct Exchange<'a> {
     pub peer: SocketAddr,
     /// The response's [`Response::tag`]; `None` for a refusal.
     pub tag: Option<u8>,
+    /// The request's `X-Amzn-Trace-Id` as the client sent it (the load balancer adds one to
+    /// every request), for the access line to carry once checked.
+    pub trace_id: Option<&'a [u8]>,
 }

@@ -206,6 +206,16 @@ impl Head {
         self.path.as_ref().map_or("/", |p| text(buf, p))
     }
 
+    /// The first value of the header field `name` (case-insensitive).
+    pub fn header<'a>(&'a self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        Headers {
+            buf,
+            spans: &self.headers,
+        }
+        .all(name)
+        .next()
+    }
+
     /// Heap bytes held by the parsed fields.
     pub fn heap(&self) -> usize {
         self.headers.capacity() * std::mem::size_of::<(Span, Span)>()

@@ -330,6 +330,7 @@ impl Shared {
             bytes: written as u64,
             peer: entry.conn.peer(),
             tag: None,
+            trace_id: None,
         });
         self.close(entry);
     }
