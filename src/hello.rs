@@ -74,7 +74,10 @@ impl Name {
 
 /// `Hello, "{name}"` with the name quoted as Go's `%q` quotes it.
 pub fn greeting(name: &Name) -> String {
-    format!("Hello, {}", go_quote(name.as_str()))
+    let mut out = String::with_capacity(name.as_str().len() + 9);
+    out.push_str("Hello, ");
+    quote_into(&mut out, name.as_str());
+    out
 }
 
 /// Quotes `s` as Go's `strconv.Quote` does: printable runes as they are, `"` and `\` escaped,
@@ -82,6 +85,12 @@ pub fn greeting(name: &Name) -> String {
 /// are not printable.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    quote_into(&mut out, s);
+    out
+}
+
+/// [`go_quote`], appended to `out`.
+fn quote_into(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -107,7 +116,6 @@ pub fn go_quote(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// Go's `unicode.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space.

@@ -15,11 +15,11 @@ use crate::counts::{Gate, Listing, Paging, PagingError};
 use crate::health::Monitor;
 use crate::hello::{greeting, Name, NameError};
 use crate::http::{
-    negotiate, path, Answer, BodySource, Context, Rejection, Request, Response, Stats,
+    negotiate, path, Answer, BodySource, Context, Rejection, Reply, Request, Response, Stats,
 };
 use crate::metrics::{ConnectionGauges, Metrics, StoreOperation};
 use crate::route::Route;
-use crate::store::{Increments, Store, StoreError};
+use crate::store::{Done, Increments, Store, StoreError};
 
 /// What the handlers share, built once at start-up and read by every thread.
 ///
@@ -31,7 +31,7 @@ use crate::store::{Increments, Store, StoreError};
 /// at once, and no lane can take the event loops, so `/health` answers whatever Redis or AWS do.
 pub struct State {
     pub store: Arc<dyn Store>,
-    pub increments: Increments,
+    pub increments: Increments<Greeting>,
     /// How many `/counts` listings may be open at once.
     pub listings: Arc<Gate>,
     /// How many `/health/cluster` requests may be answered at once.
@@ -184,23 +184,38 @@ fn hello(
 ) -> Result<Answer, ApiError> {
     let name = Name::from_segment(segment)?;
     let json = negotiate::choose(request.header_values("accept"), &[TEXT_TYPE, JSON]) == JSON;
-    let reply = context.reply();
-    let metrics = Arc::clone(&app.metrics);
-    let key = name.as_str().to_owned();
-    app.increments.submit(
-        key,
-        Box::new(move |result| {
-            let response = match result {
-                Ok(count) => {
-                    metrics.increment_stored();
-                    greeting_response(&name, count, json)
-                }
-                Err(e) => store_failure(&metrics, StoreOperation::Increment, e).into_response(),
-            };
-            reply.send(finish(Route::Hello, response));
-        }),
-    );
+    app.increments.submit(Greeting {
+        name,
+        json,
+        reply: context.reply(),
+        metrics: Arc::clone(&app.metrics),
+    });
     Ok(Answer::Later)
+}
+
+/// A greeting waiting in the store lane, with what its answer needs.
+pub struct Greeting {
+    name: Name,
+    json: bool,
+    reply: Reply,
+    metrics: Arc<Metrics>,
+}
+
+impl Done for Greeting {
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    fn done(self, result: Result<i64, StoreError>) {
+        let response = match result {
+            Ok(count) => {
+                self.metrics.increment_stored();
+                greeting_response(&self.name, count, self.json)
+            }
+            Err(e) => store_failure(&self.metrics, StoreOperation::Increment, e).into_response(),
+        };
+        self.reply.send(finish(Route::Hello, response));
+    }
 }
 
 fn greeting_response(name: &Name, count: i64, json: bool) -> Response {

@@ -165,9 +165,7 @@ impl Conn {
     pub fn poll(&mut self, now: Instant) -> Event<'_> {
         match self.step(now) {
             Step::Request => match &self.state {
-                State::Ready { head, received, .. } => {
-                    Event::Request(head.request(&self.input, self.peer, *received))
-                }
+                State::Ready { head, .. } => Event::Request(head.request(&self.input)),
                 _ => Event::Close,
             },
             Step::Refuse(rejection) => Event::Refuse(rejection),
@@ -191,7 +189,7 @@ impl Conn {
                     Err(rejection) => self.state = State::Refused(rejection, now),
                     Ok(None) if self.peer_done => self.state = State::Closing,
                     Ok(None) => return Step::Read,
-                    Ok(Some(len)) => match request::parse(&self.input, len) {
+                    Ok(Some(len)) => match request::parse(scanner, &self.input, len) {
                         Err(rejection) => self.state = State::Refused(rejection, now),
                         Ok(head) => self.state = self.after_head(head, now),
                     },

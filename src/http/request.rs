@@ -3,9 +3,7 @@
 //! says about its framing. The request line is parsed here, strictly, so that each fault is
 //! named; the header fields are parsed by `httparse`.
 
-use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::Instant;
 
 use super::Rejection;
 
@@ -178,23 +176,15 @@ pub struct Head {
 
 impl Head {
     /// The request view over `buf`, the bytes this head was parsed from.
-    pub fn request<'a>(
-        &'a self,
-        buf: &'a [u8],
-        peer: SocketAddr,
-        received: Instant,
-    ) -> Request<'a> {
+    pub fn request<'a>(&'a self, buf: &'a [u8]) -> Request<'a> {
         Request {
             method: text(buf, &self.method),
             path: self.path(buf),
             query: self.query.as_ref().map(|q| text(buf, q)),
-            version: self.version,
             headers: Headers {
                 buf,
                 spans: &self.headers,
             },
-            peer,
-            received,
         }
     }
 
@@ -236,16 +226,15 @@ fn span(buf: &[u8], part: &[u8]) -> Span {
     start as u32..(start + part.len()) as u32
 }
 
-/// Parses the head that [`HeadScanner`] found at the front of `buf` (`buf[..len]`).
-pub fn parse(buf: &[u8], len: usize) -> Result<Head, Rejection> {
+/// Parses the head that `scanner` found at the front of `buf` (`buf[..len]`), from the request
+/// line it already located.
+pub fn parse(scanner: &HeadScanner, buf: &[u8], len: usize) -> Result<Head, Rejection> {
     let head = &buf[..len];
-    let line_start = leading_empty_lines(head)?.unwrap_or(0);
-    let line_len = head[line_start..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or(Rejection::BadRequest("malformed request line"))?;
-    let fields_start = line_start + line_len + 1;
-    let line = &head[line_start..line_start + line_len];
+    // Where the scanner found the request line.
+    let (Some(line_start), Some(fields_start)) = (scanner.line_start, scanner.line_end) else {
+        return Err(Rejection::BadRequest("malformed request line"));
+    };
+    let line = &head[line_start..fields_start - 1];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let (method, target, version) = request_line(line)?;
 
@@ -518,11 +507,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
-    pub version: Version,
     pub headers: Headers<'a>,
-    pub peer: SocketAddr,
-    /// When the request was whole: the start of its latency.
-    pub received: Instant,
 }
 
 impl Request<'_> {
@@ -561,18 +546,21 @@ mod tests {
     }
 
     fn head(buf: &[u8]) -> Result<Head, Rejection> {
-        let len = scan_whole(buf)?.expect("a whole head");
-        parse(buf, len)
+        let mut scanner = HeadScanner::default();
+        let len = scanner
+            .scan(buf, &Limits::default())?
+            .expect("a whole head");
+        parse(&scanner, buf, len)
     }
 
     fn request(buf: &[u8]) -> (String, String, Option<String>, Version) {
         let h = head(buf).unwrap();
-        let r = h.request(buf, "127.0.0.1:1".parse().unwrap(), Instant::now());
+        let r = h.request(buf);
         (
             r.method.to_owned(),
             r.path.to_owned(),
             r.query.map(str::to_owned),
-            r.version,
+            h.version,
         )
     }
 
@@ -972,7 +960,7 @@ mod tests {
     fn headers_are_read_by_name_in_order() {
         let req = b"GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\naccept: b\r\n\r\n";
         let h = head(req).unwrap();
-        let r = h.request(req, "127.0.0.1:1".parse().unwrap(), Instant::now());
+        let r = h.request(req);
         let accept: Vec<&[u8]> = r.header_values("ACCEPT").collect();
         assert_eq!(accept, [b"a".as_slice(), b"b"]);
         assert_eq!(r.header_values("missing").count(), 0);

@@ -152,6 +152,8 @@ struct Worker<'a> {
     timers: Timers,
     next_key: u64,
     scratch: Vec<u8>,
+    /// The inbox's other buffer.
+    spare: Vec<Message>,
 }
 
 /// Runs worker `id` until the server is done.
@@ -186,6 +188,7 @@ impl<'a> Worker<'a> {
             timers: Timers::new(Instant::now(), SWEEP_INTERVAL, WHEEL_SLOTS),
             next_key: INBOX_KEY + 1,
             scratch: vec![0; READ_CHUNK],
+            spare: Vec::new(),
         })
     }
 
@@ -227,14 +230,17 @@ impl<'a> Worker<'a> {
     fn read_inbox(&mut self) {
         let mut count = [0u8; 8];
         let _ = rustix::io::read(&self.inbox.wake, &mut count);
-        let messages = mem::take(&mut *self.inbox.messages());
-        for message in messages {
+        // Two buffers take turns, so that neither the senders nor the worker allocate.
+        let mut messages = mem::take(&mut self.spare);
+        mem::swap(&mut messages, &mut *self.inbox.messages());
+        for message in messages.drain(..) {
             match message {
                 Message::Adopt(entry) => self.adopt(entry),
                 Message::MakeRoom(entry, others) => self.make_room(entry, others),
                 Message::Done(key, response) => self.done(key, response),
             }
         }
+        self.spare = messages;
     }
 
     fn adopt(&mut self, entry: Entry) {

@@ -19,45 +19,52 @@ use super::{Store, StoreError};
 /// Most increments sent in one pipeline.
 const MAX_BATCH: usize = 256;
 
-/// What to do with one increment's result; called on the lane's thread, so it must not block.
-pub type Done = Box<dyn FnOnce(Result<i64, StoreError>) + Send>;
-
-pub struct Increments {
-    shared: Arc<Shared>,
+/// One increment as its caller queues it: the name, and what to do with the result. Kept by
+/// value in the queue (no allocation per greeting); `done` is called on the lane's thread, so
+/// it must not block.
+pub trait Done: Send + 'static {
+    fn name(&self) -> &str;
+    fn done(self, result: Result<i64, StoreError>);
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
+pub struct Increments<D: Done> {
+    shared: Arc<Shared<D>>,
+}
+
+struct Shared<D> {
+    queue: Mutex<Queue<D>>,
     ready: Condvar,
     capacity: usize,
     /// How long a greeting may wait to be sent.
     max_wait: Duration,
 }
 
-#[derive(Default)]
-struct Queue {
-    pending: VecDeque<Pending>,
+struct Queue<D> {
+    pending: VecDeque<Pending<D>>,
     /// The thread waits for work: the next caller wakes it.
     asleep: bool,
     closed: bool,
 }
 
-struct Pending {
-    name: String,
+struct Pending<D> {
     queued: Instant,
-    done: Done,
+    done: D,
 }
 
-impl Increments {
+impl<D: Done> Increments<D> {
     /// Starts the lane's thread. `capacity`: greetings that may wait to be sent; `max_wait`:
     /// how long one may wait.
     pub fn start(
         store: Arc<dyn Store>,
         capacity: usize,
         max_wait: Duration,
-    ) -> io::Result<Increments> {
+    ) -> io::Result<Increments<D>> {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                pending: VecDeque::new(),
+                asleep: false,
+                closed: false,
+            }),
             ready: Condvar::new(),
             capacity,
             max_wait,
@@ -69,18 +76,17 @@ impl Increments {
         Ok(Increments { shared })
     }
 
-    /// Queues an increment of `name`; `done` gets its result. A full lane gives
+    /// Queues an increment of `done`'s name; `done` gets its result. A full lane gives
     /// [`StoreError::Overloaded`] at once. The lane starts on it at [`Increments::flush`] or
     /// when it finishes the batch in flight, whichever comes first: the caller flushes when it
     /// has queued what it had at hand, so that those go as one pipeline.
-    pub fn submit(&self, name: String, done: Done) {
+    pub fn submit(&self, done: D) {
         let mut queue = self.shared.queue();
         if queue.pending.len() >= self.shared.capacity {
             drop(queue);
-            return done(Err(StoreError::Overloaded));
+            return done.done(Err(StoreError::Overloaded));
         }
         queue.pending.push_back(Pending {
-            name,
             queued: Instant::now(),
             done,
         });
@@ -98,30 +104,33 @@ impl Increments {
     }
 }
 
-impl Drop for Increments {
+impl<D: Done> Drop for Increments<D> {
     fn drop(&mut self) {
         self.shared.queue().closed = true;
         self.shared.ready.notify_one();
     }
 }
 
-impl Shared {
-    fn queue(&self) -> MutexGuard<'_, Queue> {
+impl<D: Done> Shared<D> {
+    fn queue(&self) -> MutexGuard<'_, Queue<D>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn serve(&self, store: &dyn Store) {
-        while let Some(batch) = self.next_batch() {
-            self.run(store, batch);
+        // Kept from batch to batch, so that a batch allocates little.
+        let (mut batch, mut fresh) = (Vec::new(), Vec::new());
+        while self.next_batch(&mut batch) {
+            self.run(store, &mut batch, &mut fresh);
         }
     }
 
-    /// Everything queued (up to a batch), waiting for some if none is; `None` once closed.
-    fn next_batch(&self) -> Option<Vec<Pending>> {
+    /// Moves everything queued (up to a batch) into `batch`, waiting for some if none is;
+    /// `false` once closed.
+    fn next_batch(&self, batch: &mut Vec<Pending<D>>) -> bool {
         let mut queue = self.queue();
         while queue.pending.is_empty() {
             if queue.closed {
-                return None;
+                return false;
             }
             queue.asleep = true;
             queue = self
@@ -131,27 +140,28 @@ impl Shared {
             queue.asleep = false;
         }
         let take = queue.pending.len().min(MAX_BATCH);
-        Some(queue.pending.drain(..take).collect())
+        batch.extend(queue.pending.drain(..take));
+        true
     }
 
-    fn run(&self, store: &dyn Store, batch: Vec<Pending>) {
+    fn run(&self, store: &dyn Store, batch: &mut Vec<Pending<D>>, fresh: &mut Vec<Pending<D>>) {
         let now = Instant::now();
-        let (late, batch): (Vec<Pending>, Vec<Pending>) = batch
-            .into_iter()
-            .partition(|p| now.saturating_duration_since(p.queued) > self.max_wait);
-        for pending in late {
-            finish(
-                pending.done,
-                Err(StoreError::Unavailable(format!(
-                    "waited over {} ms for the store; not sent",
-                    self.max_wait.as_millis()
-                ))),
-            );
+        for pending in batch.drain(..) {
+            if now.saturating_duration_since(pending.queued) <= self.max_wait {
+                fresh.push(pending);
+                continue;
+            }
+            let late = Err(StoreError::Unavailable(format!(
+                "waited over {} ms for the store; not sent",
+                self.max_wait.as_millis()
+            )));
+            finish(pending, late);
         }
-        if batch.is_empty() {
+        if fresh.is_empty() {
             return;
         }
-        let names: Vec<&str> = batch.iter().map(|p| p.name.as_str()).collect();
+        let batch = fresh;
+        let names: Vec<&str> = batch.iter().map(|p| p.done.name()).collect();
         let mut results = panic::catch_unwind(AssertUnwindSafe(|| store.increment_batch(&names)))
             .unwrap_or_else(|_| {
                 log::error!("an increment batch panicked; its greetings were answered 500");
@@ -169,15 +179,16 @@ impl Shared {
                 "no reply for a pipelined increment".into(),
             ))
         });
-        for (pending, result) in batch.into_iter().zip(results) {
-            finish(pending.done, result);
+        for (pending, result) in batch.drain(..).zip(results) {
+            finish(pending, result);
         }
     }
 }
 
 /// A caller's `done` that panics must not take the lane down with it.
-fn finish(done: Done, result: Result<i64, StoreError>) {
-    if panic::catch_unwind(AssertUnwindSafe(move || done(result))).is_err() {
+fn finish<D: Done>(pending: Pending<D>, result: Result<i64, StoreError>) {
+    let done = pending.done;
+    if panic::catch_unwind(AssertUnwindSafe(move || done.done(result))).is_err() {
         log::error!("a greeting's answer panicked");
     }
 }
@@ -232,14 +243,22 @@ mod tests {
         }
     }
 
-    fn submit(lane: &Increments, name: &str) -> mpsc::Receiver<Result<i64, StoreError>> {
+    /// A name whose result goes to a channel.
+    struct Sent(String, mpsc::Sender<Result<i64, StoreError>>);
+
+    impl Done for Sent {
+        fn name(&self) -> &str {
+            &self.0
+        }
+
+        fn done(self, result: Result<i64, StoreError>) {
+            let _ = self.1.send(result);
+        }
+    }
+
+    fn submit(lane: &Increments<Sent>, name: &str) -> mpsc::Receiver<Result<i64, StoreError>> {
         let (tx, rx) = mpsc::channel();
-        lane.submit(
-            name.into(),
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
+        lane.submit(Sent(name.into(), tx));
         lane.flush();
         rx
     }
