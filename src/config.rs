@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert!(matches!(c.store, StoreSettings::Memory));
         assert!(!c.debug);
-        assert_eq!(c.http.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.http.connection.idle_timeout, Duration::from_secs(75));
     }
 
     #[test]

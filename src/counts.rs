@@ -5,18 +5,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::settings::{number, ConfigError, Variable};
+use crate::settings::{number, variables, ConfigError};
 use crate::store::{Entry, Order, Scan, ScanRequest, Store, StoreError};
 
-const COUNTS_MAX_LISTINGS: Variable = Variable {
-    name: "COUNTS_MAX_LISTINGS",
-    default: "16",
-    meaning: "/counts listings open at once, each holding a Redis connection while its client \
-              reads; more get 503",
-};
-
-/// The variables read here, for `hello --help`.
-pub const VARIABLES: &[Variable] = &[COUNTS_MAX_LISTINGS];
+variables! {
+    COUNTS_MAX_LISTINGS = "16",
+        "/counts listings open at once, each holding a Redis connection while its client \
+              reads; more get 503";
+}
 
 /// `COUNTS_MAX_LISTINGS`: the size of the [`Gate`]. `get` returns a variable's value when it is
 /// set and not blank.

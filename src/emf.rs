@@ -15,27 +15,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use crate::metrics::{Route, Totals};
-use crate::settings::{flag, invalid, number, value, ConfigError, Variable};
+use crate::settings::{flag, invalid, number, value, variables, ConfigError};
 
-const METRICS_EMF: Variable = Variable {
-    name: "METRICS_EMF",
-    default: "true on ECS, else false",
-    meaning: "true: one CloudWatch embedded-metric-format line per interval on stdout (on ECS: \
-              when ECS_CONTAINER_METADATA_URI_V4 is set)",
-};
-const METRICS_EMF_NAMESPACE: Variable = Variable {
-    name: "METRICS_EMF_NAMESPACE",
-    default: "hello",
-    meaning: "CloudWatch namespace of those metrics",
-};
-const METRICS_EMF_INTERVAL_MS: Variable = Variable {
-    name: "METRICS_EMF_INTERVAL_MS",
-    default: "60000",
-    meaning: "time between two lines",
-};
-
-/// The variables read here, for `hello --help`.
-pub const VARIABLES: &[Variable] = &[METRICS_EMF, METRICS_EMF_NAMESPACE, METRICS_EMF_INTERVAL_MS];
+variables! {
+    METRICS_EMF = "true on ECS, else false",
+        "true: one CloudWatch embedded-metric-format line per interval on stdout (on ECS: \
+              when ECS_CONTAINER_METADATA_URI_V4 is set)";
+    METRICS_EMF_NAMESPACE = "hello",
+        "CloudWatch namespace of those metrics";
+    METRICS_EMF_INTERVAL_MS = "60000",
+        "time between two lines";
+}
 
 /// What `METRICS_EMF_NAMESPACE` and `METRICS_EMF_INTERVAL_MS` chose, when `METRICS_EMF` is on.
 #[derive(Clone, Debug, PartialEq, Eq)]

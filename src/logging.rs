@@ -17,22 +17,15 @@ use log::{Level, Record};
 use serde_json::Map;
 
 use crate::http::Exchange;
-use crate::settings::{invalid, value, ConfigError, Variable};
+use crate::settings::{invalid, value, variables, ConfigError};
 
-const LOG_FORMAT: Variable = Variable {
-    name: "LOG_FORMAT",
-    default: "text",
-    meaning: "text or json",
-};
-const RUST_LOG: Variable = Variable {
-    name: "RUST_LOG",
-    default: "info",
-    meaning: "env_logger directives, e.g. info,hello=debug,access=off,rustls=warn (targets: \
-              hello, access, ureq, rustls); unreadable: refused",
-};
-
-/// The variables read here, for `hello --help`.
-pub const VARIABLES: &[Variable] = &[LOG_FORMAT, RUST_LOG];
+variables! {
+    LOG_FORMAT = "text",
+        "text or json";
+    RUST_LOG = "info",
+        "env_logger directives, e.g. info,hello=debug,access=off,rustls=warn (targets: \
+              hello, access, ureq, rustls); unreadable: refused";
+}
 
 /// `LOG_FORMAT` and `RUST_LOG`. `get` returns a variable's value when it is set and not blank.
 pub fn settings_from_env(

@@ -8,8 +8,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// One environment variable, as `hello --help` and the README list it. Each module that reads
-/// variables declares them as constants of this type and reads them through those constants, so
-/// that a default is written once, where both the help and the parser take it from.
+/// variables declares each once with [`variables!`], which makes it a constant for the module's
+/// parsers and an entry of the module's `VARIABLES` table for the help, so that a name, default
+/// and meaning are written once, where both the help and the parser take them from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variable {
     pub name: &'static str,
@@ -18,6 +19,23 @@ pub struct Variable {
     pub default: &'static str,
     pub meaning: &'static str,
 }
+
+/// Declares a module's variables: `NAME = "default", "meaning";` each, in the order the help
+/// lists them. Each becomes a constant of that name and an entry of `pub const VARIABLES`.
+macro_rules! variables {
+    ($($id:ident = $default:expr, $meaning:expr;)+) => {
+        $(
+            const $id: $crate::settings::Variable = $crate::settings::Variable {
+                name: stringify!($id),
+                default: $default,
+                meaning: $meaning,
+            };
+        )+
+        /// The variables read here, for `hello --help`.
+        pub const VARIABLES: &[$crate::settings::Variable] = &[$($id),+];
+    };
+}
+pub(crate) use variables;
 
 /// A variable whose value is not acceptable.
 #[derive(Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
 use crate::aws::{ec2, AwsError, AwsSettings};
 use crate::health::Monitor;
-use crate::settings::{invalid, millis, number, ConfigError, Variable};
+use crate::settings::{invalid, millis, number, variables, ConfigError};
 
 pub use self::discovery::Discovery;
 
@@ -38,47 +38,21 @@ pub enum Cluster {
     Balanced(Box<Balanced>),
 }
 
-const ELB_NAME: Variable = Variable {
-    name: "ELB_NAME",
-    default: "",
-    meaning: "Classic ELB whose in-service instances form the cluster",
-};
-const TARGET_GROUP_ARN: Variable = Variable {
-    name: "TARGET_GROUP_ARN",
-    default: "",
-    meaning: "or: ALB/NLB target group whose healthy targets form the cluster",
-};
-const CLUSTER_PEER_TIMEOUT_MS: Variable = Variable {
-    name: "CLUSTER_PEER_TIMEOUT_MS",
-    default: "1500",
-    meaning: "time each peer's /health may take",
-};
-const CLUSTER_DEADLINE_MS: Variable = Variable {
-    name: "CLUSTER_DEADLINE_MS",
-    default: "3000",
-    meaning: "time /health/cluster may take in all, and the time the AWS calls of one discovery \
-              share",
-};
-const CLUSTER_MAX_REQUESTS: Variable = Variable {
-    name: "CLUSTER_MAX_REQUESTS",
-    default: "64",
-    meaning: "/health/cluster requests answered at once (the AWS lane); more get 503 overloaded",
-};
-const CLUSTER_MEMBERSHIP_TTL_MS: Variable = Variable {
-    name: "CLUSTER_MEMBERSHIP_TTL_MS",
-    default: "5000",
-    meaning: "age at which the node list is discovered again (0: on every request)",
-};
-
-/// The variables read here (the AWS ones are `aws::VARIABLES`), for `hello --help`.
-pub const VARIABLES: &[Variable] = &[
-    ELB_NAME,
-    TARGET_GROUP_ARN,
-    CLUSTER_PEER_TIMEOUT_MS,
-    CLUSTER_DEADLINE_MS,
-    CLUSTER_MEMBERSHIP_TTL_MS,
-    CLUSTER_MAX_REQUESTS,
-];
+variables! {
+    ELB_NAME = "",
+        "Classic ELB whose in-service instances form the cluster";
+    TARGET_GROUP_ARN = "",
+        "or: ALB/NLB target group whose healthy targets form the cluster";
+    CLUSTER_PEER_TIMEOUT_MS = "1500",
+        "time each peer's /health may take";
+    CLUSTER_DEADLINE_MS = "3000",
+        "time /health/cluster may take in all, and the time the AWS calls of one discovery \
+              share";
+    CLUSTER_MEMBERSHIP_TTL_MS = "5000",
+        "age at which the node list is discovered again (0: on every request)";
+    CLUSTER_MAX_REQUESTS = "64",
+        "/health/cluster requests answered at once (the AWS lane); more get 503 overloaded";
+}
 
 /// What `/health/cluster` needs: which load balancer lists the nodes, how long asking may
 /// take, and where the AWS APIs are.

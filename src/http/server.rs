@@ -26,7 +26,7 @@ use rustix::io::Errno;
 
 use super::blocking::Pool;
 use super::conn::{Conn, Event, Settings};
-use super::request::{Limits, Request};
+use super::request::Request;
 use super::response::{self, Delimit, Response};
 use super::worker::{self, Context, Inbox, Message};
 use super::{Answer, Exchange, Handler, Job, Rejection};
@@ -43,16 +43,10 @@ pub struct ServerConfig {
     /// Most threads for handlers that block ([`Answer::Blocking`]), started as needed.
     pub blocking_threads: usize,
     pub max_connections: usize,
-    /// Time a client has to send a complete request once it has started one (and for the
-    /// first request on a new connection).
-    pub request_timeout: Duration,
-    /// Time an idle keep-alive connection is kept.
-    pub idle_timeout: Duration,
-    /// Time a response may go without a byte leaving before the connection is dropped.
-    pub write_timeout: Duration,
     /// Time in-flight requests have to finish after shutdown begins.
     pub drain_timeout: Duration,
-    pub limits: Limits,
+    /// What every connection is held to: limits and timeouts.
+    pub connection: Settings,
 }
 
 /// Live numbers about connections, shared with whoever renders metrics.
@@ -119,12 +113,7 @@ impl Server {
             .map(|_| Inbox::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
-            settings: Arc::new(Settings {
-                limits: self.config.limits,
-                request_timeout: self.config.request_timeout,
-                idle_timeout: self.config.idle_timeout,
-                write_timeout: self.config.write_timeout,
-            }),
+            settings: Arc::new(self.config.connection.clone()),
             refusal: prerender(handler.reject(Rejection::Overloaded)),
             timeout_reply: prerender(handler.reject(Rejection::Timeout)),
             stats: self.stats,

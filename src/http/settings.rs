@@ -5,62 +5,29 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::thread;
 
+use super::conn::Settings;
 use super::request::Limits;
 use super::server::ServerConfig;
-use crate::settings::{invalid, millis, number, value, ConfigError, Variable};
+use crate::settings::{invalid, millis, number, value, variables, ConfigError};
 
-const PORT: Variable = Variable {
-    name: "PORT",
-    default: "8080",
-    meaning: "port to listen on",
-};
-const HOST: Variable = Variable {
-    name: "HOST",
-    default: "0.0.0.0",
-    meaning: "address to listen on",
-};
-const HTTP_WORKERS: Variable = Variable {
-    name: "HTTP_WORKERS",
-    default: "",
-    meaning: "event-loop threads owning the connections; unset: one per core",
-};
-const HTTP_MAX_CONNECTIONS: Variable = Variable {
-    name: "HTTP_MAX_CONNECTIONS",
-    default: "10000",
-    meaning: "open connections before new ones are refused",
-};
-const HTTP_REQUEST_TIMEOUT_MS: Variable = Variable {
-    name: "HTTP_REQUEST_TIMEOUT_MS",
-    default: "10000",
-    meaning: "time to send a whole request once started",
-};
-const HTTP_IDLE_TIMEOUT_MS: Variable = Variable {
-    name: "HTTP_IDLE_TIMEOUT_MS",
-    default: "75000",
-    meaning: "keep-alive idle time, above an ALB's 60 s",
-};
-const HTTP_WRITE_TIMEOUT_MS: Variable = Variable {
-    name: "HTTP_WRITE_TIMEOUT_MS",
-    default: "10000",
-    meaning: "time a response may go without a byte taken by the client",
-};
-const SHUTDOWN_TIMEOUT_MS: Variable = Variable {
-    name: "SHUTDOWN_TIMEOUT_MS",
-    default: "10000",
-    meaning: "time in-flight requests get after SIGTERM",
-};
-
-/// The variables read here, for `hello --help`.
-pub const VARIABLES: &[Variable] = &[
-    PORT,
-    HOST,
-    HTTP_WORKERS,
-    HTTP_MAX_CONNECTIONS,
-    HTTP_REQUEST_TIMEOUT_MS,
-    HTTP_IDLE_TIMEOUT_MS,
-    HTTP_WRITE_TIMEOUT_MS,
-    SHUTDOWN_TIMEOUT_MS,
-];
+variables! {
+    PORT = "8080",
+        "port to listen on";
+    HOST = "0.0.0.0",
+        "address to listen on";
+    HTTP_WORKERS = "",
+        "event-loop threads owning the connections; unset: one per core";
+    HTTP_MAX_CONNECTIONS = "10000",
+        "open connections before new ones are refused";
+    HTTP_REQUEST_TIMEOUT_MS = "10000",
+        "time to send a whole request once started";
+    HTTP_IDLE_TIMEOUT_MS = "75000",
+        "keep-alive idle time, above an ALB's 60 s";
+    HTTP_WRITE_TIMEOUT_MS = "10000",
+        "time a response may go without a byte taken by the client";
+    SHUTDOWN_TIMEOUT_MS = "10000",
+        "time in-flight requests get after SIGTERM";
+}
 
 /// `PORT` and `HOST`. `get` returns a variable's value when it is set and not blank.
 pub fn listen_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, ConfigError> {
@@ -82,11 +49,13 @@ impl ServerConfig {
             // What the routes that block need: `config` composes it from their lanes.
             blocking_threads: 0,
             max_connections: number(get, &HTTP_MAX_CONNECTIONS, 1, 1_000_000)?,
-            request_timeout: millis(get, &HTTP_REQUEST_TIMEOUT_MS)?,
-            idle_timeout: millis(get, &HTTP_IDLE_TIMEOUT_MS)?,
-            write_timeout: millis(get, &HTTP_WRITE_TIMEOUT_MS)?,
+            connection: Settings {
+                request_timeout: millis(get, &HTTP_REQUEST_TIMEOUT_MS)?,
+                idle_timeout: millis(get, &HTTP_IDLE_TIMEOUT_MS)?,
+                write_timeout: millis(get, &HTTP_WRITE_TIMEOUT_MS)?,
+                limits: Limits::default(),
+            },
             drain_timeout: millis(get, &SHUTDOWN_TIMEOUT_MS)?,
-            limits: Limits::default(),
         })
     }
 }

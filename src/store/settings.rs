@@ -7,50 +7,23 @@ use std::time::Duration;
 
 use super::connection::Endpoint;
 use crate::secret::Secret;
-use crate::settings::{invalid, millis, number, value, ConfigError, Variable};
+use crate::settings::{invalid, millis, number, value, variables, ConfigError};
 
-const REDIS_URL: Variable = Variable {
-    name: "REDIS_URL",
-    default: "",
-    meaning: "redis:// or rediss:// URL, with password if any; wins over the address",
-};
-const REDIS_CLUSTER_ADDRESS: Variable = Variable {
-    name: "REDIS_CLUSTER_ADDRESS",
-    default: "",
-    meaning: "Redis host:port (the original service's variable); neither set: an in-process \
-              store whose counts are lost on exit",
-};
-const REDIS_KEY: Variable = Variable {
-    name: "REDIS_KEY",
-    default: "nytimes.names",
-    meaning: "sorted-set key",
-};
-const REDIS_TIMEOUT_MS: Variable = Variable {
-    name: "REDIS_TIMEOUT_MS",
-    default: "1000",
-    meaning: "Redis connect, read, write and host name lookup timeout",
-};
-const REDIS_TLS_CA_FILE: Variable = Variable {
-    name: "REDIS_TLS_CA_FILE",
-    default: "",
-    meaning: "PEM certificates trusted for rediss:// besides the built-in roots",
-};
-
-const STORE_MAX_PENDING: Variable = Variable {
-    name: "STORE_MAX_PENDING",
-    default: "1024",
-    meaning: "greetings that may wait for the store (the store lane); more get 503 overloaded",
-};
-
-/// The variables read here, for `hello --help`.
-pub const VARIABLES: &[Variable] = &[
-    REDIS_URL,
-    REDIS_CLUSTER_ADDRESS,
-    REDIS_KEY,
-    REDIS_TIMEOUT_MS,
-    REDIS_TLS_CA_FILE,
-    STORE_MAX_PENDING,
-];
+variables! {
+    REDIS_URL = "",
+        "redis:// or rediss:// URL, with password if any; wins over the address";
+    REDIS_CLUSTER_ADDRESS = "",
+        "Redis host:port (the original service's variable); neither set: an in-process \
+              store whose counts are lost on exit";
+    REDIS_KEY = "nytimes.names",
+        "sorted-set key";
+    REDIS_TIMEOUT_MS = "1000",
+        "Redis connect, read, write and host name lookup timeout";
+    REDIS_TLS_CA_FILE = "",
+        "PEM certificates trusted for rediss:// besides the built-in roots";
+    STORE_MAX_PENDING = "1024",
+        "greetings that may wait for the store (the store lane); more get 503 overloaded";
+}
 
 /// `STORE_MAX_PENDING`: the size of the store lane's queue ([`super::Increments`]).
 pub fn max_pending_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
