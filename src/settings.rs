@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// One environment variable, as `hello --help` and the README list it. Each module that reads
-/// variables declares them as constants of this type and reads them through those constants, so
-/// that a default is written once, where both the help and the parser take it from.
+/// variables lists them in its `VARIABLES` table of this type; its own settings are read through
+/// those entries (one default for help and parser), the AWS SDK's variables by their names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variable {
     pub name: &'static str,
