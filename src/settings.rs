@@ -10,7 +10,8 @@ use std::time::Duration;
 /// One environment variable, as `hello --help` and the README list it. Each module that reads
 /// variables declares each once with [`variables!`], which makes it a constant for the module's
 /// parsers and an entry of the module's `VARIABLES` table for the help, so that a name, default
-/// and meaning are written once, where both the help and the parser take them from.
+/// and meaning are written once, where both the help and the parser take them from. The AWS
+/// SDK's variables are read by their names, as the SDKs read them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variable {
     pub name: &'static str,

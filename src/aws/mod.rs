@@ -103,7 +103,7 @@ impl AwsSettings {
         let metadata_disabled = boolean(get, &IMDS_DISABLED)?;
         let imds_endpoint = match get(IMDS_ENDPOINT.name) {
             Some(url) if !url.starts_with("http://") && !url.starts_with("https://") => {
-                return Err(invalid(IMDS_ENDPOINT.name, "an http:// URL"))
+                return Err(invalid(IMDS_ENDPOINT.name, "an http:// or https:// URL"))
             }
             Some(url) => url.trim().to_owned(),
             None => IMDS_ENDPOINT.default.to_owned(),
@@ -207,4 +207,29 @@ fn body_text(response: ureq::http::Response<ureq::Body>) -> Result<(u16, String)
         .read_to_string()
         .map_err(|e| AwsError::Transport(e.to_string()))?;
     Ok((status, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imds(url: &str) -> Result<Option<String>, ConfigError> {
+        let get = |name: &str| (name == IMDS_ENDPOINT.name).then(|| url.to_owned());
+        AwsSettings::from_env(&get, false).map(|s| s.imds_endpoint)
+    }
+
+    #[test]
+    fn the_metadata_endpoint_takes_either_scheme_and_says_so_when_refused() {
+        assert_eq!(
+            imds("http://169.254.169.254").unwrap().unwrap(),
+            "http://169.254.169.254"
+        );
+        assert_eq!(
+            imds("https://imds.test").unwrap().unwrap(),
+            "https://imds.test"
+        );
+        let refused = imds("imds.test:80").unwrap_err();
+        assert_eq!(refused.variable, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        assert_eq!(refused.expected, "an http:// or https:// URL");
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! A request that finds the snapshot older than its TTL asks the thread for a discovery and
 //! waits for it, but only until its own time is up, only while AWS has been answering, and only
-//! if few other requests already wait (the rest of the workers stay free for other routes).
+//! if few other requests already wait (the rest of the AWS lane stays free to answer with the
+//! list in hand; the event loops never wait here).
 //! Otherwise it is answered at once: with the list in hand while AWS has not failed, else with
 //! the last list found marked stale, or the last error.
 //! A failed discovery is remembered: the next one waits for a backoff, exponential with jitter
@@ -145,7 +146,7 @@ impl Tracker {
             asked.get_or_insert(state.ended);
             let crowded = first_ask && state.waiting >= self.max_waiting;
             if crowded {
-                // Enough workers wait already. While AWS has not failed, the list in hand is
+                // Enough requests wait already. While AWS has not failed, the list in hand is
                 // as current as anyone knows.
                 if let Some(s) = state.snapshot.as_ref().filter(|s| s.found + FALLBACK > now) {
                     return Ok(s.membership(None));

@@ -59,10 +59,11 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// A set of names with counts. Implementations are shared by all worker threads.
+/// A set of names with counts. Implementations are shared by the threads that use the store:
+/// the store lane, the blocking threads' listings and the health sampler.
 pub trait Store: Send + Sync {
-    /// Adds one to `name`'s count and returns the new count. Called once per request: an
-    /// `Unavailable` error means the outcome is unknown and the caller must not retry.
+    /// Adds one to `name`'s count and returns the new count. Called at most once per greeting:
+    /// an `Unavailable` error means the outcome is unknown and the caller must not retry.
     fn increment(&self, name: &str) -> Result<i64, StoreError>;
 
     /// Adds one to each name, in order, as one round trip where the store allows it; one

@@ -1,5 +1,7 @@
-//! The production store: a Redis sorted set, reached over a small pool of connections with
-//! timeouts on connect, read and write.
+//! The production store: a Redis sorted set, reached over a pool of connections with timeouts on
+//! connect, read and write. The pool has no cap of its own: a connection is made whenever none
+//! is idle, so it holds as many as are ever in use at once, which the callers bound (the store
+//! lane's one pipeline, the health sampler's ping, at most `COUNTS_MAX_LISTINGS` listings).
 
 use std::io;
 use std::path::Path;

@@ -56,13 +56,16 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .expect("timeout");
-        Conn {
+        Conn::try_open(addr).expect("connect")
+    }
+
+    /// A connection, or why none could be opened (e.g. refused while the server restarts).
+    pub fn try_open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+        Ok(Conn {
             reader: BufReader::new(stream),
-        }
+        })
     }
 
     /// How long a response may take before reading it fails (15 s unless changed).

@@ -1,6 +1,7 @@
 //! The shared test harness, by concern: a private `redis-server` on a free port (`redis`), the
 //! `hello` binary as a real process (`service`), a small HTTP/1.1 client over plain sockets
-//! (`client`), AWS stand-ins (`aws`), and the helpers below that they all use.
+//! (`client`), AWS stand-ins (`aws`), load and what it measured (`load`: the resilience
+//! suite's table rows), and the helpers below that they all use.
 
 // Each suite compiles the harness anew and uses a different part of it, so every item is unused
 // in some suite; none is unused in all of them (checked by building without this).
@@ -8,6 +9,7 @@
 
 pub mod aws;
 mod client;
+pub mod load;
 mod redis;
 mod service;
 
