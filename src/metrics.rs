@@ -93,6 +93,7 @@ pub struct Metrics {
     latency: [Histogram; Route::ALL.len()],
     store_errors: [AtomicU64; StoreOperation::ALL.len()],
     store_unavailable: AtomicU64,
+    store_outcome_unknown: AtomicU64,
     increments: AtomicU64,
 }
 
@@ -117,6 +118,7 @@ impl Metrics {
             latency: Default::default(),
             store_errors: Default::default(),
             store_unavailable: AtomicU64::new(0),
+            store_outcome_unknown: AtomicU64::new(0),
             increments: AtomicU64::new(0),
         }
     }
@@ -142,6 +144,13 @@ impl Metrics {
     /// from the generic 5xx (which also holds `overloaded`, `upstream_error`…).
     pub fn store_unavailable(&self) {
         self.store_unavailable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request answered 504 `store_outcome_unknown`: sent to the store, no reply in time.
+    /// Apart from `store_unavailable` (nothing done) because each of these may or may not be
+    /// in Redis's count: the number an operator reconciling counts needs.
+    pub fn store_outcome_unknown(&self) {
+        self.store_outcome_unknown.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn increment_stored(&self) {
@@ -252,12 +261,23 @@ impl Metrics {
             &mut out,
             "hello_store_unavailable_total",
             "counter",
-            "Requests answered 503 store_unavailable.",
+            "Requests answered 503 store_unavailable: nothing was done.",
         );
         let _ = writeln!(
             out,
             "hello_store_unavailable_total {}",
             load(&self.store_unavailable)
+        );
+        header(
+            &mut out,
+            "hello_store_outcome_unknown_total",
+            "counter",
+            "Requests answered 504 store_outcome_unknown: sent to Redis, no reply in time.",
+        );
+        let _ = writeln!(
+            out,
+            "hello_store_outcome_unknown_total {}",
+            load(&self.store_outcome_unknown)
         );
         header(
             &mut out,

@@ -243,8 +243,10 @@ impl BodySource for ListingBody {
 
 fn store_failure(app: &State, operation: StoreOperation, e: StoreError) -> ApiError {
     app.metrics.store_error(operation);
-    if let StoreError::Unavailable(_) = e {
-        app.metrics.store_unavailable();
+    match e {
+        StoreError::Unavailable(_) => app.metrics.store_unavailable(),
+        StoreError::OutcomeUnknown(_) => app.metrics.store_outcome_unknown(),
+        StoreError::Refused(_) => {}
     }
     log::error!("store {} failed: {e}", operation.label());
     ApiError::from(e)
@@ -304,7 +306,9 @@ impl ApiError {
         };
         let mut response = json_response(self.status, &body).with_header("Cache-Control", LIVE);
         if self.status == 503 {
-            // Overload and an unreachable store pass; a second is a sensible first wait.
+            // Overload and an unreachable store pass; a second is a sensible first wait. Only
+            // 503s say it: every one of them means nothing was done. A 504 (an increment
+            // whose outcome is unknown) must not invite a repeat that may count twice.
             response = response.with_header("Retry-After", "1");
         }
         if let Some(allow) = self.allow {
@@ -338,7 +342,16 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::new(
                 503,
                 "store_unavailable",
-                "the count store is unavailable; try again later",
+                "the count store is unavailable; nothing was done; try again later",
+            ),
+            // RFC 9110 §15.6.5: a gateway that did not receive a timely response from the
+            // upstream server it needed. Unlike 503 it does not say the request was not
+            // acted on, and it carries no Retry-After.
+            StoreError::OutcomeUnknown(_) => ApiError::new(
+                504,
+                "store_outcome_unknown",
+                "the count store did not confirm the operation in time; it may have been \
+                 carried out (a greeting may have been counted), so do not repeat it blindly",
             ),
             StoreError::Refused(_) => {
                 ApiError::new(500, "internal", "the count store refused the command")

@@ -1056,6 +1056,46 @@ fn t4_idle_connections_after_large_bodies() {
     assert_eq!(tally.ok, 1000);
 }
 
+/// Item 2 of issue 17: Redis stalled past the timeout. An increment that was sent and got no
+/// reply may still be applied when Redis resumes; it must not be answered 503 with
+/// `Retry-After` (which tells a client nothing was done), but 504 `store_outcome_unknown`.
+#[test]
+#[ignore]
+fn u1_stall_answers_unknown_outcomes_apart() {
+    let redis = Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "300"),
+    ]);
+    let stop = AtomicBool::new(false);
+    let tally = thread::scope(|scope| {
+        let load = scope.spawn(|| hammer(s.addr, 8, &stop, "stall"));
+        thread::sleep(Duration::from_millis(500));
+        send_signal(redis.pid(), Signal::STOP);
+        thread::sleep(Duration::from_secs(2));
+        send_signal(redis.pid(), Signal::CONT);
+        thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    let stored = redis.total(KEY);
+    // `other` holds the 504s. What Redis holds beyond the 200s came from the 504s, unless a
+    // 503 was applied too.
+    let beyond = stored - tally.ok as i64;
+    let after_503 = (beyond - tally.other as i64).max(0);
+    tally.row(
+        "u1 redis SIGSTOP 2 s, 8 clients",
+        Some(stored),
+        &format!(
+            "timeout 300 ms; stored beyond the 200s: {beyond}; 'other' = 504s; applied \
+             although answered 503: {after_503}"
+        ),
+    );
+    assert_eq!(tally.failed, 0);
+    assert!(beyond >= 0);
+    assert_eq!(after_503, 0, "a 503 (try again) was applied");
+}
+
 #[test]
 #[ignore]
 fn s0_table_header() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::Redis;
+use common::{send_signal, wait_until, Redis, Signal};
 use hello::secret::Secret;
 use hello::store::{Endpoint, MemoryStore, RedisStore, Store, StoreError};
 
@@ -95,7 +95,7 @@ fn a_restart_while_idle_costs_no_request() {
 }
 
 #[test]
-fn a_server_that_is_not_redis_is_unavailable_with_a_clear_reason() {
+fn a_server_that_is_not_redis_fails_with_a_clear_reason() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
@@ -112,12 +112,44 @@ fn a_server_that_is_not_redis_is_unavailable_with_a_clear_reason() {
         db: 0,
     };
     let s = RedisStore::new(endpoint, "k".into(), Duration::from_millis(500), None).unwrap();
-    for outcome in [s.ping(), s.increment("a").map(|_| ())] {
-        let Err(StoreError::Unavailable(why)) = outcome else {
-            panic!("expected unavailable, got {outcome:?}")
-        };
-        assert!(why.contains("Redis protocol"), "{why}");
-    }
+    // A read is safe to repeat: unavailable. The increment was sent before the garbage came
+    // back, so whatever is on the other side may have run it: its outcome is unknown.
+    let outcome = s.ping();
+    let Err(StoreError::Unavailable(why)) = outcome else {
+        panic!("expected unavailable, got {outcome:?}")
+    };
+    assert!(why.contains("Redis protocol"), "{why}");
+    let outcome = s.increment("a");
+    let Err(StoreError::OutcomeUnknown(why)) = outcome else {
+        panic!("expected an unknown outcome, got {outcome:?}")
+    };
+    assert!(why.contains("Redis protocol"), "{why}");
+}
+
+#[test]
+fn an_increment_sent_and_not_answered_in_time_has_an_unknown_outcome() {
+    let redis = Redis::start();
+    let s = store(&redis);
+    assert_eq!(s.increment("late").unwrap(), 1);
+    // Stopped, Redis still takes the bytes into its socket buffer: the command is sent and
+    // runs when Redis resumes, after the store has given up on it.
+    send_signal(redis.pid(), Signal::STOP);
+    let outcome = s.increment("late");
+    send_signal(redis.pid(), Signal::CONT);
+    let Err(StoreError::OutcomeUnknown(why)) = outcome else {
+        panic!("expected an unknown outcome, got {outcome:?}")
+    };
+    assert!(why.contains("no answer within"), "{why}");
+    wait_until("the late increment to land", Duration::from_secs(5), || {
+        redis.counts("contract") == [("late".to_owned(), 2)]
+    });
+    // Nothing can be sent to a Redis that is gone: certainly not applied.
+    let mut redis = redis;
+    redis.kill();
+    assert!(matches!(
+        s.increment("late"),
+        Err(StoreError::Unavailable(_))
+    ));
 }
 
 #[test]

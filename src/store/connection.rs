@@ -133,7 +133,7 @@ impl Connector {
         if sent.is_empty() {
             return Ok(());
         }
-        conn.send()?;
+        conn.send().map_err(|e| e.error)?;
         for command in sent {
             match conn.receive()? {
                 Reply::Status(_) => {}
@@ -297,12 +297,30 @@ impl Connection {
         resp::write_command(&mut self.out, args);
     }
 
-    /// Writes every queued command at once.
-    pub fn send(&mut self) -> io::Result<()> {
-        let sent = self.stream.get_mut().write_all(&self.out);
+    /// Writes every queued command at once. On failure, says whether any byte of them went
+    /// out: if none did, the server cannot have run any of them.
+    pub fn send(&mut self) -> Result<(), SendError> {
+        let out = std::mem::take(&mut self.out);
+        let mut written = 0;
+        let sent = loop {
+            let stream = self.stream.get_mut();
+            if written == out.len() {
+                break stream.flush();
+            }
+            match stream.write(&out[written..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // The buffer is kept for the next commands.
+        self.out = out;
         self.out.clear();
-        sent?;
-        self.stream.get_mut().flush()
+        sent.map_err(|error| SendError {
+            error,
+            reached: written > 0,
+        })
     }
 
     /// Reads the reply to the oldest command sent and not yet answered.
@@ -310,10 +328,11 @@ impl Connection {
         resp::read_reply(&mut self.stream)
     }
 
-    /// One command, one reply.
+    /// One command, one reply, for commands that are safe to repeat (whether a failed one
+    /// reached the server does not matter).
     pub fn query(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
         self.queue(args);
-        self.send()?;
+        self.send().map_err(|e| e.error)?;
         self.receive()
     }
 
@@ -335,6 +354,15 @@ impl Connection {
             Err(Errno::AGAIN | Errno::INTR)
         )
     }
+}
+
+/// A failed [`Connection::send`].
+#[derive(Debug)]
+pub struct SendError {
+    pub error: io::Error,
+    /// Whether any byte was written: then the server may have received, and run, a command.
+    /// (Over TLS, a byte rustls took counts as written, though it may not have left.)
+    pub reached: bool,
 }
 
 enum Stream {

@@ -88,9 +88,16 @@ impl RedisStore {
     }
 
     /// Called with the error that made a connection unusable (it is dropped, not checked in).
+    /// For commands that are safe to repeat, so that not knowing their outcome does not matter.
     fn broken(&self, e: io::Error) -> StoreError {
-        self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+        self.retire();
         self.unavailable(e)
+    }
+
+    /// Starts a new generation: the idle connections, most likely broken the same way as the
+    /// one that just failed, are dropped instead of failing one request each.
+    fn retire(&self) {
+        self.generation.fetch_add(1, AtomicOrdering::AcqRel);
     }
 
     /// Runs `f` on a pooled connection. A connection that saw an I/O or protocol error is
@@ -110,41 +117,67 @@ impl RedisStore {
     }
 
     fn unavailable(&self, e: io::Error) -> StoreError {
-        StoreError::Unavailable(match e.kind() {
+        StoreError::Unavailable(self.describe(e))
+    }
+
+    fn describe(&self, e: io::Error) -> String {
+        match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 format!("no answer within {} ms", self.timeout.as_millis())
             }
             io::ErrorKind::UnexpectedEof => "Redis closed the connection".to_owned(),
             _ => e.to_string(),
-        })
+        }
     }
 
-    /// One pipeline of `ZINCRBY`s. A failure fails every increment in it: their outcome is
-    /// unknown, and none is retried.
-    fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
-        let replies = self.with_connection(|c| {
-            for name in names {
-                c.queue(&[b"ZINCRBY", self.key.as_bytes(), b"1", name.as_bytes()]);
+    /// One pipeline of `ZINCRBY`s: the single place increments are sent, and their failures
+    /// told apart. Nothing in it is ever retried. Each name's result is its own: a reply that
+    /// came is a count (or Redis's refusal), whatever happens to the replies after it; the
+    /// increments whose replies did not come have an unknown outcome, unless not one byte of
+    /// the pipeline was sent.
+    pub fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
+        let failed = |e: StoreError| names.iter().map(|_| Err(e.clone())).collect();
+        let mut pooled = match self.checkout() {
+            Ok(pooled) => pooled,
+            Err(e) => return failed(e),
+        };
+        for name in names {
+            pooled
+                .conn
+                .queue(&[b"ZINCRBY", self.key.as_bytes(), b"1", name.as_bytes()]);
+        }
+        if let Err(e) = pooled.conn.send() {
+            self.retire();
+            let why = self.describe(e.error);
+            return failed(match e.reached {
+                true => StoreError::OutcomeUnknown(format!("sent, then {why}")),
+                false => StoreError::Unavailable(why),
+            });
+        }
+        let mut results = Vec::with_capacity(names.len());
+        for _ in names {
+            match pooled.conn.receive() {
+                Ok(reply) => results.push(self.count_from(reply)),
+                Err(e) => {
+                    self.retire();
+                    let e = StoreError::OutcomeUnknown(format!("sent, then {}", self.describe(e)));
+                    results.resize(names.len(), Err(e));
+                    return results;
+                }
             }
-            c.send()?;
-            names
-                .iter()
-                .map(|_| c.receive())
-                .collect::<io::Result<Vec<_>>>()
-        });
-        match replies {
-            // Each reply stands for itself: one refused command does not fail the others.
-            Ok(replies) => replies
-                .into_iter()
-                .map(|reply| match reply {
-                    Reply::Error(e) => Err(self.server_error(e)),
-                    Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
-                        StoreError::Refused("ZINCRBY answered a score that is not a number".into())
-                    }),
-                    other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
-                })
-                .collect(),
-            Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+        }
+        self.checkin(pooled);
+        results
+    }
+
+    fn count_from(&self, reply: Reply) -> Result<i64, StoreError> {
+        match reply {
+            // Redis refused to run it (`READONLY`, `LOADING`, a wrong type): not applied.
+            Reply::Error(e) => Err(self.server_error(e)),
+            Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
+                StoreError::Refused("ZINCRBY answered a score that is not a number".into())
+            }),
+            other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
         }
     }
 
@@ -161,7 +194,7 @@ impl RedisStore {
     fn server_error(&self, e: ServerError) -> StoreError {
         let error = classify(e);
         if matches!(error, StoreError::Unavailable(_)) {
-            self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+            self.retire();
         }
         error
     }
@@ -286,7 +319,8 @@ impl RedisScan {
             b"WITHSCORES",
         ];
         pooled.conn.queue(&args);
-        pooled.conn.send().map_err(|e| self.store.broken(e))?;
+        // A range is safe to ask again: a failed send is unavailable, whatever went out.
+        pooled.conn.send().map_err(|e| self.store.broken(e.error))?;
         self.conn = Some(pooled);
         self.asked = Some(count);
         Ok(true)
