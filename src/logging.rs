@@ -153,8 +153,36 @@ fn write_json(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {
     line.insert("level".into(), level_name(record.level()).into());
     line.insert("target".into(), record.target().into());
     line.insert("msg".into(), record.args().to_string().into());
-    serde_json::to_writer(&mut *out, &line)?;
+    let mut json = serde_json::Serializer::with_formatter(&mut *out, OneLine);
+    serde::Serialize::serialize(&line, &mut json)?;
     out.write_all(b"\n")
+}
+
+/// JSON as `serde_json` writes it compactly, but with every character some tool takes for a
+/// line break, or that reorders or hides text on a terminal, written as a `\uXXXX` escape:
+/// `serde_json` escapes only `"`, `\` and C0 controls, so U+0085, U+2028, U+2029 (line breaks
+/// to Python's `str.splitlines()`, JavaScript and many log viewers), DEL, C1 controls and bidi
+/// overrides would otherwise reach the line raw and split or disguise it.
+struct OneLine;
+
+impl serde_json::ser::Formatter for OneLine {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(hidden) {
+            writer.write_all(rest[..at].as_bytes())?;
+            let mut chars = rest[at..].chars();
+            if let Some(c) = chars.next() {
+                // All hidden characters are in the Basic Multilingual Plane: one escape each.
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+            }
+            rest = chars.as_str();
+        }
+        writer.write_all(rest.as_bytes())
+    }
 }
 
 /// Adds each key-value to a JSON object: numbers and booleans as such, anything else as text.
@@ -190,10 +218,6 @@ fn timestamp() -> humantime::Rfc3339Timestamp {
 /// `text` with its control characters (C0, DEL, C1), line and paragraph separators and bidi
 /// overrides written as escapes (`\n`, `\u{1b}`); everything else as it is.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
     if !text.contains(hidden) {
         return Cow::Borrowed(text);
     }
@@ -205,6 +229,13 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(escaped)
+}
+
+/// Control characters (C0, DEL, C1: among them U+0085, a line break to many splitters), the
+/// line and paragraph separators, and bidi embeddings, overrides and isolates.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -220,6 +251,27 @@ fn level_name(level: Level) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one_line(value: &serde_json::Value) -> String {
+        let mut out = Vec::new();
+        let mut json = serde_json::Serializer::with_formatter(&mut out, OneLine);
+        serde::Serialize::serialize(value, &mut json).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_strings_escape_every_line_break_and_hidden_character() {
+        let text = "a\u{85}b\u{2028}c\u{2029}d\u{7f}\u{9b}e\u{202e}f\u{2067}g\n\"\\é😀";
+        let line = one_line(&serde_json::json!({ "msg": text, "k\u{2028}": 1 }));
+        assert_eq!(
+            line,
+            r#"{"k\u2028":1,"msg":"a\u0085b\u2028c\u2029d\u007f\u009be\u202ef\u2067g\n\"\\é😀"}"#
+        );
+        assert!(!line.contains(|c: char| hidden(c)));
+        // Still JSON, and the same text once read back.
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["msg"], text);
+    }
 
     #[test]
     fn reads_rust_log_directives() {
