@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::cluster::ClusterSettings;
 use crate::http::ServerConfig;
@@ -21,6 +22,8 @@ pub struct Config {
     pub debug: bool,
     pub log_format: Format,
     pub log_filter: Filter,
+    /// How often a repeated kind of log line is summed up.
+    pub log_repeat_interval: Duration,
     pub http: ServerConfig,
     /// `/counts` listings open at once; more are refused with 503 `overloaded`.
     pub max_listings: usize,
@@ -95,6 +98,7 @@ impl Config {
         let store = StoreSettings::from_env(&get)?;
         let debug = boolean(&get, &DEBUG)?;
         let (log_format, log_filter) = logging::settings_from_env(&get)?;
+        let log_repeat_interval = logging::repeat_interval_from_env(&get)?;
         let http = ServerConfig::from_env(&get)?;
         let max_listings = counts::max_listings_from_env(&get)?;
         let cluster = ClusterSettings::from_env(&get, debug)?;
@@ -105,6 +109,7 @@ impl Config {
             debug,
             log_format,
             log_filter,
+            log_repeat_interval,
             http,
             max_listings,
             cluster,

@@ -9,7 +9,10 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use env_logger::fmt::Formatter;
 use log::kv::{self, Key, Value, VisitSource};
@@ -17,7 +20,7 @@ use log::{Level, Record};
 use serde_json::Map;
 
 use crate::http::Exchange;
-use crate::settings::{invalid, value, ConfigError, Variable};
+use crate::settings::{invalid, millis, value, ConfigError, Variable};
 
 const LOG_FORMAT: Variable = Variable {
     name: "LOG_FORMAT",
@@ -31,8 +34,22 @@ const RUST_LOG: Variable = Variable {
               hello, access, ureq, rustls); unreadable: refused",
 };
 
+const LOG_REPEAT_INTERVAL_MS: Variable = Variable {
+    name: "LOG_REPEAT_INTERVAL_MS",
+    default: "10000",
+    meaning: "a line that repeats fast (a store failure per request, a refused connection) is \
+              written once, then summed up with a count once per this interval",
+};
+
 /// The variables read here, for `hello --help`.
-pub const VARIABLES: &[Variable] = &[LOG_FORMAT, RUST_LOG];
+pub const VARIABLES: &[Variable] = &[LOG_FORMAT, RUST_LOG, LOG_REPEAT_INTERVAL_MS];
+
+/// `LOG_REPEAT_INTERVAL_MS`: how often a [`Repeated`] kind of line is summed up.
+pub fn repeat_interval_from_env(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Duration, ConfigError> {
+    millis(get, &LOG_REPEAT_INTERVAL_MS)
+}
 
 /// `LOG_FORMAT` and `RUST_LOG`. `get` returns a variable's value when it is set and not blank.
 pub fn settings_from_env(
@@ -78,8 +95,13 @@ impl FromStr for Filter {
     }
 }
 
-/// Installs the logger; only the first call has an effect.
-pub fn init(format: Format, filter: &Filter) {
+/// Installs the logger; only the first call has an effect. `repeat_interval`: how often each
+/// [`Repeated`] kind of line is summed up.
+pub fn init(format: Format, filter: &Filter, repeat_interval: Duration) {
+    REPEAT_INTERVAL_MS.store(
+        u64::try_from(repeat_interval.as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
     let _ = env_logger::Builder::new()
         .parse_filters(&filter.0)
         .format(move |out, record| match format {
@@ -87,6 +109,126 @@ pub fn init(format: Format, filter: &Filter) {
             Format::Json => write_json(out, record),
         })
         .try_init();
+}
+
+/// `LOG_REPEAT_INTERVAL_MS`, as set by [`init`] (its default until then, e.g. in unit tests).
+static REPEAT_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
+
+fn repeat_interval() -> Duration {
+    Duration::from_millis(REPEAT_INTERVAL_MS.load(Ordering::Relaxed).max(1))
+}
+
+/// A kind of log line that can come once per request or per connection, and so thousands of
+/// times a second while a fault lasts (Redis gone, a client reconnecting in a loop). The first
+/// is written at once; the others in the same interval are only counted, and one summary line
+/// per interval says how many there were, at the same level and target. Exact counts are the
+/// metrics' job; a log that floods costs money (CloudWatch bills by the byte) and buries the
+/// line that mattered. A quiet interval ends the run: the next occurrence is written at once.
+pub struct Repeated {
+    target: &'static str,
+    what: &'static str,
+    level: Level,
+    window: Mutex<Window>,
+    registered: Once,
+}
+
+impl Repeated {
+    /// `what` names the kind in its summary line (`store increment failed`).
+    pub const fn new(target: &'static str, level: Level, what: &'static str) -> Repeated {
+        Repeated {
+            target,
+            what,
+            level,
+            window: Mutex::new(Window {
+                open_since: None,
+                repeats: 0,
+            }),
+            registered: Once::new(),
+        }
+    }
+
+    /// Whether this occurrence is to be written now; if not, it is counted for the summary.
+    pub fn admit(&'static self) -> bool {
+        self.registered.call_once(|| register(self));
+        self.window().admit(Instant::now())
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the summary of an interval that has ended, if anything was held back in it.
+    fn summarise(&self, now: Instant, interval: Duration) {
+        let Some(repeats) = self.window().close(now, interval) else {
+            return;
+        };
+        log::log!(
+            target: self.target,
+            self.level,
+            "{}: {repeats} more time(s) in the last {} ms, not written one by one",
+            self.what,
+            interval.as_millis()
+        );
+    }
+}
+
+/// One kind's run of repeats: pure, so it is tested with made-up instants.
+#[derive(Debug)]
+struct Window {
+    /// When the line last written (or the last summary) went out; `None` while quiet.
+    open_since: Option<Instant>,
+    /// Occurrences held back since then.
+    repeats: u64,
+}
+
+impl Window {
+    fn admit(&mut self, now: Instant) -> bool {
+        if self.open_since.is_none() {
+            self.open_since = Some(now);
+            return true;
+        }
+        self.repeats += 1;
+        false
+    }
+
+    /// At `now`: when the window is `interval` old, the number held back in it (if any, and a
+    /// new window opens for the next ones) or `None` (and the window closes).
+    fn close(&mut self, now: Instant, interval: Duration) -> Option<u64> {
+        let since = self.open_since?;
+        if now.saturating_duration_since(since) < interval {
+            return None;
+        }
+        let repeats = std::mem::take(&mut self.repeats);
+        self.open_since = (repeats > 0).then_some(now);
+        (repeats > 0).then_some(repeats)
+    }
+}
+
+/// Every kind used so far, summed up by one thread started with the first.
+static KINDS: Mutex<Vec<&'static Repeated>> = Mutex::new(Vec::new());
+
+fn register(kind: &'static Repeated) {
+    let mut kinds = KINDS.lock().unwrap_or_else(PoisonError::into_inner);
+    kinds.push(kind);
+    if kinds.len() > 1 {
+        return;
+    }
+    let started = thread::Builder::new()
+        .name("log-repeats".into())
+        .spawn(|| loop {
+            // A quarter of the interval: a summary is at most that late.
+            let interval = repeat_interval();
+            thread::sleep(interval / 4);
+            let now = Instant::now();
+            let kinds = KINDS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            for kind in kinds {
+                kind.summarise(now, interval);
+            }
+        });
+    if let Err(e) = started {
+        // Lines are still limited; only their summaries are lost.
+        log::error!("cannot start the thread that sums up repeated log lines: {e}");
+    }
 }
 
 /// The access line for one request, at `info`. Its fields go as key-values, so that the JSON
@@ -251,6 +393,33 @@ fn level_name(level: Level) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_line_is_written_once_then_summed_up_once_per_interval() {
+        let interval = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut w = Window {
+            open_since: None,
+            repeats: 0,
+        };
+        assert!(w.admit(at(0)), "the first goes out at once");
+        assert!((0..1000).all(|i| !w.admit(at(i))));
+        assert_eq!(
+            w.close(at(9_999), interval),
+            None,
+            "not before the interval ends"
+        );
+        assert_eq!(w.close(at(10_000), interval), Some(1000));
+        // Still repeating: counted for the next summary, not written.
+        assert!(!w.admit(at(10_001)));
+        assert_eq!(w.close(at(20_000), interval), Some(1));
+        // A quiet interval closes the run; the next occurrence is written at once.
+        assert_eq!(w.close(at(30_000), interval), None);
+        assert!(w.admit(at(30_001)));
+        assert_eq!(w.close(at(40_001), interval), None);
+        assert!(w.admit(at(40_002)));
+    }
 
     fn one_line(value: &serde_json::Value) -> String {
         let mut out = Vec::new();

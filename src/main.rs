@@ -73,7 +73,11 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(config.log_format, &config.log_filter);
+    logging::init(
+        config.log_format,
+        &config.log_filter,
+        config.log_repeat_interval,
+    );
     raise_open_file_limit();
 
     let store: Arc<dyn Store> = match config.store {

@@ -8,6 +8,7 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use log::Level;
 use serde::Serialize;
 
 use crate::cluster::Cluster;
@@ -15,6 +16,7 @@ use crate::counts::{Gate, Listing, Paging, PagingError};
 use crate::health::Monitor;
 use crate::hello::{greeting, Name, NameError};
 use crate::http::{negotiate, path, BodySource, Rejection, Request, Response, Stats};
+use crate::logging::Repeated;
 use crate::metrics::{self, ConnectionGauges, Metrics, StoreOperation};
 use crate::store::{Store, StoreError};
 
@@ -241,6 +243,12 @@ impl BodySource for ListingBody {
     }
 }
 
+/// Store failures as log lines, by operation (`StoreOperation as usize`).
+static STORE_FAILED: [Repeated; 2] = [
+    Repeated::new(module_path!(), Level::Error, "store increment failed"),
+    Repeated::new(module_path!(), Level::Error, "store range failed"),
+];
+
 fn store_failure(app: &State, operation: StoreOperation, e: StoreError) -> ApiError {
     app.metrics.store_error(operation);
     match e {
@@ -248,7 +256,11 @@ fn store_failure(app: &State, operation: StoreOperation, e: StoreError) -> ApiEr
         StoreError::OutcomeUnknown(_) => app.metrics.store_outcome_unknown(),
         StoreError::Refused(_) => {}
     }
-    log::error!("store {} failed: {e}", operation.label());
+    // One line per failed request would flood the log while Redis is away; metrics count
+    // every failure.
+    if STORE_FAILED[operation as usize].admit() {
+        log::error!("store {} failed: {e}", operation.label());
+    }
     ApiError::from(e)
 }
 

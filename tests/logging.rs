@@ -227,6 +227,58 @@ fn json_lines_stay_whole_for_any_line_splitter() {
 }
 
 #[test]
+fn a_failure_per_request_is_written_once_then_summed_up_with_a_count() {
+    let mut redis = common::Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("LOG_REPEAT_INTERVAL_MS", "500"),
+    ]);
+    redis.kill();
+    let mut conn = common::Conn::open(s.addr);
+    let mut failed = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1200) {
+        let r = conn.get("/hello/down");
+        assert_eq!(r.status, 503);
+        failed += 1;
+    }
+    let summed_up = |logs: &str| -> u64 {
+        logs.lines()
+            .filter_map(|l| l.split("store increment failed: ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    // The last summary comes at most an interval and a quarter after the last failure.
+    wait_until("the last summary", Duration::from_secs(5), || {
+        1 + summed_up(&s.logs()) == failed
+    });
+    let logs = s.logs();
+    let written = logs
+        .lines()
+        .filter(|l| l.contains("store increment failed: store"))
+        .count();
+    let summaries = logs
+        .lines()
+        .filter(|l| l.contains("store increment failed: "))
+        .count()
+        - written;
+    assert_eq!(written, 1, "{logs}");
+    // One per interval of 500 ms over 1.2 s of failures, and no more.
+    assert!(
+        (1..=4).contains(&summaries),
+        "{summaries} summaries for {failed}:\n{logs}"
+    );
+    assert!(failed > 20, "{failed}");
+    let metrics = s.get("/metrics").text();
+    assert!(
+        metrics.contains(&format!(
+            "hello_store_errors_total{{operation=\"increment\"}} {failed}\n"
+        )),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn an_unreadable_rust_log_stops_start_up() {
     for filter in ["hello=loud", "info,ureq=sometimes", "info/a/b"] {
         let (status, stderr) = run_to_exit(&[("RUST_LOG", filter)]);

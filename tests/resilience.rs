@@ -1096,6 +1096,38 @@ fn u1_stall_answers_unknown_outcomes_apart() {
     assert_eq!(after_503, 0, "a 503 (try again) was applied");
 }
 
+/// Item 4 of issue 17: Redis gone for 3 s under 8 clients. Each failed increment used to be
+/// an ERROR line of its own; now the first is, and the rest are summed up once per interval.
+#[test]
+#[ignore]
+fn u4_log_lines_while_redis_is_gone() {
+    let mut redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    redis.kill();
+    let stop = AtomicBool::new(false);
+    let tally = thread::scope(|scope| {
+        let load = scope.spawn(|| hammer(s.addr, 8, &stop, "gone"));
+        thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    // The default interval is 10 s: a summary after the run is not waited for.
+    let logs = s.logs();
+    // Access lines (one per request, by design) apart.
+    let lines = logs.lines().filter(|l| !l.contains(" access ")).count();
+    let store_lines = logs
+        .lines()
+        .filter(|l| l.contains("store increment failed"))
+        .count();
+    tally.row(
+        "u4 redis gone 3 s, 8 clients",
+        None,
+        &format!("{lines} log lines besides access lines, {store_lines} about failed increments"),
+    );
+    assert_eq!(tally.ok, 0);
+    assert!(store_lines <= 2, "{store_lines}");
+}
+
 #[test]
 #[ignore]
 fn s0_table_header() {
