@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::cluster::ClusterSettings;
 use crate::http::ServerConfig;
 use crate::logging::{Filter, Format};
-use crate::settings::{boolean, ConfigError, Variable};
+use crate::settings::{boolean, invalid, ConfigError, Variable};
 use crate::store::StoreSettings;
 use crate::{aws, cluster, counts, emf, http, logging, store};
 
@@ -101,6 +101,19 @@ impl Config {
         let log_repeat_interval = logging::repeat_interval_from_env(&get)?;
         let http = ServerConfig::from_env(&get)?;
         let max_listings = counts::max_listings_from_env(&get)?;
+        // Each open listing holds a connection until its client has read it; greetings need
+        // one more, and a health check or a HEAD another, so that listings cannot starve them.
+        if let StoreSettings::Redis(redis) = &store {
+            if redis.max_connections <= max_listings + 1 {
+                return Err(invalid(
+                    store::MAX_CONNECTIONS_VARIABLE,
+                    format!(
+                        "a whole number above COUNTS_MAX_LISTINGS + 1 ({})",
+                        max_listings + 1
+                    ),
+                ));
+            }
+        }
         let cluster = ClusterSettings::from_env(&get, debug)?;
         let emf = emf::Settings::from_env(&get)?;
         Ok(Config {
@@ -338,6 +351,21 @@ mod tests {
     fn bad_values_name_their_variable() {
         let var = |vars: &[(&str, &str)]| config(vars).unwrap_err().variable;
         assert_eq!(var(&[("PORT", "http")]), "PORT");
+        // Listings must leave the greetings a connection.
+        let redis = ("REDIS_CLUSTER_ADDRESS", "redis:6379");
+        let pool = |n| {
+            [
+                redis,
+                ("REDIS_MAX_CONNECTIONS", n),
+                ("COUNTS_MAX_LISTINGS", "16"),
+            ]
+        };
+        assert_eq!(var(&pool("17")), "REDIS_MAX_CONNECTIONS");
+        assert!(config(&pool("18")).is_ok());
+        assert!(
+            config(&[("REDIS_MAX_CONNECTIONS", "2")]).is_ok(),
+            "no Redis, no check"
+        );
         assert_eq!(var(&[("PORT", "0")]), "PORT");
         assert_eq!(var(&[("PORT", "70000")]), "PORT");
         assert_eq!(var(&[("HOST", "localhost:1")]), "HOST");

@@ -92,6 +92,7 @@ fn serve() -> ExitCode {
                 endpoint,
                 key,
                 timeout,
+                max_connections,
                 tls_ca_file,
             } = r;
             let display = endpoint.to_string();
@@ -102,6 +103,7 @@ fn serve() -> ExitCode {
             }
             match RedisStore::new(endpoint, key.clone(), timeout, tls_ca_file.as_deref()) {
                 Ok(store) => {
+                    let store = store.with_max_connections(max_connections);
                     log::info!("counting in Redis at {display} under key {key:?}");
                     Arc::new(store)
                 }

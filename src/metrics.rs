@@ -286,6 +286,51 @@ impl Metrics {
             "Increments the store confirmed.",
         );
         let _ = writeln!(out, "hello_increments_total {}", load(&self.increments));
+        let pool = &crate::store::POOL_COUNTERS;
+        for (name, kind, help, value) in [
+            (
+                "hello_redis_connections_opened_total",
+                "counter",
+                "Connections to Redis opened (each a handshake and a login).",
+                &pool.opened,
+            ),
+            (
+                "hello_redis_connection_reuses_total",
+                "counter",
+                "Commands sent on a connection taken idle from the pool, not opened for them.",
+                &pool.reused,
+            ),
+            (
+                "hello_redis_connections_open",
+                "gauge",
+                "Connections to Redis open now, idle or in use (at most REDIS_MAX_CONNECTIONS).",
+                &pool.open,
+            ),
+            (
+                "hello_redis_pool_waits_total",
+                "counter",
+                "Callers that found REDIS_MAX_CONNECTIONS connections in use and waited for one.",
+                &pool.waited,
+            ),
+        ] {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", load(value));
+        }
+        header(
+            &mut out,
+            "hello_redis_listings_left_total",
+            "counter",
+            "Listings left before their end with a reply on its way, by what became of their \
+             connection: drained (the reply read and thrown away by its next user; kept) or \
+             closed (the reply could not be read).",
+        );
+        for (outcome, n) in [("drained", &pool.drained), ("closed", &pool.abandoned)] {
+            let _ = writeln!(
+                out,
+                "hello_redis_listings_left_total{{outcome=\"{outcome}\"}} {}",
+                load(n)
+            );
+        }
         header(
             &mut out,
             "hello_http_connections_open",

@@ -12,7 +12,7 @@ use log::Level;
 use serde::Serialize;
 
 use crate::cluster::Cluster;
-use crate::counts::{Gate, Listing, Paging, PagingError};
+use crate::counts::{self, Gate, Listing, Paging, PagingError};
 use crate::health::Monitor;
 use crate::hello::{greeting, Name, NameError};
 use crate::http::{negotiate, path, BodySource, Rejection, Request, Response, Stats};
@@ -219,6 +219,12 @@ fn hello(app: &State, segment: &str, request: &Request<'_>) -> Result<Response, 
 
 fn counts(app: &State, request: &Request<'_>) -> Result<Response, ApiError> {
     let paging = Paging::from_query(request.query)?;
+    if request.method == "HEAD" {
+        // The head a GET would have, computed without a listing: no page read and thrown away.
+        counts::check(&app.store, paging)
+            .map_err(|e| store_failure(app, StoreOperation::Range, e))?;
+        return Ok(Response::stream(200, JSON, Box::new(HeadOnly)));
+    }
     let permit = app.listings.enter().ok_or_else(|| {
         ApiError::new(
             503,
@@ -229,6 +235,15 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Response, ApiError> {
     let listing = Listing::start(Arc::clone(&app.store), paging, permit)
         .map_err(|e| store_failure(app, StoreOperation::Range, e))?;
     Ok(Response::stream(200, JSON, Box::new(ListingBody(listing))))
+}
+
+/// The body of a HEAD answer that a GET would stream: never sent, so never read.
+struct HeadOnly;
+
+impl BodySource for HeadOnly {
+    fn fill(&mut self, _out: &mut Vec<u8>) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A listing as a response body.

@@ -1128,6 +1128,77 @@ fn u4_log_lines_while_redis_is_gone() {
     assert!(store_lines <= 2, "{store_lines}");
 }
 
+/// Connections Redis has accepted since it started (`INFO stats`), whatever the service's build.
+fn redis_connections_received(redis: &Redis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut redis.connection())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+/// Item 1 of issue 17: 16 clients sending `HEAD /counts` over 20,000 names for 2 s while one
+/// client greets; then 200 `GET /counts` whose clients leave after the head.
+#[test]
+#[ignore]
+fn u5_head_counts_and_abandoned_listings() {
+    let redis = Redis::start();
+    redis.add_names(KEY, 20_000);
+    let s = Service::with_redis(&redis);
+    assert_eq!(Conn::open(s.addr).get("/hello/warm").status, 200);
+    let before = redis_connections_received(&redis);
+    let stop = AtomicBool::new(false);
+    let heads = AtomicU64::new(0);
+    let greetings = thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                let mut c = Conn::open(s.addr);
+                while !stop.load(Ordering::Relaxed) {
+                    c.send("HEAD", "/counts", &[]);
+                    assert_eq!(c.response(true).status, 200);
+                    heads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let load = scope.spawn(|| hammer(s.addr, 1, &stop, "meanwhile"));
+        thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    let heads = heads.into_inner();
+    let head_connections = redis_connections_received(&redis) - before;
+    greetings.row(
+        "u5 16 x HEAD /counts, 2 s",
+        None,
+        &format!(
+            "/hello from 1 client meanwhile ({:.0} req/s); {heads} HEADs opened {head_connections} Redis connections",
+            greetings.ok as f64 / 2.0
+        ),
+    );
+    let before = redis_connections_received(&redis);
+    for _ in 0..200 {
+        let mut c = Conn::open(s.addr);
+        c.send("GET", "/counts", &[]);
+        assert_eq!(c.response(true).status, 200);
+    }
+    // The service notices each client gone when it next writes; give it a moment.
+    thread::sleep(Duration::from_millis(500));
+    let left_connections = redis_connections_received(&redis) - before;
+    let metrics = Conn::open(s.addr).get("/metrics").text();
+    let left: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("hello_redis_listings_left_total{"))
+        .collect();
+    println!(
+        "\n| u5 200 GET /counts left after the head | {left_connections} Redis connections opened | {left:?}"
+    );
+    assert!(head_connections <= 20, "{head_connections}");
+    assert!(left_connections <= 40, "{left_connections}");
+}
+
 #[test]
 #[ignore]
 fn s0_table_header() {

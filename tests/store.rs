@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{send_signal, wait_until, Redis, Signal};
 use hello::secret::Secret;
-use hello::store::{Endpoint, MemoryStore, RedisStore, Store, StoreError};
+use hello::store::{Endpoint, MemoryStore, Order, RedisStore, ScanRequest, Store, StoreError};
 
 fn store(redis: &Redis) -> RedisStore {
     let endpoint = Endpoint {
@@ -222,4 +222,43 @@ fn a_wrong_password_or_an_untrusted_certificate_is_unavailable() {
         panic!("a certificate from an unknown CA must not be accepted")
     };
     assert!(why.contains("certificate"), "{why}");
+}
+
+#[test]
+fn the_pool_opens_at_most_its_cap_and_a_caller_at_the_cap_waits_then_is_unavailable() {
+    let redis = Redis::start();
+    let s: Arc<RedisStore> = Arc::new(store(&redis).with_max_connections(2));
+    for name in ["a", "b", "c", "d"] {
+        s.increment(name).unwrap();
+    }
+    // Two listings read one entry each, and each holds its connection for the next.
+    let request = ScanRequest {
+        order: Order::Ascending,
+        start: 0,
+        limit: None,
+        chunk: 1,
+    };
+    let mut first = Arc::clone(&s).scan(request);
+    let mut second = Arc::clone(&s).scan(request);
+    assert_eq!(first.next_chunk().unwrap().len(), 1);
+    assert_eq!(second.next_chunk().unwrap().len(), 1);
+    let started = std::time::Instant::now();
+    let Err(StoreError::Unavailable(why)) = s.increment("e") else {
+        panic!("a third connection was opened")
+    };
+    assert!(why.contains("all 2 connections"), "{why}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    // Not sent: certainly not counted.
+    assert!(!redis.counts("contract").iter().any(|(n, _)| n == "e"));
+    // A listing left with a reply on its way gives its connection back; its next user reads
+    // and throws away that reply first.
+    drop(first);
+    assert_eq!(s.increment("e").unwrap(), 1);
+    assert_eq!(second.next_chunk().unwrap().len(), 1);
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.connection())
+        .unwrap();
+    // The two of the pool, and the one asking.
+    assert_eq!(clients.lines().count(), 3, "{clients}");
 }

@@ -93,6 +93,7 @@ impl Connector {
         let mut conn = Connection {
             stream: BufReader::with_capacity(READ_BUFFER, stream),
             out: Vec::new(),
+            abandoned: 0,
         };
         self.handshake(&mut conn)?;
         Ok(conn)
@@ -289,6 +290,8 @@ pub struct Connection {
     stream: BufReader<Stream>,
     /// Commands queued and not yet sent.
     out: Vec<u8>,
+    /// Replies on their way that nobody will read (see [`Connection::abandon_reply`]).
+    abandoned: usize,
 }
 
 impl Connection {
@@ -336,6 +339,35 @@ impl Connection {
         self.receive()
     }
 
+    /// Records that the oldest command sent and not yet answered will never be read by the
+    /// one who sent it: its reply is thrown away by [`Connection::settle`] before the next
+    /// user's.
+    pub fn abandon_reply(&mut self) {
+        self.abandoned += 1;
+    }
+
+    /// Replies owed to nobody, still to be read before this connection is in step.
+    pub fn abandoned(&self) -> usize {
+        self.abandoned
+    }
+
+    /// Reads and throws away the replies owed to nobody. On error the connection is out of
+    /// step and must be dropped.
+    pub fn settle(&mut self) -> io::Result<()> {
+        while self.abandoned > 0 {
+            self.receive()?;
+            self.abandoned -= 1;
+        }
+        Ok(())
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self.stream.get_ref() {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+
     /// Whether this idle connection is known to be dead: the server closed it (as a Redis
     /// restart or failover does) or sent something nobody asked for. Checked without blocking,
     /// so that a pooled connection is not used, and a request failed, after Redis came back.
@@ -343,10 +375,7 @@ impl Connection {
         if !self.stream.buffer().is_empty() {
             return true;
         }
-        let tcp = match self.stream.get_ref() {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => &tls.sock,
-        };
+        let tcp = self.tcp();
         let mut byte = [0u8; 1];
         let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
         !matches!(

@@ -11,9 +11,9 @@ mod settings;
 
 pub use self::connection::{Endpoint, TlsSetupError};
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStore, POOL_COUNTERS};
 pub use self::scan::{Scan, ScanRequest};
-pub use self::settings::{RedisSettings, StoreSettings, VARIABLES};
+pub use self::settings::{RedisSettings, StoreSettings, MAX_CONNECTIONS_VARIABLE, VARIABLES};
 
 use std::fmt;
 use std::sync::Arc;

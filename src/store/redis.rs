@@ -4,8 +4,8 @@
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::batch::Batcher;
 use super::connection::{Connection, Connector, Endpoint, TlsSetupError};
@@ -17,19 +17,86 @@ pub struct RedisStore {
     connector: Connector,
     key: String,
     timeout: Duration,
-    /// Idle connections with the generation they were made in.
-    idle: Mutex<Vec<(u64, Connection)>>,
+    pool: Arc<Pool>,
     /// Bumped when a connection fails, so that the other idle connections (most likely broken
     /// the same way, e.g. by a Redis restart) are dropped instead of failing one request each.
     generation: AtomicU64,
     increments: Batcher,
 }
 
-/// A connection out of the pool, with the generation it belongs to.
+/// Connections to Redis, at most `max` open at once (idle or in use).
+struct Pool {
+    state: Mutex<PoolState>,
+    /// Signalled when a connection comes back or closes, for callers waiting at the cap.
+    freed: Condvar,
+    max: usize,
+}
+
+struct PoolState {
+    idle: Vec<Pooled>,
+    open: usize,
+}
+
+impl Pool {
+    fn state(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn release(&self) {
+        self.state().open -= 1;
+        self.freed.notify_one();
+    }
+}
+
+/// What the pools of this process did, for `/metrics`: how often a connection was reused
+/// rather than opened, and what became of those a listing left with a reply on its way.
+#[derive(Default)]
+pub struct PoolCounters {
+    /// Connections opened (each a TCP, maybe TLS, handshake and a login).
+    pub opened: AtomicU64,
+    /// Commands sent on an idle connection taken from the pool.
+    pub reused: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Callers that found every connection in use and waited for one.
+    pub waited: AtomicU64,
+    /// Replies of listings left before their end, read and thrown away by the connection's
+    /// next user, which kept the connection.
+    pub drained: AtomicU64,
+    /// Such replies that could not be read (late, or the connection broken): closed.
+    pub abandoned: AtomicU64,
+}
+
+pub static POOL_COUNTERS: PoolCounters = PoolCounters {
+    opened: AtomicU64::new(0),
+    reused: AtomicU64::new(0),
+    open: AtomicU64::new(0),
+    waited: AtomicU64::new(0),
+    drained: AtomicU64::new(0),
+    abandoned: AtomicU64::new(0),
+};
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, AtomicOrdering::Relaxed);
+}
+
+/// A connection out of the pool, with the generation it belongs to. Dropping it closes the
+/// connection and frees its place in the pool.
 struct Pooled {
     generation: u64,
     conn: Connection,
+    pool: Arc<Pool>,
 }
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        POOL_COUNTERS.open.fetch_sub(1, AtomicOrdering::Relaxed);
+        self.pool.release();
+    }
+}
+
+/// Connections a store may open when not told otherwise (`REDIS_MAX_CONNECTIONS`'s default).
+const DEFAULT_MAX_CONNECTIONS: usize = 32;
 
 impl RedisStore {
     /// Nothing is connected until first use. `extra_ca` adds trusted certificates for TLS.
@@ -43,48 +110,122 @@ impl RedisStore {
             connector: Connector::new(endpoint, timeout, extra_ca)?,
             key,
             timeout,
-            idle: Mutex::new(Vec::new()),
+            pool: Arc::new(Pool {
+                state: Mutex::new(PoolState {
+                    idle: Vec::new(),
+                    open: 0,
+                }),
+                freed: Condvar::new(),
+                max: DEFAULT_MAX_CONNECTIONS,
+            }),
             generation: AtomicU64::new(0),
             increments: Batcher::default(),
         })
     }
 
-    /// An idle connection of the current generation, or a new one. An idle connection the
-    /// server has closed starts a new generation: its siblings most likely went the same way.
+    /// At most `max` connections open at once (at least one); set before first use.
+    pub fn with_max_connections(mut self, max: usize) -> RedisStore {
+        if let Some(pool) = Arc::get_mut(&mut self.pool) {
+            pool.max = max.max(1);
+        }
+        self
+    }
+
+    /// An idle connection of the current generation, or a new one while fewer than the cap
+    /// are open, or else the first to come back within the timeout (if none does: unavailable,
+    /// nothing having been sent). An idle connection the server has closed starts a new
+    /// generation: its siblings most likely went the same way.
     fn checkout(&self) -> Result<Pooled, StoreError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut waited = false;
         loop {
             let generation = self.generation.load(AtomicOrdering::Acquire);
-            let idle = {
-                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                idle.retain(|(g, _)| *g == generation);
-                idle.pop()
+            let mut state = self.pool.state();
+            // Closing a connection takes the lock again: the old ones are dropped after it.
+            let (current, old): (Vec<Pooled>, Vec<Pooled>) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|p| p.generation == generation);
+            state.idle = current;
+            if !old.is_empty() {
+                drop(state);
+                drop(old);
+                continue;
+            }
+            // A connection with no reply to throw away first, if there is one.
+            let settled = state.idle.iter().rposition(|p| p.conn.abandoned() == 0);
+            let taken = match settled {
+                Some(i) => Some(state.idle.swap_remove(i)),
+                None => state.idle.pop(),
             };
-            match idle {
-                Some((_, conn)) if conn.is_stale() => {
+            if let Some(mut pooled) = taken {
+                drop(state);
+                if pooled.conn.abandoned() > 0 {
+                    if pooled.conn.settle().is_err() {
+                        // Out of step: closed (and counted), nothing of the caller's sent.
+                        count(&POOL_COUNTERS.abandoned);
+                        continue;
+                    }
+                    count(&POOL_COUNTERS.drained);
+                }
+                if pooled.conn.is_stale() {
                     let _ = self.generation.compare_exchange(
                         generation,
                         generation + 1,
                         AtomicOrdering::AcqRel,
                         AtomicOrdering::Acquire,
                     );
+                    continue;
                 }
-                Some((generation, conn)) => return Ok(Pooled { generation, conn }),
-                None => {
-                    return match self.connector.connect() {
-                        Ok(conn) => Ok(Pooled { generation, conn }),
-                        Err(e) => Err(self.broken(e)),
-                    }
-                }
+                count(&POOL_COUNTERS.reused);
+                return Ok(pooled);
             }
+            if state.open < self.pool.max {
+                state.open += 1;
+                drop(state);
+                count(&POOL_COUNTERS.open);
+                // The place is taken before connecting (without the lock held), and given
+                // back if connecting fails; a connection made frees it when dropped.
+                return match self.connector.connect() {
+                    Ok(conn) => {
+                        count(&POOL_COUNTERS.opened);
+                        Ok(Pooled {
+                            generation,
+                            conn,
+                            pool: Arc::clone(&self.pool),
+                        })
+                    }
+                    Err(e) => {
+                        POOL_COUNTERS.open.fetch_sub(1, AtomicOrdering::Relaxed);
+                        self.pool.release();
+                        Err(self.broken(e))
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "all {} connections to Redis stayed in use for {} ms",
+                    self.pool.max,
+                    self.timeout.as_millis()
+                )));
+            }
+            if !waited {
+                waited = true;
+                count(&POOL_COUNTERS.waited);
+            }
+            drop(
+                self.pool
+                    .freed
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
         }
     }
 
     /// Takes back a connection that is in step: every command sent has been answered.
     fn checkin(&self, pooled: Pooled) {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((pooled.generation, pooled.conn));
+        self.pool.state().idle.push(pooled);
+        self.pool.freed.notify_one();
     }
 
     /// Called with the error that made a connection unusable (it is dropped, not checked in).
@@ -355,10 +496,25 @@ impl Scan for RedisScan {
 
 impl Drop for RedisScan {
     fn drop(&mut self) {
-        // With a reply still on its way, the connection is out of step: it is closed.
-        if let (None, Some(pooled)) = (self.asked, self.conn.take()) {
-            self.store.checkin(pooled);
+        let Some(mut pooled) = self.conn.take() else {
+            return;
+        };
+        if self.asked.is_some() {
+            // Left before its end (a client gone) with the next chunk asked for. Its reply
+            // is most likely not here yet: waiting for it would hold this thread, and closing
+            // would cost a new connection later. It is read and thrown away by the connection's
+            // next user, after the wait a trip through the pool gives it.
+            pooled.conn.abandon_reply();
         }
+        self.store.checkin(pooled);
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        // Idle connections hold the pool they belong to; taken out, they close.
+        let idle = std::mem::take(&mut self.pool.state().idle);
+        drop(idle);
     }
 }
 

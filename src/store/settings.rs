@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::connection::Endpoint;
 use crate::secret::Secret;
-use crate::settings::{invalid, millis, value, ConfigError, Variable};
+use crate::settings::{invalid, millis, number, value, ConfigError, Variable};
 
 const REDIS_URL: Variable = Variable {
     name: "REDIS_URL",
@@ -30,6 +30,12 @@ const REDIS_TIMEOUT_MS: Variable = Variable {
     default: "1000",
     meaning: "Redis connect, read, write and host name lookup timeout",
 };
+const REDIS_MAX_CONNECTIONS: Variable = Variable {
+    name: "REDIS_MAX_CONNECTIONS",
+    default: "32",
+    meaning: "Redis connections open at once; must exceed COUNTS_MAX_LISTINGS + 1, so that \
+              listings never hold the one greetings need",
+};
 const REDIS_TLS_CA_FILE: Variable = Variable {
     name: "REDIS_TLS_CA_FILE",
     default: "",
@@ -42,8 +48,12 @@ pub const VARIABLES: &[Variable] = &[
     REDIS_CLUSTER_ADDRESS,
     REDIS_KEY,
     REDIS_TIMEOUT_MS,
+    REDIS_MAX_CONNECTIONS,
     REDIS_TLS_CA_FILE,
 ];
+
+/// The name of the variable for the pool's cap, for the check against `COUNTS_MAX_LISTINGS`.
+pub const MAX_CONNECTIONS_VARIABLE: &str = REDIS_MAX_CONNECTIONS.name;
 
 #[derive(Debug)]
 pub enum StoreSettings {
@@ -58,6 +68,8 @@ pub struct RedisSettings {
     pub endpoint: Endpoint,
     pub key: String,
     pub timeout: Duration,
+    /// Connections open at once, idle or in use.
+    pub max_connections: usize,
     /// Certificates trusted for `rediss://` besides the built-in roots.
     pub tls_ca_file: Option<PathBuf>,
 }
@@ -69,6 +81,7 @@ impl StoreSettings {
     pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<StoreSettings, ConfigError> {
         let key = value(get, &REDIS_KEY);
         let timeout = millis(get, &REDIS_TIMEOUT_MS)?;
+        let max_connections = number(get, &REDIS_MAX_CONNECTIONS, 2, 10_000)?;
         let endpoint = match (get(REDIS_URL.name), get(REDIS_CLUSTER_ADDRESS.name)) {
             (Some(url), _) => Some(endpoint_from_url(url.trim())?),
             (None, Some(address)) => Some(endpoint_from_address(address.trim())?),
@@ -80,6 +93,7 @@ impl StoreSettings {
                 endpoint,
                 key,
                 timeout,
+                max_connections,
                 tls_ca_file,
             }),
             None => StoreSettings::Memory,
