@@ -1199,6 +1199,59 @@ fn u5_head_counts_and_abandoned_listings() {
     assert!(left_connections <= 40, "{left_connections}");
 }
 
+/// Item 3 of issue 17: a Redis that answers one byte every 300 ms, with `REDIS_TIMEOUT_MS` at
+/// 1,000: each command is cut at its deadline, not at a second without a byte. Then a listing
+/// whose second page is slow: the chunked body is cut, never ended as if whole.
+#[test]
+#[ignore]
+fn u3_redis_trickling_its_replies() {
+    let redis = Redis::start();
+    redis.add_names(KEY, 10_000);
+    let slow = common::trickling_proxy(redis.port, 0, Duration::from_millis(300));
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &slow.to_string()),
+        ("REDIS_TIMEOUT_MS", "1000"),
+    ]);
+    // Serving begins after a first health sample, whose PING takes the timeout here.
+    assert_eq!(Conn::open(s.addr).get("/health").status, 200);
+    let mut tally = Tally::default();
+    let mut statuses = Vec::new();
+    for path in ["/hello/slow", "/counts?limit=2"] {
+        let t = Instant::now();
+        let status = Conn::open(s.addr)
+            .try_response_to(path)
+            .map(|r| r.status)
+            .ok();
+        tally.record(status, t.elapsed());
+        statuses.push(format!("{path} {status:?} in {:.2?}", t.elapsed()));
+    }
+    tally.row(
+        "u3 redis replies 1 B / 300 ms",
+        None,
+        &format!("REDIS_TIMEOUT_MS=1000: {}", statuses.join(", ")),
+    );
+    assert!(tally.percentile(1.0) < Duration::from_millis(1500));
+    // The first page (102,407 bytes of reply) comes at once, the second trickles.
+    let second_slow = common::trickling_proxy(redis.port, 150_000, Duration::from_millis(300));
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &second_slow.to_string()),
+        ("REDIS_TIMEOUT_MS", "1000"),
+    ]);
+    let t = Instant::now();
+    let mut c = Conn::open(s.addr);
+    let outcome = c.try_response_to("/counts");
+    let took = t.elapsed();
+    println!(
+        "\n| u3 second page slow | GET /counts over 10,000 names: {} after {took:.2?}",
+        match &outcome {
+            Ok(r) => format!("a whole body of {} bytes", r.body.len()),
+            Err(e) => format!("body cut ({e})"),
+        }
+    );
+    assert!(outcome.is_err(), "a short listing passed as whole");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
 #[test]
 #[ignore]
 fn s0_table_header() {

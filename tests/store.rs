@@ -262,3 +262,50 @@ fn the_pool_opens_at_most_its_cap_and_a_caller_at_the_cap_waits_then_is_unavaila
     // The two of the pool, and the one asking.
     assert_eq!(clients.lines().count(), 3, "{clients}");
 }
+
+#[test]
+fn the_timeout_bounds_a_whole_command_however_its_reply_trickles() {
+    let redis = Redis::start();
+    redis.add_names("contract", 3);
+    // A byte every 300 ms: each read would be within a 1 s timeout, the reply never is.
+    let proxy = common::trickling_proxy(redis.port, 0, Duration::from_millis(300));
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port: proxy.port(),
+        tls: false,
+        username: None,
+        password: None,
+        db: 0,
+    };
+    let s = Arc::new(
+        RedisStore::new(endpoint, "contract".into(), Duration::from_secs(1), None).unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let outcome = s.increment("slow");
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Err(StoreError::OutcomeUnknown(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    let started = std::time::Instant::now();
+    let mut scan = Arc::clone(&s).scan(ScanRequest {
+        order: Order::Ascending,
+        start: 0,
+        limit: Some(2),
+        chunk: 2,
+    });
+    let outcome = scan.next_chunk();
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+}

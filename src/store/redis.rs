@@ -1,5 +1,5 @@
-//! The production store: a Redis sorted set, reached over a small pool of connections with
-//! timeouts on connect, read and write.
+//! The production store: a Redis sorted set, reached over a capped pool of connections, each
+//! command under one deadline.
 
 use std::io;
 use std::path::Path;
@@ -107,7 +107,7 @@ impl RedisStore {
         extra_ca: Option<&Path>,
     ) -> Result<RedisStore, TlsSetupError> {
         Ok(RedisStore {
-            connector: Connector::new(endpoint, timeout, extra_ca)?,
+            connector: Connector::new(endpoint, extra_ca)?,
             key,
             timeout,
             pool: Arc::new(Pool {
@@ -135,8 +135,10 @@ impl RedisStore {
     /// are open, or else the first to come back within the timeout (if none does: unavailable,
     /// nothing having been sent). An idle connection the server has closed starts a new
     /// generation: its siblings most likely went the same way.
-    fn checkout(&self) -> Result<Pooled, StoreError> {
-        let deadline = Instant::now() + self.timeout;
+    ///
+    /// `deadline` is the command's: waiting for a connection, making one, reading a reply owed
+    /// to nobody, then the command itself, all share it. The connection returned has it set.
+    fn checkout(&self, deadline: Instant) -> Result<Pooled, StoreError> {
         let mut waited = false;
         loop {
             let generation = self.generation.load(AtomicOrdering::Acquire);
@@ -159,6 +161,7 @@ impl RedisStore {
             };
             if let Some(mut pooled) = taken {
                 drop(state);
+                pooled.conn.set_deadline(deadline);
                 if pooled.conn.abandoned() > 0 {
                     if pooled.conn.settle().is_err() {
                         // Out of step: closed (and counted), nothing of the caller's sent.
@@ -185,7 +188,7 @@ impl RedisStore {
                 count(&POOL_COUNTERS.open);
                 // The place is taken before connecting (without the lock held), and given
                 // back if connecting fails; a connection made frees it when dropped.
-                return match self.connector.connect() {
+                return match self.connector.connect(deadline) {
                     Ok(conn) => {
                         count(&POOL_COUNTERS.opened);
                         Ok(Pooled {
@@ -247,7 +250,7 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut Connection) -> io::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut pooled = self.checkout()?;
+        let mut pooled = self.checkout(Instant::now() + self.timeout)?;
         match f(&mut pooled.conn) {
             Ok(value) => {
                 self.checkin(pooled);
@@ -278,7 +281,8 @@ impl RedisStore {
     /// the pipeline was sent.
     pub fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
         let failed = |e: StoreError| names.iter().map(|_| Err(e.clone())).collect();
-        let mut pooled = match self.checkout() {
+        // One deadline for the whole pipeline: a connection, the writes, every reply.
+        let mut pooled = match self.checkout(Instant::now() + self.timeout) {
             Ok(pooled) => pooled,
             Err(e) => return failed(e),
         };
@@ -441,13 +445,16 @@ struct RedisScan {
 impl RedisScan {
     /// Sends the request for the next chunk, if any remains. A failed send drops the
     /// connection; the request is sent again (a read is safe to repeat) on the next call.
-    fn request(&mut self) -> Result<bool, StoreError> {
+    fn request(&mut self, deadline: Instant) -> Result<bool, StoreError> {
         let Some((start, count)) = self.window.next_request() else {
             return Ok(false);
         };
         let mut pooled = match self.conn.take() {
-            Some(pooled) => pooled,
-            None => self.store.checkout()?,
+            Some(mut pooled) => {
+                pooled.conn.set_deadline(deadline);
+                pooled
+            }
+            None => self.store.checkout(deadline)?,
         };
         let stop = start.saturating_add(count as u64 - 1).to_string();
         let start = start.to_string();
@@ -470,12 +477,17 @@ impl RedisScan {
 
 impl Scan for RedisScan {
     fn next_chunk(&mut self) -> Result<Vec<Entry>, StoreError> {
-        if self.asked.is_none() && !self.request()? {
+        // Each page has its deadline, from when it is waited for: a page asked for ahead was
+        // sent under a deadline of its own, and the time the client took to read the page
+        // before it is not Redis's.
+        let deadline = Instant::now() + self.store.timeout;
+        if self.asked.is_none() && !self.request(deadline)? {
             return Ok(Vec::new());
         }
         let (Some(asked), Some(mut pooled)) = (self.asked.take(), self.conn.take()) else {
             return Err(StoreError::Unavailable("scan lost its connection".into()));
         };
+        pooled.conn.set_deadline(deadline);
         let reply = pooled.conn.receive().map_err(|e| self.store.broken(e))?;
         let chunk = match reply {
             Reply::Error(e) => Err(self.store.server_error(e)),
@@ -485,7 +497,7 @@ impl Scan for RedisScan {
         let chunk = chunk?;
         self.window.advance(asked, chunk.len());
         // An error here is met again, and reported, by the next call.
-        if !matches!(self.request(), Ok(true)) {
+        if !matches!(self.request(Instant::now() + self.store.timeout), Ok(true)) {
             if let Some(pooled) = self.conn.take() {
                 self.store.checkin(pooled);
             }

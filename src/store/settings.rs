@@ -28,7 +28,8 @@ const REDIS_KEY: Variable = Variable {
 const REDIS_TIMEOUT_MS: Variable = Variable {
     name: "REDIS_TIMEOUT_MS",
     default: "1000",
-    meaning: "Redis connect, read, write and host name lookup timeout",
+    meaning: "deadline of each Redis command (and each page of a listing): connection, name \
+              lookup, write and the whole reply",
 };
 const REDIS_MAX_CONNECTIONS: Variable = Variable {
     name: "REDIS_MAX_CONNECTIONS",
