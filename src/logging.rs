@@ -315,7 +315,7 @@ impl serde_json::ser::Formatter for OneLine {
     ) -> io::Result<()> {
         let mut rest = fragment;
         while let Some(at) = rest.find(hidden) {
-            writer.write_all(rest[..at].as_bytes())?;
+            writer.write_all(&rest.as_bytes()[..at])?;
             let mut chars = rest[at..].chars();
             if let Some(c) = chars.next() {
                 // All hidden characters are in the Basic Multilingual Plane: one escape each.
