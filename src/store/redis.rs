@@ -225,7 +225,8 @@ impl RedisStore {
         }
     }
 
-    /// Takes back a connection that is in step: every command sent has been answered.
+    /// Takes back a connection that is in step: every command sent has been answered, or its
+    /// reply is recorded as owed to nobody (and read by the next user before its own).
     fn checkin(&self, pooled: Pooled) {
         self.pool.state().idle.push(pooled);
         self.pool.freed.notify_one();
