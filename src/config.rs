@@ -6,11 +6,12 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::cluster::ClusterSettings;
 use crate::http::ServerConfig;
 use crate::logging::{Filter, Format};
-use crate::settings::{boolean, ConfigError, Variable};
+use crate::settings::{boolean, invalid, ConfigError, Variable};
 use crate::store::StoreSettings;
 use crate::{aws, cluster, counts, emf, http, logging, store};
 
@@ -21,6 +22,8 @@ pub struct Config {
     pub debug: bool,
     pub log_format: Format,
     pub log_filter: Filter,
+    /// How often a repeated kind of log line is summed up.
+    pub log_repeat_interval: Duration,
     pub http: ServerConfig,
     /// `/counts` listings open at once; more are refused with 503 `overloaded`.
     pub max_listings: usize,
@@ -97,9 +100,23 @@ impl Config {
         let store = StoreSettings::from_env(&get)?;
         let debug = boolean(&get, &DEBUG)?;
         let (log_format, log_filter) = logging::settings_from_env(&get)?;
+        let log_repeat_interval = logging::repeat_interval_from_env(&get)?;
         let mut http = ServerConfig::from_env(&get)?;
         let max_listings = counts::max_listings_from_env(&get)?;
         let max_pending = store::max_pending_from_env(&get)?;
+        // Each open listing holds a connection until its client has read it; greetings need
+        // one more, and a health check or a HEAD another, so that listings cannot starve them.
+        if let StoreSettings::Redis(redis) = &store {
+            if redis.max_connections <= max_listings + 1 {
+                return Err(invalid(
+                    store::MAX_CONNECTIONS_VARIABLE,
+                    format!(
+                        "a whole number above COUNTS_MAX_LISTINGS + 1 ({})",
+                        max_listings + 1
+                    ),
+                ));
+            }
+        }
         let cluster = ClusterSettings::from_env(&get, debug)?;
         // The routes that block: each open listing and each cluster request has a thread.
         http.blocking_threads = max_listings + cluster.max_requests;
@@ -110,6 +127,7 @@ impl Config {
             debug,
             log_format,
             log_filter,
+            log_repeat_interval,
             http,
             max_listings,
             max_pending,
@@ -339,6 +357,21 @@ mod tests {
     fn bad_values_name_their_variable() {
         let var = |vars: &[(&str, &str)]| config(vars).unwrap_err().variable;
         assert_eq!(var(&[("PORT", "http")]), "PORT");
+        // Listings must leave the greetings a connection.
+        let redis = ("REDIS_CLUSTER_ADDRESS", "redis:6379");
+        let pool = |n| {
+            [
+                redis,
+                ("REDIS_MAX_CONNECTIONS", n),
+                ("COUNTS_MAX_LISTINGS", "16"),
+            ]
+        };
+        assert_eq!(var(&pool("17")), "REDIS_MAX_CONNECTIONS");
+        assert!(config(&pool("18")).is_ok());
+        assert!(
+            config(&[("REDIS_MAX_CONNECTIONS", "2")]).is_ok(),
+            "no Redis, no check"
+        );
         assert_eq!(var(&[("PORT", "0")]), "PORT");
         assert_eq!(var(&[("PORT", "70000")]), "PORT");
         assert_eq!(var(&[("HOST", "localhost:1")]), "HOST");

@@ -141,6 +141,19 @@ impl Drop for Permit {
     }
 }
 
+/// What a `HEAD /counts` needs: only whether a `GET` would start, its status. One entry of the
+/// page is read (so a key of the wrong type still fails as it would), nothing is asked ahead,
+/// and the connection goes back to the pool in step.
+pub fn check(store: &Arc<dyn Store>, paging: Paging) -> Result<(), StoreError> {
+    let mut scan = Arc::clone(store).scan(ScanRequest {
+        order: paging.order,
+        start: paging.offset,
+        limit: Some(1),
+        chunk: 1,
+    });
+    scan.next_chunk().map(drop)
+}
+
 /// A listing written piece by piece as `{"counts":[...]}`. The first chunk is read before
 /// anything is written, so that a store failure can still become a clean error response;
 /// each later chunk is read as the one before it is written out.

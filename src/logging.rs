@@ -9,15 +9,17 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use env_logger::fmt::Formatter;
 use log::kv::{self, Key, Value, VisitSource};
 use log::{Level, Record};
 use serde_json::Map;
 
-use crate::http::Exchange;
-use crate::settings::{invalid, value, variables, ConfigError};
+use crate::settings::{invalid, millis, value, variables, ConfigError};
 
 variables! {
     LOG_FORMAT = "text",
@@ -25,6 +27,16 @@ variables! {
     RUST_LOG = "info",
         "env_logger directives, e.g. info,hello=debug,access=off,rustls=warn (targets: \
               hello, access, ureq, rustls); unreadable: refused";
+    LOG_REPEAT_INTERVAL_MS = "10000",
+        "a line that repeats fast (a store failure per request, a refused connection) is \
+              written once, then summed up with a count once per this interval";
+}
+
+/// `LOG_REPEAT_INTERVAL_MS`: how often a [`Repeated`] kind of line is summed up.
+pub fn repeat_interval_from_env(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Duration, ConfigError> {
+    millis(get, &LOG_REPEAT_INTERVAL_MS)
 }
 
 /// `LOG_FORMAT` and `RUST_LOG`. `get` returns a variable's value when it is set and not blank.
@@ -71,8 +83,13 @@ impl FromStr for Filter {
     }
 }
 
-/// Installs the logger; only the first call has an effect.
-pub fn init(format: Format, filter: &Filter) {
+/// Installs the logger; only the first call has an effect. `repeat_interval`: how often each
+/// [`Repeated`] kind of line is summed up.
+pub fn init(format: Format, filter: &Filter, repeat_interval: Duration) {
+    REPEAT_INTERVAL_MS.store(
+        u64::try_from(repeat_interval.as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
     let _ = env_logger::Builder::new()
         .parse_filters(&filter.0)
         .format(move |out, record| match format {
@@ -82,47 +99,124 @@ pub fn init(format: Format, filter: &Filter) {
         .try_init();
 }
 
-/// The access line for one request, at `info`. Its fields go as key-values, so that the JSON
-/// line carries them as they are (numbers as numbers); the text line is made from them too.
-pub fn access(exchange: &Exchange<'_>) {
-    let Exchange {
-        method,
-        path,
-        status,
-        elapsed,
-        bytes,
-        peer,
-        tag: _,
-        trace_id,
-    } = *exchange;
-    // Milliseconds to the microsecond: enough for a latency, and short.
-    let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
-    match trace_id.and_then(alb_trace_id) {
-        Some(trace_id) => log::info!(
-            target: ACCESS, method, path, status, duration_ms, bytes, peer:%, trace_id; "request"
-        ),
-        None => {
-            log::info!(target: ACCESS, method, path, status, duration_ms, bytes, peer:%; "request")
+/// `LOG_REPEAT_INTERVAL_MS`, as set by [`init`] (its default until then, e.g. in unit tests).
+static REPEAT_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
+
+fn repeat_interval() -> Duration {
+    Duration::from_millis(REPEAT_INTERVAL_MS.load(Ordering::Relaxed).max(1))
+}
+
+/// A kind of log line that can come once per request or per connection, and so thousands of
+/// times a second while a fault lasts (Redis gone, a client reconnecting in a loop). The first
+/// is written at once; the others in the same interval are only counted, and one summary line
+/// per interval says how many there were, at the same level and target. Exact counts are the
+/// metrics' job; a log that floods costs money (CloudWatch bills by the byte) and buries the
+/// line that mattered. A quiet interval ends the run: the next occurrence is written at once.
+pub struct Repeated {
+    target: &'static str,
+    what: &'static str,
+    level: Level,
+    window: Mutex<Window>,
+    registered: Once,
+}
+
+impl Repeated {
+    /// `what` names the kind in its summary line (`store increment failed`).
+    pub const fn new(target: &'static str, level: Level, what: &'static str) -> Repeated {
+        Repeated {
+            target,
+            what,
+            level,
+            window: Mutex::new(Window {
+                open_since: None,
+                repeats: 0,
+            }),
+            registered: Once::new(),
         }
+    }
+
+    /// Whether this occurrence is to be written now; if not, it is counted for the summary.
+    pub fn admit(&'static self) -> bool {
+        self.registered.call_once(|| register(self));
+        self.window().admit(Instant::now())
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the summary of an interval that has ended, if anything was held back in it.
+    fn summarise(&self, now: Instant, interval: Duration) {
+        let Some(repeats) = self.window().close(now, interval) else {
+            return;
+        };
+        log::log!(
+            target: self.target,
+            self.level,
+            "{}: {repeats} more time(s) in the last {} ms, not written one by one",
+            self.what,
+            interval.as_millis()
+        );
     }
 }
 
-/// An `X-Amzn-Trace-Id` as the ALB writes it (`Root=1-67891233-abcdef012345678912345678`,
-/// maybe with `;Parent=…;Sampled=1` or `Self=…` fields), so that an access line can be joined
-/// with the ALB's own log line. Anything else is left out of the log: at most 256 bytes of
-/// letters, digits and `=;._-`, with a `Root=1-` of 8 and 24 hexadecimal digits.
-fn alb_trace_id(raw: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "=;._-".contains(c);
-    if text.len() > 256 || !text.chars().all(allowed) {
-        return None;
+/// One kind's run of repeats: pure, so it is tested with made-up instants.
+#[derive(Debug)]
+struct Window {
+    /// When the line last written (or the last summary) went out; `None` while quiet.
+    open_since: Option<Instant>,
+    /// Occurrences held back since then.
+    repeats: u64,
+}
+
+impl Window {
+    fn admit(&mut self, now: Instant) -> bool {
+        if self.open_since.is_none() {
+            self.open_since = Some(now);
+            return true;
+        }
+        self.repeats += 1;
+        false
     }
-    let root = text
-        .split(';')
-        .find_map(|field| field.strip_prefix("Root=1-"))?;
-    let (time, id) = root.split_once('-')?;
-    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
-    (hex(time, 8) && hex(id, 24)).then_some(text)
+
+    /// At `now`: when the window is `interval` old, the number held back in it (if any, and a
+    /// new window opens for the next ones) or `None` (and the window closes).
+    fn close(&mut self, now: Instant, interval: Duration) -> Option<u64> {
+        let since = self.open_since?;
+        if now.saturating_duration_since(since) < interval {
+            return None;
+        }
+        let repeats = std::mem::take(&mut self.repeats);
+        self.open_since = (repeats > 0).then_some(now);
+        (repeats > 0).then_some(repeats)
+    }
+}
+
+/// Every kind used so far, summed up by one thread started with the first.
+static KINDS: Mutex<Vec<&'static Repeated>> = Mutex::new(Vec::new());
+
+fn register(kind: &'static Repeated) {
+    let mut kinds = KINDS.lock().unwrap_or_else(PoisonError::into_inner);
+    kinds.push(kind);
+    if kinds.len() > 1 {
+        return;
+    }
+    let started = thread::Builder::new()
+        .name("log-repeats".into())
+        .spawn(|| loop {
+            // A quarter of the interval: a summary is at most that late.
+            let interval = repeat_interval();
+            thread::sleep(interval / 4);
+            let now = Instant::now();
+            let kinds = KINDS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            for kind in kinds {
+                kind.summarise(now, interval);
+            }
+        });
+    if let Err(e) = started {
+        // Lines are still limited; only their summaries are lost.
+        log::error!("cannot start the thread that sums up repeated log lines: {e}");
+    }
 }
 
 /// `2026-11-26T12:04:36.123Z INFO  hello::store::redis message`; an access line is
@@ -178,8 +272,36 @@ fn write_json(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {
     line.insert("level".into(), level_name(record.level()).into());
     line.insert("target".into(), record.target().into());
     line.insert("msg".into(), record.args().to_string().into());
-    serde_json::to_writer(&mut *out, &line)?;
+    let mut json = serde_json::Serializer::with_formatter(&mut *out, OneLine);
+    serde::Serialize::serialize(&line, &mut json)?;
     out.write_all(b"\n")
+}
+
+/// JSON as `serde_json` writes it compactly, but with every character some tool takes for a
+/// line break, or that reorders or hides text on a terminal, written as a `\uXXXX` escape:
+/// `serde_json` escapes only `"`, `\` and C0 controls, so U+0085, U+2028, U+2029 (line breaks
+/// to Python's `str.splitlines()`, JavaScript and many log viewers), DEL, C1 controls and bidi
+/// overrides would otherwise reach the line raw and split or disguise it.
+struct OneLine;
+
+impl serde_json::ser::Formatter for OneLine {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(hidden) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let mut chars = rest[at..].chars();
+            if let Some(c) = chars.next() {
+                // All hidden characters are in the Basic Multilingual Plane: one escape each.
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+            }
+            rest = chars.as_str();
+        }
+        writer.write_all(rest.as_bytes())
+    }
 }
 
 /// Adds each key-value to a JSON object: numbers and booleans as such, anything else as text.
@@ -215,10 +337,6 @@ fn timestamp() -> humantime::Rfc3339Timestamp {
 /// `text` with its control characters (C0, DEL, C1), line and paragraph separators and bidi
 /// overrides written as escapes (`\n`, `\u{1b}`); everything else as it is.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
     if !text.contains(hidden) {
         return Cow::Borrowed(text);
     }
@@ -230,6 +348,13 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(escaped)
+}
+
+/// Control characters (C0, DEL, C1: among them U+0085, a line break to many splitters), the
+/// line and paragraph separators, and bidi embeddings, overrides and isolates.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -247,29 +372,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_only_trace_ids_of_the_albs_shape() {
-        for good in [
-            "Root=1-67891233-abcdef012345678912345678",
-            "Self=1-67891233-12456789abcdef012345678;Root=1-67891233-abcdef012345678912345678",
-            "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1",
-        ] {
-            assert_eq!(alb_trace_id(good.as_bytes()), Some(good), "{good}");
-        }
-        let long = format!(
-            "Root=1-67891233-abcdef012345678912345678;{}",
-            "a".repeat(250)
+    fn a_repeated_line_is_written_once_then_summed_up_once_per_interval() {
+        let interval = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut w = Window {
+            open_since: None,
+            repeats: 0,
+        };
+        assert!(w.admit(at(0)), "the first goes out at once");
+        assert!((0..1000).all(|i| !w.admit(at(i))));
+        assert_eq!(
+            w.close(at(9_999), interval),
+            None,
+            "not before the interval ends"
         );
-        for bad in [
-            "Root=1-6789123-abcdef012345678912345678",
-            "Root=1-67891233-abcdef01234567891234567g",
-            "Root=1-67891233-abcdef012345678912345678 x",
-            "Root=1-67891233-abcdef012345678912345678\n\"fake\"",
-            "Parent=53995c3f42cd8ad8",
-            long.as_str(),
-        ] {
-            assert_eq!(alb_trace_id(bad.as_bytes()), None, "{bad}");
-        }
-        assert_eq!(alb_trace_id(b"Root=1-67891233-\xff"), None);
+        assert_eq!(w.close(at(10_000), interval), Some(1000));
+        // Still repeating: counted for the next summary, not written.
+        assert!(!w.admit(at(10_001)));
+        assert_eq!(w.close(at(20_000), interval), Some(1));
+        // A quiet interval closes the run; the next occurrence is written at once.
+        assert_eq!(w.close(at(30_000), interval), None);
+        assert!(w.admit(at(30_001)));
+        assert_eq!(w.close(at(40_001), interval), None);
+        assert!(w.admit(at(40_002)));
+    }
+
+    fn one_line(value: &serde_json::Value) -> String {
+        let mut out = Vec::new();
+        let mut json = serde_json::Serializer::with_formatter(&mut out, OneLine);
+        serde::Serialize::serialize(value, &mut json).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_strings_escape_every_line_break_and_hidden_character() {
+        let text = "a\u{85}b\u{2028}c\u{2029}d\u{7f}\u{9b}e\u{202e}f\u{2067}g\n\"\\é😀";
+        let line = one_line(&serde_json::json!({ "msg": text, "k\u{2028}": 1 }));
+        assert_eq!(
+            line,
+            r#"{"k\u2028":1,"msg":"a\u0085b\u2028c\u2029d\u007f\u009be\u202ef\u2067g\n\"\\é😀"}"#
+        );
+        assert!(!line.contains(|c: char| hidden(c)));
+        // Still JSON, and the same text once read back.
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["msg"], text);
     }
 
     #[test]

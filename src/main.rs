@@ -78,7 +78,11 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(config.log_format, &config.log_filter);
+    logging::init(
+        config.log_format,
+        &config.log_filter,
+        config.log_repeat_interval,
+    );
     raise_open_file_limit();
 
     // Waiting longer than a command may take to be sent means the store is not keeping up.
@@ -98,6 +102,7 @@ fn serve() -> ExitCode {
                 endpoint,
                 key,
                 timeout,
+                max_connections,
                 tls_ca_file,
             } = r;
             let display = endpoint.to_string();
@@ -108,6 +113,7 @@ fn serve() -> ExitCode {
             }
             match RedisStore::new(endpoint, key.clone(), timeout, tls_ca_file.as_deref()) {
                 Ok(store) => {
+                    let store = store.with_max_connections(max_connections);
                     log::info!("counting in Redis at {display} under key {key:?}");
                     Arc::new(store)
                 }

@@ -60,6 +60,7 @@ pub struct Metrics {
     latency: [Histogram; Route::ALL.len()],
     store_errors: [AtomicU64; StoreOperation::ALL.len()],
     store_unavailable: AtomicU64,
+    store_outcome_unknown: AtomicU64,
     increments: AtomicU64,
 }
 
@@ -84,6 +85,7 @@ impl Metrics {
             latency: Default::default(),
             store_errors: Default::default(),
             store_unavailable: AtomicU64::new(0),
+            store_outcome_unknown: AtomicU64::new(0),
             increments: AtomicU64::new(0),
         }
     }
@@ -109,6 +111,13 @@ impl Metrics {
     /// from the generic 5xx (which also holds `overloaded`, `upstream_error`…).
     pub fn store_unavailable(&self) {
         self.store_unavailable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request answered 504 `store_outcome_unknown`: sent to the store, no reply in time.
+    /// Apart from `store_unavailable` (nothing done) because each of these may or may not be
+    /// in Redis's count: the number an operator reconciling counts needs.
+    pub fn store_outcome_unknown(&self) {
+        self.store_outcome_unknown.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn increment_stored(&self) {
@@ -219,7 +228,7 @@ impl Metrics {
             &mut out,
             "hello_store_unavailable_total",
             "counter",
-            "Requests answered 503 store_unavailable.",
+            "Requests answered 503 store_unavailable: nothing was done.",
         );
         let _ = writeln!(
             out,
@@ -228,11 +237,67 @@ impl Metrics {
         );
         header(
             &mut out,
+            "hello_store_outcome_unknown_total",
+            "counter",
+            "Requests answered 504 store_outcome_unknown: sent to Redis, no reply in time.",
+        );
+        let _ = writeln!(
+            out,
+            "hello_store_outcome_unknown_total {}",
+            load(&self.store_outcome_unknown)
+        );
+        header(
+            &mut out,
             "hello_increments_total",
             "counter",
             "Increments the store confirmed.",
         );
         let _ = writeln!(out, "hello_increments_total {}", load(&self.increments));
+        let pool = &crate::store::POOL_COUNTERS;
+        for (name, kind, help, value) in [
+            (
+                "hello_redis_connections_opened_total",
+                "counter",
+                "Connections to Redis opened (each a handshake and a login).",
+                &pool.opened,
+            ),
+            (
+                "hello_redis_connection_reuses_total",
+                "counter",
+                "Commands sent on a connection taken idle from the pool, not opened for them.",
+                &pool.reused,
+            ),
+            (
+                "hello_redis_connections_open",
+                "gauge",
+                "Connections to Redis open now, idle or in use (at most REDIS_MAX_CONNECTIONS).",
+                &pool.open,
+            ),
+            (
+                "hello_redis_pool_waits_total",
+                "counter",
+                "Callers that found REDIS_MAX_CONNECTIONS connections in use and waited for one.",
+                &pool.waited,
+            ),
+        ] {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", load(value));
+        }
+        header(
+            &mut out,
+            "hello_redis_listings_left_total",
+            "counter",
+            "Listings left before their end with a reply on its way, by what became of their \
+             connection: drained (the reply read and thrown away by its next user; kept) or \
+             closed (the reply could not be read).",
+        );
+        for (outcome, n) in [("drained", &pool.drained), ("closed", &pool.abandoned)] {
+            let _ = writeln!(
+                out,
+                "hello_redis_listings_left_total{{outcome=\"{outcome}\"}} {}",
+                load(n)
+            );
+        }
         header(
             &mut out,
             "hello_http_connections_open",

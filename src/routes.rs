@@ -8,15 +8,17 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use log::Level;
 use serde::Serialize;
 
 use crate::cluster::Cluster;
-use crate::counts::{Gate, Listing, Paging, PagingError};
+use crate::counts::{self, Gate, Listing, Paging, PagingError};
 use crate::health::Monitor;
 use crate::hello::{greeting, Name, NameError};
 use crate::http::{
     negotiate, path, Answer, BodySource, Context, Rejection, Reply, Request, Response, Stats,
 };
+use crate::logging::Repeated;
 use crate::metrics::{ConnectionGauges, Metrics, StoreOperation};
 use crate::route::Route;
 use crate::store::{Done, Increments, Store, StoreError};
@@ -212,6 +214,8 @@ impl Done for Greeting {
                 self.metrics.increment_stored();
                 greeting_response(&self.name, count, self.json)
             }
+            // The lane refused it before anything was sent: not a store failure.
+            Err(StoreError::Overloaded) => ApiError::from(StoreError::Overloaded).into_response(),
             Err(e) => store_failure(&self.metrics, StoreOperation::Increment, e).into_response(),
         };
         self.reply.send(finish(Route::Hello, response));
@@ -248,6 +252,17 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
         .enter()
         .ok_or_else(|| overloaded("too many listings are being read right now"))?;
     let (store, metrics) = (Arc::clone(&app.store), Arc::clone(&app.metrics));
+    if request.method == "HEAD" {
+        // The head a GET would have, computed without a listing: no page read and thrown away.
+        return Ok(Answer::Blocking(Box::new(move |_| {
+            let response = match counts::check(&store, paging) {
+                Ok(()) => Response::stream(200, JSON, Box::new(HeadOnly)),
+                Err(e) => store_failure(&metrics, StoreOperation::Range, e).into_response(),
+            };
+            drop(permit);
+            finish(Route::Counts, response)
+        })));
+    }
     Ok(Answer::Blocking(Box::new(move |_| {
         let response = match Listing::start(store, paging, permit) {
             Ok(listing) => Response::stream(200, JSON, Box::new(ListingBody(listing))),
@@ -298,6 +313,15 @@ fn overloaded(what: &str) -> ApiError {
     ApiError::new(503, "overloaded", format!("{what}; try again later"))
 }
 
+/// The body of a HEAD answer that a GET would stream: never sent, so never read.
+struct HeadOnly;
+
+impl BodySource for HeadOnly {
+    fn fill(&mut self, _out: &mut Vec<u8>) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
 /// A listing as a response body.
 struct ListingBody(Listing);
 
@@ -310,12 +334,24 @@ impl BodySource for ListingBody {
     }
 }
 
+/// Store failures as log lines, by operation (`StoreOperation as usize`).
+static STORE_FAILED: [Repeated; 2] = [
+    Repeated::new(module_path!(), Level::Error, "store increment failed"),
+    Repeated::new(module_path!(), Level::Error, "store range failed"),
+];
+
 fn store_failure(metrics: &Metrics, operation: StoreOperation, e: StoreError) -> ApiError {
     metrics.store_error(operation);
-    if let StoreError::Unavailable(_) = e {
-        metrics.store_unavailable();
+    match e {
+        StoreError::Unavailable(_) => metrics.store_unavailable(),
+        StoreError::OutcomeUnknown(_) => metrics.store_outcome_unknown(),
+        StoreError::Refused(_) | StoreError::Overloaded => {}
     }
-    log::error!("store {} failed: {e}", operation.label());
+    // One line per failed request would flood the log while Redis is away; metrics count
+    // every failure.
+    if STORE_FAILED[operation as usize].admit() {
+        log::error!("store {} failed: {e}", operation.label());
+    }
     ApiError::from(e)
 }
 
@@ -373,7 +409,9 @@ impl ApiError {
         };
         let mut response = json_response(self.status, &body).with_header("Cache-Control", LIVE);
         if self.status == 503 {
-            // Overload and an unreachable store pass; a second is a sensible first wait.
+            // Overload and an unreachable store pass; a second is a sensible first wait. Only
+            // 503s say it: every one of them means nothing was done. A 504 (an increment
+            // whose outcome is unknown) must not invite a repeat that may count twice.
             response = response.with_header("Retry-After", "1");
         }
         if let Some(allow) = self.allow {
@@ -407,7 +445,16 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::new(
                 503,
                 "store_unavailable",
-                "the count store is unavailable; try again later",
+                "the count store is unavailable; nothing was done; try again later",
+            ),
+            // RFC 9110 §15.6.5: a gateway that did not receive a timely response from the
+            // upstream server it needed. Unlike 503 it does not say the request was not
+            // acted on, and it carries no Retry-After.
+            StoreError::OutcomeUnknown(_) => ApiError::new(
+                504,
+                "store_outcome_unknown",
+                "the count store did not confirm the operation in time; it may have been \
+                 carried out (a greeting may have been counted), so do not repeat it blindly",
             ),
             StoreError::Refused(_) => {
                 ApiError::new(500, "internal", "the count store refused the command")

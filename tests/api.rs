@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Conn, Redis, Service};
 
 const KEY: &str = "nytimes.names";
@@ -236,6 +238,49 @@ fn head_works_on_read_only_routes_only() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, OPTIONS"));
     assert!(redis.counts(KEY).is_empty());
+}
+
+/// The value of an unlabelled sample in a `/metrics` text.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[test]
+fn head_counts_and_abandoned_listings_reuse_one_redis_connection() {
+    let redis = Redis::start();
+    redis.add_names(KEY, 10_000);
+    let s = Service::with_redis(&redis);
+    let mut c = Conn::open(s.addr);
+    for _ in 0..50 {
+        c.send("HEAD", "/counts?order=desc", &[]);
+        let r = c.response(true);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+    // Clients that take the head and the first chunk of a listing, and go.
+    for _ in 0..20 {
+        let mut gone = Conn::open(s.addr);
+        gone.send("GET", "/counts", &[]);
+        assert_eq!(gone.response(true).status, 200);
+    }
+    // The service notices each client gone when it next writes to it.
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = s.get("/metrics").text();
+    // A few connections serve them all in turn (a listing is held until the service notices
+    // its client gone; the health sampler pings): not one per request, as before.
+    assert!(
+        sample(&metrics, "hello_redis_connections_opened_total") <= 8,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "hello_redis_connection_reuses_total") >= 60,
+        "{metrics}"
+    );
+    assert!(metrics.contains("hello_redis_listings_left_total{outcome=\"closed\"} 0\n"));
 }
 
 #[test]

@@ -150,6 +150,134 @@ fn text_lines_name_their_target_and_escape_the_client_s_bytes() {
     assert!(humantime::parse_rfc3339(ts).is_ok(), "{listening}");
 }
 
+/// Splits `text` into lines as Python's `str.splitlines()` does (on `\n`, `\r`, `\v`, `\f`,
+/// `\x1c`–`\x1e`, U+0085, U+2028 and U+2029), by asking Python itself.
+fn python_splitlines(text: &str) -> Vec<String> {
+    let mut python = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json; print(json.dumps(sys.stdin.buffer.read().decode('utf-8').splitlines()))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (the README's test command installs it)");
+    python
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("to python");
+    let out = python.wait_with_output().expect("python's answer");
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("a JSON list of lines")
+}
+
+#[test]
+fn json_lines_stay_whole_for_any_line_splitter() {
+    let mut s = Service::start(&[("LOG_FORMAT", "json")]);
+    // Raw in the request target: what a client can put into the access line's path.
+    let paths = [
+        "/a\u{2028}b",
+        "/a\u{2029}b",
+        "/a\u{85}b",
+        "/a\u{9b}b\u{7f}",
+        "/a\u{202e}b\u{2066}",
+        "/hello/x\u{2028}\u{2029}\u{85}",
+        "/\u{1c}\u{1d}\u{1e}",
+        "/a\u{b}\u{c}",
+        "/plain",
+        "/hello/Zo\u{eb}",
+    ];
+    for path in paths {
+        let mut stream = TcpStream::connect(s.addr).expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("answer");
+        assert!(answer.starts_with(b"HTTP/1.1 "), "{path:?}");
+    }
+    s.signal(Signal::TERM);
+    s.wait(Duration::from_secs(15)).expect("exit after SIGTERM");
+    let logs = s.logs();
+    let lines = python_splitlines(&logs);
+    assert_eq!(lines.len(), logs.lines().count(), "{logs}");
+    let records: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    let mut logged: Vec<&str> = records
+        .iter()
+        .filter(|r| r["target"] == "access")
+        .filter_map(|r| r["path"].as_str())
+        .collect();
+    // One access line per request, its path read back whole; a target with ASCII controls is
+    // refused (400) before it is taken as a path, and logged as `-`.
+    let mut expected: Vec<&str> = paths
+        .iter()
+        .map(|p| match p.contains(|c: char| c.is_ascii_control()) {
+            true => "-",
+            false => p,
+        })
+        .collect();
+    // Workers may write the lines of two requests in either order.
+    logged.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(logged, expected, "{logs}");
+}
+
+#[test]
+fn a_failure_per_request_is_written_once_then_summed_up_with_a_count() {
+    let mut redis = common::Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("LOG_REPEAT_INTERVAL_MS", "500"),
+    ]);
+    redis.kill();
+    let mut conn = common::Conn::open(s.addr);
+    let mut failed = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1200) {
+        let r = conn.get("/hello/down");
+        assert_eq!(r.status, 503);
+        failed += 1;
+    }
+    let summed_up = |logs: &str| -> u64 {
+        logs.lines()
+            .filter_map(|l| l.split("store increment failed: ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    // The last summary comes at most an interval and a quarter after the last failure.
+    wait_until("the last summary", Duration::from_secs(5), || {
+        1 + summed_up(&s.logs()) == failed
+    });
+    let logs = s.logs();
+    let written = logs
+        .lines()
+        .filter(|l| l.contains("store increment failed: store"))
+        .count();
+    let summaries = logs
+        .lines()
+        .filter(|l| l.contains("store increment failed: "))
+        .count()
+        - written;
+    assert_eq!(written, 1, "{logs}");
+    // One per interval of 500 ms over 1.2 s of failures, and no more.
+    assert!(
+        (1..=4).contains(&summaries),
+        "{summaries} summaries for {failed}:\n{logs}"
+    );
+    assert!(failed > 20, "{failed}");
+    let metrics = s.get("/metrics").text();
+    assert!(
+        metrics.contains(&format!(
+            "hello_store_errors_total{{operation=\"increment\"}} {failed}\n"
+        )),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn an_unreadable_rust_log_stops_start_up() {
     for filter in ["hello=loud", "info,ureq=sometimes", "info/a/b"] {

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Conn, Redis, Service};
+use std::time::Duration;
+
+use common::{send_signal, wait_until, Conn, Redis, Service, Signal};
 
 const KEY: &str = "nytimes.names";
 
@@ -271,6 +273,37 @@ fn redis_refusing_clients_is_a_passing_503_that_heals() {
     assert_eq!(s.get("/hello/after").status, 200);
     let names: Vec<String> = redis.counts(KEY).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["after", "before"]);
+}
+
+#[test]
+fn a_greeting_sent_and_not_answered_in_time_is_a_504_that_invites_no_repeat() {
+    let redis = Redis::start();
+    let s = Service::start(&[
+        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
+        ("REDIS_TIMEOUT_MS", "300"),
+    ]);
+    assert_eq!(s.get("/hello/late").status, 200);
+    send_signal(redis.pid(), Signal::STOP);
+    let r = s.get("/hello/late");
+    send_signal(redis.pid(), Signal::CONT);
+    r.assert_error(504, "store_outcome_unknown");
+    assert_eq!(r.header("retry-after"), None);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("may have been")));
+    // It was counted after all, once Redis resumed: a client that repeated it would count twice.
+    wait_until("the late increment to land", Duration::from_secs(5), || {
+        redis.counts(KEY) == [("late".to_owned(), 2)]
+    });
+    let metrics = s.get("/metrics").text();
+    assert!(
+        metrics.contains("\nhello_store_outcome_unknown_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nhello_store_unavailable_total 0\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

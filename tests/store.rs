@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::Redis;
+use common::{send_signal, wait_until, Redis, Signal};
 use hello::secret::Secret;
-use hello::store::{Endpoint, MemoryStore, RedisStore, Store, StoreError};
+use hello::store::{Endpoint, MemoryStore, Order, RedisStore, ScanRequest, Store, StoreError};
 
 fn store(redis: &Redis) -> RedisStore {
     let endpoint = Endpoint {
@@ -95,7 +95,7 @@ fn a_restart_while_idle_costs_no_request() {
 }
 
 #[test]
-fn a_server_that_is_not_redis_is_unavailable_with_a_clear_reason() {
+fn a_server_that_is_not_redis_fails_with_a_clear_reason() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
@@ -112,12 +112,44 @@ fn a_server_that_is_not_redis_is_unavailable_with_a_clear_reason() {
         db: 0,
     };
     let s = RedisStore::new(endpoint, "k".into(), Duration::from_millis(500), None).unwrap();
-    for outcome in [s.ping(), s.increment("a").map(|_| ())] {
-        let Err(StoreError::Unavailable(why)) = outcome else {
-            panic!("expected unavailable, got {outcome:?}")
-        };
-        assert!(why.contains("Redis protocol"), "{why}");
-    }
+    // A read is safe to repeat: unavailable. The increment was sent before the garbage came
+    // back, so whatever is on the other side may have run it: its outcome is unknown.
+    let outcome = s.ping();
+    let Err(StoreError::Unavailable(why)) = outcome else {
+        panic!("expected unavailable, got {outcome:?}")
+    };
+    assert!(why.contains("Redis protocol"), "{why}");
+    let outcome = s.increment("a");
+    let Err(StoreError::OutcomeUnknown(why)) = outcome else {
+        panic!("expected an unknown outcome, got {outcome:?}")
+    };
+    assert!(why.contains("Redis protocol"), "{why}");
+}
+
+#[test]
+fn an_increment_sent_and_not_answered_in_time_has_an_unknown_outcome() {
+    let redis = Redis::start();
+    let s = store(&redis);
+    assert_eq!(s.increment("late").unwrap(), 1);
+    // Stopped, Redis still takes the bytes into its socket buffer: the command is sent and
+    // runs when Redis resumes, after the store has given up on it.
+    send_signal(redis.pid(), Signal::STOP);
+    let outcome = s.increment("late");
+    send_signal(redis.pid(), Signal::CONT);
+    let Err(StoreError::OutcomeUnknown(why)) = outcome else {
+        panic!("expected an unknown outcome, got {outcome:?}")
+    };
+    assert!(why.contains("no answer within"), "{why}");
+    wait_until("the late increment to land", Duration::from_secs(5), || {
+        redis.counts("contract") == [("late".to_owned(), 2)]
+    });
+    // Nothing can be sent to a Redis that is gone: certainly not applied.
+    let mut redis = redis;
+    redis.kill();
+    assert!(matches!(
+        s.increment("late"),
+        Err(StoreError::Unavailable(_))
+    ));
 }
 
 #[test]
@@ -190,4 +222,90 @@ fn a_wrong_password_or_an_untrusted_certificate_is_unavailable() {
         panic!("a certificate from an unknown CA must not be accepted")
     };
     assert!(why.contains("certificate"), "{why}");
+}
+
+#[test]
+fn the_pool_opens_at_most_its_cap_and_a_caller_at_the_cap_waits_then_is_unavailable() {
+    let redis = Redis::start();
+    let s: Arc<RedisStore> = Arc::new(store(&redis).with_max_connections(2));
+    for name in ["a", "b", "c", "d"] {
+        s.increment(name).unwrap();
+    }
+    // Two listings read one entry each, and each holds its connection for the next.
+    let request = ScanRequest {
+        order: Order::Ascending,
+        start: 0,
+        limit: None,
+        chunk: 1,
+    };
+    let mut first = Arc::clone(&s).scan(request);
+    let mut second = Arc::clone(&s).scan(request);
+    assert_eq!(first.next_chunk().unwrap().len(), 1);
+    assert_eq!(second.next_chunk().unwrap().len(), 1);
+    let started = std::time::Instant::now();
+    let Err(StoreError::Unavailable(why)) = s.increment("e") else {
+        panic!("a third connection was opened")
+    };
+    assert!(why.contains("all 2 connections"), "{why}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    // Not sent: certainly not counted.
+    assert!(!redis.counts("contract").iter().any(|(n, _)| n == "e"));
+    // A listing left with a reply on its way gives its connection back; its next user reads
+    // and throws away that reply first.
+    drop(first);
+    assert_eq!(s.increment("e").unwrap(), 1);
+    assert_eq!(second.next_chunk().unwrap().len(), 1);
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.connection())
+        .unwrap();
+    // The two of the pool, and the one asking.
+    assert_eq!(clients.lines().count(), 3, "{clients}");
+}
+
+#[test]
+fn the_timeout_bounds_a_whole_command_however_its_reply_trickles() {
+    let redis = Redis::start();
+    redis.add_names("contract", 3);
+    // A byte every 300 ms: each read would be within a 1 s timeout, the reply never is.
+    let proxy = common::trickling_proxy(redis.port, 0, Duration::from_millis(300));
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port: proxy.port(),
+        tls: false,
+        username: None,
+        password: None,
+        db: 0,
+    };
+    let s = Arc::new(
+        RedisStore::new(endpoint, "contract".into(), Duration::from_secs(1), None).unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let outcome = s.increment("slow");
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Err(StoreError::OutcomeUnknown(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    let started = std::time::Instant::now();
+    let mut scan = Arc::clone(&s).scan(ScanRequest {
+        order: Order::Ascending,
+        start: 0,
+        limit: Some(2),
+        chunk: 2,
+    });
+    let outcome = scan.next_chunk();
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
 }

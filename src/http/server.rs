@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use log::Level;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
@@ -30,6 +31,7 @@ use super::request::Request;
 use super::response::{self, Delimit, Response};
 use super::worker::{self, Context, Inbox, Message};
 use super::{Answer, Exchange, Handler, Job, Rejection};
+use crate::logging::Repeated;
 
 /// How often the acceptor looks at the shutdown flag and the drain while no client connects.
 const TICK: Duration = Duration::from_millis(100);
@@ -326,8 +328,14 @@ impl Shared {
 
     /// Turns a new client away with a 503, without blocking.
     pub fn refuse(&self, stream: TcpStream, why: &str) {
+        // A client that reconnects at once would write a line per try: the first goes out, the
+        // rest are summed up once per interval. The metric counts each.
+        static REFUSED: Repeated =
+            Repeated::new(module_path!(), Level::Warn, "refused a connection");
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        log::warn!("refused a connection: {why}");
+        if REFUSED.admit() {
+            log::warn!("refused a connection: {why}");
+        }
         let _ = stream.set_nonblocking(true);
         let _ = (&stream).write(&self.refusal.bytes);
     }

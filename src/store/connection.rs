@@ -1,6 +1,7 @@
 //! One connection to Redis: TCP, or TLS for `rediss://`, the `AUTH`/`SELECT` handshake, and
-//! commands written as pipelines whose replies are read back in order. Every read and write
-//! is bounded by the store's timeout, and so is resolving the host name.
+//! commands written as pipelines whose replies are read back in order. Each command has one
+//! deadline (the store's timeout from its start) that bounds all of it: making the connection
+//! (name lookup included), writing it, and reading its whole reply.
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
@@ -8,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
@@ -47,7 +48,6 @@ impl fmt::Display for Endpoint {
 /// Makes connections to one endpoint.
 pub struct Connector {
     endpoint: Endpoint,
-    timeout: Duration,
     tls: Option<Arc<ClientConfig>>,
     resolver: Resolver,
 }
@@ -58,53 +58,53 @@ pub struct TlsSetupError(pub String);
 
 impl Connector {
     /// `extra_ca` names a PEM file of certificates trusted besides the built-in Mozilla roots.
-    pub fn new(
-        endpoint: Endpoint,
-        timeout: Duration,
-        extra_ca: Option<&Path>,
-    ) -> Result<Connector, TlsSetupError> {
+    pub fn new(endpoint: Endpoint, extra_ca: Option<&Path>) -> Result<Connector, TlsSetupError> {
         let tls = match endpoint.tls {
             true => Some(Arc::new(tls_config(extra_ca)?)),
             false => None,
         };
         Ok(Connector {
             endpoint,
-            timeout,
             tls,
             resolver: Resolver::new(Arc::new(system_resolve)),
         })
     }
 
-    pub fn connect(&self) -> io::Result<Connection> {
-        let tcp = self.connect_tcp()?;
+    /// A new connection, logged in, all within `deadline`: name lookup, TCP connect, TLS
+    /// handshake and login.
+    pub fn connect(&self, deadline: Instant) -> io::Result<Connection> {
+        let tcp = self.connect_tcp(deadline)?;
         tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(self.timeout))?;
-        tcp.set_write_timeout(Some(self.timeout))?;
+        let timed = Timed { tcp, deadline };
         let stream = match &self.tls {
-            None => Stream::Plain(tcp),
+            None => Stream::Plain(timed),
             Some(config) => {
                 let name = ServerName::try_from(self.endpoint.host.clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let tls =
                     ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
-                Stream::Tls(Box::new(StreamOwned::new(tls, tcp)))
+                Stream::Tls(Box::new(StreamOwned::new(tls, timed)))
             }
         };
         let mut conn = Connection {
             stream: BufReader::with_capacity(READ_BUFFER, stream),
             out: Vec::new(),
+            abandoned: 0,
         };
         self.handshake(&mut conn)?;
         Ok(conn)
     }
 
-    fn connect_tcp(&self) -> io::Result<TcpStream> {
+    fn connect_tcp(&self, deadline: Instant) -> io::Result<TcpStream> {
         let mut last = None;
-        let addresses =
-            self.resolver
-                .addresses(&self.endpoint.host, self.endpoint.port, self.timeout)?;
+        // Half the time left at most for the lookup: when it hangs, the last addresses found
+        // stand in, and connecting to them needs the other half.
+        let lookup = left(deadline)? / 2;
+        let addresses = self
+            .resolver
+            .addresses(&self.endpoint.host, self.endpoint.port, lookup)?;
         for addr in addresses {
-            match TcpStream::connect_timeout(&addr, self.timeout) {
+            match TcpStream::connect_timeout(&addr, left(deadline)?) {
                 Ok(tcp) => return Ok(tcp),
                 Err(e) => last = Some(e),
             }
@@ -133,7 +133,7 @@ impl Connector {
         if sent.is_empty() {
             return Ok(());
         }
-        conn.send()?;
+        conn.send().map_err(|e| e.error)?;
         for command in sent {
             match conn.receive()? {
                 Reply::Status(_) => {}
@@ -289,6 +289,8 @@ pub struct Connection {
     stream: BufReader<Stream>,
     /// Commands queued and not yet sent.
     out: Vec<u8>,
+    /// Replies on their way that nobody will read (see [`Connection::abandon_reply`]).
+    abandoned: usize,
 }
 
 impl Connection {
@@ -297,12 +299,30 @@ impl Connection {
         resp::write_command(&mut self.out, args);
     }
 
-    /// Writes every queued command at once.
-    pub fn send(&mut self) -> io::Result<()> {
-        let sent = self.stream.get_mut().write_all(&self.out);
+    /// Writes every queued command at once. On failure, says whether any byte of them went
+    /// out: if none did, the server cannot have run any of them.
+    pub fn send(&mut self) -> Result<(), SendError> {
+        let out = std::mem::take(&mut self.out);
+        let mut written = 0;
+        let sent = loop {
+            let stream = self.stream.get_mut();
+            if written == out.len() {
+                break stream.flush();
+            }
+            match stream.write(&out[written..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // The buffer is kept for the next commands.
+        self.out = out;
         self.out.clear();
-        sent?;
-        self.stream.get_mut().flush()
+        sent.map_err(|error| SendError {
+            error,
+            reached: written > 0,
+        })
     }
 
     /// Reads the reply to the oldest command sent and not yet answered.
@@ -310,11 +330,51 @@ impl Connection {
         resp::read_reply(&mut self.stream)
     }
 
-    /// One command, one reply.
+    /// One command, one reply, for commands that are safe to repeat (whether a failed one
+    /// reached the server does not matter).
     pub fn query(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
         self.queue(args);
-        self.send()?;
+        self.send().map_err(|e| e.error)?;
         self.receive()
+    }
+
+    /// Records that the oldest command sent and not yet answered will never be read by the
+    /// one who sent it: its reply is thrown away by [`Connection::settle`] before the next
+    /// user's.
+    pub fn abandon_reply(&mut self) {
+        self.abandoned += 1;
+    }
+
+    /// Replies owed to nobody, still to be read before this connection is in step.
+    pub fn abandoned(&self) -> usize {
+        self.abandoned
+    }
+
+    /// Reads and throws away the replies owed to nobody. On error the connection is out of
+    /// step and must be dropped.
+    pub fn settle(&mut self) -> io::Result<()> {
+        while self.abandoned > 0 {
+            self.receive()?;
+            self.abandoned -= 1;
+        }
+        Ok(())
+    }
+
+    /// Sets the deadline of the command under way: every read and write from now on waits at
+    /// most until it, so a server that trickles its reply byte by byte cannot stretch one
+    /// command past it.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        match self.stream.get_mut() {
+            Stream::Plain(timed) => timed.deadline = deadline,
+            Stream::Tls(tls) => tls.sock.deadline = deadline,
+        }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self.stream.get_ref() {
+            Stream::Plain(timed) => &timed.tcp,
+            Stream::Tls(tls) => &tls.sock.tcp,
+        }
     }
 
     /// Whether this idle connection is known to be dead: the server closed it (as a Redis
@@ -324,10 +384,7 @@ impl Connection {
         if !self.stream.buffer().is_empty() {
             return true;
         }
-        let tcp = match self.stream.get_ref() {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => &tls.sock,
-        };
+        let tcp = self.tcp();
         let mut byte = [0u8; 1];
         let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
         !matches!(
@@ -337,9 +394,53 @@ impl Connection {
     }
 }
 
+/// A failed [`Connection::send`].
+#[derive(Debug)]
+pub struct SendError {
+    pub error: io::Error,
+    /// Whether any byte was written: then the server may have received, and run, a command.
+    /// (Over TLS, a byte rustls took counts as written, though it may not have left.)
+    pub reached: bool,
+}
+
+/// Time left until `deadline`; none left is a timeout.
+fn left(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match left.is_zero() {
+        true => Err(io::ErrorKind::TimedOut.into()),
+        false => Ok(left),
+    }
+}
+
+/// The socket under the deadline of the command under way. Each read and write is given only
+/// the time left, so the deadline bounds the whole command, not each read of it (a server that
+/// sends a byte just within every timeout would otherwise hold a command without end).
+struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.set_read_timeout(Some(left(self.deadline)?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.set_write_timeout(Some(left(self.deadline)?))?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Plain(Timed),
+    Tls(Box<StreamOwned<ClientConnection, Timed>>),
 }
 
 impl Read for Stream {
@@ -391,7 +492,6 @@ mod tests {
                 password: None,
                 db: 0,
             },
-            timeout: TIMEOUT,
             tls: None,
             resolver: Resolver::new(Arc::new(resolve)),
         }
@@ -418,20 +518,22 @@ mod tests {
     }
 
     #[test]
-    fn a_hanging_resolver_costs_a_connection_attempt_the_timeout_and_no_more() {
+    fn a_hanging_resolver_costs_a_connection_attempt_half_its_deadline_and_no_more() {
         let nowhere = SocketAddr::from(([127, 0, 0, 1], 9));
         let (connector, lookups, _release) = hangs_after(0, nowhere);
         for _ in 0..3 {
             let started = Instant::now();
-            let error = connector.connect().err().unwrap();
+            let error = connector.connect(Instant::now() + TIMEOUT).err().unwrap();
             let took = started.elapsed();
             assert!(
-                took >= TIMEOUT && took < TIMEOUT + Duration::from_secs(1),
+                took >= TIMEOUT / 2 && took < TIMEOUT + Duration::from_secs(1),
                 "{took:?}"
             );
-            assert_eq!(
-                error.to_string(),
-                "cannot resolve the Redis host redis.test: no answer within 300 ms"
+            // The time left of the connection's deadline, a little under the timeout.
+            let error = error.to_string();
+            assert!(
+                error.starts_with("cannot resolve the Redis host redis.test: no answer within "),
+                "{error}"
             );
         }
         // One lookup thread, however many attempts wait for it.
@@ -442,10 +544,10 @@ mod tests {
     fn the_last_address_found_serves_reconnects_while_the_resolver_hangs() {
         let redis = TcpListener::bind("127.0.0.1:0").unwrap();
         let (connector, lookups, _release) = hangs_after(1, redis.local_addr().unwrap());
-        assert!(connector.connect().is_ok());
+        assert!(connector.connect(Instant::now() + TIMEOUT).is_ok());
         let started = Instant::now();
         assert!(
-            connector.connect().is_ok(),
+            connector.connect(Instant::now() + TIMEOUT).is_ok(),
             "reconnect with the last address"
         );
         assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));

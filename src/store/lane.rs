@@ -174,8 +174,9 @@ impl<D: Done> Shared<D> {
                     })
                     .collect()
             });
+        // A store that answered fewer than it was sent: the rest may have been applied.
         results.resize_with(batch.len(), || {
-            Err(StoreError::Unavailable(
+            Err(StoreError::OutcomeUnknown(
                 "no reply for a pipelined increment".into(),
             ))
         });

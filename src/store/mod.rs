@@ -12,9 +12,11 @@ mod settings;
 pub use self::connection::{Endpoint, TlsSetupError};
 pub use self::lane::{Done, Increments};
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStore, POOL_COUNTERS};
 pub use self::scan::{Scan, ScanRequest};
-pub use self::settings::{max_pending_from_env, RedisSettings, StoreSettings, VARIABLES};
+pub use self::settings::{
+    max_pending_from_env, RedisSettings, StoreSettings, MAX_CONNECTIONS_VARIABLE, VARIABLES,
+};
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,12 +37,18 @@ pub enum Order {
     Descending,
 }
 
-/// Why the store could not do what was asked.
+/// Why the store could not do what was asked. For an increment the first two differ in what
+/// the client may do: after `Unavailable` nothing was done and trying again is safe; after
+/// `OutcomeUnknown` the increment may have been counted, and trying again may count it twice.
 #[derive(Clone, Debug)]
 pub enum StoreError {
-    /// The store could not be reached or did not answer in time. For an increment the outcome
-    /// is unknown, so it must not be retried.
+    /// Certainly not applied: no connection could be had (Redis unreachable, refused, at its
+    /// `maxclients`, no free connection in time), nothing of the command was sent, or Redis
+    /// answered with a state of its own (`LOADING`, `READONLY`) instead of running it.
     Unavailable(String),
+    /// The command was sent (wholly or in part) and its reply did not come: the deadline
+    /// passed, the connection broke, or the answer was not Redis. Redis may have run it.
+    OutcomeUnknown(String),
     /// The store answered with an error of its own (e.g. the key holds another type).
     Refused(String),
     /// The store lane was full: nothing was sent, and the caller may try again.
@@ -51,6 +59,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
+            StoreError::OutcomeUnknown(why) => write!(f, "store outcome unknown: {why}"),
             StoreError::Refused(why) => write!(f, "store refused the command: {why}"),
             StoreError::Overloaded => f.write_str("too many greetings wait for the store"),
         }
@@ -62,8 +71,8 @@ impl std::error::Error for StoreError {}
 /// A set of names with counts. Implementations are shared by the threads that use the store:
 /// the store lane, the blocking threads' listings and the health sampler.
 pub trait Store: Send + Sync {
-    /// Adds one to `name`'s count and returns the new count. Called at most once per greeting:
-    /// an `Unavailable` error means the outcome is unknown and the caller must not retry.
+    /// Adds one to `name`'s count and returns the new count. Called once per request, never
+    /// retried: after `OutcomeUnknown` the name may have been counted already.
     fn increment(&self, name: &str) -> Result<i64, StoreError>;
 
     /// Adds one to each name, in order, as one round trip where the store allows it; one

@@ -1,13 +1,11 @@
-//! The production store: a Redis sorted set, reached over a pool of connections with timeouts on
-//! connect, read and write. The pool has no cap of its own: a connection is made whenever none
-//! is idle, so it holds as many as are ever in use at once, which the callers bound (the store
-//! lane's one pipeline, the health sampler's ping, at most `COUNTS_MAX_LISTINGS` listings).
+//! The production store: a Redis sorted set, reached over a capped pool of connections, each
+//! command under one deadline. Greetings come from the store lane, one pipeline at a time.
 
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::connection::{Connection, Connector, Endpoint, TlsSetupError};
 use super::resp::{Reply, ServerError};
@@ -18,18 +16,85 @@ pub struct RedisStore {
     connector: Connector,
     key: String,
     timeout: Duration,
-    /// Idle connections with the generation they were made in.
-    idle: Mutex<Vec<(u64, Connection)>>,
+    pool: Arc<Pool>,
     /// Bumped when a connection fails, so that the other idle connections (most likely broken
     /// the same way, e.g. by a Redis restart) are dropped instead of failing one request each.
     generation: AtomicU64,
 }
 
-/// A connection out of the pool, with the generation it belongs to.
+/// Connections to Redis, at most `max` open at once (idle or in use).
+struct Pool {
+    state: Mutex<PoolState>,
+    /// Signalled when a connection comes back or closes, for callers waiting at the cap.
+    freed: Condvar,
+    max: usize,
+}
+
+struct PoolState {
+    idle: Vec<Pooled>,
+    open: usize,
+}
+
+impl Pool {
+    fn state(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn release(&self) {
+        self.state().open -= 1;
+        self.freed.notify_one();
+    }
+}
+
+/// What the pools of this process did, for `/metrics`: how often a connection was reused
+/// rather than opened, and what became of those a listing left with a reply on its way.
+#[derive(Default)]
+pub struct PoolCounters {
+    /// Connections opened (each a TCP, maybe TLS, handshake and a login).
+    pub opened: AtomicU64,
+    /// Commands sent on an idle connection taken from the pool.
+    pub reused: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Callers that found every connection in use and waited for one.
+    pub waited: AtomicU64,
+    /// Replies of listings left before their end, read and thrown away by the connection's
+    /// next user, which kept the connection.
+    pub drained: AtomicU64,
+    /// Such replies that could not be read (late, or the connection broken): closed.
+    pub abandoned: AtomicU64,
+}
+
+pub static POOL_COUNTERS: PoolCounters = PoolCounters {
+    opened: AtomicU64::new(0),
+    reused: AtomicU64::new(0),
+    open: AtomicU64::new(0),
+    waited: AtomicU64::new(0),
+    drained: AtomicU64::new(0),
+    abandoned: AtomicU64::new(0),
+};
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, AtomicOrdering::Relaxed);
+}
+
+/// A connection out of the pool, with the generation it belongs to. Dropping it closes the
+/// connection and frees its place in the pool.
 struct Pooled {
     generation: u64,
     conn: Connection,
+    pool: Arc<Pool>,
 }
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        POOL_COUNTERS.open.fetch_sub(1, AtomicOrdering::Relaxed);
+        self.pool.release();
+    }
+}
+
+/// Connections a store may open when not told otherwise (`REDIS_MAX_CONNECTIONS`'s default).
+const DEFAULT_MAX_CONNECTIONS: usize = 32;
 
 impl RedisStore {
     /// Nothing is connected until first use. `extra_ca` adds trusted certificates for TLS.
@@ -40,56 +105,141 @@ impl RedisStore {
         extra_ca: Option<&Path>,
     ) -> Result<RedisStore, TlsSetupError> {
         Ok(RedisStore {
-            connector: Connector::new(endpoint, timeout, extra_ca)?,
+            connector: Connector::new(endpoint, extra_ca)?,
             key,
             timeout,
-            idle: Mutex::new(Vec::new()),
+            pool: Arc::new(Pool {
+                state: Mutex::new(PoolState {
+                    idle: Vec::new(),
+                    open: 0,
+                }),
+                freed: Condvar::new(),
+                max: DEFAULT_MAX_CONNECTIONS,
+            }),
             generation: AtomicU64::new(0),
         })
     }
 
-    /// An idle connection of the current generation, or a new one. An idle connection the
-    /// server has closed starts a new generation: its siblings most likely went the same way.
-    fn checkout(&self) -> Result<Pooled, StoreError> {
+    /// At most `max` connections open at once (at least one); set before first use.
+    pub fn with_max_connections(mut self, max: usize) -> RedisStore {
+        if let Some(pool) = Arc::get_mut(&mut self.pool) {
+            pool.max = max.max(1);
+        }
+        self
+    }
+
+    /// An idle connection of the current generation, or a new one while fewer than the cap
+    /// are open, or else the first to come back within the timeout (if none does: unavailable,
+    /// nothing having been sent). An idle connection the server has closed starts a new
+    /// generation: its siblings most likely went the same way.
+    ///
+    /// `deadline` is the command's: waiting for a connection, making one, reading a reply owed
+    /// to nobody, then the command itself, all share it. The connection returned has it set.
+    fn checkout(&self, deadline: Instant) -> Result<Pooled, StoreError> {
+        let mut waited = false;
         loop {
             let generation = self.generation.load(AtomicOrdering::Acquire);
-            let idle = {
-                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                idle.retain(|(g, _)| *g == generation);
-                idle.pop()
+            let mut state = self.pool.state();
+            // Closing a connection takes the lock again: the old ones are dropped after it.
+            let (current, old): (Vec<Pooled>, Vec<Pooled>) = std::mem::take(&mut state.idle)
+                .into_iter()
+                .partition(|p| p.generation == generation);
+            state.idle = current;
+            if !old.is_empty() {
+                drop(state);
+                drop(old);
+                continue;
+            }
+            // A connection with no reply to throw away first, if there is one.
+            let settled = state.idle.iter().rposition(|p| p.conn.abandoned() == 0);
+            let taken = match settled {
+                Some(i) => Some(state.idle.swap_remove(i)),
+                None => state.idle.pop(),
             };
-            match idle {
-                Some((_, conn)) if conn.is_stale() => {
+            if let Some(mut pooled) = taken {
+                drop(state);
+                pooled.conn.set_deadline(deadline);
+                if pooled.conn.abandoned() > 0 {
+                    if pooled.conn.settle().is_err() {
+                        // Out of step: closed (and counted), nothing of the caller's sent.
+                        count(&POOL_COUNTERS.abandoned);
+                        continue;
+                    }
+                    count(&POOL_COUNTERS.drained);
+                }
+                if pooled.conn.is_stale() {
                     let _ = self.generation.compare_exchange(
                         generation,
                         generation + 1,
                         AtomicOrdering::AcqRel,
                         AtomicOrdering::Acquire,
                     );
+                    continue;
                 }
-                Some((generation, conn)) => return Ok(Pooled { generation, conn }),
-                None => {
-                    return match self.connector.connect() {
-                        Ok(conn) => Ok(Pooled { generation, conn }),
-                        Err(e) => Err(self.broken(e)),
-                    }
-                }
+                count(&POOL_COUNTERS.reused);
+                return Ok(pooled);
             }
+            if state.open < self.pool.max {
+                state.open += 1;
+                drop(state);
+                count(&POOL_COUNTERS.open);
+                // The place is taken before connecting (without the lock held), and given
+                // back if connecting fails; a connection made frees it when dropped.
+                return match self.connector.connect(deadline) {
+                    Ok(conn) => {
+                        count(&POOL_COUNTERS.opened);
+                        Ok(Pooled {
+                            generation,
+                            conn,
+                            pool: Arc::clone(&self.pool),
+                        })
+                    }
+                    Err(e) => {
+                        POOL_COUNTERS.open.fetch_sub(1, AtomicOrdering::Relaxed);
+                        self.pool.release();
+                        Err(self.broken(e))
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "all {} connections to Redis stayed in use for {} ms",
+                    self.pool.max,
+                    self.timeout.as_millis()
+                )));
+            }
+            if !waited {
+                waited = true;
+                count(&POOL_COUNTERS.waited);
+            }
+            drop(
+                self.pool
+                    .freed
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
         }
     }
 
-    /// Takes back a connection that is in step: every command sent has been answered.
+    /// Takes back a connection that is in step: every command sent has been answered, or its
+    /// reply is recorded as owed to nobody (and read by the next user before its own).
     fn checkin(&self, pooled: Pooled) {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((pooled.generation, pooled.conn));
+        self.pool.state().idle.push(pooled);
+        self.pool.freed.notify_one();
     }
 
     /// Called with the error that made a connection unusable (it is dropped, not checked in).
+    /// For commands that are safe to repeat, so that not knowing their outcome does not matter.
     fn broken(&self, e: io::Error) -> StoreError {
-        self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+        self.retire();
         self.unavailable(e)
+    }
+
+    /// Starts a new generation: the idle connections, most likely broken the same way as the
+    /// one that just failed, are dropped instead of failing one request each.
+    fn retire(&self) {
+        self.generation.fetch_add(1, AtomicOrdering::AcqRel);
     }
 
     /// Runs `f` on a pooled connection. A connection that saw an I/O or protocol error is
@@ -98,7 +248,7 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut Connection) -> io::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut pooled = self.checkout()?;
+        let mut pooled = self.checkout(Instant::now() + self.timeout)?;
         match f(&mut pooled.conn) {
             Ok(value) => {
                 self.checkin(pooled);
@@ -109,41 +259,68 @@ impl RedisStore {
     }
 
     fn unavailable(&self, e: io::Error) -> StoreError {
-        StoreError::Unavailable(match e.kind() {
+        StoreError::Unavailable(self.describe(e))
+    }
+
+    fn describe(&self, e: io::Error) -> String {
+        match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 format!("no answer within {} ms", self.timeout.as_millis())
             }
             io::ErrorKind::UnexpectedEof => "Redis closed the connection".to_owned(),
             _ => e.to_string(),
-        })
+        }
     }
 
-    /// One pipeline of `ZINCRBY`s. A failure fails every increment in it: their outcome is
-    /// unknown, and none is retried.
-    fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
-        let replies = self.with_connection(|c| {
-            for name in names {
-                c.queue(&[b"ZINCRBY", self.key.as_bytes(), b"1", name.as_bytes()]);
+    /// One pipeline of `ZINCRBY`s: the single place increments are sent, and their failures
+    /// told apart. Nothing in it is ever retried. Each name's result is its own: a reply that
+    /// came is a count (or Redis's refusal), whatever happens to the replies after it; the
+    /// increments whose replies did not come have an unknown outcome, unless not one byte of
+    /// the pipeline was sent.
+    pub fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
+        let failed = |e: StoreError| names.iter().map(|_| Err(e.clone())).collect();
+        // One deadline for the whole pipeline: a connection, the writes, every reply.
+        let mut pooled = match self.checkout(Instant::now() + self.timeout) {
+            Ok(pooled) => pooled,
+            Err(e) => return failed(e),
+        };
+        for name in names {
+            pooled
+                .conn
+                .queue(&[b"ZINCRBY", self.key.as_bytes(), b"1", name.as_bytes()]);
+        }
+        if let Err(e) = pooled.conn.send() {
+            self.retire();
+            let why = self.describe(e.error);
+            return failed(match e.reached {
+                true => StoreError::OutcomeUnknown(format!("sent, then {why}")),
+                false => StoreError::Unavailable(why),
+            });
+        }
+        let mut results = Vec::with_capacity(names.len());
+        for _ in names {
+            match pooled.conn.receive() {
+                Ok(reply) => results.push(self.count_from(reply)),
+                Err(e) => {
+                    self.retire();
+                    let e = StoreError::OutcomeUnknown(format!("sent, then {}", self.describe(e)));
+                    results.resize(names.len(), Err(e));
+                    return results;
+                }
             }
-            c.send()?;
-            names
-                .iter()
-                .map(|_| c.receive())
-                .collect::<io::Result<Vec<_>>>()
-        });
-        match replies {
-            // Each reply stands for itself: one refused command does not fail the others.
-            Ok(replies) => replies
-                .into_iter()
-                .map(|reply| match reply {
-                    Reply::Error(e) => Err(self.server_error(e)),
-                    Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
-                        StoreError::Refused("ZINCRBY answered a score that is not a number".into())
-                    }),
-                    other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
-                })
-                .collect(),
-            Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+        }
+        self.checkin(pooled);
+        results
+    }
+
+    fn count_from(&self, reply: Reply) -> Result<i64, StoreError> {
+        match reply {
+            // Redis refused to run it (`READONLY`, `LOADING`, a wrong type): not applied.
+            Reply::Error(e) => Err(self.server_error(e)),
+            Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
+                StoreError::Refused("ZINCRBY answered a score that is not a number".into())
+            }),
+            other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
         }
     }
 
@@ -160,7 +337,7 @@ impl RedisStore {
     fn server_error(&self, e: ServerError) -> StoreError {
         let error = classify(e);
         if matches!(error, StoreError::Unavailable(_)) {
-            self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+            self.retire();
         }
         error
     }
@@ -271,13 +448,16 @@ struct RedisScan {
 impl RedisScan {
     /// Sends the request for the next chunk, if any remains. A failed send drops the
     /// connection; the request is sent again (a read is safe to repeat) on the next call.
-    fn request(&mut self) -> Result<bool, StoreError> {
+    fn request(&mut self, deadline: Instant) -> Result<bool, StoreError> {
         let Some((start, count)) = self.window.next_request() else {
             return Ok(false);
         };
         let mut pooled = match self.conn.take() {
-            Some(pooled) => pooled,
-            None => self.store.checkout()?,
+            Some(mut pooled) => {
+                pooled.conn.set_deadline(deadline);
+                pooled
+            }
+            None => self.store.checkout(deadline)?,
         };
         let stop = start.saturating_add(count as u64 - 1).to_string();
         let start = start.to_string();
@@ -290,7 +470,8 @@ impl RedisScan {
             b"WITHSCORES",
         ];
         pooled.conn.queue(&args);
-        pooled.conn.send().map_err(|e| self.store.broken(e))?;
+        // A range is safe to ask again: a failed send is unavailable, whatever went out.
+        pooled.conn.send().map_err(|e| self.store.broken(e.error))?;
         self.conn = Some(pooled);
         self.asked = Some(count);
         Ok(true)
@@ -299,12 +480,17 @@ impl RedisScan {
 
 impl Scan for RedisScan {
     fn next_chunk(&mut self) -> Result<Vec<Entry>, StoreError> {
-        if self.asked.is_none() && !self.request()? {
+        // Each page has its deadline, from when it is waited for: a page asked for ahead was
+        // sent under a deadline of its own, and the time the client took to read the page
+        // before it is not Redis's.
+        let deadline = Instant::now() + self.store.timeout;
+        if self.asked.is_none() && !self.request(deadline)? {
             return Ok(Vec::new());
         }
         let (Some(asked), Some(mut pooled)) = (self.asked.take(), self.conn.take()) else {
             return Err(StoreError::Unavailable("scan lost its connection".into()));
         };
+        pooled.conn.set_deadline(deadline);
         let reply = pooled.conn.receive().map_err(|e| self.store.broken(e))?;
         let chunk = match reply {
             Reply::Error(e) => Err(self.store.server_error(e)),
@@ -314,7 +500,7 @@ impl Scan for RedisScan {
         let chunk = chunk?;
         self.window.advance(asked, chunk.len());
         // An error here is met again, and reported, by the next call.
-        if !matches!(self.request(), Ok(true)) {
+        if !matches!(self.request(Instant::now() + self.store.timeout), Ok(true)) {
             if let Some(pooled) = self.conn.take() {
                 self.store.checkin(pooled);
             }
@@ -325,10 +511,25 @@ impl Scan for RedisScan {
 
 impl Drop for RedisScan {
     fn drop(&mut self) {
-        // With a reply still on its way, the connection is out of step: it is closed.
-        if let (None, Some(pooled)) = (self.asked, self.conn.take()) {
-            self.store.checkin(pooled);
+        let Some(mut pooled) = self.conn.take() else {
+            return;
+        };
+        if self.asked.is_some() {
+            // Left before its end (a client gone) with the next chunk asked for. Its reply
+            // is most likely not here yet: waiting for it would hold this thread, and closing
+            // would cost a new connection later. It is read and thrown away by the connection's
+            // next user, after the wait a trip through the pool gives it.
+            pooled.conn.abandon_reply();
         }
+        self.store.checkin(pooled);
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        // Idle connections hold the pool they belong to; taken out, they close.
+        let idle = std::mem::take(&mut self.pool.state().idle);
+        drop(idle);
     }
 }
 

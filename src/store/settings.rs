@@ -18,7 +18,11 @@ variables! {
     REDIS_KEY = "nytimes.names",
         "sorted-set key";
     REDIS_TIMEOUT_MS = "1000",
-        "Redis connect, read, write and host name lookup timeout";
+        "deadline of each Redis command (and each page of a listing): connection, name \
+              lookup, write and the whole reply";
+    REDIS_MAX_CONNECTIONS = "32",
+        "Redis connections open at once; must exceed COUNTS_MAX_LISTINGS + 1, so that \
+              listings never hold the one greetings need";
     REDIS_TLS_CA_FILE = "",
         "PEM certificates trusted for rediss:// besides the built-in roots";
     STORE_MAX_PENDING = "1024",
@@ -29,6 +33,9 @@ variables! {
 pub fn max_pending_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
     number(get, &STORE_MAX_PENDING, 1, 1_000_000)
 }
+
+/// The name of the variable for the pool's cap, for the check against `COUNTS_MAX_LISTINGS`.
+pub const MAX_CONNECTIONS_VARIABLE: &str = REDIS_MAX_CONNECTIONS.name;
 
 #[derive(Debug)]
 pub enum StoreSettings {
@@ -43,6 +50,8 @@ pub struct RedisSettings {
     pub endpoint: Endpoint,
     pub key: String,
     pub timeout: Duration,
+    /// Connections open at once, idle or in use.
+    pub max_connections: usize,
     /// Certificates trusted for `rediss://` besides the built-in roots.
     pub tls_ca_file: Option<PathBuf>,
 }
@@ -54,6 +63,7 @@ impl StoreSettings {
     pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<StoreSettings, ConfigError> {
         let key = value(get, &REDIS_KEY);
         let timeout = millis(get, &REDIS_TIMEOUT_MS)?;
+        let max_connections = number(get, &REDIS_MAX_CONNECTIONS, 2, 10_000)?;
         let endpoint = match (get(REDIS_URL.name), get(REDIS_CLUSTER_ADDRESS.name)) {
             (Some(url), _) => Some(endpoint_from_url(url.trim())?),
             (None, Some(address)) => Some(endpoint_from_address(address.trim())?),
@@ -65,6 +75,7 @@ impl StoreSettings {
                 endpoint,
                 key,
                 timeout,
+                max_connections,
                 tls_ca_file,
             }),
             None => StoreSettings::Memory,

@@ -17,6 +17,8 @@ pub struct Tally {
     pub sent: u64,
     pub ok: u64,
     pub unavailable: u64,
+    /// 504 `store_outcome_unknown`: sent to Redis, no reply in time; maybe counted.
+    pub unknown: u64,
     pub other: u64,
     pub failed: u64,
     pub latencies: Vec<Duration>,
@@ -28,6 +30,7 @@ impl Tally {
         match status {
             Some(200) => self.ok += 1,
             Some(503) => self.unavailable += 1,
+            Some(504) => self.unknown += 1,
             Some(_) => self.other += 1,
             None => self.failed += 1,
         }
@@ -38,6 +41,7 @@ impl Tally {
         self.sent += other.sent;
         self.ok += other.ok;
         self.unavailable += other.unavailable;
+        self.unknown += other.unknown;
         self.other += other.other;
         self.failed += other.failed;
         self.latencies.extend(other.latencies);
@@ -58,10 +62,11 @@ impl Tally {
         HEADER.call_once(header);
         // A line of its own: the test runner may have printed the test's name without one.
         println!(
-            "\n| {scenario:<28} | {:>7} | {:>7} | {:>5} | {:>5} | {:>6} | {:>8} | {:>9.2?} | {:>9.2?} | {note}",
+            "\n| {scenario:<28} | {:>7} | {:>7} | {:>5} | {:>5} | {:>5} | {:>6} | {:>8} | {:>9.2?} | {:>9.2?} | {note}",
             self.sent,
             self.ok,
             self.unavailable,
+            self.unknown,
             self.other,
             self.failed,
             stored.map_or("-".to_string(), |s| s.to_string()),
@@ -73,8 +78,8 @@ impl Tally {
 
 fn header() {
     println!(
-        "\n| {:<28} | {:>7} | {:>7} | {:>5} | {:>5} | {:>6} | {:>8} | {:>9} | {:>9} | notes",
-        "scenario", "sent", "200", "503", "other", "failed", "stored", "p50", "p99"
+        "\n| {:<28} | {:>7} | {:>7} | {:>5} | {:>5} | {:>5} | {:>6} | {:>8} | {:>9} | {:>9} | notes",
+        "scenario", "sent", "200", "503", "504", "other", "failed", "stored", "p50", "p99"
     );
 }
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 // lives in; a suite need not use them all.
 #[allow(unused_imports)]
 pub use self::client::{burst, Conn, Response};
-pub use self::redis::Redis;
+#[allow(unused_imports)]
+pub use self::redis::{trickling_proxy, Redis};
 #[allow(unused_imports)]
 pub use self::service::{binary, run_to_exit, Service};
 pub use rustix::process::Signal;

@@ -208,6 +208,52 @@ impl Redis {
     }
 }
 
+/// A real TCP proxy in front of a real Redis that passes commands through at once and replies
+/// slowly: the first `fast` bytes Redis sends on a connection at once, then one byte every
+/// `every`. For a Redis that answers, but too slowly, byte by byte.
+pub fn trickling_proxy(redis_port: u16, fast: usize, every: Duration) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", redis_port)) else {
+                continue;
+            };
+            let (mut from_client, mut to_server) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut from_server, mut to_client) = (server, client);
+            std::thread::spawn(move || {
+                let mut passed = 0;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match from_server.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    for &byte in &buf[..n] {
+                        if passed >= fast {
+                            std::thread::sleep(every);
+                        }
+                        if to_client.write_all(&[byte]).is_err() {
+                            return;
+                        }
+                        passed += 1;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// A CA and a server certificate it signed, for `localhost` and 127.0.0.1.
 fn make_certificates(dir: &std::path::Path) {
     let openssl = |args: &[&str]| {

@@ -13,6 +13,7 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod redis;
+mod store;
 
 /// The sorted set the service counts in (its default `REDIS_KEY`).
 const KEY: &str = "nytimes.names";

@@ -47,7 +47,8 @@ fn s1_redis_restart_under_load() {
         ),
     );
     assert_eq!(tally.failed + tally.other, 0);
-    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unavailable) as i64);
+    // A 503 was certainly not counted; a 504 may have been.
+    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unknown) as i64);
     assert!(first_ok_after.unwrap() < Duration::from_secs(1));
 }
 
@@ -95,7 +96,8 @@ fn s2_redis_stall_longer_than_the_timeout() {
     assert_eq!(side.ok, side.sent);
     assert!(side.percentile(0.99) < Duration::from_millis(100));
     assert_eq!(tally.failed, 0);
-    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unavailable) as i64);
+    // A 503 was certainly not counted; a 504 may have been.
+    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unknown) as i64);
 }
 
 #[test]
@@ -132,5 +134,6 @@ fn s13_redis_stall_under_128_greeting_clients() {
     assert_eq!(health.ok, health.sent);
     assert!(health.percentile(0.99) < Duration::from_millis(50));
     assert_eq!(tally.failed, 0);
-    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unavailable) as i64);
+    // A 503 was certainly not counted; a 504 may have been.
+    assert!(stored >= tally.ok as i64 && stored <= (tally.ok + tally.unknown) as i64);
 }
