@@ -302,18 +302,20 @@ fn access_lines_carry_the_albs_trace_id_and_nothing_else_from_that_header() {
         let logs = s.logs();
         let access: Vec<&str> = logs.lines().filter(|l| l.contains("access")).collect();
         assert_eq!(access.len(), 2, "{logs}");
+        // Two connections, answered by whichever workers: the lines may come in either order.
         match format {
             "text" => {
-                assert!(access[0].ends_with(&format!("ms {TRACE}")), "{}", access[0]);
-                assert!(access[1].ends_with("ms"), "{}", access[1]);
+                let with: Vec<_> = access.iter().filter(|l| l.ends_with(TRACE)).collect();
+                assert_eq!(with.len(), 1, "{logs}");
+                assert!(access.iter().any(|l| l.ends_with("ms")), "{logs}");
             }
             _ => {
-                let lines: Vec<Value> = access
+                let traces: Vec<Value> = access
                     .iter()
-                    .map(|l| serde_json::from_str(l).expect("JSON"))
+                    .map(|l| serde_json::from_str::<Value>(l).expect("JSON")["trace_id"].clone())
                     .collect();
-                assert_eq!(lines[0]["trace_id"], TRACE);
-                assert!(lines[1].get("trace_id").is_none(), "{}", lines[1]);
+                assert!(traces.contains(&Value::from(TRACE)), "{logs}");
+                assert!(traces.contains(&Value::Null), "{logs}");
             }
         }
         assert!(!logs.contains("forged"), "{logs}");

@@ -20,12 +20,18 @@ pub enum Body {
     Stream(Box<dyn BodySource>),
 }
 
+/// Constant-valued headers a response keeps without allocating.
+const CONSTANT_HEADERS: usize = 4;
+
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    /// Headers beyond those this module writes itself; most values are constants, which cost
-    /// no allocation.
-    pub headers: Vec<(&'static str, Cow<'static, str>)>,
+    /// Headers beyond those this module writes itself whose values are constants, the usual
+    /// case, kept in place: most responses allocate nothing for their headers.
+    constant_headers: [(&'static str, &'static str); CONSTANT_HEADERS],
+    constant_count: usize,
+    /// The others (a `Location`, more constants than fit above).
+    headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Body,
     /// Close the connection after this response.
     pub close: bool,
@@ -39,6 +45,8 @@ impl Response {
         Response {
             status,
             content_type,
+            constant_headers: [("", ""); CONSTANT_HEADERS],
+            constant_count: 0,
             headers: Vec::new(),
             body: Body::Full(body.into()),
             close: false,
@@ -50,6 +58,8 @@ impl Response {
         Response {
             status,
             content_type,
+            constant_headers: [("", ""); CONSTANT_HEADERS],
+            constant_count: 0,
             headers: Vec::new(),
             body: Body::Stream(body),
             close: false,
@@ -67,8 +77,26 @@ impl Response {
         name: &'static str,
         value: impl Into<Cow<'static, str>>,
     ) -> Response {
-        self.headers.push((name, value.into()));
+        match value.into() {
+            Cow::Borrowed(value) if self.constant_count < CONSTANT_HEADERS => {
+                self.constant_headers[self.constant_count] = (name, value);
+                self.constant_count += 1;
+            }
+            value => self.headers.push((name, value)),
+        }
         self
+    }
+
+    /// Every header added, in the order added among those of each kind.
+    fn extra_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.constant_headers[..self.constant_count]
+            .iter()
+            .copied()
+            .chain(
+                self.headers
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_ref())),
+            )
     }
 }
 
@@ -103,7 +131,7 @@ pub fn write_head(
     out.extend_from_slice(b"\r\nContent-Type: ");
     out.extend_from_slice(response.content_type.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &response.headers {
+    for (name, value) in response.extra_headers() {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
