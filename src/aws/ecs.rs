@@ -8,14 +8,14 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::credentials::{Provider, Source};
 use super::endpoint::Endpoint;
-use super::sigv4::{self, Scope};
-use super::{agent, body_text, within, AwsError};
+use super::signed::Signer;
+use super::{agent, AwsError};
 
 /// Set by the ECS agent (with `ECS_ENABLE_CONTAINER_METADATA=true`) to the file's path.
 pub const METADATA_FILE: &str = "ECS_CONTAINER_METADATA_FILE";
@@ -141,43 +141,17 @@ impl EcsClient {
     }
 
     fn call(&self, action: &str, body: &str, deadline: Instant) -> Result<String, AwsError> {
-        let credentials = self.credentials.get(deadline)?;
         let target = format!("{TARGET_PREFIX}.{action}");
-        let headers = vec![
-            ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
-            ("host".to_owned(), self.endpoint.host.clone()),
-            ("x-amz-target".to_owned(), target.clone()),
-        ];
-        let request = sigv4::Request {
-            method: "POST",
-            path: &self.endpoint.path,
-            query: "",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let scope = Scope {
+        let signer = Signer {
+            endpoint: &self.endpoint,
             region: &self.region,
             service: "ecs",
-            time: SystemTime::now(),
+            credentials: &self.credentials,
+            agent: &self.agent,
         };
-        let signature = sigv4::sign(&request, &credentials, scope);
         let what = format!("ecs {action}");
-        let mut http = within(
-            self.agent.post(&self.endpoint.url),
-            deadline,
-            Duration::MAX,
-            &what,
-        )?
-        .header("Host", &self.endpoint.host)
-        .header("Content-Type", CONTENT_TYPE)
-        .header("X-Amz-Target", &target);
-        for (name, value) in &signature.headers {
-            http = http.header(*name, value);
-        }
-        let response = http
-            .send(body.as_bytes())
-            .map_err(|e| AwsError::Transport(format!("{what}: {e}")))?;
-        let (status, text) = body_text(response)?;
+        let extra = [("x-amz-target", target.as_str())];
+        let (status, text) = signer.post(CONTENT_TYPE, &extra, body.as_bytes(), &what, deadline)?;
         if status != 200 {
             return Err(json_error(status, &text));
         }
@@ -216,11 +190,7 @@ fn json_error(status: u16, text: &str) -> AwsError {
                 .unwrap_or("")
                 .to_owned(),
         },
-        None => AwsError::Api {
-            status,
-            code: format!("HTTP{status}"),
-            message: text.chars().take(200).collect(),
-        },
+        None => AwsError::unexplained(status, text),
     }
 }
 

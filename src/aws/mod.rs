@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod imds;
 pub mod paging;
 pub mod query;
+mod signed;
 pub mod sigv4;
 pub mod xml;
 
@@ -157,6 +158,16 @@ impl AwsError {
     /// `RequestLimitExceeded`), a 5xx, no answer at all, or credentials that could not be
     /// fetched. A refused signature, a missing permission or an unreadable answer will be the
     /// same next time.
+    /// An error answer whose body does not say what went wrong in AWS's words: named by its
+    /// status, with the start of the body.
+    fn unexplained(status: u16, text: &str) -> AwsError {
+        AwsError::Api {
+            status,
+            code: format!("HTTP{status}"),
+            message: text.chars().take(200).collect(),
+        }
+    }
+
     pub fn is_retry_later(&self) -> bool {
         match self {
             AwsError::Api { status, code, .. } => {

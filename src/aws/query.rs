@@ -2,12 +2,13 @@
 //! with SigV4, answered with XML. The thin I/O shell around the pure signer and parsers.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::credentials::Provider;
 use super::endpoint::Endpoint;
-use super::sigv4::{self, form_encode, Scope};
-use super::{agent, body_text, within, xml, AwsError};
+use super::signed::Signer;
+use super::sigv4::form_encode;
+use super::{agent, xml, AwsError};
 
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
@@ -50,42 +51,15 @@ impl QueryClient {
         let mut all: Vec<(&str, &str)> = vec![("Action", action), ("Version", self.version)];
         all.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let body = form_encode(&all);
-        let credentials = self.credentials.get(deadline)?;
-        let headers = vec![
-            ("content-type".to_owned(), CONTENT_TYPE.to_owned()),
-            ("host".to_owned(), self.endpoint.host.clone()),
-        ];
-        let request = sigv4::Request {
-            method: "POST",
-            path: &self.endpoint.path,
-            query: "",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let scope = Scope {
+        let signer = Signer {
+            endpoint: &self.endpoint,
             region: &self.region,
             service: self.service,
-            time: SystemTime::now(),
+            credentials: &self.credentials,
+            agent: &self.agent,
         };
-        let signature = sigv4::sign(&request, &credentials, scope);
-        // The Host header signed is the one sent, rather than whatever the HTTP client makes of
-        // the URL.
         let what = format!("{} {action}", self.service);
-        let mut http = within(
-            self.agent.post(&self.endpoint.url),
-            deadline,
-            Duration::MAX,
-            &what,
-        )?
-        .header("Host", &self.endpoint.host)
-        .header("Content-Type", CONTENT_TYPE);
-        for (name, value) in &signature.headers {
-            http = http.header(*name, value);
-        }
-        let response = http
-            .send(body.as_bytes())
-            .map_err(|e| AwsError::Transport(format!("{what}: {e}")))?;
-        let (status, text) = body_text(response)?;
+        let (status, text) = signer.post(CONTENT_TYPE, &[], body.as_bytes(), &what, deadline)?;
         if status != 200 {
             return Err(xml::error(status, &text));
         }

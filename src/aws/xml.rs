@@ -44,11 +44,7 @@ pub fn error(status: u16, text: &str) -> AwsError {
             code,
             message,
         },
-        None => AwsError::Api {
-            status,
-            code: format!("HTTP{status}"),
-            message: text.chars().take(200).collect(),
-        },
+        None => AwsError::unexplained(status, text),
     }
 }
 
