@@ -68,9 +68,10 @@ impl Settings {
 
 /// Service-wide metrics, in every line (zeros included, so that alarms see 0 rather than no
 /// data while tasks run).
-const SERVICE: [&str; 5] = [
+const SERVICE: [&str; 6] = [
     "Requests",
     "StoreUnavailable",
+    "StoreOutcomeUnknown",
     "Increments",
     "ConnectionsOpen",
     "ConnectionsRefused",
@@ -119,6 +120,7 @@ pub fn document(namespace: &str, timestamp_ms: u64, interval: &Totals) -> String
     let service = [
         requests,
         interval.store_unavailable,
+        interval.store_outcome_unknown,
         interval.increments,
         interval.connections.open,
         interval.connections.refused,
@@ -350,6 +352,8 @@ mod tests {
         }
         m.request(Route::Hello, 503, Duration::from_millis(2));
         m.store_unavailable();
+        m.store_outcome_unknown();
+        m.store_outcome_unknown();
         m.increment_stored();
         m.request(Route::Other, 404, Duration::from_micros(100));
         m.totals(gauges).since(&before)
@@ -373,6 +377,7 @@ mod tests {
         assert_eq!(metrics["Other2xx"], 1);
         assert_eq!(metrics["HealthCluster2xx"], 1);
         assert_eq!(metrics["StoreUnavailable"], 1);
+        assert_eq!(metrics["StoreOutcomeUnknown"], 2);
         assert_eq!(metrics["Increments"], 1);
         assert_eq!(metrics["ConnectionsOpen"], 4);
         // 1 request ≤ 0.5 ms and 1 in (1 ms, 2.5 ms]: the median is the top of the first.

@@ -144,6 +144,7 @@ impl Metrics {
         Totals {
             routes,
             store_unavailable: load(&self.store_unavailable),
+            store_outcome_unknown: load(&self.store_outcome_unknown),
             increments: load(&self.increments),
             connections,
         }
@@ -352,6 +353,7 @@ pub struct Totals {
     /// Indexed by `Route as usize`.
     pub routes: [RouteTotals; Route::ALL.len()],
     pub store_unavailable: u64,
+    pub store_outcome_unknown: u64,
     pub increments: u64,
     /// `open` is a gauge (its value now); `refused` a counter like the others.
     pub connections: ConnectionGauges,
@@ -380,6 +382,9 @@ impl Totals {
             store_unavailable: self
                 .store_unavailable
                 .saturating_sub(earlier.store_unavailable),
+            store_outcome_unknown: self
+                .store_outcome_unknown
+                .saturating_sub(earlier.store_outcome_unknown),
             increments: self.increments.saturating_sub(earlier.increments),
             connections: ConnectionGauges {
                 open: self.connections.open,

@@ -66,9 +66,10 @@ locals {
       ]
     },
     {
-      title = "Store unavailable (503) and increments (service, per minute)"
+      title = "Store unavailable (503), outcome unknown (504) and increments (service, per minute)"
       metrics = [
         [var.namespace, "StoreUnavailable", { stat = "Sum", label = "503 store_unavailable" }],
+        [var.namespace, "StoreOutcomeUnknown", { stat = "Sum", label = "504 store_outcome_unknown" }],
         [var.namespace, "Increments", { stat = "Sum", label = "increments stored", yAxis = "right" }],
       ]
     },
