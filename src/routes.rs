@@ -275,30 +275,28 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
 /// The AWS lane: the cluster view waits for discovery and the peers on a blocking thread. In
 /// local mode it is this node alone, answered at once.
 fn cluster(app: &State) -> Result<Answer, ApiError> {
-    let permit =
-        match app.cluster.as_ref() {
-            Cluster::Local => None,
-            Cluster::Balanced(_) => Some(app.cluster_requests.enter().ok_or_else(|| {
-                overloaded("too many cluster views are being gathered right now")
-            })?),
-        };
+    if let Cluster::Local = app.cluster.as_ref() {
+        return Ok(Answer::Now(cluster_view(&app.cluster, &app.monitor)));
+    }
+    let permit = app
+        .cluster_requests
+        .enter()
+        .ok_or_else(|| overloaded("too many cluster views are being gathered right now"))?;
     let (cluster, monitor) = (Arc::clone(&app.cluster), Arc::clone(&app.monitor));
-    let answer = move || {
+    Ok(Answer::Blocking(Box::new(move |_| {
         let _permit = permit;
-        match cluster.health(&monitor) {
-            Ok(health) => json_response(200, &health),
-            Err(e) => {
-                log::error!("cluster discovery failed: {e}");
-                ApiError::new(502, "upstream_error", e.to_string()).into_response()
-            }
+        finish(Route::Cluster, cluster_view(&cluster, &monitor))
+    })))
+}
+
+fn cluster_view(cluster: &Cluster, monitor: &Monitor) -> Response {
+    match cluster.health(monitor) {
+        Ok(health) => json_response(200, &health),
+        Err(e) => {
+            log::error!("cluster discovery failed: {e}");
+            ApiError::new(502, "upstream_error", e.to_string()).into_response()
         }
-    };
-    Ok(match app.cluster.as_ref() {
-        Cluster::Local => Answer::Now(answer()),
-        Cluster::Balanced(_) => {
-            Answer::Blocking(Box::new(move |_| finish(Route::Cluster, answer())))
-        }
-    })
+    }
 }
 
 fn not_found(request: &Request<'_>) -> ApiError {

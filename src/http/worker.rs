@@ -270,21 +270,7 @@ impl<'a> Worker<'a> {
     }
 
     fn make_room(&mut self, entry: Entry, others: usize) {
-        let mut idle: Vec<(Instant, u64)> = self
-            .table
-            .iter()
-            .filter(|(_, slot)| !slot.waiting && slot.entry.conn.is_idle())
-            .map(|(key, slot)| (slot.entry.conn.deadline().0, *key))
-            .collect();
-        idle.sort_unstable();
-        // The longest idle first; one whose next request has arrived unread is not idle.
-        let reclaimed = idle.into_iter().find_map(|(_, key)| {
-            let slot = self.table.get(&key)?;
-            match slot.entry.stream.peek(&mut [0u8; 1]) {
-                Ok(n) if n > 0 => None,
-                _ => self.table.remove(&key),
-            }
-        });
+        let reclaimed = self.longest_idle().and_then(|key| self.table.remove(&key));
         match reclaimed {
             Some(slot) => {
                 self.shared.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +286,26 @@ impl<'a> Worker<'a> {
                 self.shared.stats.open.fetch_sub(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The connection idle the longest, if any: one whose next request has arrived unread
+    /// (found with a `peek`) is not idle, and the next one is tried, a few at most.
+    fn longest_idle(&self) -> Option<u64> {
+        let mut busy = Vec::new();
+        for _ in 0..4 {
+            let (key, slot) = self
+                .table
+                .iter()
+                .filter(|(key, slot)| {
+                    !slot.waiting && slot.entry.conn.is_idle() && !busy.contains(*key)
+                })
+                .min_by_key(|(_, slot)| slot.entry.conn.deadline().0)?;
+            match slot.entry.stream.peek(&mut [0u8; 1]) {
+                Ok(n) if n > 0 => busy.push(*key),
+                _ => return Some(*key),
+            }
+        }
+        None
     }
 
     fn done(&mut self, key: u64, response: Option<Response>) {

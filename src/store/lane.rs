@@ -160,8 +160,7 @@ impl<D: Done> Shared<D> {
         if fresh.is_empty() {
             return;
         }
-        let batch = fresh;
-        let names: Vec<&str> = batch.iter().map(|p| p.done.name()).collect();
+        let names: Vec<&str> = fresh.iter().map(|p| p.done.name()).collect();
         let mut results = panic::catch_unwind(AssertUnwindSafe(|| store.increment_batch(&names)))
             .unwrap_or_else(|_| {
                 log::error!("an increment batch panicked; its greetings were answered 500");
@@ -175,12 +174,12 @@ impl<D: Done> Shared<D> {
                     .collect()
             });
         // A store that answered fewer than it was sent: the rest may have been applied.
-        results.resize_with(batch.len(), || {
+        results.resize_with(fresh.len(), || {
             Err(StoreError::OutcomeUnknown(
                 "no reply for a pipelined increment".into(),
             ))
         });
-        for (pending, result) in batch.drain(..).zip(results) {
+        for (pending, result) in fresh.drain(..).zip(results) {
             finish(pending, result);
         }
     }
