@@ -384,6 +384,53 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn pipelined_requests_across_lanes_are_answered_in_order() {
+    // A listing is answered on a blocking thread, which finds the next requests already sent
+    // and hands them back with the connection; a greeting waits for the store lane; the rest
+    // are answered on the event loop. One burst, every answer in its place.
+    let s = Service::start(&[]);
+    let mut conn = Conn::open(s.addr);
+    let targets = [
+        "/hello/first",
+        "/counts",
+        "/",
+        "/counts?limit=1",
+        "/hello/second",
+        "/counts",
+        "/nowhere",
+    ];
+    let mut burst = String::new();
+    for target in targets {
+        burst.push_str(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+    conn.send_raw(burst.as_bytes());
+    assert_eq!(conn.response(false).text(), r#"Hello, "first""#);
+    assert_eq!(
+        conn.response(false).json()["counts"],
+        serde_json::json!([{"name": "first", "count": "1"}])
+    );
+    assert_eq!(conn.response(false).status, 200);
+    assert_eq!(
+        conn.response(false).json()["counts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(conn.response(false).text(), r#"Hello, "second""#);
+    assert_eq!(
+        conn.response(false).json()["counts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(conn.response(false).status, 404);
+    // And the connection goes on.
+    assert_eq!(conn.get("/hello/third").text(), r#"Hello, "third""#);
+}
+
+#[test]
 fn connection_close_and_http10_are_honoured() {
     let s = Service::start(&[]);
     let mut conn = Conn::open(s.addr);

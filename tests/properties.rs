@@ -4,24 +4,52 @@
 //! them with many more cases (PROPTEST_CASES); a failure is kept in
 //! `tests/properties.proptest-regressions` and replayed on every run.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use proptest::prelude::*;
 
 use hello::aws::sigv4::{canonical_query, canonical_uri};
 use hello::aws::{ec2, elb, xml};
 use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use hello::http::conn::{Conn, Event, Settings};
-use hello::http::{Limits, Response};
+use hello::http::conn::{Conn, Settings};
+use hello::http::drive::{drive, Application, Script, Stop};
+use hello::http::{Exchange, Limits, Rejection, Request, Response};
 use hello::store::resp::{read_reply, Reply, ServerError};
 
 fn limits() -> Limits {
     Limits::default()
 }
 
-/// Drives a connection over `pieces` the way the server does, answering every request with
-/// 200; returns the paths requested, the bytes sent back, and the most heap it held.
+/// Answers every request with 200, noting its path.
+struct Paths(Vec<String>, Instant);
+
+impl Application for Paths {
+    type Hold = Infallible;
+
+    fn now(&self) -> Instant {
+        self.1
+    }
+
+    fn draining(&self) -> bool {
+        false
+    }
+
+    fn answer(&mut self, request: &Request<'_>) -> Result<Response, Infallible> {
+        self.0.push(request.path.to_owned());
+        Ok(Response::new(200, "text/plain", "ok"))
+    }
+
+    fn reject(&mut self, _: Rejection) -> Response {
+        Response::new(400, "text/plain", "no")
+    }
+
+    fn completed(&mut self, _: &Exchange<'_>) {}
+}
+
+/// Drives a connection over `pieces` through the server's loop, one read at a time; returns
+/// the paths requested, the bytes sent back, and the most heap it held between reads.
 fn converse(pieces: &[&[u8]]) -> (Vec<String>, Vec<u8>, usize) {
     let settings = Arc::new(Settings {
         limits: limits(),
@@ -31,40 +59,27 @@ fn converse(pieces: &[&[u8]]) -> (Vec<String>, Vec<u8>, usize) {
     });
     let now = Instant::now();
     let mut conn = Conn::new(settings, "127.0.0.1:1".parse().unwrap(), now);
-    let (mut paths, mut out, mut most) = (Vec::new(), Vec::new(), 0);
-    let mut pieces = pieces.iter();
-    let mut pending: &[u8] = &[];
-    loop {
-        most = most.max(conn.buffered());
-        let response = match conn.poll(now) {
-            Event::Request(r) => {
-                paths.push(r.path.to_owned());
-                Response::new(200, "text/plain", "ok")
+    let mut app = Paths(Vec::new(), now);
+    let mut script = Script::new(&[]);
+    let mut most = 0;
+    for piece in pieces {
+        let mut rest = *piece;
+        while !rest.is_empty() {
+            let n = conn.read_room().min(rest.len());
+            if n == 0 {
+                // It takes no more input, so nothing more will happen.
+                return (app.0, script.out, most);
             }
-            Event::Refuse(_) => Response::new(400, "text/plain", "no"),
-            Event::Send(bytes) => {
-                let n = bytes.len();
-                out.extend_from_slice(bytes);
-                conn.sent(n, now);
-                continue;
+            script.push(&rest[..n]);
+            rest = &rest[n..];
+            let stop = drive(&mut conn, &mut script, &mut app);
+            most = most.max(conn.buffered());
+            if matches!(stop, Stop::Close) {
+                return (app.0, script.out, most);
             }
-            Event::Answered(_) => continue,
-            Event::Read => {
-                if pending.is_empty() {
-                    match pieces.next() {
-                        Some(p) => pending = p,
-                        None => return (paths, out, most),
-                    }
-                }
-                let n = conn.read_room().min(pending.len());
-                conn.receive(&pending[..n], now);
-                pending = &pending[n..];
-                continue;
-            }
-            Event::Close => return (paths, out, most),
-        };
-        conn.respond(response, now, false);
+        }
     }
+    (app.0, script.out, most)
 }
 
 proptest! {

@@ -1,26 +1,36 @@
 //! The threads that run handlers which block (a listing streamed from the store, a cluster
 //! view that waits for AWS), so that no event-loop worker ever waits on them. A connection is
 //! lent to a blocking thread with its request, answered and sent there (waiting on its socket
-//! with the write deadline), then handed back to the worker that owns it. Threads are started
-//! when a job finds none idle, up to the server's `blocking_threads`, and then kept; the
-//! handlers bound how many jobs they hand out, so none waits for a thread.
+//! with the write deadline), then handed back to the worker that owns it, with the next
+//! request if the client had already sent one. Threads are started when a job finds none idle,
+//! up to the server's `blocking_threads`, and then kept; the handlers bound how many jobs they
+//! hand out, so none waits for a thread.
 
 use std::collections::VecDeque;
+use std::io::{self, Write};
 use std::mem;
+use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::conn::Event;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+use super::conn::Pending;
+use super::drive::{self, Application, Stop, Transport};
 use super::server::{Entry, Shared};
-use super::{Job, Rejection};
+use super::worker::Message;
+use super::{Exchange, Job, Rejection, Request, Response};
 
 /// A connection lent with the job that answers its request.
 pub(super) struct Task {
     /// The worker that owns the connection and takes it back.
     pub owner: usize,
     pub entry: Entry,
+    /// The request the job answers.
+    pub pending: Pending,
     pub job: Job,
 }
 
@@ -114,20 +124,109 @@ impl Pool {
     }
 }
 
+/// Answers a lent connection's request and sends the response, waiting on the socket while the
+/// client is slow to take it; then the connection goes back to the worker that owns it, or
+/// closes.
 fn run(shared: &Shared, task: Task) {
     let Task {
         owner,
         mut entry,
+        pending,
         job,
     } = task;
-    let response = match entry.conn.poll(Instant::now()) {
-        Event::Request(request) => panic::catch_unwind(AssertUnwindSafe(move || job(&request)))
-            .unwrap_or_else(|_| shared.handler.reject(Rejection::Internal)),
-        // A worker lends a connection only with a request waiting for its answer.
-        _ => return shared.close(entry),
-    };
+    let request = pending.request();
+    let response = panic::catch_unwind(AssertUnwindSafe(move || job(&request)))
+        .unwrap_or_else(|_| shared.handler.reject(Rejection::Internal));
     entry
         .conn
-        .respond(response, Instant::now(), shared.draining());
-    shared.send_blocking(entry, owner);
+        .respond(pending, response, Instant::now(), shared.draining());
+    let mut socket = Lent {
+        stream: &entry.stream,
+        write_timeout: shared.settings.write_timeout,
+    };
+    let back = match drive::drive(&mut entry.conn, &mut socket, &mut Sender { shared }) {
+        Stop::Park => None,
+        Stop::Held(pending, ()) => Some(pending),
+        Stop::Close => return shared.close(entry),
+    };
+    let inbox = &shared.inboxes[owner % shared.inboxes.len()];
+    inbox.send(Message::Adopt(entry, back));
+}
+
+/// The application on a blocking thread: it records the response it sends, and holds back a
+/// pipelined request for the worker, which reads and answers everything else.
+struct Sender<'a> {
+    shared: &'a Shared,
+}
+
+impl Application for Sender<'_> {
+    type Hold = ();
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn draining(&self) -> bool {
+        self.shared.draining()
+    }
+
+    fn answer(&mut self, _: &Request<'_>) -> Result<Response, ()> {
+        Err(())
+    }
+
+    fn reject(&mut self, rejection: Rejection) -> Response {
+        self.shared.handler.reject(rejection)
+    }
+
+    fn completed(&mut self, exchange: &Exchange<'_>) {
+        self.shared.handler.completed(exchange);
+    }
+}
+
+/// A lent socket: writes wait for room, up to the write timeout since the last byte left;
+/// reading is the worker's, once the connection is back.
+struct Lent<'a> {
+    stream: &'a TcpStream,
+    write_timeout: Duration,
+}
+
+impl Transport for Lent<'_> {
+    fn read(&mut self, _: usize) -> io::Result<&[u8]> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.stream.write(bytes) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !writable_within(self.stream, self.write_timeout) {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
+/// Waits until `stream` can take more bytes; `false` if `timeout` passed first.
+fn writable_within(stream: &TcpStream, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(stream, PollFlags::OUT)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
 }

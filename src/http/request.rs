@@ -197,13 +197,8 @@ impl Head {
     }
 
     /// The first value of the header field `name` (case-insensitive).
-    pub fn header<'a>(&'a self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
-        Headers {
-            buf,
-            spans: &self.headers,
-        }
-        .all(name)
-        .next()
+    pub fn header<'a>(&self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        values(buf, &self.headers, name).next()
     }
 
     /// Heap bytes held by the parsed fields.
@@ -527,14 +522,22 @@ pub struct Headers<'a> {
 impl<'a> Headers<'a> {
     /// The values of every field with this name (case-insensitive), in order.
     pub fn all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'a [u8]> + 'b {
-        let buf = self.buf;
-        self.spans
-            .iter()
-            .filter(move |(n, _)| {
-                buf[n.start as usize..n.end as usize].eq_ignore_ascii_case(name.as_bytes())
-            })
-            .map(move |(_, v)| &buf[v.start as usize..v.end as usize])
+        values(self.buf, self.spans, name)
     }
+}
+
+/// The values of every field named `name` (case-insensitive) among `spans` over `buf`.
+fn values<'a: 'b, 'b>(
+    buf: &'a [u8],
+    spans: &'b [(Span, Span)],
+    name: &'b str,
+) -> impl Iterator<Item = &'a [u8]> + 'b {
+    spans
+        .iter()
+        .filter(move |(n, _)| {
+            buf[n.start as usize..n.end as usize].eq_ignore_ascii_case(name.as_bytes())
+        })
+        .map(move |(_, v)| &buf[v.start as usize..v.end as usize])
 }
 
 #[cfg(test)]

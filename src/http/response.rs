@@ -1,6 +1,9 @@
-//! Responses as handlers build them, and their head as it goes on the wire. A body is whole, or
-//! a source pulled for one piece at a time while the connection can take more, so that a long
-//! listing never waits in a worker for a slow client.
+//! Responses: as handlers build them, and as they go out. A body is whole, or a source pulled
+//! for one piece at a time while the connection can take more, so that a long listing never
+//! waits in a worker for a slow client. [`Outgoing`] is the sending half of a connection: it
+//! writes the head and body into the connection's [`Output`], frames a streamed body as chunks,
+//! and says when the response is over; the connection ([`super::conn`]) decides only whether
+//! it may stay open.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -97,6 +100,210 @@ impl Response {
                     .iter()
                     .map(|(name, value)| (*name, value.as_ref())),
             )
+    }
+}
+
+/// Most heap the output buffer keeps between responses: enough for a typical response, so that
+/// the next one needs no allocation, and little enough that an idle connection stays small.
+pub(super) const KEPT_BUFFER: usize = 512;
+
+/// Empties a buffer, giving its memory back unless it is small.
+pub(super) fn release(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > KEPT_BUFFER {
+        *buffer = Vec::new();
+    } else {
+        buffer.clear();
+    }
+}
+
+/// Bytes on their way to the client, and how many of them have gone.
+#[derive(Debug, Default)]
+pub struct Output {
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Output {
+    /// What is still to send.
+    pub fn unsent(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    /// `n` of the unsent bytes left; whether any did.
+    pub fn sent(&mut self, n: usize) -> bool {
+        self.sent = (self.sent + n).min(self.bytes.len());
+        n > 0
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sent == self.bytes.len()
+    }
+
+    /// Empties the buffer for its next use, keeping its memory only if small.
+    pub fn release(&mut self) {
+        release(&mut self.bytes);
+        self.sent = 0;
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+}
+
+/// What the connection decided for one response.
+#[derive(Clone, Copy, Debug)]
+pub struct Terms {
+    /// The connection may stay open after it, as far as the request and connection go.
+    pub keep_alive: bool,
+    /// The client speaks HTTP/1.0: no chunked coding, keep-alive only when said.
+    pub http10: bool,
+    /// The request was HEAD: the head goes out, the body does not.
+    pub head_only: bool,
+}
+
+/// Where a response being sent stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Bytes wait in the [`Output`].
+    Send,
+    /// The response is over: `whole`, or abandoned midway (its source failed), in which case
+    /// the connection must close so that the client sees an incomplete response.
+    Over { whole: bool },
+}
+
+/// Room for a chunk-size line written in front of a piece before its length is known: up to
+/// eight hexadecimal digits, right-aligned, then CRLF.
+const CHUNK_SIZE_SLOT: &[u8] = b"00000000\r\n";
+
+/// A response being sent.
+pub struct Outgoing {
+    status: u16,
+    tag: Option<u8>,
+    /// The rest of a streamed body; `None` once it is over.
+    source: Option<Box<dyn BodySource>>,
+    chunked: bool,
+    body_bytes: u64,
+    keep_alive: bool,
+    /// The source failed: the response is over, not whole.
+    broken: bool,
+}
+
+impl Outgoing {
+    /// Writes the response's head, and its body if whole, into `output`.
+    pub fn start(response: Response, terms: Terms, output: &mut Output) -> Outgoing {
+        let stream = matches!(response.body, Body::Stream(_));
+        // A stream to an HTTP/1.0 client ends with the connection; what the head says about
+        // the connection is what happens to it.
+        let keep_alive =
+            terms.keep_alive && !response.close && !(stream && terms.http10 && !terms.head_only);
+        let delimit = match &response.body {
+            Body::Full(body) => Delimit::Length(body.len()),
+            Body::Stream(_) if terms.http10 => Delimit::Close,
+            Body::Stream(_) => Delimit::Chunked,
+        };
+        output.bytes.clear();
+        output.sent = 0;
+        write_head(
+            &mut output.bytes,
+            &response,
+            delimit,
+            keep_alive,
+            terms.http10,
+        );
+        let (source, body_bytes) = match response.body {
+            Body::Full(body) if !terms.head_only => {
+                output.bytes.extend_from_slice(&body);
+                (None, body.len() as u64)
+            }
+            Body::Stream(source) if !terms.head_only => (Some(source), 0),
+            _ => (None, 0),
+        };
+        Outgoing {
+            status: response.status,
+            tag: response.tag,
+            source,
+            chunked: delimit == Delimit::Chunked,
+            body_bytes,
+            keep_alive,
+            broken: false,
+        }
+    }
+
+    /// Refills `output` from the body's source once all of it has gone, until the response is
+    /// over.
+    pub fn progress(&mut self, output: &mut Output) -> Progress {
+        loop {
+            if !output.is_empty() {
+                return Progress::Send;
+            }
+            if self.source.is_none() {
+                return Progress::Over {
+                    whole: !self.broken,
+                };
+            }
+            self.produce(output);
+        }
+    }
+
+    /// Pulls the next piece of a streamed body into `output`, framed as a chunk when chunked.
+    fn produce(&mut self, output: &mut Output) {
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        let out = &mut output.bytes;
+        out.clear();
+        output.sent = 0;
+        if self.chunked {
+            out.extend_from_slice(CHUNK_SIZE_SLOT);
+        }
+        let start = out.len();
+        let more = match source.fill(out) {
+            Ok(more) => more,
+            Err(_) => {
+                out.clear();
+                self.source = None;
+                self.broken = true;
+                return;
+            }
+        };
+        let piece = out.len() - start;
+        self.body_bytes += piece as u64;
+        if self.chunked {
+            if piece == 0 {
+                // A chunk of size zero would end the body.
+                out.clear();
+            } else {
+                let digits = format!("{piece:x}");
+                let at = CHUNK_SIZE_SLOT.len() - 2 - digits.len();
+                out[at..at + digits.len()].copy_from_slice(digits.as_bytes());
+                output.sent = at;
+                out.extend_from_slice(b"\r\n");
+            }
+            if !more {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+        }
+        if !more {
+            self.source = None;
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn tag(&self) -> Option<u8> {
+        self.tag
+    }
+
+    /// Body bytes produced so far.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes
+    }
+
+    /// Whether the connection stays open after this response, as its head said.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
     }
 }
 
@@ -236,6 +443,115 @@ mod tests {
         assert!(text.ends_with("Vary: Accept\r\nConnection: keep-alive\r\n\r\n"));
         let date = text.lines().nth(1).unwrap();
         assert_eq!(date.len(), "Date: Sun, 06 Nov 1994 08:49:37 GMT".len());
+    }
+
+    /// Pieces of a streamed body; an `Err` piece fails the stream.
+    struct Pieces(Vec<Result<&'static str, ()>>);
+
+    impl BodySource for Pieces {
+        fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+            match self.0.remove(0) {
+                Ok(piece) => out.extend_from_slice(piece.as_bytes()),
+                Err(()) => return Err(io::Error::other("broken")),
+            }
+            Ok(!self.0.is_empty())
+        }
+    }
+
+    const KEEP_11: Terms = Terms {
+        keep_alive: true,
+        http10: false,
+        head_only: false,
+    };
+
+    /// Sends `response` whole, taking at most `each` bytes at a time: what went out, how it
+    /// ended, and the response's record.
+    fn send(response: Response, terms: Terms, each: usize) -> (String, bool, Outgoing) {
+        let mut output = Output::default();
+        let mut outgoing = Outgoing::start(response, terms, &mut output);
+        let mut wire = Vec::new();
+        loop {
+            match outgoing.progress(&mut output) {
+                Progress::Send => {
+                    let n = output.unsent().len().min(each);
+                    wire.extend_from_slice(&output.unsent()[..n]);
+                    assert!(output.sent(n));
+                }
+                Progress::Over { whole } => {
+                    return (String::from_utf8(wire).unwrap(), whole, outgoing);
+                }
+            }
+        }
+    }
+
+    fn body(wire: &str) -> &str {
+        wire.split_once("\r\n\r\n").unwrap().1
+    }
+
+    #[test]
+    fn a_stream_goes_out_in_chunks_however_little_is_taken_at_a_time() {
+        for each in [1, 2, 7, usize::MAX] {
+            let pieces = Pieces(vec![Ok("ab"), Ok(""), Ok("cde")]);
+            let (wire, whole, outgoing) = send(
+                Response::stream(200, "text/plain", Box::new(pieces)),
+                KEEP_11,
+                each,
+            );
+            assert!(wire.contains("Transfer-Encoding: chunked\r\n"), "{wire}");
+            assert_eq!(
+                body(&wire),
+                "2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n",
+                "each {each}"
+            );
+            assert!(whole && outgoing.keep_alive());
+            assert_eq!(outgoing.body_bytes(), 5);
+        }
+    }
+
+    #[test]
+    fn a_stream_that_fails_is_cut_short_and_the_connection_closes() {
+        let pieces = Pieces(vec![Ok("ab"), Err(())]);
+        let (wire, whole, outgoing) = send(
+            Response::stream(200, "text/plain", Box::new(pieces)),
+            KEEP_11,
+            3,
+        );
+        assert_eq!(body(&wire), "2\r\nab\r\n");
+        assert!(!whole);
+        assert_eq!(outgoing.body_bytes(), 2);
+    }
+
+    #[test]
+    fn http10_streams_end_with_the_connection_and_head_sends_no_body() {
+        let http10 = Terms {
+            http10: true,
+            ..KEEP_11
+        };
+        let stream = || Response::stream(200, "text/plain", Box::new(Pieces(vec![Ok("abc")])));
+        let (wire, whole, outgoing) = send(stream(), http10, usize::MAX);
+        assert!(wire.contains("Connection: close\r\n\r\nabc"), "{wire}");
+        assert!(!wire.contains("chunked") && whole && !outgoing.keep_alive());
+        // HEAD: the head says how the body would be sent; none is, so the connection stays.
+        let head = Terms {
+            head_only: true,
+            ..http10
+        };
+        let (wire, _, outgoing) = send(stream(), head, usize::MAX);
+        assert!(wire.ends_with("Connection: keep-alive\r\n\r\n"), "{wire}");
+        assert!(outgoing.keep_alive());
+        let (wire, _, outgoing) = send(Response::new(200, "text/plain", "hi"), head, 1);
+        assert!(wire.ends_with("Content-Length: 2\r\nConnection: keep-alive\r\n\r\n"));
+        assert_eq!(outgoing.body_bytes(), 0);
+    }
+
+    #[test]
+    fn a_response_that_says_close_closes() {
+        let mut response = Response::new(503, "application/json", "{}");
+        response.close = true;
+        let (wire, whole, outgoing) = send(response, KEEP_11, usize::MAX);
+        assert!(wire.contains("Connection: close\r\n") && wire.ends_with("{}"));
+        assert!(whole && !outgoing.keep_alive());
+        assert_eq!((outgoing.status(), outgoing.body_bytes()), (503, 2));
     }
 
     #[test]

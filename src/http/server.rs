@@ -13,9 +13,8 @@
 //! [`Reply`]: super::worker::Reply
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -26,11 +25,10 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use super::blocking::Pool;
-use super::conn::{Conn, Event, Settings};
-use super::request::Request;
+use super::conn::{Conn, Settings};
 use super::response::{self, Delimit, Response};
-use super::worker::{self, Context, Inbox, Message};
-use super::{Answer, Exchange, Handler, Job, Rejection};
+use super::worker::{self, Inbox, Message};
+use super::{Exchange, Handler, Rejection};
 use crate::logging::Repeated;
 
 /// How often the acceptor looks at the shutdown flag and the drain while no client connects.
@@ -188,17 +186,6 @@ pub(super) struct Entry {
     pub conn: Conn,
 }
 
-/// Where a connection stands once it has been driven as far as it goes.
-pub(super) enum Next {
-    /// Wait for the socket: its next edge (input, or room to send) wakes the worker.
-    Park,
-    /// Its response will come through a [`worker::Reply`].
-    Waiting,
-    /// Its request is to be answered on a blocking thread.
-    Blocking(Job),
-    Close,
-}
-
 /// What every thread of the server shares.
 pub(super) struct Shared {
     pub settings: Arc<Settings>,
@@ -218,86 +205,6 @@ pub(super) struct Shared {
 impl Shared {
     pub fn draining(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
-    }
-
-    /// Reads, answers and writes until the socket would block, the connection is over, or its
-    /// request must be answered elsewhere.
-    pub fn drive(&self, entry: &mut Entry, scratch: &mut [u8], context: &Context<'_>) -> Next {
-        // Whether the last read emptied the socket: then the next read would only say so.
-        let mut drained = false;
-        loop {
-            let now = Instant::now();
-            let response = match entry.conn.poll(now) {
-                Event::Read if drained => return Next::Park,
-                Event::Read => {
-                    let room = entry.conn.read_room().clamp(1, scratch.len());
-                    match (&entry.stream).read(&mut scratch[..room]) {
-                        Ok(0) => entry.conn.receive_eof(),
-                        Ok(n) => {
-                            drained = n < room;
-                            entry.conn.receive(&scratch[..n], now);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => return Next::Close,
-                    }
-                    continue;
-                }
-                Event::Send(bytes) => {
-                    match (&entry.stream).write(bytes) {
-                        Ok(n) => entry.conn.sent(n, now),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => return Next::Close,
-                    }
-                    continue;
-                }
-                Event::Answered(exchange) => {
-                    self.handler.completed(&exchange);
-                    continue;
-                }
-                Event::Close => return Next::Close,
-                Event::Request(request) => match self.answer(&request, context) {
-                    Answer::Now(response) => response,
-                    Answer::Later => return Next::Waiting,
-                    Answer::Blocking(job) => return Next::Blocking(job),
-                },
-                Event::Refuse(rejection) => self.handler.reject(rejection),
-            };
-            entry
-                .conn
-                .respond(response, Instant::now(), self.draining());
-        }
-    }
-
-    fn answer(&self, request: &Request<'_>, context: &Context<'_>) -> Answer {
-        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(request, context)))
-            .unwrap_or_else(|_| Answer::Now(self.handler.reject(Rejection::Internal)))
-    }
-
-    /// Sends the response under way, blocking (with its write deadline) while the client is
-    /// slow to take it; then the connection goes back to worker `owner`, or closes.
-    pub fn send_blocking(&self, mut entry: Entry, owner: usize) {
-        loop {
-            let now = Instant::now();
-            match entry.conn.poll(now) {
-                Event::Send(bytes) => match (&entry.stream).write(bytes) {
-                    Ok(n) => entry.conn.sent(n, now),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let (deadline, _) = entry.conn.deadline();
-                        if !writable_before(&entry.stream, deadline) {
-                            return self.close(entry);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return self.close(entry),
-                },
-                Event::Answered(exchange) => self.handler.completed(&exchange),
-                Event::Close => return self.close(entry),
-                // The response is over and the connection wants its next request.
-                _ => return self.inboxes[owner % self.inboxes.len()].send(Message::Adopt(entry)),
-            }
-        }
     }
 
     /// Closes a connection, recording the response it was sending, if any, as abandoned.
@@ -338,27 +245,6 @@ impl Shared {
         }
         let _ = stream.set_nonblocking(true);
         let _ = (&stream).write(&self.refusal.bytes);
-    }
-}
-
-/// Waits until `stream` can take more bytes; `false` if `deadline` came first.
-fn writable_before(stream: &TcpStream, deadline: Instant) -> bool {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        });
-        let mut fds = [PollFd::new(stream, PollFlags::OUT)];
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(Errno::INTR) => {}
-            Err(_) => return false,
-        }
     }
 }
 
@@ -451,7 +337,7 @@ impl Acceptor<'_> {
         let open = self.shared.stats.open.fetch_add(1, Ordering::Relaxed) + 1;
         let message = match open > self.max_connections {
             true => Message::MakeRoom(entry, workers - 1),
-            false => Message::Adopt(entry),
+            false => Message::Adopt(entry, None),
         };
         self.shared.inboxes[worker].send(message);
     }

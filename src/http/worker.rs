@@ -6,7 +6,9 @@
 //! blocking pool and comes back through the inbox when its response is sent.
 
 use std::collections::HashMap;
+use std::io::{self, Read};
 use std::mem;
+use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -18,10 +20,11 @@ use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
 
 use super::blocking::Task;
-use super::conn::Expiry;
-use super::server::{Entry, Next, Shared};
+use super::conn::{Expiry, Pending};
+use super::drive::{self, Application, Stop, Transport};
+use super::server::{Entry, Shared};
 use super::timers::Timers;
-use super::{Rejection, Response};
+use super::{Answer, Exchange, Job, Rejection, Request, Response};
 
 /// The inbox's epoll key; connections count up from 1.
 const INBOX_KEY: u64 = 0;
@@ -46,8 +49,9 @@ const CONNECTION_EVENTS: EventFlags = EventFlags::IN
 
 /// What other threads send a worker.
 pub(super) enum Message {
-    /// A connection to own: new from the acceptor, or back from a blocking thread.
-    Adopt(Entry),
+    /// A connection to own: new from the acceptor, or back from a blocking thread (with the
+    /// pipelined request it found after its response, if any).
+    Adopt(Entry, Option<Pending>),
     /// A new connection over the cap: close the longest-idle connection to make room for it,
     /// or pass it on to the next worker (this many more may be asked), or refuse it.
     MakeRoom(Entry, usize),
@@ -136,9 +140,9 @@ impl Context<'_> {
 /// A connection the worker owns.
 struct Slot {
     entry: Entry,
-    /// Its request waits for a [`Reply`]: readiness is ignored and no deadline applies (the
-    /// handler's own, e.g. the store's timeout, bounds the wait).
-    waiting: bool,
+    /// Its request, while it waits for a [`Reply`]: readiness is ignored and no deadline
+    /// applies (the handler's own, e.g. the store's timeout, bounds the wait).
+    waiting: Option<Pending>,
     /// The tick of [`Timers`] its deadline is filed under.
     filed: u64,
 }
@@ -213,7 +217,7 @@ impl<'a> Worker<'a> {
             for event in &events {
                 match event.data.u64() {
                     INBOX_KEY => self.read_inbox(),
-                    key => self.drive(key),
+                    key => self.drive(key, None),
                 }
             }
             if !events.is_empty() {
@@ -235,7 +239,7 @@ impl<'a> Worker<'a> {
         mem::swap(&mut messages, &mut *self.inbox.messages());
         for message in messages.drain(..) {
             match message {
-                Message::Adopt(entry) => self.adopt(entry),
+                Message::Adopt(entry, pending) => self.adopt(entry, pending),
                 Message::MakeRoom(entry, others) => self.make_room(entry, others),
                 Message::Done(key, response) => self.done(key, response),
             }
@@ -243,7 +247,7 @@ impl<'a> Worker<'a> {
         self.spare = messages;
     }
 
-    fn adopt(&mut self, entry: Entry) {
+    fn adopt(&mut self, entry: Entry, pending: Option<Pending>) {
         let key = self.next_key;
         self.next_key += 1;
         if epoll::add(
@@ -261,12 +265,12 @@ impl<'a> Worker<'a> {
             key,
             Slot {
                 entry,
-                waiting: false,
+                waiting: None,
                 filed,
             },
         );
         // Edge-triggered: what arrived before registration raises no event.
-        self.drive(key);
+        self.drive(key, pending);
     }
 
     fn make_room(&mut self, entry: Entry, others: usize) {
@@ -275,7 +279,7 @@ impl<'a> Worker<'a> {
             Some(slot) => {
                 self.shared.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
                 self.shared.close(slot.entry);
-                self.adopt(entry);
+                self.adopt(entry, None);
             }
             None if others > 0 => {
                 let next = (self.id + 1) % self.shared.inboxes.len();
@@ -297,7 +301,7 @@ impl<'a> Worker<'a> {
                 .table
                 .iter()
                 .filter(|(key, slot)| {
-                    !slot.waiting && slot.entry.conn.is_idle() && !busy.contains(*key)
+                    slot.waiting.is_none() && slot.entry.conn.is_idle() && !busy.contains(*key)
                 })
                 .min_by_key(|(_, slot)| slot.entry.conn.deadline().0)?;
             match slot.entry.stream.peek(&mut [0u8; 1]) {
@@ -311,19 +315,21 @@ impl<'a> Worker<'a> {
     fn done(&mut self, key: u64, response: Option<Response>) {
         // A reply for a connection that is gone, or was already answered (its handler
         // panicked after handing out the reply), has no one to go to.
-        let Some(slot) = self.table.get_mut(&key).filter(|slot| slot.waiting) else {
+        let Some(slot) = self.table.get_mut(&key) else {
             return;
         };
-        slot.waiting = false;
+        let Some(pending) = slot.waiting.take() else {
+            return;
+        };
         let response = response.unwrap_or_else(|| self.shared.handler.reject(Rejection::Internal));
         slot.entry
             .conn
-            .respond(response, Instant::now(), self.shared.draining());
-        self.drive(key);
+            .respond(pending, response, Instant::now(), self.shared.draining());
+        self.drive(key, None);
     }
 
-    /// Drives `key`'s connection as far as it goes.
-    fn drive(&mut self, key: u64) {
+    /// Drives `key`'s connection as far as it goes, answering `pending` first if given.
+    fn drive(&mut self, key: u64, pending: Option<Pending>) {
         let Worker {
             id,
             shared,
@@ -337,17 +343,27 @@ impl<'a> Worker<'a> {
         let Some(slot) = table.get_mut(&key) else {
             return;
         };
-        if slot.waiting {
+        if slot.waiting.is_some() {
             return;
         }
-        let context = Context { inbox, key };
+        let mut app = EventLoop {
+            shared,
+            context: Context { inbox, key },
+        };
+        let mut socket = Socket {
+            stream: &slot.entry.stream,
+            scratch,
+            drained: false,
+        };
+        let conn = &mut slot.entry.conn;
         // The connection's own code must not take the worker down with it; handlers' panics
         // are already answered with 500.
-        let next = panic::catch_unwind(AssertUnwindSafe(|| {
-            shared.drive(&mut slot.entry, scratch, &context)
+        let stop = panic::catch_unwind(AssertUnwindSafe(|| match pending {
+            Some(pending) => drive::resume(conn, pending, &mut socket, &mut app),
+            None => drive::drive(conn, &mut socket, &mut app),
         }));
-        match next {
-            Ok(Next::Park) => {
+        match stop {
+            Ok(Stop::Park) => {
                 // A deadline that came nearer (a request started on an idle connection) is
                 // filed again; one that moved away is found so when its old tick comes.
                 let at = slot.entry.conn.deadline().0;
@@ -355,8 +371,8 @@ impl<'a> Worker<'a> {
                     slot.filed = timers.schedule(key, at);
                 }
             }
-            Ok(Next::Waiting) => slot.waiting = true,
-            Ok(Next::Blocking(job)) => {
+            Ok(Stop::Held(pending, Hold::Reply)) => slot.waiting = Some(pending),
+            Ok(Stop::Held(pending, Hold::Blocking(job))) => {
                 if let Some(slot) = table.remove(&key) {
                     // The blocking thread waits on the socket itself until it gives it back.
                     let _ = epoll::delete(&*epoll, &slot.entry.stream);
@@ -365,12 +381,13 @@ impl<'a> Worker<'a> {
                         Task {
                             owner: *id,
                             entry: slot.entry,
+                            pending,
                             job,
                         },
                     );
                 }
             }
-            Ok(Next::Close) => {
+            Ok(Stop::Close) => {
                 if let Some(slot) = table.remove(&key) {
                     shared.close(slot.entry);
                 }
@@ -398,7 +415,7 @@ impl<'a> Worker<'a> {
                 continue;
             };
             let (at, expiry) = slot.entry.conn.deadline();
-            if slot.waiting {
+            if slot.waiting.is_some() {
                 slot.filed = self.timers.schedule(key, now + WAITING_RECHECK);
             } else if at <= now {
                 expired.push((key, expiry));
@@ -411,7 +428,7 @@ impl<'a> Worker<'a> {
                 self.table
                     .iter()
                     .filter(|(_, slot)| {
-                        !slot.waiting
+                        slot.waiting.is_none()
                             && slot
                                 .entry
                                 .conn
@@ -431,5 +448,74 @@ impl<'a> Worker<'a> {
                 Expiry::Idle | Expiry::Write => self.shared.close(slot.entry),
             }
         }
+    }
+}
+
+/// Why the event loop held a request back.
+enum Hold {
+    /// Its [`Reply`] brings the response.
+    Reply,
+    /// It is answered on a blocking thread.
+    Blocking(Job),
+}
+
+/// The application as an event loop sees it: the handler, with the request's [`Context`].
+struct EventLoop<'a> {
+    shared: &'a Shared,
+    context: Context<'a>,
+}
+
+impl Application for EventLoop<'_> {
+    type Hold = Hold;
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn draining(&self) -> bool {
+        self.shared.draining()
+    }
+
+    fn answer(&mut self, request: &Request<'_>) -> Result<Response, Hold> {
+        let handler = &self.shared.handler;
+        match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request, &self.context))) {
+            Ok(Answer::Now(response)) => Ok(response),
+            Ok(Answer::Later) => Err(Hold::Reply),
+            Ok(Answer::Blocking(job)) => Err(Hold::Blocking(job)),
+            Err(_) => Ok(handler.reject(Rejection::Internal)),
+        }
+    }
+
+    fn reject(&mut self, rejection: Rejection) -> Response {
+        self.shared.handler.reject(rejection)
+    }
+
+    fn completed(&mut self, exchange: &Exchange<'_>) {
+        self.shared.handler.completed(exchange);
+    }
+}
+
+/// A non-blocking socket read into the worker's buffer.
+struct Socket<'a> {
+    stream: &'a TcpStream,
+    scratch: &'a mut [u8],
+    /// The last read came back short, so the socket is empty: edge-triggered, the worker hears
+    /// of the next bytes, and a read now would only say that there are none.
+    drained: bool,
+}
+
+impl Transport for Socket<'_> {
+    fn read(&mut self, most: usize) -> io::Result<&[u8]> {
+        if self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let room = most.min(self.scratch.len());
+        let n = self.stream.read(&mut self.scratch[..room])?;
+        self.drained = n < room;
+        Ok(&self.scratch[..n])
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        io::Write::write(&mut self.stream, bytes)
     }
 }

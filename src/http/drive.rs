@@ -1,0 +1,173 @@
+//! The one loop that runs a connection ([`Conn`]) between a [`Transport`] (a socket, or bytes
+//! given in advance) and an [`Application`] (the server's handler, or a test's): it reads when
+//! the connection asks, writes what it hands out, answers its requests and records its
+//! exchanges, until the transport would block, the application holds a request back, or the
+//! connection is over. The event-loop workers, the blocking threads, the connection's unit
+//! tests, the property tests and the fuzz target all drive connections through it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Instant;
+
+use super::conn::{Conn, Event, Pending};
+use super::{Exchange, Rejection, Request, Response};
+
+/// Where a connection's bytes come from and go to.
+pub trait Transport {
+    /// Up to `most` bytes from the client (`most` is at least 1): empty at end of input, a
+    /// `WouldBlock` error when there are none now.
+    fn read(&mut self, most: usize) -> io::Result<&[u8]>;
+
+    /// Sends a prefix of `bytes`; how much. A `WouldBlock` error when none can go now.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize>;
+}
+
+/// What answers a connection's requests.
+pub trait Application {
+    /// Why a request was held back to be answered elsewhere.
+    type Hold;
+
+    fn now(&self) -> Instant;
+
+    /// The server is shutting down: connections close after their response.
+    fn draining(&self) -> bool;
+
+    /// The response to `request`, or why it is held back.
+    fn answer(&mut self, request: &Request<'_>) -> Result<Response, Self::Hold>;
+
+    /// The response to bytes refused before they made a request.
+    fn reject(&mut self, rejection: Rejection) -> Response;
+
+    /// A response is over, sent whole or abandoned midway.
+    fn completed(&mut self, exchange: &Exchange<'_>);
+}
+
+/// Why [`drive`] returned.
+pub enum Stop<H> {
+    /// The transport has nothing more now: go on when it is ready.
+    Park,
+    /// The application held this request back; its connection waits for the response.
+    Held(Pending, H),
+    /// The connection is over: close it.
+    Close,
+}
+
+/// Drives `conn` as far as it goes.
+pub fn drive<T: Transport, A: Application>(
+    conn: &mut Conn,
+    transport: &mut T,
+    app: &mut A,
+) -> Stop<A::Hold> {
+    loop {
+        let now = app.now();
+        match conn.poll(now) {
+            Event::Read => {
+                // Never zero, which a socket would answer as if the client were done.
+                let most = conn.read_room().max(1);
+                match transport.read(most) {
+                    Ok([]) => conn.receive_eof(),
+                    Ok(bytes) => conn.receive(bytes, now),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Stop::Park,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Stop::Close,
+                }
+            }
+            Event::Send(bytes) => match transport.write(bytes) {
+                Ok(n) => conn.sent(n, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Stop::Park,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Stop::Close,
+            },
+            Event::Answered(exchange) => app.completed(&exchange),
+            Event::Request(pending) => {
+                if let Some(held) = answer(conn, pending, app) {
+                    return held;
+                }
+            }
+            Event::Refuse(refusal) => {
+                let response = app.reject(refusal.rejection());
+                conn.refuse(refusal, response, app.now());
+            }
+            Event::Answering => return Stop::Park,
+            Event::Close => return Stop::Close,
+        }
+    }
+}
+
+/// Answers a request that was held back elsewhere and came back with its connection, then
+/// drives on.
+pub fn resume<T: Transport, A: Application>(
+    conn: &mut Conn,
+    pending: Pending,
+    transport: &mut T,
+    app: &mut A,
+) -> Stop<A::Hold> {
+    answer(conn, pending, app).unwrap_or_else(|| drive(conn, transport, app))
+}
+
+/// Answers `pending` through the application; the stop if it held the request back.
+fn answer<A: Application>(conn: &mut Conn, pending: Pending, app: &mut A) -> Option<Stop<A::Hold>> {
+    match app.answer(&pending.request()) {
+        Ok(response) => {
+            conn.respond(pending, response, app.now(), app.draining());
+            None
+        }
+        Err(hold) => Some(Stop::Held(pending, hold)),
+    }
+}
+
+/// A transport over bytes given in advance, for tests and fuzzing. A read brings at most
+/// `read_most` bytes and never runs from one piece into the next, so a test chooses where the
+/// client's bytes are split; once the pieces are read, reads would block, or end the input if
+/// `eof` is set. A write takes at most `write_most` bytes into `out`.
+#[derive(Debug)]
+pub struct Script<'a> {
+    pieces: VecDeque<&'a [u8]>,
+    pub read_most: usize,
+    pub write_most: usize,
+    pub eof: bool,
+    pub out: Vec<u8>,
+}
+
+impl<'a> Script<'a> {
+    pub fn new(pieces: &[&'a [u8]]) -> Script<'a> {
+        Script {
+            pieces: pieces.iter().copied().collect(),
+            read_most: usize::MAX,
+            write_most: usize::MAX,
+            eof: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// More bytes from the client, read after those given before.
+    pub fn push(&mut self, piece: &'a [u8]) {
+        self.pieces.push_back(piece);
+    }
+}
+
+impl<'a> Transport for Script<'a> {
+    fn read(&mut self, most: usize) -> io::Result<&[u8]> {
+        while let Some(piece) = self.pieces.front_mut() {
+            if piece.is_empty() {
+                self.pieces.pop_front();
+                continue;
+            }
+            let whole: &'a [u8] = piece;
+            let (now, rest) = whole.split_at(most.min(self.read_most).min(whole.len()));
+            *piece = rest;
+            return Ok(now);
+        }
+        if self.eof {
+            Ok(&[])
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = bytes.len().min(self.write_most);
+        self.out.extend_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+}
