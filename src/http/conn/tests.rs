@@ -422,19 +422,20 @@ fn the_request_deadline_starts_with_the_first_byte_and_never_moves() {
     );
 }
 
-#[test]
-fn a_response_deadline_moves_only_when_bytes_leave() {
+/// A connection that got `GET /a` and, at once, `response` for it.
+fn answering(response: Response, draining: bool) -> (Conn, Clock) {
     let (mut conn, clock) = open();
     conn.receive(GET_A, clock.at(START));
     let Event::Request(pending) = conn.poll(clock.at(START)) else {
         panic!("a request")
     };
-    conn.respond(
-        pending,
-        Response::new(200, "text/plain", "0123456789"),
-        clock.at(START),
-        false,
-    );
+    conn.respond(pending, response, clock.at(START), draining);
+    (conn, clock)
+}
+
+#[test]
+fn a_response_deadline_moves_only_when_bytes_leave() {
+    let (mut conn, clock) = answering(Response::new(200, "text/plain", "0123456789"), false);
     assert_eq!(
         conn.deadline(),
         (clock.at(Duration::from_secs(5)), Expiry::Write)
@@ -498,17 +499,7 @@ fn end_of_file_closes_after_the_answer_or_at_once() {
 
 #[test]
 fn draining_answers_with_close() {
-    let (mut conn, clock) = open();
-    conn.receive(GET_A, clock.at(START));
-    let Event::Request(pending) = conn.poll(clock.at(START)) else {
-        panic!("a request")
-    };
-    conn.respond(
-        pending,
-        Response::new(200, "text/plain", "x"),
-        clock.at(START),
-        true,
-    );
+    let (mut conn, clock) = answering(Response::new(200, "text/plain", "x"), true);
     let Event::Send(bytes) = conn.poll(clock.at(START)) else {
         panic!("bytes")
     };
