@@ -6,121 +6,36 @@
 //! up to the server's `blocking_threads`, and then kept; the handlers bound how many jobs they
 //! hand out, so none waits for a thread.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::mem;
 use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use super::conn::Pending;
 use super::drive::{self, Application, Stop, Transport};
-use super::server::{Entry, Shared};
-use super::worker::Message;
-use super::{Exchange, Job, Rejection, Request, Response};
+use super::shared::{Message, Shared, Task};
+use super::{Exchange, Rejection, Request, Response};
 
-/// A connection lent with the job that answers its request.
-pub(super) struct Task {
-    /// The worker that owns the connection and takes it back.
-    pub owner: usize,
-    pub entry: Entry,
-    /// The request the job answers.
-    pub pending: Pending,
-    pub job: Job,
-}
-
-pub(super) struct Pool {
-    state: Mutex<State>,
-    ready: Condvar,
-    max_threads: usize,
-}
-
-#[derive(Default)]
-struct State {
-    tasks: VecDeque<Task>,
-    closed: bool,
-    threads: usize,
-    idle: usize,
-}
-
-impl Pool {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn new(max_threads: usize) -> Pool {
-        Pool {
-            state: Mutex::default(),
-            ready: Condvar::new(),
-            max_threads,
-        }
-    }
-
-    pub fn submit(&self, shared: &Arc<Shared>, task: Task) {
-        let start = {
-            let mut state = self.state();
-            state.tasks.push_back(task);
-            let start = state.idle == 0 && state.threads < self.max_threads;
-            state.threads += usize::from(start);
-            start
-        };
-        if !start {
-            self.ready.notify_one();
-            return;
-        }
-        let thread_shared = Arc::clone(shared);
-        let started = thread::Builder::new()
+/// Lends a connection to a blocking thread with the job that answers its request.
+pub(super) fn submit(shared: &Arc<Shared>, task: Task) {
+    let thread_shared = Arc::clone(shared);
+    let start = move || {
+        thread::Builder::new()
             .name("blocking".into())
-            .spawn(move || thread_shared.blocking.serve(&thread_shared));
-        if let Err(e) = started {
-            log::error!("cannot start a thread for a blocking handler: {e}");
-            let mut state = self.state();
-            state.threads -= 1;
-            if state.threads == 0 {
-                // No thread would ever take them: close their connections.
-                let stranded = mem::take(&mut state.tasks);
-                drop(state);
-                for task in stranded {
-                    shared.close(task.entry);
-                }
-            }
-        }
-    }
-
-    /// Lets the threads exit once the queue is empty.
-    pub fn close(&self) {
-        self.state().closed = true;
-        self.ready.notify_all();
-    }
-
-    /// One blocking thread: runs tasks until the pool is closed.
-    pub fn serve(&self, shared: &Shared) {
-        while let Some(task) = self.next() {
-            run(shared, task);
-        }
-    }
-
-    fn next(&self) -> Option<Task> {
-        let mut state = self.state();
-        loop {
-            if let Some(task) = state.tasks.pop_front() {
-                return Some(task);
-            }
-            if state.closed {
-                return None;
-            }
-            state.idle += 1;
-            state = self
-                .ready
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-            state.idle -= 1;
-        }
+            .spawn(move || {
+                let shared = &*thread_shared;
+                shared.blocking.serve(|task| run(shared, task));
+            })
+            .map(drop)
+            .inspect_err(|e| log::error!("cannot start a thread for a blocking handler: {e}"))
+    };
+    // No thread would ever take them: close their connections.
+    for task in shared.blocking.submit(task, start) {
+        shared.close(task.entry);
     }
 }
 

@@ -12,17 +12,20 @@ pub mod conn;
 pub mod drive;
 pub mod negotiate;
 pub mod path;
+mod pool;
 pub mod request;
 mod response;
 mod server;
 mod settings;
+mod shared;
 mod timers;
 mod worker;
 
 pub use request::{Limits, Request, Version};
 pub use response::{Body, BodySource, Response};
-pub use server::{Server, ServerConfig, ShutdownHandle, Stats};
+pub use server::{Server, ServerConfig, ShutdownHandle};
 pub use settings::{listen_from_env, VARIABLES};
+pub use shared::Stats;
 pub use worker::{Context, Reply};
 
 use std::net::SocketAddr;

@@ -13,23 +13,21 @@
 //! [`Reply`]: super::worker::Reply
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::Level;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use super::blocking::Pool;
 use super::conn::{Conn, Settings};
-use super::response::{self, Delimit, Response};
-use super::worker::{self, Inbox, Message};
-use super::{Exchange, Handler, Rejection};
-use crate::logging::Repeated;
+use super::pool::Pool;
+use super::shared::{prerender, Entry, Inbox, Message, Shared, Stats};
+use super::worker;
+use super::{Handler, Rejection};
 
 /// How often the acceptor looks at the shutdown flag and the drain while no client connects.
 const TICK: Duration = Duration::from_millis(100);
@@ -47,15 +45,6 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// What every connection is held to: limits and timeouts.
     pub connection: Settings,
-}
-
-/// Live numbers about connections, shared with whoever renders metrics.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub open: AtomicU64,
-    pub refused: AtomicU64,
-    /// Idle keep-alive connections closed to make room for new clients at the cap.
-    pub reclaimed: AtomicU64,
 }
 
 /// Starts a graceful shutdown from any thread (e.g. a signal handler thread).
@@ -156,96 +145,6 @@ impl Server {
 
 fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
-}
-
-/// A response rendered once, written without blocking.
-pub(super) struct Prerendered {
-    status: u16,
-    bytes: Vec<u8>,
-}
-
-fn prerender(response: Response) -> Prerendered {
-    let status = response.status;
-    let mut bytes = Vec::new();
-    if let response::Body::Full(body) = &response.body {
-        response::write_head(
-            &mut bytes,
-            &response,
-            Delimit::Length(body.len()),
-            false,
-            false,
-        );
-        bytes.extend_from_slice(body);
-    }
-    Prerendered { status, bytes }
-}
-
-/// A connection: its socket and its state.
-pub(super) struct Entry {
-    pub stream: TcpStream,
-    pub conn: Conn,
-}
-
-/// What every thread of the server shares.
-pub(super) struct Shared {
-    pub settings: Arc<Settings>,
-    pub refusal: Prerendered,
-    pub timeout_reply: Prerendered,
-    pub stats: Arc<Stats>,
-    /// Set when shutdown begins: answer what is under way, take nothing new.
-    pub stopping: Arc<AtomicBool>,
-    /// Set when the threads are to exit.
-    pub done: AtomicBool,
-    /// One per worker, by worker index.
-    pub inboxes: Vec<Arc<Inbox>>,
-    pub blocking: Pool,
-    pub handler: Arc<dyn Handler>,
-}
-
-impl Shared {
-    pub fn draining(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
-    }
-
-    /// Closes a connection, recording the response it was sending, if any, as abandoned.
-    /// Closing the socket also takes it out of its worker's epoll.
-    pub fn close(&self, entry: Entry) {
-        if let Some(exchange) = entry.conn.exchange(Instant::now()) {
-            self.handler.completed(&exchange);
-        }
-        drop(entry);
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// A best-effort answer that never blocks, then close.
-    pub fn reply_and_close(&self, entry: Entry, reply: &Prerendered) {
-        let written = (&entry.stream).write(&reply.bytes).unwrap_or(0);
-        self.handler.completed(&Exchange {
-            method: "-",
-            path: "-",
-            status: reply.status,
-            elapsed: Duration::ZERO,
-            bytes: written as u64,
-            peer: entry.conn.peer(),
-            tag: None,
-            trace_id: None,
-        });
-        self.close(entry);
-    }
-
-    /// Turns a new client away with a 503, without blocking.
-    pub fn refuse(&self, stream: TcpStream, why: &str) {
-        // A client that reconnects at once would write a line per try: the first goes out, the
-        // rest are summed up once per interval. The metric counts each.
-        static REFUSED: Repeated =
-            Repeated::new(module_path!(), Level::Warn, "refused a connection");
-        self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        if REFUSED.admit() {
-            log::warn!("refused a connection: {why}");
-        }
-        let _ = stream.set_nonblocking(true);
-        let _ = (&stream).write(&self.refusal.bytes);
-    }
 }
 
 /// The thread that takes new connections and deals them out to the workers, then drives the

@@ -12,17 +12,17 @@ use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll::{self, EventData, EventFlags};
-use rustix::event::{eventfd, EventfdFlags, Timespec};
+use rustix::event::Timespec;
 
-use super::blocking::Task;
+use super::blocking;
 use super::conn::{Expiry, Pending};
 use super::drive::{self, Application, Stop, Transport};
-use super::server::{Entry, Shared};
+use super::shared::{Entry, Inbox, Message, Shared, Task};
 use super::timers::Timers;
 use super::{Answer, Exchange, Job, Rejection, Request, Response};
 
@@ -46,55 +46,6 @@ const CONNECTION_EVENTS: EventFlags = EventFlags::IN
     .union(EventFlags::OUT)
     .union(EventFlags::RDHUP)
     .union(EventFlags::ET);
-
-/// What other threads send a worker.
-pub(super) enum Message {
-    /// A connection to own: new from the acceptor, or back from a blocking thread (with the
-    /// pipelined request it found after its response, if any).
-    Adopt(Entry, Option<Pending>),
-    /// A new connection over the cap: close the longest-idle connection to make room for it,
-    /// or pass it on to the next worker (this many more may be asked), or refuse it.
-    MakeRoom(Entry, usize),
-    /// The response for the connection under this key, `None` if its [`Reply`] was dropped
-    /// unsent.
-    Done(u64, Option<Response>),
-}
-
-/// A worker's mailbox: messages, and an eventfd in the worker's epoll that wakes it.
-pub(super) struct Inbox {
-    messages: Mutex<Vec<Message>>,
-    wake: OwnedFd,
-}
-
-impl Inbox {
-    pub fn new() -> std::io::Result<Inbox> {
-        Ok(Inbox {
-            messages: Mutex::new(Vec::new()),
-            wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
-        })
-    }
-
-    fn messages(&self) -> MutexGuard<'_, Vec<Message>> {
-        self.messages.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Only the first message after the worker emptied its inbox wakes it: one wake carries
-    /// every reply of a batch.
-    pub fn send(&self, message: Message) {
-        let first = {
-            let mut messages = self.messages();
-            messages.push(message);
-            messages.len() == 1
-        };
-        if first {
-            self.wake();
-        }
-    }
-
-    pub fn wake(&self) {
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
-    }
-}
 
 /// Where a handler sends a response that it could not give at once. Sent from any thread, it
 /// wakes the worker that owns the connection. Dropped unsent, the request is answered 500, so a
@@ -376,7 +327,7 @@ impl<'a> Worker<'a> {
                 if let Some(slot) = table.remove(&key) {
                     // The blocking thread waits on the socket itself until it gives it back.
                     let _ = epoll::delete(&*epoll, &slot.entry.stream);
-                    shared.blocking.submit(
+                    blocking::submit(
                         shared,
                         Task {
                             owner: *id,
