@@ -431,6 +431,29 @@ fn pipelined_requests_across_lanes_are_answered_in_order() {
 }
 
 #[test]
+fn a_client_that_ends_its_side_after_its_request_is_answered_and_let_go() {
+    // The request and the client's FIN may come in one read's worth: the end of input must
+    // still be seen, or the connection would sit open until the idle timeout.
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    let s = Service::start(&[("HTTP_IDLE_TIMEOUT_MS", "60000")]);
+    for _ in 0..2000 {
+        let mut stream = TcpStream::connect(s.addr).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut out = Vec::new();
+        let ended = stream.read_to_end(&mut out);
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(ended.is_ok(), "still open after 10 s: {ended:?}");
+    }
+}
+
+#[test]
 fn connection_close_and_http10_are_honoured() {
     let s = Service::start(&[]);
     let mut conn = Conn::open(s.addr);

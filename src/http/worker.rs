@@ -94,6 +94,9 @@ struct Slot {
     /// Its request, while it waits for a [`Reply`]: readiness is ignored and no deadline
     /// applies (the handler's own, e.g. the store's timeout, bounds the wait).
     waiting: Option<Pending>,
+    /// The client has ended its side: its end of input is in the socket, and since no edge
+    /// will come for it again, reads go on until they find it.
+    hangup: bool,
     /// The tick of [`Timers`] its deadline is filed under.
     filed: u64,
 }
@@ -168,7 +171,15 @@ impl<'a> Worker<'a> {
             for event in &events {
                 match event.data.u64() {
                     INBOX_KEY => self.read_inbox(),
-                    key => self.drive(key, None),
+                    key => {
+                        let flags = { event.flags };
+                        if flags.intersects(EventFlags::RDHUP | EventFlags::HUP) {
+                            if let Some(slot) = self.table.get_mut(&key) {
+                                slot.hangup = true;
+                            }
+                        }
+                        self.drive(key, None);
+                    }
                 }
             }
             if !events.is_empty() {
@@ -217,6 +228,7 @@ impl<'a> Worker<'a> {
             Slot {
                 entry,
                 waiting: None,
+                hangup: false,
                 filed,
             },
         );
@@ -305,6 +317,7 @@ impl<'a> Worker<'a> {
             stream: &slot.entry.stream,
             scratch,
             drained: false,
+            hangup: slot.hangup,
         };
         let conn = &mut slot.entry.conn;
         // The connection's own code must not take the worker down with it; handlers' panics
@@ -453,6 +466,8 @@ struct Socket<'a> {
     /// The last read came back short, so the socket is empty: edge-triggered, the worker hears
     /// of the next bytes, and a read now would only say that there are none.
     drained: bool,
+    /// See [`Slot::hangup`]: a short read does not mean the end of input was read.
+    hangup: bool,
 }
 
 impl Transport for Socket<'_> {
@@ -462,7 +477,7 @@ impl Transport for Socket<'_> {
         }
         let room = most.min(self.scratch.len());
         let n = self.stream.read(&mut self.scratch[..room])?;
-        self.drained = n < room;
+        self.drained = n < room && !self.hangup;
         Ok(&self.scratch[..n])
     }
 
