@@ -11,13 +11,14 @@ use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
+use super::conn::{Expiry, Pending};
 use super::drive::{self, Application, Stop, Transport};
-use super::shared::{Message, Shared, Task};
+use super::shared::{Entry, Message, Shared, Task};
 use super::{Exchange, Rejection, Request, Response};
 
 /// Lends a connection to a blocking thread with the job that answers its request.
@@ -39,9 +40,8 @@ pub(super) fn submit(shared: &Arc<Shared>, task: Task) {
     }
 }
 
-/// Answers a lent connection's request and sends the response, waiting on the socket while the
-/// client is slow to take it; then the connection goes back to the worker that owns it, or
-/// closes.
+/// Answers a lent connection's request and sends the response; then the connection goes back
+/// to the worker that owns it, or closes.
 fn run(shared: &Shared, task: Task) {
     let Task {
         owner,
@@ -55,17 +55,42 @@ fn run(shared: &Shared, task: Task) {
     entry
         .conn
         .respond(pending, response, Instant::now(), shared.draining());
-    let mut socket = Lent {
-        stream: &entry.stream,
-        write_timeout: shared.settings.write_timeout,
-    };
-    let back = match drive::drive(&mut entry.conn, &mut socket, &mut Sender { shared }) {
-        Stop::Park => None,
-        Stop::Held(pending, ()) => Some(pending),
-        Stop::Close => return shared.close(entry),
-    };
-    let inbox = &shared.inboxes[owner % shared.inboxes.len()];
-    inbox.send(Message::Adopt(entry, back));
+    // The connection's own code must not take the thread down, nor leave the connection open
+    // and counted.
+    match panic::catch_unwind(AssertUnwindSafe(|| send(shared, &mut entry))) {
+        Ok(Then::GiveBack(next)) => {
+            let inbox = &shared.inboxes[owner % shared.inboxes.len()];
+            inbox.send(Message::Adopt(entry, next));
+        }
+        Ok(Then::Close) | Err(_) => shared.close(entry),
+    }
+}
+
+/// What becomes of a lent connection once its response is over.
+enum Then {
+    /// Back to its worker, with the next request if the client had already sent it.
+    GiveBack(Option<Pending>),
+    Close,
+}
+
+/// Sends the response under way, waiting on the socket while the client is slow to take it,
+/// until the connection's write deadline.
+fn send(shared: &Shared, entry: &mut Entry) -> Then {
+    loop {
+        let mut socket = Lent(&entry.stream);
+        match drive::drive(&mut entry.conn, &mut socket, &mut Sender { shared }) {
+            Stop::Park => match entry.conn.deadline() {
+                (deadline, Expiry::Write) => {
+                    if !writable_before(&entry.stream, deadline) {
+                        return Then::Close;
+                    }
+                }
+                _ => return Then::GiveBack(None),
+            },
+            Stop::Held(next, ()) => return Then::GiveBack(Some(next)),
+            Stop::Close => return Then::Close,
+        }
+    }
 }
 
 /// The application on a blocking thread: it records the response it sends, and holds back a
@@ -98,12 +123,8 @@ impl Application for Sender<'_> {
     }
 }
 
-/// A lent socket: writes wait for room, up to the write timeout since the last byte left;
-/// reading is the worker's, once the connection is back.
-struct Lent<'a> {
-    stream: &'a TcpStream,
-    write_timeout: Duration,
-}
+/// A lent socket: reading is the worker's, once the connection is back.
+struct Lent<'a>(&'a TcpStream);
 
 impl Transport for Lent<'_> {
     fn read(&mut self, _: usize) -> io::Result<&[u8]> {
@@ -111,22 +132,12 @@ impl Transport for Lent<'_> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        loop {
-            match self.stream.write(bytes) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !writable_within(self.stream, self.write_timeout) {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                }
-                done => return done,
-            }
-        }
+        (&mut self.0).write(bytes)
     }
 }
 
-/// Waits until `stream` can take more bytes; `false` if `timeout` passed first.
-fn writable_within(stream: &TcpStream, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+/// Waits until `stream` can take more bytes; `false` if `deadline` came first.
+fn writable_before(stream: &TcpStream, deadline: Instant) -> bool {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

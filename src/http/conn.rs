@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::body::Discard;
 use super::request::{self, Head, HeadScanner, Limits, Request, Version};
-use super::response::{self, Outgoing, Output, Progress, Response, Terms};
+use super::response::{Outgoing, Output, Progress, Response, Terms};
 use super::{Exchange, Rejection};
 
 #[cfg(test)]
@@ -341,9 +341,10 @@ impl Conn {
         if !keep {
             return State::Closing;
         }
-        self.input.drain(..consumed.min(self.input.len()));
+        // The head answered travelled with its own bytes (see `Pending`), so they are there.
+        self.input.drain(..consumed);
         if self.input.is_empty() {
-            response::release(&mut self.input);
+            super::release(&mut self.input);
             self.deadline = now + self.settings.idle_timeout;
             State::Idle
         } else {
@@ -405,6 +406,10 @@ impl Conn {
     /// Answers the request `pending` holds. `draining`: the server is shutting down, so the
     /// connection closes after this response.
     pub fn respond(&mut self, pending: Pending, response: Response, now: Instant, draining: bool) {
+        debug_assert!(
+            matches!(self.state, State::Answering),
+            "a Pending of another connection"
+        );
         let Pending {
             head,
             mut input,
@@ -425,6 +430,10 @@ impl Conn {
 
     /// Answers a refusal; the connection closes after it.
     pub fn refuse(&mut self, refusal: Refusal, response: Response, now: Instant) {
+        debug_assert!(
+            matches!(self.state, State::Answering),
+            "a Refusal of another connection"
+        );
         let terms = Terms {
             keep_alive: false,
             http10: false,

@@ -44,7 +44,8 @@ pub trait Application {
 
 /// Why [`drive`] returned.
 pub enum Stop<H> {
-    /// The transport has nothing more now: go on when it is ready.
+    /// Nothing to do until the transport is ready again (or, had a request been held back,
+    /// until its response is given).
     Park,
     /// The application held this request back; its connection waits for the response.
     Held(Pending, H),
@@ -73,6 +74,9 @@ pub fn drive<T: Transport, A: Application>(
                 }
             }
             Event::Send(bytes) => match transport.write(bytes) {
+                // A transport that takes nothing of what there is to send would be asked again
+                // for ever.
+                Ok(0) => return Stop::Close,
                 Ok(n) => conn.sent(n, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Stop::Park,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -31,6 +31,20 @@ pub use worker::{Context, Reply};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Most heap a connection's input or output buffer keeps between requests: enough for a
+/// typical head or response, so that the next needs no allocation, and little enough that an
+/// idle connection stays small.
+const KEPT_BUFFER: usize = 512;
+
+/// Empties a buffer, giving its memory back unless it is small.
+fn release(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > KEPT_BUFFER {
+        *buffer = Vec::new();
+    } else {
+        buffer.clear();
+    }
+}
+
 /// What the application does with requests.
 pub trait Handler: Send + Sync + 'static {
     /// Answers one complete request, on the event loop that read it: it must not wait for

@@ -101,6 +101,7 @@ mod tests {
     use std::sync::mpsc;
     use std::sync::Arc;
     use std::thread;
+    use std::time::Duration;
 
     #[test]
     fn threads_start_up_to_the_bound_and_every_task_runs() {
@@ -116,7 +117,13 @@ mod tests {
             });
             assert!(stranded.is_empty());
         }
-        let mut seen: Vec<i32> = results.iter().take(20).collect();
+        let mut seen: Vec<i32> = (0..20)
+            .map(|_| {
+                results
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a task lost")
+            })
+            .collect();
         seen.sort();
         assert_eq!(seen, (0..20).collect::<Vec<_>>());
         assert!(*started.lock().unwrap() <= 2);

@@ -103,19 +103,6 @@ impl Response {
     }
 }
 
-/// Most heap the output buffer keeps between responses: enough for a typical response, so that
-/// the next one needs no allocation, and little enough that an idle connection stays small.
-pub(super) const KEPT_BUFFER: usize = 512;
-
-/// Empties a buffer, giving its memory back unless it is small.
-pub(super) fn release(buffer: &mut Vec<u8>) {
-    if buffer.capacity() > KEPT_BUFFER {
-        *buffer = Vec::new();
-    } else {
-        buffer.clear();
-    }
-}
-
 /// Bytes on their way to the client, and how many of them have gone.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -141,7 +128,7 @@ impl Output {
 
     /// Empties the buffer for its next use, keeping its memory only if small.
     pub fn release(&mut self) {
-        release(&mut self.bytes);
+        super::release(&mut self.bytes);
         self.sent = 0;
     }
 
@@ -236,55 +223,23 @@ impl Outgoing {
             if !output.is_empty() {
                 return Progress::Send;
             }
-            if self.source.is_none() {
+            let Some(source) = self.source.as_mut() else {
                 return Progress::Over {
                     whole: !self.broken,
                 };
+            };
+            match produce(source, self.chunked, output) {
+                Ok((piece, more)) => {
+                    self.body_bytes += piece as u64;
+                    if !more {
+                        self.source = None;
+                    }
+                }
+                Err(_) => {
+                    self.source = None;
+                    self.broken = true;
+                }
             }
-            self.produce(output);
-        }
-    }
-
-    /// Pulls the next piece of a streamed body into `output`, framed as a chunk when chunked.
-    fn produce(&mut self, output: &mut Output) {
-        let Some(source) = self.source.as_mut() else {
-            return;
-        };
-        let out = &mut output.bytes;
-        out.clear();
-        output.sent = 0;
-        if self.chunked {
-            out.extend_from_slice(CHUNK_SIZE_SLOT);
-        }
-        let start = out.len();
-        let more = match source.fill(out) {
-            Ok(more) => more,
-            Err(_) => {
-                out.clear();
-                self.source = None;
-                self.broken = true;
-                return;
-            }
-        };
-        let piece = out.len() - start;
-        self.body_bytes += piece as u64;
-        if self.chunked {
-            if piece == 0 {
-                // A chunk of size zero would end the body.
-                out.clear();
-            } else {
-                let digits = format!("{piece:x}");
-                let at = CHUNK_SIZE_SLOT.len() - 2 - digits.len();
-                out[at..at + digits.len()].copy_from_slice(digits.as_bytes());
-                output.sent = at;
-                out.extend_from_slice(b"\r\n");
-            }
-            if !more {
-                out.extend_from_slice(b"0\r\n\r\n");
-            }
-        }
-        if !more {
-            self.source = None;
         }
     }
 
@@ -305,6 +260,40 @@ impl Outgoing {
     pub fn keep_alive(&self) -> bool {
         self.keep_alive
     }
+}
+
+/// Pulls the next piece of a streamed body into `output`, framed as a chunk when `chunked`: the
+/// piece's length, and whether more follow. On an error `output` is left empty.
+fn produce(
+    source: &mut Box<dyn BodySource>,
+    chunked: bool,
+    output: &mut Output,
+) -> io::Result<(usize, bool)> {
+    let out = &mut output.bytes;
+    out.clear();
+    output.sent = 0;
+    if chunked {
+        out.extend_from_slice(CHUNK_SIZE_SLOT);
+    }
+    let start = out.len();
+    let more = source.fill(out).inspect_err(|_| out.clear())?;
+    let piece = out.len() - start;
+    if chunked {
+        if piece == 0 {
+            // A chunk of size zero would end the body.
+            out.clear();
+        } else {
+            let digits = format!("{piece:x}");
+            let at = CHUNK_SIZE_SLOT.len() - 2 - digits.len();
+            out[at..at + digits.len()].copy_from_slice(digits.as_bytes());
+            output.sent = at;
+            out.extend_from_slice(b"\r\n");
+        }
+        if !more {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+    }
+    Ok((piece, more))
 }
 
 /// How a response's body is delimited on this exchange.

@@ -1,8 +1,8 @@
-//! What the server's threads share: the connection entries they pass between them, the
-//! workers' inboxes and the messages they carry, the blocking pool's tasks, and the few acts
-//! every thread may do to a connection (close it, answer it once without blocking, refuse a
-//! new one). It sits below the acceptor ([`super::server`]), the workers ([`super::worker`])
-//! and the blocking threads ([`super::blocking`]), and knows none of them.
+//! The ground the server's threads stand on, kept below the acceptor ([`super::server`]), the
+//! workers ([`super::worker`]) and the blocking threads ([`super::blocking`]) so that none of
+//! them imports another's: what they pass between them (connection entries, the workers'
+//! inboxes and their messages, the blocking pool's tasks) and the few acts any of them may do
+//! to a connection (close it, answer it once without blocking, refuse a new one).
 
 use std::io::{self, Write};
 use std::net::TcpStream;

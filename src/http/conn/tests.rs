@@ -351,6 +351,8 @@ fn streams_are_chunked_or_end_with_the_connection() {
     assert!(broken.out.ends_with("2\r\nab\r\n"), "{}", broken.out);
     assert!(broken.closed);
     assert_eq!(broken.requests, ["GET /broken"]);
+    // It is still recorded, with the status its head said and the bytes that went.
+    assert_eq!(broken.responses, [(200, "/broken".to_owned())]);
 }
 
 #[test]
@@ -473,7 +475,7 @@ fn an_idle_connection_holds_no_large_buffer() {
     run(&mut conn, clock.at(START), &mut seen);
     assert_eq!(seen.requests, ["GET /a"]);
     assert!(
-        conn.buffered() <= 2 * response::KEPT_BUFFER,
+        conn.buffered() <= 2 * crate::http::KEPT_BUFFER,
         "{}",
         conn.buffered()
     );
