@@ -2,7 +2,7 @@
 # `make bench`: one run, side by side, on this machine.
 #   /hello/{name} under wrk -t2 -c64: hello (default build and static musl) vs webdis doing the
 #   same ZINCRBY per request, on one private redis-server; requests/s, p50/p99, server RSS, and
-#   whether every 200 was stored.
+#   whether every 200 was stored. BENCH_BASELINE=<binary> adds a row for another build.
 #   /counts over 1,000,000 names: time and peak RSS, vs redis-cli ZRANGE on the same set.
 # Everything listens on 127.0.0.1 and stops by itself.
 set -euo pipefail
@@ -52,15 +52,20 @@ ROUNDS=${BENCH_ROUNDS:-5}
 labels=(); pids_of=(); urls=(); keys=()
 add_server() { labels+=("$1"); pids_of+=("$2"); urls+=("$3"); keys+=("$4"); }
 
-for build in release x86_64-unknown-linux-musl/release; do
+# BENCH_BASELINE=path/to/another/hello adds that binary as one more row: an A/B of a change,
+# e.g. the landed main built in a worktree.
+builds=("glibc:target/release/hello" "static musl:target/x86_64-unknown-linux-musl/release/hello")
+if [ -n "${BENCH_BASELINE:-}" ]; then builds+=("baseline:$BENCH_BASELINE"); fi
+for build in "${builds[@]}"; do
+  label=${build%%:*}
   port=$(free_port)
-  key="hello.$(basename "$(dirname "$build")")"
+  key="hello.${label// /-}"
   HOST=127.0.0.1 PORT=$port REDIS_CLUSTER_ADDRESS=127.0.0.1:$redis_port REDIS_KEY=$key RUST_LOG=warn \
-    "target/$build/hello" 2>>"$work/hello.log" &
+    "${build#*:}" 2>>"$work/hello.log" &
   pids+=($!)
   wait_port "$port"
-  add_server "hello ($( [ "$build" = release ] && echo glibc || echo static musl))" "$!" \
-    "http://127.0.0.1:$port/hello/bench" "$key"
+  case $label in "static musl") static_i=${#labels[@]} ;; baseline) baseline_i=${#labels[@]} ;; esac
+  add_server "hello ($label)" "$!" "http://127.0.0.1:$port/hello/bench" "$key"
 done
 webdis_port=$(free_port)
 cat >"$work/webdis.json" <<JSON
@@ -71,6 +76,7 @@ JSON
 webdis "$work/webdis.json" 2>/dev/null &
 pids+=($!)
 wait_port "$webdis_port"
+webdis_i=${#labels[@]}
 add_server "webdis" "$!" "http://127.0.0.1:$webdis_port/ZINCRBY/webdis.names/1/bench" webdis.names
 
 nginx_port=$(free_port)
@@ -84,6 +90,7 @@ NGINX
 nginx -c "$work/nginx/nginx.conf" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$nginx_port"
+nginx_i=${#labels[@]}
 add_server "nginx constant" "$!" "http://127.0.0.1:$nginx_port/hello/bench" ""
 
 echo
@@ -122,8 +129,12 @@ echo "(stored may exceed answered by up to $CONNECTIONS a round: requests in fli
 echo "(CPU/req: CPU time of the server and redis-server together per answered request, median round;"
 echo " srv CPU: the server's alone; cs/req: the server's context switches per request, all threads;"
 echo " wrk shares the machine's cores, so the less a server spends per request, the more wrk can send)"
-echo "median throughput, static hello / webdis: $(python3 -c "print(f'{$(cat "$work/rps-1")/$(cat "$work/rps-2"):.2f}x')")"
-echo "median throughput, static hello / nginx constant: $(python3 -c "print(f'{$(cat "$work/rps-1")/$(cat "$work/rps-3"):.2f}x')")"
+ratio() { python3 -c "print(f'{$(cat "$work/rps-$1")/$(cat "$work/rps-$2"):.2f}x')"; }
+echo "median throughput, static hello / webdis: $(ratio "$static_i" "$webdis_i")"
+echo "median throughput, static hello / nginx constant: $(ratio "$static_i" "$nginx_i")"
+if [ -n "${baseline_i:-}" ]; then
+  echo "median throughput, static hello / baseline: $(ratio "$static_i" "$baseline_i")"
+fi
 for p in "${pids_of[@]}"; do kill -QUIT "$p" 2>/dev/null || true; done
 echo "redis-benchmark ZINCRBY -c $CONNECTIONS (the store's ceiling, one per round trip, then pipelined 16):"
 redis-benchmark -p "$redis_port" -c "$CONNECTIONS" -n 300000 -q ZINCRBY bench.ceiling 1 bench 2>/dev/null | tr '\r' '\n' | tail -1

@@ -1,10 +1,10 @@
 //! The HTTP/1.1 front: a sans-I/O connection core ([`conn`], over [`request`] heads, [`body`]
 //! framing and the sending half in `response`), the one loop that drives it ([`drive`]), and
-//! the server around that loop: event-loop workers that own their
-//! connections and answer what needs nothing outside the process at once, a [`Reply`] for
-//! answers that come later from another thread, and a bounded pool of threads for handlers that
-//! block ([`Answer::Blocking`]). Configured from the environment (`settings`). It knows nothing
-//! of the routes; the application plugs in through [`Handler`].
+//! the server around that loop: event-loop workers that own their connections and answer what
+//! needs nothing outside the process at once, a [`Reply`] for answers that come later from
+//! another thread, and a bounded pool of threads for handlers that block
+//! ([`Answer::Blocking`]). Configured from the environment (`settings`). It knows nothing of
+//! the routes; the application plugs in through [`Handler`].
 
 mod blocking;
 pub mod body;
