@@ -8,15 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Conn, Service};
-
-fn status_line(out: &[u8]) -> String {
-    String::from_utf8_lossy(out)
-        .lines()
-        .next()
-        .unwrap_or("(closed)")
-        .to_owned()
-}
+use common::{status_line, Conn, Service};
 
 /// Resolves each of `locations` against `base` with node's `URL` (the WHATWG URL Standard, as
 /// browsers apply it to a `Location`): the host and the path-and-query a browser would ask for.

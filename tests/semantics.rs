@@ -7,17 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{send_signal, wait_until, Conn, Redis, Service, Signal};
+use common::{send_signal, status_line, wait_until, Conn, Redis, Service, Signal};
 
 const KEY: &str = "nytimes.names";
-
-fn status_line(out: &[u8]) -> String {
-    String::from_utf8_lossy(out)
-        .lines()
-        .next()
-        .unwrap_or("(closed)")
-        .to_owned()
-}
 
 #[test]
 fn host_is_needed_exactly_once_in_http_1_1() {

@@ -6,6 +6,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The first line of raw bytes read back: a response's status line, or `(closed)` if none came.
+pub fn status_line(out: &[u8]) -> String {
+    String::from_utf8_lossy(out)
+        .lines()
+        .next()
+        .unwrap_or("(closed)")
+        .to_owned()
+}
+
 /// An HTTP response as received.
 #[derive(Debug)]
 pub struct Response {

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::load::{hammer, normal_client, threads_and_rss, trickling_clients, Tally};
-use crate::common::{Conn, Redis, Service};
+use crate::common::{status_line, Conn, Redis, Service};
 use crate::KEY;
 
 #[test]
@@ -178,10 +178,7 @@ fn s6_oversized_and_malformed_requests() {
         tally.record(status, started.elapsed());
         let json_error = *want == "200" || text.contains("\"error\":{");
         if text.get(9..12) != Some(*want) || !json_error {
-            wrong.push(format!(
-                "{label}: {}",
-                text.lines().next().unwrap_or("(closed)")
-            ));
+            wrong.push(format!("{label}: {}", status_line(&out)));
         }
     }
     tally.row(
