@@ -1,5 +1,6 @@
 //! The `hello` binary: configuration in, server up, signals handled.
 
+use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -7,14 +8,15 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
+use log::Level;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use hello::aws::credentials::Source;
 use hello::aws::ecs;
-use hello::aws::endpoint::Endpoint;
 use hello::aws::imds::Imds;
+use hello::aws::AwsSettings;
 use hello::cluster::Cluster;
 use hello::config::{self, Config};
 use hello::counts::Gate;
@@ -142,19 +144,12 @@ fn serve() -> ExitCode {
         .imds_endpoint
         .as_deref()
         .map(|e| Arc::new(Imds::new(e)));
-    // On ECS the agent's container metadata file leads to the instance (instance metadata is
-    // out of the containers' reach there); elsewhere on EC2, instance metadata tells it.
-    let ecs_metadata = std::env::var_os(ecs::METADATA_FILE).filter(|_| !config.debug);
-    match (ecs_metadata, &imds) {
-        (Some(path), _) => learn_instance_id_from_ecs(
-            PathBuf::from(path),
-            config.cluster.aws.ecs_endpoint.clone(),
-            imds.clone(),
-            monitor.instance_id_slot(),
-        ),
-        (None, Some(imds)) => learn_instance_id(Arc::clone(imds), monitor.instance_id_slot()),
-        (None, None) => {}
-    }
+    find_instance_id(
+        config.debug,
+        &config.cluster.aws,
+        imds.clone(),
+        monitor.instance_id_slot(),
+    );
     let cluster = match Cluster::new(&config.cluster, imds, |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -234,49 +229,61 @@ fn totals(app: Arc<State>) -> impl FnMut() -> Totals + Send + 'static {
     }
 }
 
-/// Asks instance metadata for the instance id in the background, so that start-up (and
-/// `/health`, which says `local` meanwhile) never waits for it off EC2.
-fn learn_instance_id(imds: Arc<Imds>, slot: Arc<OnceLock<String>>) {
-    let spawned =
-        thread::Builder::new()
-            .name("imds".into())
-            .spawn(move || match imds.instance_id() {
-                Ok(id) => {
-                    log::info!("running on EC2 instance {id}");
-                    let _ = slot.set(id);
-                }
-                Err(e) => log::info!("no instance metadata ({e}): the instance id stays \"local\""),
-            });
-    if let Err(e) = spawned {
-        log::warn!("cannot ask instance metadata: {e}");
-    }
-}
-
-/// Asks ECS for the instance under this task in the background, as `learn_instance_id` asks
-/// instance metadata.
-fn learn_instance_id_from_ecs(
-    path: PathBuf,
-    endpoint: Option<Endpoint>,
+/// Learns the EC2 instance under this task in the background, where there is one to learn.
+fn find_instance_id(
+    debug: bool,
+    aws: &AwsSettings,
     imds: Option<Arc<Imds>>,
     slot: Arc<OnceLock<String>>,
 ) {
-    let Some(source) = Source::from_env(|k| std::env::var(k).ok(), imds) else {
-        log::warn!("no AWS credentials to ask ECS for this task's instance: the instance id stays \"local\"");
-        return;
-    };
-    let spawned = thread::Builder::new().name("ecs-instance".into()).spawn(move || {
-        match ecs::instance_id_from_metadata(&path, endpoint, source) {
+    // On ECS the agent's container metadata file leads to the instance (instance metadata is
+    // out of the containers' reach there); elsewhere on EC2, instance metadata tells it.
+    let ecs_metadata = std::env::var_os(ecs::METADATA_FILE).filter(|_| !debug);
+    match (ecs_metadata, imds) {
+        (Some(path), imds) => {
+            let endpoint = aws.ecs_endpoint.clone();
+            match Source::from_env(|k| std::env::var(k).ok(), imds) {
+                Some(source) => learn_instance_id("ECS", Level::Warn, slot, move || {
+                    ecs::instance_id_from_metadata(&PathBuf::from(path), endpoint, source)
+                }),
+                None => log::warn!(
+                    "no AWS credentials to ask ECS for this task's instance: the instance id stays \"local\""
+                ),
+            }
+        }
+        (None, Some(imds)) => {
+            // Off EC2 there is no instance metadata: no cause for a warning.
+            learn_instance_id("instance metadata", Level::Info, slot, move || {
+                imds.instance_id()
+            })
+        }
+        (None, None) => {}
+    }
+}
+
+/// Asks `from` for the EC2 instance under this task in the background, so that start-up (and
+/// `/health`, which says `local` meanwhile) never waits for it; a failure is logged at
+/// `failure`.
+fn learn_instance_id<E: Display>(
+    from: &'static str,
+    failure: Level,
+    slot: Arc<OnceLock<String>>,
+    ask: impl FnOnce() -> Result<String, E> + Send + 'static,
+) {
+    let spawned = thread::Builder::new()
+        .name("instance-id".into())
+        .spawn(move || match ask() {
             Ok(id) => {
-                log::info!("running on EC2 instance {id} (from ECS)");
+                log::info!("running on EC2 instance {id} (from {from})");
                 let _ = slot.set(id);
             }
-            Err(e) => log::warn!(
-                "cannot learn this task's EC2 instance from ECS ({e}): the instance id stays \"local\""
+            Err(e) => log::log!(
+                failure,
+                "cannot learn this task's EC2 instance from {from} ({e}): the instance id stays \"local\""
             ),
-        }
-    });
+        });
     if let Err(e) = spawned {
-        log::warn!("cannot ask ECS for this task's instance: {e}");
+        log::warn!("cannot ask {from} for this task's instance: {e}");
     }
 }
 
