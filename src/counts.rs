@@ -1,5 +1,5 @@
-//! Listing the counts: paging parameters, how many listings may be open at once, and a listing that streams the whole set in chunks so
-//! memory stays bounded however many names there are.
+//! Listing the counts: paging parameters, how many listings may be open at once, and a listing
+//! that streams the whole set in chunks so memory stays bounded however many names there are.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -93,8 +93,8 @@ fn finish(route: Route, response: Response) -> Response {
 
 /// `OPTIONS` (RFC 9110 §9.3.7): for `*`, the methods the server takes anywhere; for a route's
 /// path (cleaned first, as for every method but GET and HEAD, which are redirected), the
-/// methods that route takes, in `Allow` and in the body. `None` for other methods, and for a path no route serves
-/// (its 404 is the usual one).
+/// methods that route takes, in `Allow` and in the body. `None` for other methods, and for a
+/// path no route serves (its 404 is the usual one).
 fn options(request: &Request<'_>) -> Option<(Route, Response)> {
     if request.method != "OPTIONS" {
         return None;
