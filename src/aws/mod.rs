@@ -154,10 +154,6 @@ impl fmt::Display for AwsError {
 }
 
 impl AwsError {
-    /// Whether asking again later may well succeed: AWS throttling (`Throttling`,
-    /// `RequestLimitExceeded`), a 5xx, no answer at all, or credentials that could not be
-    /// fetched. A refused signature, a missing permission or an unreadable answer will be the
-    /// same next time.
     /// An error answer whose body does not say what went wrong in AWS's words: named by its
     /// status, with the start of the body.
     fn unexplained(status: u16, text: &str) -> AwsError {
@@ -168,6 +164,10 @@ impl AwsError {
         }
     }
 
+    /// Whether asking again later may well succeed: AWS throttling (`Throttling`,
+    /// `RequestLimitExceeded`), a 5xx, no answer at all, or credentials that could not be
+    /// fetched. A refused signature, a missing permission or an unreadable answer will be the
+    /// same next time.
     pub fn is_retry_later(&self) -> bool {
         match self {
             AwsError::Api { status, code, .. } => {
