@@ -255,4 +255,15 @@ mod tests {
             matches!(json_error(502, "<html>"), AwsError::Api { code, .. } if code == "HTTP502")
         );
     }
+
+    #[test]
+    fn throttling_is_worth_asking_again_and_a_refusal_is_not() {
+        let throttled = json_error(
+            400,
+            r#"{"__type": "ThrottlingException", "message": "Rate exceeded"}"#,
+        );
+        assert!(throttled.is_retry_later(), "{throttled:?}");
+        let denied = json_error(400, r#"{"__type": "AccessDeniedException"}"#);
+        assert!(!denied.is_retry_later(), "{denied:?}");
+    }
 }

@@ -164,14 +164,18 @@ impl AwsError {
         }
     }
 
-    /// Whether asking again later may well succeed: AWS throttling (`Throttling`,
-    /// `RequestLimitExceeded`), a 5xx, no answer at all, or credentials that could not be
-    /// fetched. A refused signature, a missing permission or an unreadable answer will be the
-    /// same next time.
+    /// Whether asking again later may well succeed: AWS throttling (`Throttling` and
+    /// `RequestLimitExceeded` in the Query APIs, `ThrottlingException` in JSON ones such as
+    /// ECS's), a 5xx, no answer at all, or credentials that could not be fetched. A refused
+    /// signature, a missing permission or an unreadable answer will be the same next time.
     pub fn is_retry_later(&self) -> bool {
         match self {
             AwsError::Api { status, code, .. } => {
-                *status >= 500 || code == "Throttling" || code == "RequestLimitExceeded"
+                *status >= 500
+                    || matches!(
+                        code.as_str(),
+                        "Throttling" | "RequestLimitExceeded" | "ThrottlingException"
+                    )
             }
             AwsError::Transport(_) | AwsError::Credentials(_) => true,
             AwsError::Malformed(_) => false,
