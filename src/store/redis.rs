@@ -17,17 +17,18 @@ pub struct RedisStore {
     key: String,
     timeout: Duration,
     pool: Arc<Pool>,
+    /// Most connections open at once (idle or in use).
+    max_connections: usize,
     /// Bumped when a connection fails, so that the other idle connections (most likely broken
     /// the same way, e.g. by a Redis restart) are dropped instead of failing one request each.
     generation: AtomicU64,
 }
 
-/// Connections to Redis, at most `max` open at once (idle or in use).
+/// Connections to Redis: those idle, and how many are open.
 struct Pool {
     state: Mutex<PoolState>,
     /// Signalled when a connection comes back or closes, for callers waiting at the cap.
     freed: Condvar,
-    max: usize,
 }
 
 struct PoolState {
@@ -40,15 +41,16 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A connection closed, or one never made: its place is free.
     fn release(&self) {
         self.state().open -= 1;
+        POOL_COUNTERS.open.fetch_sub(1, AtomicOrdering::Relaxed);
         self.freed.notify_one();
     }
 }
 
 /// What the pools of this process did, for `/metrics`: how often a connection was reused
 /// rather than opened, and what became of those a listing left with a reply on its way.
-#[derive(Default)]
 pub struct PoolCounters {
     /// Connections opened (each a TCP, maybe TLS, handshake and a login).
     pub opened: AtomicU64,
@@ -88,7 +90,6 @@ struct Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        POOL_COUNTERS.open.fetch_sub(1, AtomicOrdering::Relaxed);
         self.pool.release();
     }
 }
@@ -114,17 +115,15 @@ impl RedisStore {
                     open: 0,
                 }),
                 freed: Condvar::new(),
-                max: DEFAULT_MAX_CONNECTIONS,
             }),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             generation: AtomicU64::new(0),
         })
     }
 
     /// At most `max` connections open at once (at least one); set before first use.
     pub fn with_max_connections(mut self, max: usize) -> RedisStore {
-        if let Some(pool) = Arc::get_mut(&mut self.pool) {
-            pool.max = max.max(1);
-        }
+        self.max_connections = max.max(1);
         self
     }
 
@@ -179,7 +178,7 @@ impl RedisStore {
                 count(&POOL_COUNTERS.reused);
                 return Ok(pooled);
             }
-            if state.open < self.pool.max {
+            if state.open < self.max_connections {
                 state.open += 1;
                 drop(state);
                 count(&POOL_COUNTERS.open);
@@ -195,7 +194,6 @@ impl RedisStore {
                         })
                     }
                     Err(e) => {
-                        POOL_COUNTERS.open.fetch_sub(1, AtomicOrdering::Relaxed);
                         self.pool.release();
                         Err(self.broken(e))
                     }
@@ -203,11 +201,7 @@ impl RedisStore {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "all {} connections to Redis stayed in use for {} ms",
-                    self.pool.max,
-                    self.timeout.as_millis()
-                )));
+                return Err(self.no_connection_in_time(true));
             }
             if !waited {
                 waited = true;
@@ -220,6 +214,18 @@ impl RedisStore {
                     .unwrap_or_else(PoisonError::into_inner),
             );
         }
+    }
+
+    /// No connection came within the command's time; `waited`: because all were in use.
+    fn no_connection_in_time(&self, waited: bool) -> StoreError {
+        let ms = self.timeout.as_millis();
+        StoreError::Unavailable(match waited {
+            true => format!(
+                "all {} connections to Redis stayed in use for {ms} ms",
+                self.max_connections
+            ),
+            false => format!("no connection to Redis ready within {ms} ms"),
+        })
     }
 
     /// Takes back a connection that is in step: every command sent has been answered, or its
@@ -277,7 +283,7 @@ impl RedisStore {
     /// came is a count (or Redis's refusal), whatever happens to the replies after it; the
     /// increments whose replies did not come have an unknown outcome, unless not one byte of
     /// the pipeline was sent.
-    pub fn increment_all(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
+    fn pipeline_increments(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
         let failed = |e: StoreError| names.iter().map(|_| Err(e.clone())).collect();
         // One deadline for the whole pipeline: a connection, the writes, every reply.
         let mut pooled = match self.checkout(Instant::now() + self.timeout) {
@@ -400,13 +406,16 @@ fn to_entries(reply: Reply, command: &str) -> Result<Vec<Entry>, StoreError> {
 
 impl Store for RedisStore {
     fn increment(&self, name: &str) -> Result<i64, StoreError> {
-        self.increment_all(&[name])
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Unavailable("no reply for an increment".into())))
+        // One name, one result; were it missing, the command may still have been sent.
+        self.pipeline_increments(&[name]).pop().unwrap_or_else(|| {
+            Err(StoreError::OutcomeUnknown(
+                "no result for an increment".into(),
+            ))
+        })
     }
 
     fn increment_batch(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
-        self.increment_all(names)
+        self.pipeline_increments(names)
     }
 
     fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan> {
