@@ -137,6 +137,12 @@ impl RedisStore {
     fn checkout(&self, deadline: Instant) -> Result<Pooled, StoreError> {
         let mut waited = false;
         loop {
+            // Reading replies owed to nobody may have used up the caller's time: then it gets
+            // no connection, rather than fail the next ones it would try (and, connecting too
+            // late, retire the whole pool).
+            if Instant::now() >= deadline {
+                return Err(self.no_connection_in_time(waited));
+            }
             let generation = self.generation.load(AtomicOrdering::Acquire);
             let mut state = self.pool.state();
             // Closing a connection takes the lock again: the old ones are dropped after it.
