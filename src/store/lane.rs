@@ -20,8 +20,8 @@ use super::{Store, StoreError};
 const MAX_BATCH: usize = 256;
 
 /// One increment as its caller queues it: the name, and what to do with the result. Kept by
-/// value in the queue (no allocation per greeting); `done` is called on the lane's thread, so
-/// it must not block.
+/// value in the queue (no allocation per greeting); `done` is called on the lane's thread (or,
+/// when the queue is full, on the submitter's), so it must not block.
 pub trait Done: Send + 'static {
     fn name(&self) -> &str;
     fn done(self, result: Result<i64, StoreError>);
@@ -118,9 +118,9 @@ impl<D: Done> Shared<D> {
 
     fn serve(&self, store: &dyn Store) {
         // Kept from batch to batch, so that a batch allocates little.
-        let (mut batch, mut fresh) = (Vec::new(), Vec::new());
+        let mut batch = Vec::new();
         while self.next_batch(&mut batch) {
-            self.run(store, &mut batch, &mut fresh);
+            self.run(store, &mut batch);
         }
     }
 
@@ -144,23 +144,22 @@ impl<D: Done> Shared<D> {
         true
     }
 
-    fn run(&self, store: &dyn Store, batch: &mut Vec<Pending<D>>, fresh: &mut Vec<Pending<D>>) {
+    /// Sends `batch` as one pipeline and answers each greeting, leaving `batch` empty; those that
+    /// waited too long are answered first, unsent.
+    fn run(&self, store: &dyn Store, batch: &mut Vec<Pending<D>>) {
         let now = Instant::now();
-        for pending in batch.drain(..) {
-            if now.saturating_duration_since(pending.queued) <= self.max_wait {
-                fresh.push(pending);
-                continue;
-            }
+        let late = |p: &mut Pending<D>| now.saturating_duration_since(p.queued) > self.max_wait;
+        for pending in batch.extract_if(.., late) {
             let late = Err(StoreError::Unavailable(format!(
                 "waited over {} ms for the store; not sent",
                 self.max_wait.as_millis()
             )));
             finish(pending, late);
         }
-        if fresh.is_empty() {
+        if batch.is_empty() {
             return;
         }
-        let names: Vec<&str> = fresh.iter().map(|p| p.done.name()).collect();
+        let names: Vec<&str> = batch.iter().map(|p| p.done.name()).collect();
         let mut results = panic::catch_unwind(AssertUnwindSafe(|| store.increment_batch(&names)))
             .unwrap_or_else(|_| {
                 log::error!("an increment batch panicked; its greetings were answered 500");
@@ -174,12 +173,12 @@ impl<D: Done> Shared<D> {
                     .collect()
             });
         // A store that answered fewer than it was sent: the rest may have been applied.
-        results.resize_with(fresh.len(), || {
+        results.resize_with(batch.len(), || {
             Err(StoreError::OutcomeUnknown(
                 "no reply for a pipelined increment".into(),
             ))
         });
-        for (pending, result) in fresh.drain(..).zip(results) {
+        for (pending, result) in batch.drain(..).zip(results) {
             finish(pending, result);
         }
     }
