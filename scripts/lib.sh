@@ -55,9 +55,12 @@ ensure_musl_target() {
 }
 
 # The arm64 (Graviton) static binary's toolchain: the Rust target, and Debian's aarch64 GNU
-# toolchain to link it and compile ring's C (.cargo/config.toml names them).
+# toolchain to link it and compile ring's C (.cargo/config.toml names them). The cross C headers
+# (libc6-dev-arm64-cross) are only a Recommends of the compiler, which install_packages skips:
+# ring's C includes <stdint.h>, which needs them, so they are asked for by a file they hold.
 ensure_arm64_target() {
   need_packages aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu
+  [ -e /usr/aarch64-linux-gnu/include/bits/libc-header-start.h ] || install_packages libc6-dev-arm64-cross
   if ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-musl$'; then
     echo "==> adding the aarch64-unknown-linux-musl target"
     rustup target add aarch64-unknown-linux-musl
