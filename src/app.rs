@@ -26,7 +26,7 @@ impl Handler for State {
         let route = exchange.tag.and_then(Route::from_tag);
         self.metrics.request(
             route.unwrap_or(Route::Other),
-            exchange.status,
+            exchange.status.code(),
             exchange.elapsed,
         );
         access(exchange);
@@ -46,6 +46,7 @@ pub fn access(exchange: &Exchange<'_>) {
         tag: _,
         trace_id,
     } = *exchange;
+    let status = status.code();
     // Milliseconds to the microsecond: enough for a latency, and short.
     let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
     match trace_id.and_then(alb_trace_id) {

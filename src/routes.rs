@@ -17,6 +17,7 @@ use crate::health::Monitor;
 use crate::hello::{greeting, Name, NameError};
 use crate::http::{
     negotiate, path, Answer, BodySource, Context, Rejection, Reply, Request, Response, Stats,
+    Status,
 };
 use crate::logging::Repeated;
 use crate::metrics::{ConnectionGauges, Metrics, StoreOperation};
@@ -77,7 +78,7 @@ pub fn dispatch(app: &State, request: &Request<'_>, context: &Context<'_>) -> An
 fn finish(route: Route, response: Response) -> Response {
     let response = match route {
         // Errors carry their own `Cache-Control`.
-        _ if response.status >= 400 => response,
+        _ if response.status.is_error() => response,
         // The welcome text never changes while the process runs.
         Route::Root => response.with_header("Cache-Control", STATIC),
         _ => response.with_header("Cache-Control", LIVE),
@@ -111,7 +112,7 @@ fn options(request: &Request<'_>) -> Option<(Route, Response)> {
     let body = serde_json::json!({ "allow": methods }).to_string();
     Some((
         route,
-        Response::new(200, JSON, body)
+        Response::new(Status::Ok, JSON, body)
             .with_header("Allow", allow)
             // Answers to OPTIONS are not cacheable (§9.3.7); say so as every answer does.
             .with_header("Cache-Control", LIVE),
@@ -123,7 +124,7 @@ fn options(request: &Request<'_>) -> Option<(Route, Response)> {
 fn redirect(clean: &str, query: Option<&str>) -> Response {
     let location = path::location(clean, query);
     let body = serde_json::json!({ "location": location }).to_string();
-    Response::new(301, JSON, body)
+    Response::new(Status::MovedPermanently, JSON, body)
         .with_header("Location", location)
         .with_header("Cache-Control", STATIC)
 }
@@ -147,7 +148,7 @@ fn handle(
         return Err(ApiError {
             allow: Some(route.allow()),
             ..ApiError::new(
-                405,
+                Status::MethodNotAllowed,
                 "method_not_allowed",
                 format!(
                     "method {} is not allowed for {}; allowed: {}",
@@ -159,10 +160,14 @@ fn handle(
         });
     }
     Ok(match route {
-        Route::Root => Answer::Now(Response::new(200, TEXT, "Welcome to the Hello Service")),
+        Route::Root => Answer::Now(Response::new(
+            Status::Ok,
+            TEXT,
+            "Welcome to the Hello Service",
+        )),
         Route::Hello => hello(app, segment, request, context)?,
         Route::Counts => counts(app, request)?,
-        Route::Health => Answer::Now(json_response(200, &app.monitor.node_health())),
+        Route::Health => Answer::Now(json_response(Status::Ok, &app.monitor.node_health())),
         Route::Cluster => cluster(app)?,
         Route::Other => return Err(not_found(request)),
         Route::Metrics => {
@@ -171,7 +176,11 @@ fn handle(
                 refused: app.connections.refused.load(Ordering::Relaxed),
                 reclaimed: app.connections.reclaimed.load(Ordering::Relaxed),
             };
-            Answer::Now(Response::new(200, PROMETHEUS, app.metrics.render(gauges)))
+            Answer::Now(Response::new(
+                Status::Ok,
+                PROMETHEUS,
+                app.metrics.render(gauges),
+            ))
         }
     })
 }
@@ -225,7 +234,7 @@ impl Done for Greeting {
 fn greeting_response(name: &Name, count: i64, json: bool) -> Response {
     let message = greeting(name);
     if !json {
-        return Response::new(200, TEXT, message);
+        return Response::new(Status::Ok, TEXT, message);
     }
     #[derive(Serialize)]
     struct Greeting<'a> {
@@ -234,7 +243,7 @@ fn greeting_response(name: &Name, count: i64, json: bool) -> Response {
         count: i64,
     }
     json_response(
-        200,
+        Status::Ok,
         &Greeting {
             message: &message,
             name: name.as_str(),
@@ -256,7 +265,7 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
         // The head a GET would have, computed without a listing: no page read and thrown away.
         return Ok(Answer::Blocking(Box::new(move |_| {
             let response = match counts::check(&store, paging) {
-                Ok(()) => Response::stream(200, JSON, Box::new(HeadOnly)),
+                Ok(()) => Response::stream(Status::Ok, JSON, Box::new(HeadOnly)),
                 Err(e) => store_failure(&metrics, StoreOperation::Range, e).into_response(),
             };
             drop(permit);
@@ -265,7 +274,7 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
     }
     Ok(Answer::Blocking(Box::new(move |_| {
         let response = match Listing::start(store, paging, permit) {
-            Ok(listing) => Response::stream(200, JSON, Box::new(ListingBody(listing))),
+            Ok(listing) => Response::stream(Status::Ok, JSON, Box::new(ListingBody(listing))),
             Err(e) => store_failure(&metrics, StoreOperation::Range, e).into_response(),
         };
         finish(Route::Counts, response)
@@ -291,24 +300,28 @@ fn cluster(app: &State) -> Result<Answer, ApiError> {
 
 fn cluster_view(cluster: &Cluster, monitor: &Monitor) -> Response {
     match cluster.health(monitor) {
-        Ok(health) => json_response(200, &health),
+        Ok(health) => json_response(Status::Ok, &health),
         Err(e) => {
             log::error!("cluster discovery failed: {e}");
-            ApiError::new(502, "upstream_error", e.to_string()).into_response()
+            ApiError::new(Status::BadGateway, "upstream_error", e.to_string()).into_response()
         }
     }
 }
 
 fn not_found(request: &Request<'_>) -> ApiError {
     ApiError::new(
-        404,
+        Status::NotFound,
         "not_found",
         format!("no route for {} {}", request.method, request.path),
     )
 }
 
 fn overloaded(what: &str) -> ApiError {
-    ApiError::new(503, "overloaded", format!("{what}; try again later"))
+    ApiError::new(
+        Status::ServiceUnavailable,
+        "overloaded",
+        format!("{what}; try again later"),
+    )
 }
 
 /// The body of a HEAD answer that a GET would stream: never sent, so never read.
@@ -353,13 +366,13 @@ fn store_failure(metrics: &Metrics, operation: StoreOperation, e: StoreError) ->
     ApiError::from(e)
 }
 
-fn json_response(status: u16, value: &impl serde::Serialize) -> Response {
+fn json_response(status: Status, value: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => Response::new(status, JSON, body),
         Err(e) => {
             log::error!("cannot serialise a response: {e}");
             Response::new(
-                500,
+                Status::InternalServerError,
                 JSON,
                 r#"{"error":{"status":500,"code":"internal","message":"internal error"}}"#,
             )
@@ -370,7 +383,7 @@ fn json_response(status: u16, value: &impl serde::Serialize) -> Response {
 /// Every error the API answers with: `{"error": {"status", "code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: u16,
+    pub status: Status,
     pub code: &'static str,
     pub message: String,
     /// For 405: the methods the route takes.
@@ -378,7 +391,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: Status, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -400,13 +413,13 @@ impl ApiError {
         }
         let body = Body {
             error: Fields {
-                status: self.status,
+                status: self.status.code(),
                 code: self.code,
                 message: &self.message,
             },
         };
         let mut response = json_response(self.status, &body).with_header("Cache-Control", LIVE);
-        if self.status == 503 {
+        if self.status == Status::ServiceUnavailable {
             // Overload and an unreachable store pass; a second is a sensible first wait. Only
             // 503s say it: every one of them means nothing was done. A 504 (an increment
             // whose outcome is unknown) must not invite a repeat that may count twice.
@@ -427,13 +440,13 @@ impl fmt::Display for ApiError {
 
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> ApiError {
-        ApiError::new(400, "invalid_name", e.to_string())
+        ApiError::new(Status::BadRequest, "invalid_name", e.to_string())
     }
 }
 
 impl From<PagingError> for ApiError {
     fn from(e: PagingError) -> ApiError {
-        ApiError::new(400, "invalid_parameter", e.to_string())
+        ApiError::new(Status::BadRequest, "invalid_parameter", e.to_string())
     }
 }
 
@@ -441,7 +454,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::Unavailable(_) => ApiError::new(
-                503,
+                Status::ServiceUnavailable,
                 "store_unavailable",
                 "the count store is unavailable; nothing was done; try again later",
             ),
@@ -449,14 +462,16 @@ impl From<StoreError> for ApiError {
             // upstream server it needed. Unlike 503 it does not say the request was not
             // acted on, and it carries no Retry-After.
             StoreError::OutcomeUnknown(_) => ApiError::new(
-                504,
+                Status::GatewayTimeout,
                 "store_outcome_unknown",
                 "the count store did not confirm the operation in time; it may have been \
                  carried out (a greeting may have been counted), so do not repeat it blindly",
             ),
-            StoreError::Refused(_) => {
-                ApiError::new(500, "internal", "the count store refused the command")
-            }
+            StoreError::Refused(_) => ApiError::new(
+                Status::InternalServerError,
+                "internal",
+                "the count store refused the command",
+            ),
             StoreError::Overloaded => overloaded("too many greetings wait for the store"),
         }
     }
@@ -465,35 +480,43 @@ impl From<StoreError> for ApiError {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> ApiError {
         match r {
-            Rejection::BadRequest(why) => ApiError::new(400, "bad_request", why),
+            Rejection::BadRequest(why) => ApiError::new(Status::BadRequest, "bad_request", why),
             Rejection::Timeout => ApiError::new(
-                408,
+                Status::RequestTimeout,
                 "request_timeout",
                 "the request was not completed in time",
             ),
-            Rejection::UriTooLong => {
-                ApiError::new(414, "uri_too_long", "the request line is too long")
-            }
+            Rejection::UriTooLong => ApiError::new(
+                Status::UriTooLong,
+                "uri_too_long",
+                "the request line is too long",
+            ),
             Rejection::HeadersTooLarge => ApiError::new(
-                431,
+                Status::RequestHeaderFieldsTooLarge,
                 "headers_too_large",
                 "the request headers are too large",
             ),
-            Rejection::PayloadTooLarge => {
-                ApiError::new(413, "payload_too_large", "the request body is too large")
+            Rejection::PayloadTooLarge => ApiError::new(
+                Status::ContentTooLarge,
+                "payload_too_large",
+                "the request body is too large",
+            ),
+            Rejection::NotImplemented(why) => {
+                ApiError::new(Status::NotImplemented, "not_implemented", why)
             }
-            Rejection::NotImplemented(why) => ApiError::new(501, "not_implemented", why),
             Rejection::VersionNotSupported => ApiError::new(
-                505,
+                Status::HttpVersionNotSupported,
                 "http_version_not_supported",
                 "only HTTP/1.0 and HTTP/1.1 are supported",
             ),
             Rejection::Overloaded => ApiError::new(
-                503,
+                Status::ServiceUnavailable,
                 "overloaded",
                 "the server has too many connections; try again later",
             ),
-            Rejection::Internal => ApiError::new(500, "internal", "internal error"),
+            Rejection::Internal => {
+                ApiError::new(Status::InternalServerError, "internal", "internal error")
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use hello::aws::{ec2, elb, xml};
 use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
 use hello::http::conn::{Conn, Settings};
 use hello::http::drive::{drive, Application, Script, Stop};
-use hello::http::{Exchange, Limits, Rejection, Request, Response};
+use hello::http::{Exchange, Limits, Rejection, Request, Response, Status};
 use hello::store::resp::{read_reply, Reply, ServerError};
 
 fn limits() -> Limits {
@@ -38,11 +38,11 @@ impl Application for Paths {
 
     fn answer(&mut self, request: &Request<'_>) -> Result<Response, Infallible> {
         self.0.push(request.path.to_owned());
-        Ok(Response::new(200, "text/plain", "ok"))
+        Ok(Response::new(Status::Ok, "text/plain", "ok"))
     }
 
     fn reject(&mut self, _: Rejection) -> Response {
-        Response::new(400, "text/plain", "no")
+        Response::new(Status::BadRequest, "text/plain", "no")
     }
 
     fn completed(&mut self, _: &Exchange<'_>) {}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hello::http::conn::{Conn, Settings};
 use hello::http::drive::{drive, Application, Script, Stop};
-use hello::http::{BodySource, Exchange, Limits, Rejection, Request, Response};
+use hello::http::{BodySource, Exchange, Limits, Rejection, Request, Response, Status};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: Limits = Limits {
@@ -62,7 +62,7 @@ impl Application for Counted {
         Ok(if self.stream {
             Response::stream(200, "text/plain", Box::new(Pieces(0)))
         } else {
-            Response::new(200, "text/plain", "ok")
+            Response::new(Status::Ok, "text/plain", "ok")
         })
     }
 
@@ -70,7 +70,7 @@ impl Application for Counted {
         assert!(!self.refused, "a second refusal");
         self.refused = true;
         self.answered += 1;
-        Response::new(400, "text/plain", "no")
+        Response::new(Status::BadRequest, "text/plain", "no")
     }
 
     fn completed(&mut self, _: &Exchange<'_>) {

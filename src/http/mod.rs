@@ -18,6 +18,7 @@ mod response;
 mod server;
 mod settings;
 mod shared;
+mod status;
 mod timers;
 mod worker;
 
@@ -26,6 +27,7 @@ pub use response::{Body, BodySource, Response};
 pub use server::{Server, ServerConfig, ShutdownHandle};
 pub use settings::{listen_from_env, VARIABLES};
 pub use shared::Stats;
+pub use status::Status;
 pub use worker::{Context, Reply};
 
 use std::net::SocketAddr;
@@ -111,7 +113,7 @@ pub struct Exchange<'a> {
     pub method: &'a str,
     /// The request target's path, `-` when unknown.
     pub path: &'a str,
-    pub status: u16,
+    pub status: Status,
     pub elapsed: Duration,
     pub bytes: u64,
     pub peer: SocketAddr,

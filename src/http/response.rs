@@ -10,6 +10,8 @@ use std::cell::RefCell;
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::Status;
+
 /// A body produced while it is sent.
 pub trait BodySource: Send {
     /// Appends the next piece of the body to `out`. `Ok(false)`: the body is over (anything
@@ -27,7 +29,7 @@ pub enum Body {
 const CONSTANT_HEADERS: usize = 4;
 
 pub struct Response {
-    pub status: u16,
+    pub status: Status,
     pub content_type: &'static str,
     /// Headers beyond those this module writes itself whose values are constants, the usual
     /// case, kept in place: most responses allocate nothing for their headers.
@@ -44,7 +46,7 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
+    pub fn new(status: Status, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
         Response {
             status,
             content_type,
@@ -57,7 +59,11 @@ impl Response {
         }
     }
 
-    pub fn stream(status: u16, content_type: &'static str, body: Box<dyn BodySource>) -> Response {
+    pub fn stream(
+        status: Status,
+        content_type: &'static str,
+        body: Box<dyn BodySource>,
+    ) -> Response {
         Response {
             status,
             content_type,
@@ -164,7 +170,7 @@ const CHUNK_SIZE_SLOT: &[u8] = b"00000000\r\n";
 
 /// A response being sent.
 pub struct Outgoing {
-    status: u16,
+    status: Status,
     tag: Option<u8>,
     /// The rest of a streamed body; `None` once it is over.
     source: Option<Box<dyn BodySource>>,
@@ -243,7 +249,7 @@ impl Outgoing {
         }
     }
 
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> Status {
         self.status
     }
 
@@ -319,9 +325,9 @@ pub fn write_head(
     // Pieces appended as they are, without the formatting machinery: this runs for every
     // response, and musl's memcpy makes many small formatted writes show in a profile.
     out.extend_from_slice(b"HTTP/1.1 ");
-    push_number(out, u64::from(response.status));
+    push_number(out, u64::from(response.status.code()));
     out.push(b' ');
-    out.extend_from_slice(reason(response.status).as_bytes());
+    out.extend_from_slice(response.status.reason().as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
     push_date(out);
     out.extend_from_slice(b"\r\nContent-Type: ");
@@ -388,26 +394,6 @@ fn push_date(out: &mut Vec<u8>) {
     })
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        301 => "Moved Permanently",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,7 +406,7 @@ mod tests {
 
     #[test]
     fn heads_say_how_the_body_ends_and_whether_the_connection_stays() {
-        let r = Response::new(200, "text/plain", "hi").with_header("Vary", "Accept");
+        let r = Response::new(Status::Ok, "text/plain", "hi").with_header("Vary", "Accept");
         let text = head(&r, Delimit::Length(2), true, false);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{text}");
         assert!(
@@ -482,7 +468,7 @@ mod tests {
         for each in [1, 2, 7, usize::MAX] {
             let pieces = Pieces(vec![Ok("ab"), Ok(""), Ok("cde")]);
             let (wire, whole, outgoing) = send(
-                Response::stream(200, "text/plain", Box::new(pieces)),
+                Response::stream(Status::Ok, "text/plain", Box::new(pieces)),
                 KEEP_11,
                 each,
             );
@@ -501,7 +487,7 @@ mod tests {
     fn a_stream_that_fails_is_cut_short_and_the_connection_closes() {
         let pieces = Pieces(vec![Ok("ab"), Err(())]);
         let (wire, whole, outgoing) = send(
-            Response::stream(200, "text/plain", Box::new(pieces)),
+            Response::stream(Status::Ok, "text/plain", Box::new(pieces)),
             KEEP_11,
             3,
         );
@@ -516,7 +502,8 @@ mod tests {
             http10: true,
             ..KEEP_11
         };
-        let stream = || Response::stream(200, "text/plain", Box::new(Pieces(vec![Ok("abc")])));
+        let stream =
+            || Response::stream(Status::Ok, "text/plain", Box::new(Pieces(vec![Ok("abc")])));
         let (wire, whole, outgoing) = send(stream(), http10, usize::MAX);
         assert!(wire.contains("Connection: close\r\n\r\nabc"), "{wire}");
         assert!(!wire.contains("chunked") && whole && !outgoing.keep_alive());
@@ -528,19 +515,22 @@ mod tests {
         let (wire, _, outgoing) = send(stream(), head, usize::MAX);
         assert!(wire.ends_with("Connection: keep-alive\r\n\r\n"), "{wire}");
         assert!(outgoing.keep_alive());
-        let (wire, _, outgoing) = send(Response::new(200, "text/plain", "hi"), head, 1);
+        let (wire, _, outgoing) = send(Response::new(Status::Ok, "text/plain", "hi"), head, 1);
         assert!(wire.ends_with("Content-Length: 2\r\nConnection: keep-alive\r\n\r\n"));
         assert_eq!(outgoing.body_bytes(), 0);
     }
 
     #[test]
     fn a_response_that_says_close_closes() {
-        let mut response = Response::new(503, "application/json", "{}");
+        let mut response = Response::new(Status::ServiceUnavailable, "application/json", "{}");
         response.close = true;
         let (wire, whole, outgoing) = send(response, KEEP_11, usize::MAX);
         assert!(wire.contains("Connection: close\r\n") && wire.ends_with("{}"));
         assert!(whole && !outgoing.keep_alive());
-        assert_eq!((outgoing.status(), outgoing.body_bytes()), (503, 2));
+        assert_eq!(
+            (outgoing.status(), outgoing.body_bytes()),
+            (Status::ServiceUnavailable, 2)
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rustix::event::{eventfd, EventfdFlags};
 use super::conn::{Conn, Pending, Settings};
 use super::pool::Pool;
 use super::response::{self, Delimit, Response};
-use super::{Exchange, Handler, Job};
+use super::{Exchange, Handler, Job, Status};
 use crate::logging::Repeated;
 
 /// Live numbers about connections, shared with whoever renders metrics.
@@ -31,7 +31,7 @@ pub struct Stats {
 
 /// A response rendered once, written without blocking.
 pub(super) struct Prerendered {
-    status: u16,
+    status: Status,
     bytes: Vec<u8>,
 }
 

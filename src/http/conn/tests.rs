@@ -7,7 +7,7 @@ use std::io;
 
 use super::*;
 use crate::http::drive::{drive, resume, Application, Script, Stop};
-use crate::http::BodySource;
+use crate::http::{BodySource, Status};
 
 const START: Duration = Duration::ZERO;
 
@@ -89,14 +89,16 @@ impl Application for Replies<'_> {
         self.seen.requests.push(format!("{} {}", r.method, r.path));
         Ok(match r.path {
             "/stream" => Response::stream(
-                200,
+                Status::Ok,
                 "text/plain",
                 Box::new(Pieces(vec![Ok("ab"), Ok(""), Ok("cde")])),
             ),
-            "/broken" => {
-                Response::stream(200, "text/plain", Box::new(Pieces(vec![Ok("ab"), Err(())])))
-            }
-            path => Response::new(200, "text/plain", path),
+            "/broken" => Response::stream(
+                Status::Ok,
+                "text/plain",
+                Box::new(Pieces(vec![Ok("ab"), Err(())])),
+            ),
+            path => Response::new(Status::Ok, "text/plain", path),
         })
     }
 
@@ -105,19 +107,21 @@ impl Application for Replies<'_> {
     }
 
     fn completed(&mut self, e: &Exchange<'_>) {
-        self.seen.responses.push((e.status, e.path.to_owned()));
+        self.seen
+            .responses
+            .push((e.status.code(), e.path.to_owned()));
     }
 }
 
-fn status_of(r: Rejection) -> u16 {
+fn status_of(r: Rejection) -> Status {
     match r {
-        Rejection::BadRequest(_) => 400,
-        Rejection::UriTooLong => 414,
-        Rejection::HeadersTooLarge => 431,
-        Rejection::PayloadTooLarge => 413,
-        Rejection::NotImplemented(_) => 501,
-        Rejection::VersionNotSupported => 505,
-        _ => 500,
+        Rejection::BadRequest(_) => Status::BadRequest,
+        Rejection::UriTooLong => Status::UriTooLong,
+        Rejection::HeadersTooLarge => Status::RequestHeaderFieldsTooLarge,
+        Rejection::PayloadTooLarge => Status::ContentTooLarge,
+        Rejection::NotImplemented(_) => Status::NotImplemented,
+        Rejection::VersionNotSupported => Status::HttpVersionNotSupported,
+        _ => Status::InternalServerError,
     }
 }
 
@@ -437,7 +441,7 @@ fn answering(response: Response, draining: bool) -> (Conn, Clock) {
 
 #[test]
 fn a_response_deadline_moves_only_when_bytes_leave() {
-    let (mut conn, clock) = answering(Response::new(200, "text/plain", "0123456789"), false);
+    let (mut conn, clock) = answering(Response::new(Status::Ok, "text/plain", "0123456789"), false);
     assert_eq!(
         conn.deadline(),
         (clock.at(Duration::from_secs(5)), Expiry::Write)
@@ -457,7 +461,7 @@ fn a_response_deadline_moves_only_when_bytes_leave() {
     // An abandoned response is still recorded.
     let e = conn.exchange(clock.at(Duration::from_secs(4))).unwrap();
     assert_eq!(
-        (e.method, e.path, e.status, e.bytes),
+        (e.method, e.path, e.status.code(), e.bytes),
         ("GET", "/a", 200, 10)
     );
     assert_eq!(e.elapsed, Duration::from_secs(4));
@@ -501,7 +505,7 @@ fn end_of_file_closes_after_the_answer_or_at_once() {
 
 #[test]
 fn draining_answers_with_close() {
-    let (mut conn, clock) = answering(Response::new(200, "text/plain", "x"), true);
+    let (mut conn, clock) = answering(Response::new(Status::Ok, "text/plain", "x"), true);
     let Event::Send(bytes) = conn.poll(clock.at(START)) else {
         panic!("bytes")
     };
@@ -526,7 +530,12 @@ fn a_request_is_handed_out_once_and_the_connection_waits_for_its_answer() {
     }
     // Bytes that arrive meanwhile wait behind the request and are answered after it.
     conn.receive(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n", now);
-    conn.respond(pending, Response::new(200, "text/plain", "a"), now, false);
+    conn.respond(
+        pending,
+        Response::new(Status::Ok, "text/plain", "a"),
+        now,
+        false,
+    );
     let mut seen = Seen::default();
     run(&mut conn, now, &mut seen);
     assert_eq!(seen.requests, ["GET /b"]);
@@ -599,7 +608,11 @@ fn a_refusal_is_answered_once_and_closes() {
     };
     assert_eq!(refusal.rejection(), Rejection::VersionNotSupported);
     assert!(matches!(conn.poll(now), Event::Answering));
-    conn.refuse(refusal, Response::new(505, "text/plain", "no"), now);
+    conn.refuse(
+        refusal,
+        Response::new(Status::HttpVersionNotSupported, "text/plain", "no"),
+        now,
+    );
     let mut seen = Seen::default();
     run(&mut conn, now, &mut seen);
     assert!(seen.out.starts_with("HTTP/1.1 505 "), "{}", seen.out);
