@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::cluster::ClusterSettings;
 use crate::http::ServerConfig;
 use crate::logging::{Filter, Format};
-use crate::settings::{boolean, invalid, ConfigError, Variable};
+use crate::settings::{boolean, ConfigError, Variable};
 use crate::store::StoreSettings;
 use crate::{aws, cluster, counts, emf, http, logging, store};
 
@@ -97,26 +97,13 @@ impl Config {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
 
         let listen = http::listen_from_env(&get)?;
-        let store = StoreSettings::from_env(&get)?;
         let debug = boolean(&get, &DEBUG)?;
         let (log_format, log_filter) = logging::settings_from_env(&get)?;
         let log_repeat_interval = logging::repeat_interval_from_env(&get)?;
         let mut http = ServerConfig::from_env(&get)?;
         let max_listings = counts::max_listings_from_env(&get)?;
+        let store = StoreSettings::from_env(&get, max_listings)?;
         let max_pending = store::max_pending_from_env(&get)?;
-        // Each open listing holds a connection until its client has read it; greetings need
-        // one more, and a health check or a HEAD another, so that listings cannot starve them.
-        if let StoreSettings::Redis(redis) = &store {
-            if redis.max_connections <= max_listings + 1 {
-                return Err(invalid(
-                    store::MAX_CONNECTIONS_VARIABLE,
-                    format!(
-                        "a whole number above COUNTS_MAX_LISTINGS + 1 ({})",
-                        max_listings + 1
-                    ),
-                ));
-            }
-        }
         let cluster = ClusterSettings::from_env(&get, debug)?;
         // The routes that block: each open listing and each cluster request has a thread.
         http.blocking_threads = max_listings + cluster.max_requests;
@@ -368,9 +355,10 @@ mod tests {
         };
         assert_eq!(var(&pool("17")), "REDIS_MAX_CONNECTIONS");
         assert!(config(&pool("18")).is_ok());
-        assert!(
-            config(&[("REDIS_MAX_CONNECTIONS", "2")]).is_ok(),
-            "no Redis, no check"
+        assert_eq!(
+            var(&[("REDIS_MAX_CONNECTIONS", "2")]),
+            "REDIS_MAX_CONNECTIONS",
+            "checked without Redis too, so that the mistake shows before Redis is configured"
         );
         assert_eq!(var(&[("PORT", "0")]), "PORT");
         assert_eq!(var(&[("PORT", "70000")]), "PORT");

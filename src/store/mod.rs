@@ -14,9 +14,7 @@ pub use self::lane::{Done, Increments};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, POOL_COUNTERS};
 pub use self::scan::{Scan, ScanRequest};
-pub use self::settings::{
-    max_pending_from_env, RedisSettings, StoreSettings, MAX_CONNECTIONS_VARIABLE, VARIABLES,
-};
+pub use self::settings::{max_pending_from_env, RedisSettings, StoreSettings, VARIABLES};
 
 use std::fmt;
 use std::sync::Arc;

@@ -34,9 +34,6 @@ pub fn max_pending_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<usi
     number(get, &STORE_MAX_PENDING, 1, 1_000_000)
 }
 
-/// The name of the variable for the pool's cap, for the check against `COUNTS_MAX_LISTINGS`.
-pub const MAX_CONNECTIONS_VARIABLE: &str = REDIS_MAX_CONNECTIONS.name;
-
 #[derive(Debug)]
 pub enum StoreSettings {
     /// Neither `REDIS_URL` nor `REDIS_CLUSTER_ADDRESS`: counts live in this process only.
@@ -59,11 +56,25 @@ pub struct RedisSettings {
 impl StoreSettings {
     /// `get` returns a variable's value when it is set and not blank. The URL wins over the
     /// address; the other variables are checked even for the in-process store, so that a
-    /// mistake shows before it matters.
-    pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<StoreSettings, ConfigError> {
+    /// mistake shows before it matters. Each of `max_listings` open listings holds a
+    /// connection until its client has read it; greetings need one more, and a health check
+    /// or a HEAD another, so that listings cannot starve them.
+    pub fn from_env(
+        get: &impl Fn(&str) -> Option<String>,
+        max_listings: usize,
+    ) -> Result<StoreSettings, ConfigError> {
         let key = value(get, &REDIS_KEY);
         let timeout = millis(get, &REDIS_TIMEOUT_MS)?;
         let max_connections = number(get, &REDIS_MAX_CONNECTIONS, 2, 10_000)?;
+        if max_connections <= max_listings + 1 {
+            return Err(invalid(
+                REDIS_MAX_CONNECTIONS.name,
+                format!(
+                    "a whole number above COUNTS_MAX_LISTINGS + 1 ({})",
+                    max_listings + 1
+                ),
+            ));
+        }
         let endpoint = match (get(REDIS_URL.name), get(REDIS_CLUSTER_ADDRESS.name)) {
             (Some(url), _) => Some(endpoint_from_url(url.trim())?),
             (None, Some(address)) => Some(endpoint_from_address(address.trim())?),
