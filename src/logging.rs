@@ -351,10 +351,21 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
 }
 
 /// Control characters (C0, DEL, C1: among them U+0085, a line break to many splitters), the
-/// line and paragraph separators, and bidi embeddings, overrides and isolates.
+/// line and paragraph separators, and every bidi control (Unicode's Bidi_Control property: the
+/// marks U+061C, U+200E and U+200F, embeddings, overrides and isolates), which reorder what a
+/// terminal shows.
 fn hidden(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -407,11 +418,11 @@ mod tests {
 
     #[test]
     fn json_strings_escape_every_line_break_and_hidden_character() {
-        let text = "a\u{85}b\u{2028}c\u{2029}d\u{7f}\u{9b}e\u{202e}f\u{2067}g\n\"\\é😀";
+        let text = "a\u{85}b\u{2028}c\u{2029}d\u{7f}\u{9b}e\u{202e}f\u{2067}g\u{200f}h\u{200e}i\u{61c}\n\"\\é😀";
         let line = one_line(&serde_json::json!({ "msg": text, "k\u{2028}": 1 }));
         assert_eq!(
             line,
-            r#"{"k\u2028":1,"msg":"a\u0085b\u2028c\u2029d\u007f\u009be\u202ef\u2067g\n\"\\é😀"}"#
+            r#"{"k\u2028":1,"msg":"a\u0085b\u2028c\u2029d\u007f\u009be\u202ef\u2067g\u200fh\u200ei\u061c\n\"\\é😀"}"#
         );
         assert!(!line.contains(|c: char| hidden(c)));
         // Still JSON, and the same text once read back.
