@@ -33,7 +33,8 @@ const REGION: &str = "region of the APIs, as the AWS SDKs read it";
 const STATIC: &str = "credentials, first in the chain";
 const CONTAINER: &str = "ECS task role credentials, second in the chain";
 const ENDPOINT: &str = "endpoint of every AWS API below, for VPC endpoints and tests";
-const SERVICE_ENDPOINT: &str = "endpoint of this service's API; wins over AWS_ENDPOINT_URL";
+const SERVICE_ENDPOINT: &str = "endpoint of this one API; wins over AWS_ENDPOINT_URL";
+const SERVICE_DEFAULT: &str = "as AWS_ENDPOINT_URL";
 
 /// The variables read by this module and by `credentials`, as the AWS SDKs read them, for
 /// `hello --help`. The defaults are the README's words where no value stands for them.
@@ -52,11 +53,11 @@ pub const VARIABLES: &[Variable] = &[
     sdk("AWS_ENDPOINT_URL", "regional endpoints", ENDPOINT),
     sdk(
         "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING",
-        "AWS_ENDPOINT_URL",
+        SERVICE_DEFAULT,
         SERVICE_ENDPOINT,
     ),
-    sdk("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL", SERVICE_ENDPOINT),
-    sdk("AWS_ENDPOINT_URL_ECS", "AWS_ENDPOINT_URL", SERVICE_ENDPOINT),
+    sdk("AWS_ENDPOINT_URL_EC2", SERVICE_DEFAULT, SERVICE_ENDPOINT),
+    sdk("AWS_ENDPOINT_URL_ECS", SERVICE_DEFAULT, SERVICE_ENDPOINT),
     sdk(
         ecs::METADATA_FILE,
         "",
