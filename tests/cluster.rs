@@ -245,6 +245,37 @@ fn a_hung_aws_holds_no_request_past_its_deadline_and_other_routes_stay_free() {
 }
 
 #[test]
+fn a_full_aws_lane_answers_503_at_once_and_head_says_what_get_would() {
+    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _hung = hanging_listener(aws);
+    let node = node_with_aws(
+        &format!("http://{aws}"),
+        &[
+            ("CLUSTER_MAX_REQUESTS", "1"),
+            ("CLUSTER_DEADLINE_MS", "1500"),
+        ],
+    );
+    // Two at once into a lane of one: the first waits for AWS until the deadline (502), the
+    // second is refused at once (503 overloaded, nothing done). HEAD goes the same way.
+    for method in ["GET", "HEAD"] {
+        let mut answers: Vec<common::Response> = std::thread::scope(|scope| {
+            let both: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| node.request(method, "/health/cluster", &[])))
+                .collect();
+            both.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        answers.sort_by_key(|r| r.status);
+        let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [502, 503], "{method}");
+        assert_eq!(answers[1].header("retry-after"), Some("1"), "{method}");
+        if method == "GET" {
+            answers[0].assert_error(502, "upstream_error");
+            answers[1].assert_error(503, "overloaded");
+        }
+    }
+}
+
+#[test]
 fn a_wrong_secret_is_refused_by_aws_and_surfaces_as_502() {
     let c = MotoCluster::new(&["127.0.0.2"]);
     let elb = c.elb.clone();

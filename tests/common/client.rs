@@ -1,6 +1,8 @@
 //! A small HTTP/1.1 client over plain sockets: one keep-alive connection at a time, and bursts
-//! of many opened at once.
+//! of many opened at once. Every kind of exchange it sees is noted down ([`observed`]) for
+//! tests/spec.rs, which holds them against docs/openapi.yaml.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
@@ -40,6 +42,14 @@ impl Response {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// Asserts the status of an answer without a body (to HEAD), and that it says it is an
+    /// error's head: JSON, not to be stored.
+    pub fn assert_status_only(&self, status: u16) {
+        assert_eq!(self.status, status);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+    }
+
     /// Asserts this is the API's JSON error with `status` and `code`.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(
@@ -61,6 +71,8 @@ impl Response {
 /// A keep-alive client connection.
 pub struct Conn {
     reader: BufReader<TcpStream>,
+    /// The method and target of each request sent and not yet answered, in order.
+    unanswered: VecDeque<(String, String)>,
 }
 
 impl Conn {
@@ -74,6 +86,7 @@ impl Conn {
         stream.set_read_timeout(Some(Duration::from_secs(15)))?;
         Ok(Conn {
             reader: BufReader::new(stream),
+            unanswered: VecDeque::new(),
         })
     }
 
@@ -95,6 +108,7 @@ impl Conn {
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.unanswered.extend(observed::request_lines(bytes));
         self.reader.get_mut().write_all(bytes).expect("send");
     }
 
@@ -113,6 +127,7 @@ impl Conn {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let request = self.unanswered.pop_front();
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -130,6 +145,7 @@ impl Conn {
             body: Vec::new(),
         };
         if head_only {
+            observed::note(request, &line, &response);
             return Ok(response);
         }
         if let Some(len) = response.header("content-length") {
@@ -151,6 +167,7 @@ impl Conn {
         } else {
             self.reader.read_to_end(&mut response.body)?;
         }
+        observed::note(request, &line, &response);
         Ok(response)
     }
 
@@ -158,6 +175,8 @@ impl Conn {
     pub fn try_response_to(&mut self, path: &str) -> std::io::Result<Response> {
         let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
         self.reader.get_mut().write_all(req.as_bytes())?;
+        self.unanswered
+            .push_back(("GET".to_owned(), path.to_owned()));
         self.try_response(false)
     }
 
@@ -227,4 +246,155 @@ pub fn burst(
             .map(|h| h.join().expect("client"))
             .collect()
     })
+}
+
+/// What the suites saw the service answer, for tests/spec.rs: each distinct (method, target,
+/// status line, error code) once per test process, one tab-separated line each in a file of
+/// the process's own under the target's temporary directory. scripts/test.sh empties the
+/// folder before the suites run.
+pub mod observed {
+    use std::collections::HashSet;
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::Response;
+
+    pub fn folder() -> PathBuf {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("observed")
+    }
+
+    /// The method and target of each request in `bytes`, in order: a test's pipelined
+    /// requests, their bodies skipped by `Content-Length` or chunked framing. Stops at bytes
+    /// that do not make a request line (what the server refuses is answered without one).
+    pub fn request_lines(bytes: &[u8]) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut rest = bytes;
+        loop {
+            while let Some(after) = rest.strip_prefix(b"\r\n") {
+                rest = after;
+            }
+            let Some(end) = find(rest, b"\r\n\r\n") else {
+                break;
+            };
+            let head = String::from_utf8_lossy(&rest[..end]).into_owned();
+            rest = &rest[end + 4..];
+            let mut lines = head.split("\r\n");
+            let mut parts = lines.next().unwrap_or("").split(' ');
+            let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+                break;
+            };
+            let token = !method.is_empty() && method.bytes().all(|b| b.is_ascii_graphic());
+            if !token || !parts.next().is_some_and(|v| v.starts_with("HTTP/")) {
+                break;
+            }
+            found.push((method.to_owned(), target.to_owned()));
+            let field = |name: &str| {
+                head.split("\r\n").skip(1).find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_owned())
+                })
+            };
+            if field("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+                rest = skip_chunks(rest);
+            } else if let Some(n) = field("content-length").and_then(|v| v.parse().ok()) {
+                rest = &rest[rest.len().min(n)..];
+            }
+        }
+        found
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+
+    /// What follows a chunked body (its chunks, the last one, trailers and the empty line).
+    fn skip_chunks(mut rest: &[u8]) -> &[u8] {
+        loop {
+            let Some(end) = find(rest, b"\r\n") else {
+                return &[];
+            };
+            let line = String::from_utf8_lossy(&rest[..end]);
+            let size = line.split(';').next().unwrap_or("").trim();
+            let Ok(size) = usize::from_str_radix(size, 16) else {
+                return &[];
+            };
+            rest = &rest[end + 2..];
+            if size == 0 {
+                // Trailers, then the empty line.
+                return match find(rest, b"\r\n\r\n") {
+                    Some(i) if !rest.starts_with(b"\r\n") => &rest[i + 4..],
+                    _ => rest.get(2..).unwrap_or(&[]),
+                };
+            }
+            rest = size
+                .checked_add(2)
+                .and_then(|end| rest.get(end..))
+                .unwrap_or(&[]);
+        }
+    }
+
+    /// Notes the answers in `out`, all a connection sent back for `sent`, paired in order with
+    /// the requests in `sent`.
+    pub fn note_raw(sent: &[u8], out: &[u8]) {
+        let text = String::from_utf8_lossy(out);
+        let mut requests = request_lines(sent).into_iter();
+        // A status line: `HTTP/1.x` and three digits (a body may name the protocol too).
+        let status_line_at = |i: usize| {
+            let b = text.as_bytes();
+            b.len() >= i + 13 && b[i + 8] == b' ' && b[i + 9..i + 12].iter().all(u8::is_ascii_digit)
+        };
+        let starts: Vec<usize> = text
+            .match_indices("HTTP/1.")
+            .map(|(i, _)| i)
+            .filter(|i| status_line_at(*i))
+            .collect();
+        for (n, start) in starts.iter().enumerate() {
+            let end = starts.get(n + 1).copied().unwrap_or(text.len());
+            let answer = &text[*start..end];
+            let status_line = answer.lines().next().unwrap_or("");
+            let code = answer
+                .split("\"code\":\"")
+                .nth(1)
+                .and_then(|c| c.split('"').next())
+                .unwrap_or("-");
+            write(requests.next(), status_line, code);
+        }
+    }
+
+    pub fn note(request: Option<(String, String)>, status_line: &str, response: &Response) {
+        let code = response
+            .header("content-type")
+            .filter(|t| *t == "application/json")
+            .and_then(|_| serde_json::from_slice::<serde_json::Value>(&response.body).ok())
+            .and_then(|body| body["error"]["code"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "-".to_owned());
+        write(request, status_line, &code);
+    }
+
+    fn write(request: Option<(String, String)>, status_line: &str, code: &str) {
+        static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+        let (method, target) = request.unwrap_or_else(|| ("-".to_owned(), "-".to_owned()));
+        let clean = |s: &str| s.replace(['\t', '\r', '\n'], " ");
+        let line = format!(
+            "{}\t{}\t{}\t{}\n",
+            clean(&method),
+            clean(&target),
+            status_line.trim_end(),
+            code
+        );
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.get_or_insert_with(HashSet::new).insert(line.clone()) {
+            return;
+        }
+        let folder = folder();
+        let _ = fs::create_dir_all(&folder);
+        let file = folder.join(format!("{}.tsv", std::process::id()));
+        if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(file) {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
 }

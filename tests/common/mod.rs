@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 // Re-exported so that every suite's `use common::{…}` reads the same, whichever file the item
 // lives in; a suite need not use them all.
 #[allow(unused_imports)]
-pub use self::client::{burst, status_line, Conn, Response};
+pub use self::client::{burst, observed, status_line, Conn, Response};
 #[allow(unused_imports)]
 pub use self::redis::{trickling_proxy, Redis};
 #[allow(unused_imports)]

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{free_port, send_signal, wait_until, Conn, Redis, Response, Signal};
+use super::{free_port, observed, send_signal, wait_until, Conn, Redis, Response, Signal};
 
 /// The binary under test: this build's, or the one `HELLO_BIN` names (to measure another build
 /// with the same scenarios, e.g. before and after a change).
@@ -92,6 +92,7 @@ impl Service {
         let _ = stream.write_all(bytes);
         let mut out = Vec::new();
         let _ = stream.read_to_end(&mut out);
+        observed::note_raw(bytes, &out);
         out
     }
 
