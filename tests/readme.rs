@@ -78,3 +78,82 @@ fn every_api_example_in_the_readme_prints_what_it_shows() {
         }
     }
 }
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The value of `key` in Cargo.toml's `[section]`, as written.
+fn cargo_toml(section: &str, key: &str) -> String {
+    let text = read("Cargo.toml");
+    let body = text
+        .split(&format!("\n[{section}]\n"))
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .unwrap_or_else(|| panic!("Cargo.toml has no [{section}]"));
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("[{section}] has no {key}"))
+        .to_owned()
+}
+
+#[test]
+fn the_release_profile_the_readme_states_is_cargo_toml_s() {
+    let readme = read("README.md");
+    let stated = readme
+        .split("The release profile compiles with `opt-level = ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the README states the release profile's opt-level");
+    assert_eq!(stated, cargo_toml("profile.release", "opt-level"));
+}
+
+/// A number written with thousands separators, e.g. `3,183,720`.
+fn number_after(text: &str, prefix: &str) -> u64 {
+    let rest = text
+        .split(prefix)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {prefix:?}"));
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {prefix:?}"))
+}
+
+#[test]
+fn the_static_binary_size_in_the_docs_is_the_built_one_s() {
+    let stated = number_after(
+        &read("docs/benchmarks.md"),
+        "- Static binary (x86_64, `make static`): ",
+    );
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-musl/release/hello");
+    let built = std::fs::metadata(&binary)
+        .expect("build the static binary first (make static; make test does)")
+        .len();
+    let off = stated.abs_diff(built) as f64 / built as f64;
+    assert!(
+        off <= 0.02,
+        "docs/benchmarks.md says {stated} bytes, the built binary has {built}: update the docs"
+    );
+}
+
+#[test]
+fn the_resilience_scenarios_the_docs_count_are_the_suite_s() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/resilience");
+    let mut scenarios: u64 = 0;
+    for file in std::fs::read_dir(folder).expect("tests/resilience") {
+        let text = std::fs::read_to_string(file.expect("a file").path()).expect("a file");
+        scenarios += text.matches("#[test]\n#[ignore").count() as u64;
+    }
+    let stated = number_after(&read("docs/resilience.md"), "all ");
+    assert_eq!(
+        stated, scenarios,
+        "docs/resilience.md's latest full run names {stated} scenarios; the suite has {scenarios}"
+    );
+}
