@@ -93,11 +93,12 @@ deploy:
 
 # The resilience suite: the release binary under failure; one table row per scenario. A failed
 # scenario fails the target (pipefail: the filter does not hide cargo's exit status); the whole
-# output is kept in $(OUT)/resilience.log.
+# output is kept in $(OUT)/resilience.log. RESILIENCE=<name filter> runs only the scenarios it names
+# (e.g. RESILIENCE=u4_).
 resilience:
 	@. scripts/lib.sh && need_packages redis-server:redis-server slowhttptest:slowhttptest nginx:nginx-light prlimit:util-linux && ensure_venv .venv tests/requirements.txt
 	@mkdir -p $(OUT)
-	set -o pipefail; cargo test --release --test resilience -- --ignored --nocapture --test-threads 1 2>&1 \
+	set -o pipefail; cargo test --release --test resilience -- --ignored --nocapture --test-threads 1 $(RESILIENCE) 2>&1 \
 	  | tee $(OUT)/resilience.log | grep -E '^\||test result|panicked|assert|FAILED|failures:'
 
 # Coverage-guided fuzzing of every parser (cargo-fuzz on stable, `--sanitizer none`), then the
