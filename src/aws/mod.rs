@@ -52,11 +52,19 @@ pub const VARIABLES: &[Variable] = &[
     sdk("AWS_ENDPOINT_URL", "regional endpoints", ENDPOINT),
     sdk(
         "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING",
-        "AWS_ENDPOINT_URL",
+        "regional endpoints",
         SERVICE_ENDPOINT,
     ),
-    sdk("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL", SERVICE_ENDPOINT),
-    sdk("AWS_ENDPOINT_URL_ECS", "AWS_ENDPOINT_URL", SERVICE_ENDPOINT),
+    sdk(
+        "AWS_ENDPOINT_URL_EC2",
+        "regional endpoints",
+        SERVICE_ENDPOINT,
+    ),
+    sdk(
+        "AWS_ENDPOINT_URL_ECS",
+        "regional endpoints",
+        SERVICE_ENDPOINT,
+    ),
     sdk(
         ecs::METADATA_FILE,
         "",
