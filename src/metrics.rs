@@ -61,6 +61,7 @@ pub struct Metrics {
     store_errors: [AtomicU64; StoreOperation::ALL.len()],
     store_unavailable: AtomicU64,
     store_outcome_unknown: AtomicU64,
+    store_full: AtomicU64,
     increments: AtomicU64,
 }
 
@@ -86,6 +87,7 @@ impl Metrics {
             store_errors: Default::default(),
             store_unavailable: AtomicU64::new(0),
             store_outcome_unknown: AtomicU64::new(0),
+            store_full: AtomicU64::new(0),
             increments: AtomicU64::new(0),
         }
     }
@@ -120,6 +122,13 @@ impl Metrics {
         self.store_outcome_unknown.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request answered 507 `store_full`: Redis is out of memory and refused a write,
+    /// known names' included. Admission is meant to keep this at 0: when it is not, Redis is
+    /// full for some other reason, and every greeting fails.
+    pub fn store_full(&self) {
+        self.store_full.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn increment_stored(&self) {
         self.increments.fetch_add(1, Ordering::Relaxed);
     }
@@ -145,6 +154,7 @@ impl Metrics {
             routes,
             store_unavailable: load(&self.store_unavailable),
             store_outcome_unknown: load(&self.store_outcome_unknown),
+            store_full: load(&self.store_full),
             increments: load(&self.increments),
             connections,
         }
@@ -247,6 +257,14 @@ impl Metrics {
             "hello_store_outcome_unknown_total {}",
             load(&self.store_outcome_unknown)
         );
+        header(
+            &mut out,
+            "hello_store_full_total",
+            "counter",
+            "Requests answered 507 store_full: Redis was out of memory (OOM) and refused the \
+             write; nothing was counted.",
+        );
+        let _ = writeln!(out, "hello_store_full_total {}", load(&self.store_full));
         header(
             &mut out,
             "hello_increments_total",
@@ -354,6 +372,7 @@ pub struct Totals {
     pub routes: [RouteTotals; Route::ALL.len()],
     pub store_unavailable: u64,
     pub store_outcome_unknown: u64,
+    pub store_full: u64,
     pub increments: u64,
     /// `open` is a gauge (its value now); `refused` a counter like the others.
     pub connections: ConnectionGauges,
@@ -385,6 +404,7 @@ impl Totals {
             store_outcome_unknown: self
                 .store_outcome_unknown
                 .saturating_sub(earlier.store_outcome_unknown),
+            store_full: self.store_full.saturating_sub(earlier.store_full),
             increments: self.increments.saturating_sub(earlier.increments),
             connections: ConnectionGauges {
                 open: self.connections.open,
@@ -480,6 +500,7 @@ mod tests {
         };
         m.request(Route::Hello, 200, Duration::from_millis(1));
         m.store_unavailable();
+        m.store_full();
         let before = m.totals(gauges(3, 1));
         m.request(Route::Hello, 200, Duration::from_millis(1));
         m.request(Route::Hello, 404, Duration::from_millis(1));
@@ -495,6 +516,10 @@ mod tests {
         assert_eq!(interval.route(Route::Counts).latency.count, 2);
         assert_eq!(interval.route(Route::Root), &RouteTotals::default());
         assert_eq!(interval.store_unavailable, 0);
+        assert_eq!(interval.store_full, 0);
+        assert!(m
+            .render(gauges(0, 0))
+            .contains("\nhello_store_full_total 1\n"));
         assert_eq!(interval.increments, 1);
         assert_eq!(interval.connections, gauges(2, 3));
     }

@@ -356,6 +356,7 @@ fn store_failure(metrics: &Metrics, operation: StoreOperation, e: StoreError) ->
     match e {
         StoreError::Unavailable(_) => metrics.store_unavailable(),
         StoreError::OutcomeUnknown(_) => metrics.store_outcome_unknown(),
+        StoreError::Full(_) => metrics.store_full(),
         StoreError::Refused(_) | StoreError::Overloaded => {}
     }
     // One line per failed request would flood the log while Redis is away; metrics count
@@ -473,6 +474,14 @@ impl From<StoreError> for ApiError {
                 "the count store refused the command",
             ),
             StoreError::Overloaded => overloaded("too many greetings wait for the store"),
+            // RFC 4918 §11.5: the server cannot store the representation needed to complete
+            // the request. Nothing was done, as with a 503, but trying again at once would be
+            // refused the same way: no Retry-After.
+            StoreError::Full(_) => ApiError::new(
+                Status::InsufficientStorage,
+                "store_full",
+                "the count store is out of memory and refused the greeting; nothing was counted",
+            ),
         }
     }
 }

@@ -66,6 +66,48 @@ fn redis_store_passes_the_store_contract() {
 }
 
 #[test]
+fn an_oom_reply_is_full_counts_nothing_and_keeps_the_connection() {
+    let redis = Redis::start();
+    let mut admin = redis.connection();
+    let set_maxmemory = |admin: &mut redis::Connection, value: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(value)
+            .query(admin)
+            .unwrap();
+    };
+    let received = |admin: &mut redis::Connection| -> u64 {
+        let stats: String = redis::cmd("INFO").arg("stats").query(admin).unwrap();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:")?.parse().ok())
+            .expect("total_connections_received")
+    };
+    let s = store(&redis);
+    assert_eq!(s.increment("a").unwrap(), 1);
+    let before = received(&mut admin);
+    // Below what Redis uses: every write is refused (noeviction, Redis's default policy).
+    set_maxmemory(&mut admin, "1");
+    for _ in 0..100 {
+        let outcome = s.increment("a");
+        let Err(StoreError::Full(why)) = outcome else {
+            panic!("expected full, got {outcome:?}")
+        };
+        assert!(why.starts_with("OOM"), "{why}");
+    }
+    let batch = s.increment_batch(&["a", "b"]);
+    assert!(batch.iter().all(|r| matches!(r, Err(StoreError::Full(_)))));
+    // Reads still answer.
+    s.ping().unwrap();
+    set_maxmemory(&mut admin, "0");
+    assert_eq!(s.increment("a").unwrap(), 2);
+    // The store's one connection served it all: Redis received no other.
+    assert_eq!(received(&mut admin), before);
+    assert_eq!(redis.counts("contract"), [("a".to_owned(), 2)]);
+}
+
+#[test]
 fn unavailable_while_down_and_heals_after_restart() {
     let mut redis = Redis::start();
     let s = store(&redis);

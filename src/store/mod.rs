@@ -38,6 +38,7 @@ pub enum Order {
 /// Why the store could not do what was asked. For an increment the first two differ in what
 /// the client may do: after `Unavailable` nothing was done and trying again is safe; after
 /// `OutcomeUnknown` the increment may have been counted, and trying again may count it twice.
+/// After `Full` nothing was done either, but trying again at once will not help.
 #[derive(Clone, Debug)]
 pub enum StoreError {
     /// Certainly not applied: no connection could be had (Redis unreachable, refused, at its
@@ -51,6 +52,9 @@ pub enum StoreError {
     Refused(String),
     /// The store lane was full: nothing was sent, and the caller may try again.
     Overloaded,
+    /// Redis is out of memory (`OOM`: `maxmemory` reached under `noeviction`) and refused the
+    /// write: not applied, known names' increments included.
+    Full(String),
 }
 
 impl fmt::Display for StoreError {
@@ -60,6 +64,7 @@ impl fmt::Display for StoreError {
             StoreError::OutcomeUnknown(why) => write!(f, "store outcome unknown: {why}"),
             StoreError::Refused(why) => write!(f, "store refused the command: {why}"),
             StoreError::Overloaded => f.write_str("too many greetings wait for the store"),
+            StoreError::Full(why) => write!(f, "store full: {why}"),
         }
     }
 }

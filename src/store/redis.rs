@@ -254,19 +254,16 @@ impl RedisStore {
         self.generation.fetch_add(1, AtomicOrdering::AcqRel);
     }
 
-    /// Runs `f` on a pooled connection. A connection that saw an I/O or protocol error is
-    /// not returned to the pool; `f` itself is never run twice.
-    fn with_connection<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> io::Result<T>,
-    ) -> Result<T, StoreError> {
-        let mut pooled = self.checkout(Instant::now() + self.timeout)?;
-        match f(&mut pooled.conn) {
-            Ok(value) => {
-                self.checkin(pooled);
-                Ok(value)
+    /// Gives back a connection whose replies have all been read, as its error replies say:
+    /// kept, closed, or closed with every idle connection.
+    fn dispose(&self, pooled: Pooled, fate: Fate) {
+        match fate {
+            Fate::Keep => self.checkin(pooled),
+            Fate::Close => drop(pooled),
+            Fate::Retire => {
+                self.retire();
+                drop(pooled);
             }
-            Err(e) => Err(self.broken(e)),
         }
     }
 
@@ -310,9 +307,14 @@ impl RedisStore {
             });
         }
         let mut results = Vec::with_capacity(names.len());
+        let mut fate = Fate::Keep;
         for _ in names {
             match pooled.conn.receive() {
-                Ok(reply) => results.push(self.count_from(reply)),
+                Ok(reply) => {
+                    let (result, its_fate) = count_from(reply);
+                    fate = fate.max(its_fate);
+                    results.push(result);
+                }
                 Err(e) => {
                     self.retire();
                     let e = StoreError::OutcomeUnknown(format!("sent, then {}", self.describe(e)));
@@ -321,51 +323,56 @@ impl RedisStore {
                 }
             }
         }
-        self.checkin(pooled);
+        self.dispose(pooled, fate);
         results
-    }
-
-    fn count_from(&self, reply: Reply) -> Result<i64, StoreError> {
-        match reply {
-            // Redis refused to run it (`READONLY`, `LOADING`, a wrong type): not applied.
-            Reply::Error(e) => Err(self.server_error(e)),
-            Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
-                StoreError::Refused("ZINCRBY answered a score that is not a number".into())
-            }),
-            other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
-        }
-    }
-
-    /// A command whose error reply is classified like any other.
-    fn query(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
-        match self.with_connection(|c| c.query(args))? {
-            Reply::Error(e) => Err(self.server_error(e)),
-            reply => Ok(reply),
-        }
-    }
-
-    /// Classifies an error reply; one that makes the store unavailable (e.g. `READONLY` from a
-    /// replica after a failover) also retires the pool, whose connections reach the same server.
-    fn server_error(&self, e: ServerError) -> StoreError {
-        let error = classify(e);
-        if matches!(error, StoreError::Unavailable(_)) {
-            self.retire();
-        }
-        error
     }
 }
 
-/// An error about the command itself (a wrong type, a bad argument) is `Refused`: retrying
-/// will not help, and the connection is still in step. Every other error reply is a transient
-/// state of the server: `LOADING` after a restart, `READONLY` on a replica after a failover,
-/// and `ERR max number of clients reached`, which says nothing about the command: `Unavailable`.
-fn classify(e: ServerError) -> StoreError {
-    match e.code() {
-        "ERR" if e.line.starts_with("ERR max number of clients reached") => {
-            StoreError::Unavailable(e.line)
+/// An increment's result from its reply, and what the reply leaves of the connection.
+fn count_from(reply: Reply) -> (Result<i64, StoreError>, Fate) {
+    let result = match reply {
+        // Redis refused to run it (`OOM`, `READONLY`, `LOADING`, a wrong type): not applied.
+        Reply::Error(e) => {
+            let (error, fate) = classify(e);
+            return (Err(error), fate);
         }
-        "WRONGTYPE" | "ERR" => StoreError::Refused(e.line),
-        _ => StoreError::Unavailable(e.line),
+        Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
+            StoreError::Refused("ZINCRBY answered a score that is not a number".into())
+        }),
+        other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
+    };
+    (result, Fate::Keep)
+}
+
+/// What an error reply leaves of the connection it came on, from the mildest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fate {
+    /// In step: every command had its reply. Back to the pool.
+    Keep,
+    /// Redis closes it after this reply: dropped.
+    Close,
+    /// Its server is not the one to write to any more (a failover made it a replica), and
+    /// neither is the server of the pool's other connections: all dropped.
+    Retire,
+}
+
+/// What an error reply means for the command and for its connection. An error reply is not a
+/// broken connection: it came whole and in order, so the connection stays in the pool unless
+/// the server changed role (`READONLY`) or is about to close it (`max number of clients`).
+/// `OOM` (Redis at `maxmemory` under `noeviction`) is `Full`: nothing done, and nothing to
+/// try again at once. An error about the command itself (a wrong type, a bad argument) is
+/// `Refused`: retrying will not help. Every other error reply is a transient state of the
+/// server (`LOADING`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `NOSCRIPT`, `MISCONF`…):
+/// `Unavailable`, certainly not applied.
+fn classify(e: ServerError) -> (StoreError, Fate) {
+    match e.code() {
+        "OOM" => (StoreError::Full(e.line), Fate::Keep),
+        "READONLY" => (StoreError::Unavailable(e.line), Fate::Retire),
+        "ERR" if e.line.starts_with("ERR max number of clients reached") => {
+            (StoreError::Unavailable(e.line), Fate::Close)
+        }
+        "WRONGTYPE" | "ERR" => (StoreError::Refused(e.line), Fate::Keep),
+        _ => (StoreError::Unavailable(e.line), Fate::Keep),
     }
 }
 
@@ -438,9 +445,24 @@ impl Store for RedisStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        match self.query(&[b"PING"])? {
-            Reply::Status(_) => Ok(()),
-            other => Err(StoreError::Refused(other.unexpected("PING"))),
+        let mut pooled = self.checkout(Instant::now() + self.timeout)?;
+        pooled.conn.queue(&[b"PING"]);
+        // A read, safe to ask again: any failure is unavailable.
+        pooled.conn.send().map_err(|e| self.broken(e.error))?;
+        match pooled.conn.receive().map_err(|e| self.broken(e))? {
+            Reply::Status(_) => {
+                self.checkin(pooled);
+                Ok(())
+            }
+            Reply::Error(e) => {
+                let (error, fate) = classify(e);
+                self.dispose(pooled, fate);
+                Err(error)
+            }
+            other => {
+                self.checkin(pooled);
+                Err(StoreError::Refused(other.unexpected("PING")))
+            }
         }
     }
 
@@ -508,7 +530,11 @@ impl Scan for RedisScan {
         pooled.conn.set_deadline(deadline);
         let reply = pooled.conn.receive().map_err(|e| self.store.broken(e))?;
         let chunk = match reply {
-            Reply::Error(e) => Err(self.store.server_error(e)),
+            Reply::Error(e) => {
+                let (error, fate) = classify(e);
+                self.store.dispose(pooled, fate);
+                return Err(error);
+            }
             reply => to_entries(reply, self.command),
         };
         self.conn = Some(pooled);
@@ -624,23 +650,80 @@ mod tests {
     }
 
     #[test]
-    fn command_errors_are_refused_and_server_states_unavailable() {
-        let e = |line: &str| ServerError { line: line.into() };
-        for refused in ["WRONGTYPE Operation", "ERR syntax error"] {
-            assert!(
-                matches!(classify(e(refused)), StoreError::Refused(_)),
-                "{refused}"
-            );
+    fn each_error_reply_is_classified_and_only_a_role_change_or_a_parting_server_drops_it() {
+        #[derive(Debug, PartialEq)]
+        enum Kind {
+            Refused,
+            Unavailable,
+            Full,
         }
-        for unavailable in [
-            "LOADING Redis is loading",
-            "READONLY You can't write",
-            "ERR max number of clients reached",
+        let kind = |e: &StoreError| match e {
+            StoreError::Refused(_) => Kind::Refused,
+            StoreError::Unavailable(_) => Kind::Unavailable,
+            StoreError::Full(_) => Kind::Full,
+            other => panic!("not from an error reply: {other:?}"),
+        };
+        for (line, want, fate) in [
+            (
+                "WRONGTYPE Operation against a key",
+                Kind::Refused,
+                Fate::Keep,
+            ),
+            ("ERR syntax error", Kind::Refused, Fate::Keep),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                Kind::Full,
+                Fate::Keep,
+            ),
+            ("LOADING Redis is loading", Kind::Unavailable, Fate::Keep),
+            (
+                "BUSY Redis is busy running a script",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            ("NOSCRIPT No matching script", Kind::Unavailable, Fate::Keep),
+            (
+                "TRYAGAIN Multiple keys request",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            (
+                "CLUSTERDOWN The cluster is down",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            (
+                "MASTERDOWN Link with MASTER is down",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            (
+                "MISCONF Redis is configured to save",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            ("READONLY You can't write", Kind::Unavailable, Fate::Retire),
+            (
+                "ERR max number of clients reached",
+                Kind::Unavailable,
+                Fate::Close,
+            ),
         ] {
-            assert!(
-                matches!(classify(e(unavailable)), StoreError::Unavailable(_)),
-                "{unavailable}"
-            );
+            let (error, its_fate) = classify(ServerError { line: line.into() });
+            assert_eq!((kind(&error), its_fate), (want, fate), "{line}");
+            assert!(error.to_string().contains(line), "{error}");
         }
+    }
+
+    #[test]
+    fn an_oom_reply_is_full_and_keeps_the_connection() {
+        let oom = Reply::Error(ServerError {
+            line: "OOM command not allowed".into(),
+        });
+        assert!(matches!(
+            count_from(oom),
+            (Err(StoreError::Full(_)), Fate::Keep)
+        ));
+        assert_eq!(count_from(bulk("4")).0.unwrap(), 4);
     }
 }
