@@ -68,10 +68,11 @@ impl Settings {
 
 /// Service-wide metrics, in every line (zeros included, so that alarms see 0 rather than no
 /// data while tasks run).
-const SERVICE: [&str; 7] = [
+const SERVICE: [&str; 8] = [
     "Requests",
     "StoreUnavailable",
     "StoreOutcomeUnknown",
+    "NamesRefused",
     "StoreFull",
     "Increments",
     "ConnectionsOpen",
@@ -122,6 +123,7 @@ pub fn document(namespace: &str, timestamp_ms: u64, interval: &Totals) -> String
         requests,
         interval.store_unavailable,
         interval.store_outcome_unknown,
+        interval.names_refused,
         interval.store_full,
         interval.increments,
         interval.connections.open,
@@ -356,6 +358,7 @@ mod tests {
         m.store_unavailable();
         m.store_outcome_unknown();
         m.store_outcome_unknown();
+        m.names_refused();
         m.store_full();
         m.store_full();
         m.increment_stored();
@@ -382,6 +385,7 @@ mod tests {
         assert_eq!(metrics["HealthCluster2xx"], 1);
         assert_eq!(metrics["StoreUnavailable"], 1);
         assert_eq!(metrics["StoreOutcomeUnknown"], 2);
+        assert_eq!(metrics["NamesRefused"], 1);
         assert_eq!(metrics["StoreFull"], 2);
         assert_eq!(metrics["Increments"], 1);
         assert_eq!(metrics["ConnectionsOpen"], 4);

@@ -1,12 +1,15 @@
 //! The production store: a Redis sorted set, reached over a capped pool of connections, each
-//! command under one deadline. Greetings come from the store lane, one pipeline at a time.
+//! command under one deadline. Greetings come from the store lane, one pipeline at a time, sent
+//! as `ZINCRBY` while new names are admitted and as `ZADD … XX INCR` (known names only) while
+//! they are not (see `admission`).
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::admission::{name_bytes, Admission, Batch, Limits, Room};
 use super::connection::{Connection, Connector, Endpoint, TlsSetupError};
 use super::resp::{Reply, ServerError};
 use super::scan::{Scan, ScanRequest, Window};
@@ -22,6 +25,10 @@ pub struct RedisStore {
     /// Bumped when a connection fails, so that the other idle connections (most likely broken
     /// the same way, e.g. by a Redis restart) are dropped instead of failing one request each.
     generation: AtomicU64,
+    /// Whether new names are admitted, from the samples and what the lane added since.
+    admission: Admission,
+    /// Set once `INFO` has been refused (an ACL without it), so that it is logged once.
+    info_refused: AtomicBool,
 }
 
 /// Connections to Redis: those idle, and how many are open.
@@ -118,7 +125,16 @@ impl RedisStore {
             }),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             generation: AtomicU64::new(0),
+            admission: Admission::new(Limits::default()),
+            info_refused: AtomicBool::new(false),
         })
+    }
+
+    /// New names are admitted within `limits` (the settings' defaults when not told); set
+    /// before first use.
+    pub fn with_limits(mut self, limits: Limits) -> RedisStore {
+        self.admission = Admission::new(limits);
+        self
     }
 
     /// At most `max` connections open at once (at least one); set before first use.
@@ -281,11 +297,13 @@ impl RedisStore {
         }
     }
 
-    /// One pipeline of `ZINCRBY`s: the single place increments are sent, and their failures
-    /// told apart. Nothing in it is ever retried. Each name's result is its own: a reply that
-    /// came is a count (or Redis's refusal), whatever happens to the replies after it; the
+    /// One pipeline of increments: the single place they are sent, and their failures told
+    /// apart. Nothing in it is ever retried. Each name's result is its own: a reply that came
+    /// is a count (or Redis's refusal), whatever happens to the replies after it; the
     /// increments whose replies did not come have an unknown outcome, unless not one byte of
-    /// the pipeline was sent.
+    /// the pipeline was sent. While new names are admitted each is a `ZINCRBY` (a reply of
+    /// exactly 1 created a member), followed by a `ZCARD` when a limit applies; while they are
+    /// not, a `ZADD … XX INCR`, which counts a known name and leaves a new one out (nil).
     fn pipeline_increments(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
         let failed = |e: StoreError| names.iter().map(|_| Err(e.clone())).collect();
         // One deadline for the whole pipeline: a connection, the writes, every reply.
@@ -293,10 +311,21 @@ impl RedisStore {
             Ok(pooled) => pooled,
             Err(e) => return failed(e),
         };
+        let batch = self.admission.batch();
+        let key = self.key.as_bytes();
         for name in names {
-            pooled
-                .conn
-                .queue(&[b"ZINCRBY", self.key.as_bytes(), b"1", name.as_bytes()]);
+            let name = name.as_bytes();
+            match batch {
+                Batch::KnownOnly => pooled
+                    .conn
+                    .queue(&[b"ZADD", key, b"XX", b"INCR", b"1", name]),
+                Batch::Unlimited | Batch::Watched => {
+                    pooled.conn.queue(&[b"ZINCRBY", key, b"1", name])
+                }
+            }
+        }
+        if batch == Batch::Watched {
+            pooled.conn.queue(&[b"ZCARD", key]);
         }
         if let Err(e) = pooled.conn.send() {
             self.retire();
@@ -307,29 +336,55 @@ impl RedisStore {
             });
         }
         let mut results = Vec::with_capacity(names.len());
+        let (mut added, mut added_bytes) = (0, 0);
         let mut fate = Fate::Keep;
-        for _ in names {
-            match pooled.conn.receive() {
-                Ok(reply) => {
-                    let (result, its_fate) = count_from(reply);
-                    fate = fate.max(its_fate);
-                    results.push(result);
-                }
+        for name in names {
+            let reply = match pooled.conn.receive() {
+                Ok(reply) => reply,
                 Err(e) => {
                     self.retire();
+                    self.admission.added(added, added_bytes, None);
                     let e = StoreError::OutcomeUnknown(format!("sent, then {}", self.describe(e)));
                     results.resize(names.len(), Err(e));
                     return results;
                 }
+            };
+            if batch != Batch::KnownOnly && matches!(&reply, Reply::Bulk(score) if score == b"1") {
+                added += 1;
+                added_bytes += name_bytes(name.len());
             }
+            let (result, its_fate) = count_from(reply, batch);
+            fate = fate.max(its_fate);
+            results.push(result);
         }
+        let size = match batch {
+            Batch::Watched => match pooled.conn.receive() {
+                Ok(Reply::Integer(n)) => u64::try_from(n).ok(),
+                Ok(Reply::Error(e)) => {
+                    fate = fate.max(classify(e).1);
+                    None
+                }
+                Ok(_) => None,
+                // Every count is in; only the connection is lost.
+                Err(_) => {
+                    fate = Fate::Retire;
+                    None
+                }
+            },
+            Batch::Unlimited | Batch::KnownOnly => None,
+        };
+        self.admission.added(added, added_bytes, size);
         self.dispose(pooled, fate);
         results
     }
 }
 
 /// An increment's result from its reply, and what the reply leaves of the connection.
-fn count_from(reply: Reply) -> (Result<i64, StoreError>, Fate) {
+fn count_from(reply: Reply, batch: Batch) -> (Result<i64, StoreError>, Fate) {
+    let command = match batch {
+        Batch::KnownOnly => "ZADD XX INCR",
+        Batch::Unlimited | Batch::Watched => "ZINCRBY",
+    };
     let result = match reply {
         // Redis refused to run it (`OOM`, `READONLY`, `LOADING`, a wrong type): not applied.
         Reply::Error(e) => {
@@ -337,9 +392,11 @@ fn count_from(reply: Reply) -> (Result<i64, StoreError>, Fate) {
             return (Err(error), fate);
         }
         Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
-            StoreError::Refused("ZINCRBY answered a score that is not a number".into())
+            StoreError::Refused(format!("{command} answered a score that is not a number"))
         }),
-        other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
+        // `XX`: the name is not in the set, and was not added.
+        Reply::Nil if batch == Batch::KnownOnly => Err(StoreError::NamesFull),
+        other => Err(StoreError::Refused(other.unexpected(command))),
     };
     (result, Fate::Keep)
 }
@@ -374,6 +431,21 @@ fn classify(e: ServerError) -> (StoreError, Fate) {
         "WRONGTYPE" | "ERR" => (StoreError::Refused(e.line), Fate::Keep),
         _ => (StoreError::Unavailable(e.line), Fate::Keep),
     }
+}
+
+/// `used_memory` and `maxmemory` from an `INFO memory` reply (`field:value` lines).
+fn memory_from_info(text: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(':')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((field("used_memory")?, field("maxmemory")?))
 }
 
 /// The count in a `ZINCRBY` reply. Redis writes whole scores as integers; a fractional score
@@ -444,26 +516,46 @@ impl Store for RedisStore {
         })
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
+    fn refresh(&self) -> Result<(), StoreError> {
+        // Names the lane adds from now on may or may not be in what Redis answers.
+        let mark = self.admission.mark();
         let mut pooled = self.checkout(Instant::now() + self.timeout)?;
-        pooled.conn.queue(&[b"PING"]);
-        // A read, safe to ask again: any failure is unavailable.
+        let key = self.key.as_bytes();
+        pooled.conn.queue(&[b"INFO", b"memory"]);
+        pooled.conn.queue(&[b"ZCARD", key]);
+        // Both are reads, safe to ask again: any failure is unavailable.
         pooled.conn.send().map_err(|e| self.broken(e.error))?;
-        match pooled.conn.receive().map_err(|e| self.broken(e))? {
-            Reply::Status(_) => {
-                self.checkin(pooled);
-                Ok(())
+        let info = pooled.conn.receive().map_err(|e| self.broken(e))?;
+        let size = pooled.conn.receive().map_err(|e| self.broken(e))?;
+        let memory = match info {
+            Reply::Bulk(text) => memory_from_info(&text),
+            Reply::Error(e) => {
+                if !self.info_refused.swap(true, AtomicOrdering::Relaxed) {
+                    log::warn!(
+                        "Redis refused INFO ({e}): new names are admitted whatever its memory"
+                    );
+                }
+                None
             }
+            _ => None,
+        };
+        let names = match size {
+            Reply::Integer(n) => u64::try_from(n).ok(),
             Reply::Error(e) => {
                 let (error, fate) = classify(e);
                 self.dispose(pooled, fate);
-                Err(error)
+                return Err(error);
             }
-            other => {
-                self.checkin(pooled);
-                Err(StoreError::Refused(other.unexpected("PING")))
-            }
-        }
+            _ => None,
+        };
+        self.checkin(pooled);
+        let names = names.ok_or_else(|| StoreError::Refused("ZCARD answered no size".into()))?;
+        self.admission.sampled(mark, memory, names);
+        Ok(())
+    }
+
+    fn room(&self) -> Room {
+        self.admission.room()
     }
 
     fn kind(&self) -> &'static str {
@@ -716,14 +808,38 @@ mod tests {
     }
 
     #[test]
-    fn an_oom_reply_is_full_and_keeps_the_connection() {
+    fn increment_replies_by_how_the_batch_was_sent() {
+        let count = |reply, batch| count_from(reply, batch).0;
+        assert_eq!(count(bulk("4"), Batch::Watched).unwrap(), 4);
+        assert_eq!(count(bulk("4"), Batch::KnownOnly).unwrap(), 4);
+        // `XX`: a name not in the set was left out.
+        assert!(matches!(
+            count(Reply::Nil, Batch::KnownOnly),
+            Err(StoreError::NamesFull)
+        ));
+        assert!(matches!(
+            count(Reply::Nil, Batch::Unlimited),
+            Err(StoreError::Refused(_))
+        ));
         let oom = Reply::Error(ServerError {
             line: "OOM command not allowed".into(),
         });
         assert!(matches!(
-            count_from(oom),
+            count_from(oom, Batch::KnownOnly),
             (Err(StoreError::Full(_)), Fate::Keep)
         ));
-        assert_eq!(count_from(bulk("4")).0.unwrap(), 4);
+    }
+
+    #[test]
+    fn info_memory_gives_used_and_max_memory() {
+        let info = b"# Memory\r\nused_memory:1043232\r\nused_memory_human:1018.78K\r\n\
+                     used_memory_rss:7000000\r\nmaxmemory:16777216\r\nmaxmemory_human:16.00M\r\n\
+                     maxmemory_policy:noeviction\r\n";
+        assert_eq!(memory_from_info(info), Some((1_043_232, 16_777_216)));
+        assert_eq!(memory_from_info(b"used_memory:5\r\n"), None);
+        assert_eq!(
+            memory_from_info(b"used_memory_rss:9\r\nused_memory:5\r\nmaxmemory:0\r\n"),
+            Some((5, 0))
+        );
     }
 }
