@@ -145,7 +145,10 @@ mod tests {
     fn defaults_serve_locally_without_redis() {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
-        assert!(matches!(c.store, StoreSettings::Memory));
+        assert!(matches!(
+            c.store,
+            StoreSettings::Memory { max_names: 100_000 }
+        ));
         assert!(!c.debug);
         assert_eq!(c.http.connection.idle_timeout, Duration::from_secs(75));
     }
@@ -238,6 +241,29 @@ mod tests {
                 interval: Duration::from_millis(250),
             })
         );
+    }
+
+    #[test]
+    fn new_names_are_limited_by_memory_with_redis_and_by_number_in_process() {
+        let redis = ("REDIS_CLUSTER_ADDRESS", "redis:6379");
+        let limits = |vars: &[(&str, &str)]| match config(vars).unwrap().store {
+            StoreSettings::Redis(r) => r.limits,
+            StoreSettings::Memory { .. } => panic!("expected redis"),
+        };
+        assert_eq!(limits(&[redis]), store::Limits::default());
+        assert_eq!(
+            limits(&[
+                redis,
+                ("NAMES_MAX", "5000"),
+                ("STORE_NEW_NAMES_MAX_MEMORY_PERCENT", "100")
+            ]),
+            store::Limits {
+                max_memory_percent: 100,
+                max_names: Some(5000),
+            }
+        );
+        let c = config(&[("NAMES_MAX", "0")]).unwrap();
+        assert!(matches!(c.store, StoreSettings::Memory { max_names: 0 }));
     }
 
     #[test]
@@ -398,6 +424,15 @@ mod tests {
             var(&[("AWS_EC2_METADATA_DISABLED", "yes please")]),
             "AWS_EC2_METADATA_DISABLED"
         );
+        for bad in ["0", "101", "ninety"] {
+            assert_eq!(
+                var(&[("STORE_NEW_NAMES_MAX_MEMORY_PERCENT", bad)]),
+                "STORE_NEW_NAMES_MAX_MEMORY_PERCENT"
+            );
+        }
+        for bad in ["-1", "lots", "1e6"] {
+            assert_eq!(var(&[("NAMES_MAX", bad)]), "NAMES_MAX");
+        }
         assert_eq!(var(&[("METRICS_EMF", "on")]), "METRICS_EMF");
         assert_eq!(
             var(&[("METRICS_EMF_NAMESPACE", "AWS/ApplicationELB")]),

@@ -68,10 +68,12 @@ impl Settings {
 
 /// Service-wide metrics, in every line (zeros included, so that alarms see 0 rather than no
 /// data while tasks run).
-const SERVICE: [&str; 6] = [
+const SERVICE: [&str; 8] = [
     "Requests",
     "StoreUnavailable",
     "StoreOutcomeUnknown",
+    "NamesRefused",
+    "StoreFull",
     "Increments",
     "ConnectionsOpen",
     "ConnectionsRefused",
@@ -121,6 +123,8 @@ pub fn document(namespace: &str, timestamp_ms: u64, interval: &Totals) -> String
         requests,
         interval.store_unavailable,
         interval.store_outcome_unknown,
+        interval.names_refused,
+        interval.store_full,
         interval.increments,
         interval.connections.open,
         interval.connections.refused,
@@ -354,6 +358,9 @@ mod tests {
         m.store_unavailable();
         m.store_outcome_unknown();
         m.store_outcome_unknown();
+        m.names_refused();
+        m.store_full();
+        m.store_full();
         m.increment_stored();
         m.request(Route::Other, 404, Duration::from_micros(100));
         m.totals(gauges).since(&before)
@@ -378,6 +385,8 @@ mod tests {
         assert_eq!(metrics["HealthCluster2xx"], 1);
         assert_eq!(metrics["StoreUnavailable"], 1);
         assert_eq!(metrics["StoreOutcomeUnknown"], 2);
+        assert_eq!(metrics["NamesRefused"], 1);
+        assert_eq!(metrics["StoreFull"], 2);
         assert_eq!(metrics["Increments"], 1);
         assert_eq!(metrics["ConnectionsOpen"], 4);
         // 1 request ≤ 0.5 ms and 1 in (1 ms, 2.5 ms]: the median is the top of the first.

@@ -1,5 +1,7 @@
 //! This node's health: host statistics sampled by a background thread (so a request never waits
-//! for a CPU interval), and the store's reachability as of its last check.
+//! for a CPU interval), and the store's reachability as of its last check. The same thread
+//! refreshes the store's room for new names once a second (Redis's memory and the set's size,
+//! which admission reads), so that no request waits for it and no other thread is needed.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -45,6 +47,17 @@ pub struct StoreHealth {
     pub persistent: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Redis's `used_memory` in bytes, as last sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used_memory: Option<u64>,
+    /// Redis's `maxmemory` in bytes, as last sampled (0: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxmemory: Option<u64>,
+    /// Names in the set, as last known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<u64>,
+    /// Whether a new name would be counted now (names already counted always are).
+    pub admitting_new_names: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -61,7 +74,8 @@ struct Sample {
 pub struct Monitor {
     /// Set once the instance metadata service has answered; `local` until then.
     instance_id: Arc<OnceLock<String>>,
-    store_kind: &'static str,
+    /// Read for its room for new names, which the store lane changes between samples.
+    store: Arc<dyn Store>,
     latest: Arc<Mutex<Sample>>,
 }
 
@@ -82,7 +96,7 @@ impl Monitor {
         }
         Monitor {
             instance_id: Arc::new(OnceLock::new()),
-            store_kind: store.kind(),
+            store,
             latest,
         }
     }
@@ -105,6 +119,8 @@ impl Monitor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let kind = self.store.kind();
+        let room = self.store.room();
         NodeHealth {
             ec2_instance_id: self.instance_id(),
             uptime: System::uptime(),
@@ -114,10 +130,14 @@ impl Monitor {
             total_ram_bytes_available: s.ram_available,
             cgroup_memory_limit_bytes: s.cgroup_limit,
             store: StoreHealth {
-                kind: self.store_kind,
+                kind,
                 reachable: s.store_error.is_none(),
-                persistent: self.store_kind != "memory",
+                persistent: kind != "memory",
                 error: s.store_error,
+                used_memory: room.used_memory,
+                maxmemory: room.max_memory,
+                names: room.names,
+                admitting_new_names: room.admitting,
             },
         }
     }
@@ -159,7 +179,7 @@ impl Sampler {
             None
         };
         let started = Instant::now();
-        let store_error = self.store.ping().err().map(|e| e.to_string());
+        let store_error = self.store.refresh().err().map(|e| e.to_string());
         let mut s = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         // Log changes only, not every failed check while the store stays down.
         match (&s.store_error, &store_error) {
@@ -273,5 +293,7 @@ mod tests {
         assert!(h.disk_utilization_percent > 0.0, "no real filesystem found");
         assert!((0.0..=100.0).contains(&h.cpu_utilization_percent));
         assert!(h.store.reachable && !h.store.persistent);
+        assert!(h.store.admitting_new_names && h.store.names == Some(0));
+        assert_eq!((h.store.used_memory, h.store.maxmemory), (None, None));
     }
 }

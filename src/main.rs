@@ -90,14 +90,14 @@ fn serve() -> ExitCode {
     // Waiting longer than a command may take to be sent means the store is not keeping up.
     let max_wait = match &config.store {
         StoreSettings::Redis(r) => r.timeout,
-        StoreSettings::Memory => Duration::from_secs(1),
+        StoreSettings::Memory { .. } => Duration::from_secs(1),
     };
     let store: Arc<dyn Store> = match config.store {
-        StoreSettings::Memory => {
+        StoreSettings::Memory { max_names } => {
             log::warn!(
-                "neither REDIS_URL nor REDIS_CLUSTER_ADDRESS is set: counts are kept in memory and lost when the process exits"
+                "neither REDIS_URL nor REDIS_CLUSTER_ADDRESS is set: counts are kept in memory and lost when the process exits (at most {max_names} names)"
             );
-            Arc::new(MemoryStore::new())
+            Arc::new(MemoryStore::new().with_max_names(max_names))
         }
         StoreSettings::Redis(r) => {
             let RedisSettings {
@@ -106,6 +106,7 @@ fn serve() -> ExitCode {
                 timeout,
                 max_connections,
                 tls_ca_file,
+                limits,
             } = r;
             let display = endpoint.to_string();
             if tls_ca_file.is_some() && !endpoint.tls {
@@ -115,8 +116,17 @@ fn serve() -> ExitCode {
             }
             match RedisStore::new(endpoint, key.clone(), timeout, tls_ca_file.as_deref()) {
                 Ok(store) => {
-                    let store = store.with_max_connections(max_connections);
-                    log::info!("counting in Redis at {display} under key {key:?}");
+                    let store = store
+                        .with_max_connections(max_connections)
+                        .with_limits(limits);
+                    let cap = match limits.max_names {
+                        Some(max) => format!("and {max} names"),
+                        None => "with no cap on names".to_owned(),
+                    };
+                    log::info!(
+                        "counting in Redis at {display} under key {key:?}; new names admitted up to {}% of its maxmemory {cap}",
+                        limits.max_memory_percent
+                    );
                     Arc::new(store)
                 }
                 Err(e) => {

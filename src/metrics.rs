@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use crate::route::Route;
+use crate::store::Room;
 
 /// Upper bounds of the latency histogram, in seconds. The last ones cover `/health/cluster`'s
 /// deadline and the request timeout, so that a slow percentile is not capped early.
@@ -16,7 +17,7 @@ pub const BUCKETS: [f64; 14] = [
 ];
 
 /// Store operations whose failures are counted (those requests make; the health sampler's
-/// pings are reported by `/health` instead).
+/// checks are reported by `/health` instead).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOperation {
     Increment,
@@ -61,6 +62,8 @@ pub struct Metrics {
     store_errors: [AtomicU64; StoreOperation::ALL.len()],
     store_unavailable: AtomicU64,
     store_outcome_unknown: AtomicU64,
+    names_refused: AtomicU64,
+    store_full: AtomicU64,
     increments: AtomicU64,
 }
 
@@ -86,6 +89,8 @@ impl Metrics {
             store_errors: Default::default(),
             store_unavailable: AtomicU64::new(0),
             store_outcome_unknown: AtomicU64::new(0),
+            names_refused: AtomicU64::new(0),
+            store_full: AtomicU64::new(0),
             increments: AtomicU64::new(0),
         }
     }
@@ -120,6 +125,19 @@ impl Metrics {
         self.store_outcome_unknown.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A greeting of a new name answered 507 `names_full`: the store takes no new names now.
+    /// Someone is adding names faster than the store has room for, or the room is used up.
+    pub fn names_refused(&self) {
+        self.names_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request answered 507 `store_full`: Redis is out of memory and refused a write,
+    /// known names' included. Admission is meant to keep this at 0: when it is not, Redis is
+    /// full for some other reason, and every greeting fails.
+    pub fn store_full(&self) {
+        self.store_full.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn increment_stored(&self) {
         self.increments.fetch_add(1, Ordering::Relaxed);
     }
@@ -145,12 +163,16 @@ impl Metrics {
             routes,
             store_unavailable: load(&self.store_unavailable),
             store_outcome_unknown: load(&self.store_outcome_unknown),
+            names_refused: load(&self.names_refused),
+            store_full: load(&self.store_full),
             increments: load(&self.increments),
             connections,
         }
     }
 
-    pub fn render(&self, connections: ConnectionGauges) -> String {
+    /// The exposition, with the HTTP layer's connection gauges and the store's room for new
+    /// names as last known.
+    pub fn render(&self, connections: ConnectionGauges, room: Room) -> String {
         let mut out = String::with_capacity(8192);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         header(
@@ -247,6 +269,58 @@ impl Metrics {
             "hello_store_outcome_unknown_total {}",
             load(&self.store_outcome_unknown)
         );
+        for (name, help, value) in [
+            (
+                "hello_store_names_refused_total",
+                "Greetings of new names answered 507 names_full: the store takes no new names \
+                 now (memory watermark or NAMES_MAX reached); nothing was counted.",
+                &self.names_refused,
+            ),
+            (
+                "hello_store_full_total",
+                "Requests answered 507 store_full: Redis was out of memory (OOM) and refused \
+                 the write; nothing was counted.",
+                &self.store_full,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", load(value));
+        }
+        header(
+            &mut out,
+            "hello_store_admitting_new_names",
+            "gauge",
+            "1 while new names are counted, 0 while only names already in the store are.",
+        );
+        let _ = writeln!(
+            out,
+            "hello_store_admitting_new_names {}",
+            u8::from(room.admitting)
+        );
+        // Only what is known: nothing before the first sample, and no memory for the
+        // in-process store.
+        for (name, help, value) in [
+            (
+                "hello_store_names",
+                "Names in the store, as last known.",
+                room.names,
+            ),
+            (
+                "hello_redis_used_memory_bytes",
+                "Redis's used_memory as last sampled (about once a second).",
+                room.used_memory,
+            ),
+            (
+                "hello_redis_maxmemory_bytes",
+                "Redis's maxmemory as last sampled (0: no limit).",
+                room.max_memory,
+            ),
+        ] {
+            if let Some(value) = value {
+                header(&mut out, name, "gauge", help);
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
         header(
             &mut out,
             "hello_increments_total",
@@ -354,6 +428,8 @@ pub struct Totals {
     pub routes: [RouteTotals; Route::ALL.len()],
     pub store_unavailable: u64,
     pub store_outcome_unknown: u64,
+    pub names_refused: u64,
+    pub store_full: u64,
     pub increments: u64,
     /// `open` is a gauge (its value now); `refused` a counter like the others.
     pub connections: ConnectionGauges,
@@ -385,6 +461,8 @@ impl Totals {
             store_outcome_unknown: self
                 .store_outcome_unknown
                 .saturating_sub(earlier.store_outcome_unknown),
+            names_refused: self.names_refused.saturating_sub(earlier.names_refused),
+            store_full: self.store_full.saturating_sub(earlier.store_full),
             increments: self.increments.saturating_sub(earlier.increments),
             connections: ConnectionGauges {
                 open: self.connections.open,
@@ -452,7 +530,7 @@ mod tests {
         m.request(Route::Hello, 503, Duration::from_secs(20));
         m.request(Route::Other, 301, Duration::from_secs(1));
         m.request(Route::Other, 999, Duration::from_secs(1));
-        let text = m.render(ConnectionGauges::default());
+        let text = m.render(ConnectionGauges::default(), Room::default());
         assert!(
             text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"200\"} 2\n")
         );
@@ -468,6 +546,33 @@ mod tests {
         assert!(
             text.contains("hello_http_request_duration_seconds_count{route=\"/hello/{name}\"} 3\n")
         );
+    }
+
+    #[test]
+    fn refusals_for_room_are_counted_apart_and_the_room_is_shown_when_known() {
+        let m = Metrics::new();
+        m.names_refused();
+        m.names_refused();
+        m.store_full();
+        let unknown = m.render(ConnectionGauges::default(), Room::default());
+        assert!(unknown.contains("\nhello_store_names_refused_total 2\n"));
+        assert!(unknown.contains("\nhello_store_full_total 1\n"));
+        assert!(unknown.contains("\nhello_store_admitting_new_names 0\n"));
+        assert!(!unknown.contains("hello_redis_used_memory_bytes"));
+        assert!(!unknown.contains("hello_store_names "));
+        let room = Room {
+            used_memory: Some(1_043_232),
+            max_memory: Some(16_777_216),
+            names: Some(40),
+            admitting: true,
+        };
+        let known = m.render(ConnectionGauges::default(), room);
+        assert!(known.contains("\nhello_store_admitting_new_names 1\n"));
+        assert!(known.contains("\nhello_redis_used_memory_bytes 1043232\n"));
+        assert!(known.contains("\nhello_redis_maxmemory_bytes 16777216\n"));
+        assert!(known.contains("\nhello_store_names 40\n"));
+        let totals = m.totals(ConnectionGauges::default());
+        assert_eq!((totals.names_refused, totals.store_full), (2, 1));
     }
 
     #[test]

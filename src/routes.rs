@@ -179,7 +179,7 @@ fn handle(
             Answer::Now(Response::new(
                 Status::Ok,
                 PROMETHEUS,
-                app.metrics.render(gauges),
+                app.metrics.render(gauges, app.store.room()),
             ))
         }
     })
@@ -225,6 +225,11 @@ impl Done for Greeting {
             }
             // The lane refused it before anything was sent: not a store failure.
             Err(StoreError::Overloaded) => ApiError::from(StoreError::Overloaded).into_response(),
+            // A new name while the store takes none: the rule working, not a store failure.
+            Err(StoreError::NamesFull) => {
+                self.metrics.names_refused();
+                ApiError::from(StoreError::NamesFull).into_response()
+            }
             Err(e) => store_failure(&self.metrics, StoreOperation::Increment, e).into_response(),
         };
         self.reply.send(finish(Route::Hello, response));
@@ -356,7 +361,8 @@ fn store_failure(metrics: &Metrics, operation: StoreOperation, e: StoreError) ->
     match e {
         StoreError::Unavailable(_) => metrics.store_unavailable(),
         StoreError::OutcomeUnknown(_) => metrics.store_outcome_unknown(),
-        StoreError::Refused(_) | StoreError::Overloaded => {}
+        StoreError::Full(_) => metrics.store_full(),
+        StoreError::Refused(_) | StoreError::Overloaded | StoreError::NamesFull => {}
     }
     // One line per failed request would flood the log while Redis is away; metrics count
     // every failure.
@@ -473,6 +479,20 @@ impl From<StoreError> for ApiError {
                 "the count store refused the command",
             ),
             StoreError::Overloaded => overloaded("too many greetings wait for the store"),
+            // RFC 4918 §11.5: the server cannot store the representation needed to complete
+            // the request. Nothing was done, as with a 503, but trying again at once would be
+            // refused the same way: no Retry-After.
+            StoreError::Full(_) => ApiError::new(
+                Status::InsufficientStorage,
+                "store_full",
+                "the count store is out of memory and refused the greeting; nothing was counted",
+            ),
+            StoreError::NamesFull => ApiError::new(
+                Status::InsufficientStorage,
+                "names_full",
+                "this name is new, and the count store takes no new names now; nothing was \
+                 counted (names already counted still are)",
+            ),
         }
     }
 }

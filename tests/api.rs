@@ -214,6 +214,11 @@ fn health_reports_this_node() {
     assert!(h["total_ram_bytes_available"].as_u64().unwrap() > 0);
     assert_eq!(h["store"]["kind"], "redis");
     assert_eq!(h["store"]["reachable"], true);
+    // Its room for new names, as sampled before the first request: Redis without maxmemory.
+    assert_eq!(h["store"]["admitting_new_names"], true);
+    assert!(h["store"]["used_memory"].as_u64().is_some_and(|u| u > 0));
+    assert_eq!(h["store"]["maxmemory"], 0);
+    assert_eq!(h["store"]["names"], 0);
 
     let c = s.get("/health/cluster").json();
     let nodes = c["node_healths"].as_array().unwrap();
@@ -271,7 +276,7 @@ fn head_counts_and_abandoned_listings_reuse_one_redis_connection() {
     std::thread::sleep(Duration::from_millis(300));
     let metrics = s.get("/metrics").text();
     // A few connections serve them all in turn (a listing is held until the service notices
-    // its client gone; the health sampler pings): not one per request, as before.
+    // its client gone; the health sampler checks Redis): not one per request, as before.
     assert!(
         sample(&metrics, "hello_redis_connections_opened_total") <= 8,
         "{metrics}"

@@ -101,6 +101,8 @@ fn lines_on_stdout_count_what_was_answered() {
     for line in &lines {
         let m = metrics(line, "hello-test");
         assert!(m.contains_key("StoreUnavailable") && m.contains_key("ConnectionsOpen"));
+        // The two the alarms on a full store read, zeros included.
+        assert_eq!((m["NamesRefused"], m["StoreFull"]), (0.0, 0.0));
         assert_eq!(
             m.contains_key("HelloLatencyP50"),
             m.contains_key("Hello2xx")

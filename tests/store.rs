@@ -1,5 +1,6 @@
 //! The store contract against both stores (the memory store, and the Redis store against a
-//! real server), and how the Redis store behaves when Redis goes away and comes back.
+//! real server), capped ones included, and how the Redis store behaves when Redis goes away and
+//! comes back, or is full.
 
 mod common;
 #[path = "store/contract.rs"]
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use common::{send_signal, wait_until, Redis, Signal};
 use hello::secret::Secret;
-use hello::store::{Endpoint, MemoryStore, Order, RedisStore, ScanRequest, Store, StoreError};
+use hello::store::{
+    Endpoint, Limits, MemoryStore, Order, RedisStore, ScanRequest, Store, StoreError,
+};
 
 fn store(redis: &Redis) -> RedisStore {
     let endpoint = Endpoint {
@@ -65,6 +68,82 @@ fn redis_store_passes_the_store_contract() {
     contract::check(Arc::new(store(&redis)));
 }
 
+/// Limits with at most `max_names` names.
+fn capped(max_names: u64) -> Limits {
+    Limits {
+        max_names: Some(max_names),
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_capped_memory_store_passes_the_capped_contract() {
+    contract::check_capped_at_two(Arc::new(MemoryStore::new().with_max_names(2)));
+}
+
+#[test]
+fn a_capped_redis_store_passes_the_capped_contract_and_opens_when_room_is_made() {
+    let redis = Redis::start();
+    let s = Arc::new(store(&redis).with_limits(capped(2)));
+    contract::check_capped_at_two(s.clone());
+    // Room made by hand: the next sample sees it.
+    let _: () = redis::cmd("ZREM")
+        .arg("contract")
+        .arg("Bob")
+        .query(&mut redis.connection())
+        .unwrap();
+    s.refresh().unwrap();
+    assert!(s.room().admitting);
+    assert_eq!(s.increment("Cy").unwrap(), 1);
+    assert!(!s.room().admitting);
+    // What Redis said of its memory, as sampled: no limit here.
+    assert!(s.room().used_memory.is_some_and(|used| used > 0));
+    assert_eq!(s.room().max_memory, Some(0));
+}
+
+#[test]
+fn an_oom_reply_is_full_counts_nothing_and_keeps_the_connection() {
+    let redis = Redis::start();
+    let mut admin = redis.connection();
+    let set_maxmemory = |admin: &mut redis::Connection, value: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(value)
+            .query(admin)
+            .unwrap();
+    };
+    let received = |admin: &mut redis::Connection| -> u64 {
+        let stats: String = redis::cmd("INFO").arg("stats").query(admin).unwrap();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:")?.parse().ok())
+            .expect("total_connections_received")
+    };
+    let s = store(&redis);
+    assert_eq!(s.increment("a").unwrap(), 1);
+    let before = received(&mut admin);
+    // Below what Redis uses: every write is refused (noeviction, Redis's default policy).
+    set_maxmemory(&mut admin, "1");
+    for _ in 0..100 {
+        let outcome = s.increment("a");
+        let Err(StoreError::Full(why)) = outcome else {
+            panic!("expected full, got {outcome:?}")
+        };
+        assert!(why.starts_with("OOM"), "{why}");
+    }
+    let batch = s.increment_batch(&["a", "b"]);
+    assert!(batch.iter().all(|r| matches!(r, Err(StoreError::Full(_)))));
+    // Reads still answer; the sample sees Redis past its limit, and new names stop.
+    s.refresh().unwrap();
+    assert!(!s.room().admitting);
+    set_maxmemory(&mut admin, "0");
+    assert_eq!(s.increment("a").unwrap(), 2);
+    // The store's one connection served it all: Redis received no other.
+    assert_eq!(received(&mut admin), before);
+    assert_eq!(redis.counts("contract"), [("a".to_owned(), 2)]);
+}
+
 #[test]
 fn unavailable_while_down_and_heals_after_restart() {
     let mut redis = Redis::start();
@@ -72,7 +151,7 @@ fn unavailable_while_down_and_heals_after_restart() {
     assert_eq!(s.increment("a").unwrap(), 1);
     redis.kill();
     assert!(matches!(s.increment("a"), Err(StoreError::Unavailable(_))));
-    assert!(matches!(s.ping(), Err(StoreError::Unavailable(_))));
+    assert!(matches!(s.refresh(), Err(StoreError::Unavailable(_))));
     redis.restart();
     // The restarted server is empty; the first call after it must already work.
     assert_eq!(s.increment("a").unwrap(), 1);
@@ -85,13 +164,13 @@ fn a_restart_while_idle_costs_no_request() {
     // Several pooled connections, all of which the restart will close.
     thread::scope(|scope| {
         for _ in 0..4 {
-            scope.spawn(|| s.ping().unwrap());
+            scope.spawn(|| s.refresh().unwrap());
         }
     });
     assert_eq!(s.increment("a").unwrap(), 1);
     redis.restart();
     assert_eq!(s.increment("a").unwrap(), 1);
-    assert!(s.ping().is_ok());
+    assert!(s.refresh().is_ok());
 }
 
 #[test]
@@ -114,7 +193,7 @@ fn a_server_that_is_not_redis_fails_with_a_clear_reason() {
     let s = RedisStore::new(endpoint, "k".into(), Duration::from_millis(500), None).unwrap();
     // A read is safe to repeat: unavailable. The increment was sent before the garbage came
     // back, so whatever is on the other side may have run it: its outcome is unknown.
-    let outcome = s.ping();
+    let outcome = s.refresh();
     let Err(StoreError::Unavailable(why)) = outcome else {
         panic!("expected unavailable, got {outcome:?}")
     };
@@ -162,7 +241,7 @@ fn a_replica_is_unavailable_for_increments_until_promoted() {
     };
     assert!(why.starts_with("READONLY"), "{why}");
     // Reads still work on a replica.
-    assert!(s.ping().is_ok());
+    assert!(s.refresh().is_ok());
     // Failover: the replica becomes a primary; the next increment is stored there.
     let _: () = redis::cmd("REPLICAOF")
         .arg("NO")
@@ -210,7 +289,7 @@ fn tls_with_a_user_password_and_database_passes_the_contract() {
 #[test]
 fn a_wrong_password_or_an_untrusted_certificate_is_unavailable() {
     let redis = Redis::start_secure();
-    let Err(StoreError::Unavailable(why)) = tls_store(&redis, "not-the-password", true).ping()
+    let Err(StoreError::Unavailable(why)) = tls_store(&redis, "not-the-password", true).refresh()
     else {
         panic!("a wrong password must make the store unavailable")
     };
@@ -218,7 +297,7 @@ fn a_wrong_password_or_an_untrusted_certificate_is_unavailable() {
     assert!(!why.contains("not-the-password"), "{why}");
 
     let password = redis.secure.as_ref().unwrap().password;
-    let Err(StoreError::Unavailable(why)) = tls_store(&redis, password, false).ping() else {
+    let Err(StoreError::Unavailable(why)) = tls_store(&redis, password, false).refresh() else {
         panic!("a certificate from an unknown CA must not be accepted")
     };
     assert!(why.contains("certificate"), "{why}");

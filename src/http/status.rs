@@ -1,6 +1,6 @@
-//! The statuses this server sends, each with its code and reason phrase (RFC 9110 §15). One
-//! table, read by the status line and by the JSON errors alike, so that no status can be sent
-//! without its phrase.
+//! The statuses this server sends, each with its code and reason phrase (RFC 9110 §15; 507 is
+//! RFC 4918's, §11.5, in IANA's registry). One table, read by the status line and by the JSON
+//! errors alike, so that no status can be sent without its phrase.
 
 use std::fmt;
 
@@ -21,11 +21,12 @@ pub enum Status {
     ServiceUnavailable,
     GatewayTimeout,
     HttpVersionNotSupported,
+    InsufficientStorage,
 }
 
 impl Status {
     /// Every status, in code order.
-    pub const ALL: [Status; 15] = [
+    pub const ALL: [Status; 16] = [
         Status::Ok,
         Status::MovedPermanently,
         Status::BadRequest,
@@ -41,6 +42,7 @@ impl Status {
         Status::ServiceUnavailable,
         Status::GatewayTimeout,
         Status::HttpVersionNotSupported,
+        Status::InsufficientStorage,
     ];
 
     pub const fn code(self) -> u16 {
@@ -60,10 +62,11 @@ impl Status {
             Status::ServiceUnavailable => 503,
             Status::GatewayTimeout => 504,
             Status::HttpVersionNotSupported => 505,
+            Status::InsufficientStorage => 507,
         }
     }
 
-    /// The reason phrase RFC 9110 §15 gives the code.
+    /// The reason phrase RFC 9110 §15 (or RFC 4918 §11.5) gives the code.
     pub const fn reason(self) -> &'static str {
         match self {
             Status::Ok => "OK",
@@ -81,6 +84,7 @@ impl Status {
             Status::ServiceUnavailable => "Service Unavailable",
             Status::GatewayTimeout => "Gateway Timeout",
             Status::HttpVersionNotSupported => "HTTP Version Not Supported",
+            Status::InsufficientStorage => "Insufficient Storage",
         }
     }
 

@@ -330,14 +330,6 @@ impl Connection {
         resp::read_reply(&mut self.stream)
     }
 
-    /// One command, one reply, for commands that are safe to repeat (whether a failed one
-    /// reached the server does not matter).
-    pub fn query(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
-        self.queue(args);
-        self.send().map_err(|e| e.error)?;
-        self.receive()
-    }
-
     /// Records that the oldest command sent and not yet answered will never be read by the
     /// one who sent it: its reply is thrown away by [`Connection::settle`] before the next
     /// user's.

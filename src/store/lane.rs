@@ -233,8 +233,12 @@ mod tests {
             Arc::new(MemoryStore::new()).scan(request)
         }
 
-        fn ping(&self) -> Result<(), StoreError> {
+        fn refresh(&self) -> Result<(), StoreError> {
             Ok(())
+        }
+
+        fn room(&self) -> crate::store::Room {
+            crate::store::Room::default()
         }
 
         fn kind(&self) -> &'static str {

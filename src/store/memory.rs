@@ -1,15 +1,22 @@
 //! The embedded store: counts in this process's memory, for development without Redis.
-//! It keeps Redis's ordering so that both stores pass the same behavioural suite.
+//! It keeps Redis's ordering so that both stores pass the same behavioural suite, and it is
+//! bounded like Redis: past its cap on names, a new name is refused and known names count.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::scan::{Scan, ScanRequest, Window};
-use super::{Entry, Order, Store, StoreError};
+use super::{Entry, Order, Room, Store, StoreError};
 
-#[derive(Default)]
+/// Names the in-process store holds at most unless told otherwise (`NAMES_MAX`'s default
+/// without Redis). Each name is kept twice (by name, and in count order), about 650 bytes for
+/// a name of the longest, 256 bytes: at most about 65 MB in all, which a laptop or a small
+/// container can spare, while no client can make the process grow without end.
+pub const DEFAULT_MAX_NAMES: u64 = 100_000;
+
 pub struct MemoryStore {
     inner: Mutex<Sets>,
+    max_names: u64,
 }
 
 #[derive(Default)]
@@ -19,9 +26,24 @@ struct Sets {
     ranked: BTreeSet<(i64, String)>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::new()
+    }
+}
+
 impl MemoryStore {
     pub fn new() -> MemoryStore {
-        MemoryStore::default()
+        MemoryStore {
+            inner: Mutex::default(),
+            max_names: DEFAULT_MAX_NAMES,
+        }
+    }
+
+    /// At most `max` names (0: none but those already counted, i.e. none).
+    pub fn with_max_names(mut self, max: u64) -> MemoryStore {
+        self.max_names = max;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Sets> {
@@ -35,6 +57,9 @@ impl Store for MemoryStore {
     fn increment(&self, name: &str) -> Result<i64, StoreError> {
         let mut sets = self.lock();
         let old = sets.counts.get(name).copied();
+        if old.is_none() && sets.counts.len() as u64 >= self.max_names {
+            return Err(StoreError::NamesFull);
+        }
         let new = old.unwrap_or(0) + 1;
         if let Some(old) = old {
             sets.ranked.remove(&(old, name.to_owned()));
@@ -52,8 +77,18 @@ impl Store for MemoryStore {
         })
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
+    fn refresh(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn room(&self) -> Room {
+        let names = self.lock().counts.len() as u64;
+        Room {
+            used_memory: None,
+            max_memory: None,
+            names: Some(names),
+            admitting: names < self.max_names,
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -103,5 +138,32 @@ impl Scan for MemoryScan {
         let chunk = self.store.range(self.order, start, count);
         self.window.advance(count, chunk.len());
         Ok(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_its_cap_new_names_are_refused_and_known_ones_count() {
+        let store = MemoryStore::new().with_max_names(2);
+        assert_eq!(store.increment("a").unwrap(), 1);
+        assert!(store.room().admitting);
+        assert_eq!(store.increment("b").unwrap(), 1);
+        assert!(matches!(store.increment("c"), Err(StoreError::NamesFull)));
+        assert_eq!(store.increment("a").unwrap(), 2);
+        assert_eq!(
+            store.room(),
+            Room {
+                used_memory: None,
+                max_memory: None,
+                names: Some(2),
+                admitting: false,
+            }
+        );
+        let frozen = MemoryStore::new().with_max_names(0);
+        assert!(matches!(frozen.increment("a"), Err(StoreError::NamesFull)));
+        assert_eq!(frozen.room().names, Some(0));
     }
 }

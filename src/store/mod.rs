@@ -1,6 +1,8 @@
 //! Where counts live: the `Store` trait the handlers use, with a Redis sorted set behind it in
-//! production and an in-process store for development.
+//! production and an in-process store for development. Both are bounded: a new name is counted
+//! only while the store has room for it (see `admission` and `memory`).
 
+mod admission;
 mod connection;
 mod lane;
 mod memory;
@@ -9,6 +11,7 @@ pub mod resp;
 mod scan;
 mod settings;
 
+pub use self::admission::{Limits, Room};
 pub use self::connection::{Endpoint, TlsSetupError};
 pub use self::lane::{Done, Increments};
 pub use self::memory::MemoryStore;
@@ -38,6 +41,8 @@ pub enum Order {
 /// Why the store could not do what was asked. For an increment the first two differ in what
 /// the client may do: after `Unavailable` nothing was done and trying again is safe; after
 /// `OutcomeUnknown` the increment may have been counted, and trying again may count it twice.
+/// After `Full` and `NamesFull` nothing was done either, but trying again at once will not
+/// help.
 #[derive(Clone, Debug)]
 pub enum StoreError {
     /// Certainly not applied: no connection could be had (Redis unreachable, refused, at its
@@ -51,6 +56,12 @@ pub enum StoreError {
     Refused(String),
     /// The store lane was full: nothing was sent, and the caller may try again.
     Overloaded,
+    /// Redis is out of memory (`OOM`: `maxmemory` reached under `noeviction`) and refused the
+    /// write: not applied, known names' increments included.
+    Full(String),
+    /// The name is new and the store takes no new names now (past its memory watermark or its
+    /// cap on names): not stored, not counted. Names already in the store still count.
+    NamesFull,
 }
 
 impl fmt::Display for StoreError {
@@ -60,6 +71,8 @@ impl fmt::Display for StoreError {
             StoreError::OutcomeUnknown(why) => write!(f, "store outcome unknown: {why}"),
             StoreError::Refused(why) => write!(f, "store refused the command: {why}"),
             StoreError::Overloaded => f.write_str("too many greetings wait for the store"),
+            StoreError::Full(why) => write!(f, "store full: {why}"),
+            StoreError::NamesFull => f.write_str("the store takes no new names now"),
         }
     }
 }
@@ -68,6 +81,9 @@ impl std::error::Error for StoreError {}
 
 /// A set of names with counts. Implementations are shared by the threads that use the store:
 /// the store lane, the blocking threads' listings and the health sampler.
+///
+/// A new name is counted only while the store admits new names; past that, an increment of a
+/// name the store does not hold answers [`StoreError::NamesFull`] and stores nothing.
 pub trait Store: Send + Sync {
     /// Adds one to `name`'s count and returns the new count. Called once per request, never
     /// retried: after `OutcomeUnknown` the name may have been counted already.
@@ -83,8 +99,13 @@ pub trait Store: Send + Sync {
     /// is asked for.
     fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan>;
 
-    /// Checks that the store answers.
-    fn ping(&self) -> Result<(), StoreError>;
+    /// Checks that the store answers, and refreshes what it knows of its room for new names
+    /// (Redis: `INFO memory` and `ZCARD`, within one timeout). Called about once a second by
+    /// the health sampler, never on a request's path.
+    fn refresh(&self) -> Result<(), StoreError>;
+
+    /// The store's room for new names as last known, without asking the store.
+    fn room(&self) -> Room;
 
     /// A short word for logs and `/health`: `redis` or `memory`.
     fn kind(&self) -> &'static str;

@@ -1,12 +1,15 @@
 //! The production store: a Redis sorted set, reached over a capped pool of connections, each
-//! command under one deadline. Greetings come from the store lane, one pipeline at a time.
+//! command under one deadline. Greetings come from the store lane, one pipeline at a time, sent
+//! as `ZINCRBY` while new names are admitted and as `ZADD … XX INCR` (known names only) while
+//! they are not (see `admission`).
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::admission::{name_bytes, Admission, Batch, Limits, Room};
 use super::connection::{Connection, Connector, Endpoint, TlsSetupError};
 use super::resp::{Reply, ServerError};
 use super::scan::{Scan, ScanRequest, Window};
@@ -22,6 +25,10 @@ pub struct RedisStore {
     /// Bumped when a connection fails, so that the other idle connections (most likely broken
     /// the same way, e.g. by a Redis restart) are dropped instead of failing one request each.
     generation: AtomicU64,
+    /// Whether new names are admitted, from the samples and what the lane added since.
+    admission: Admission,
+    /// Set once `INFO` has been refused (an ACL without it), so that it is logged once.
+    info_refused: AtomicBool,
 }
 
 /// Connections to Redis: those idle, and how many are open.
@@ -118,7 +125,16 @@ impl RedisStore {
             }),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             generation: AtomicU64::new(0),
+            admission: Admission::new(Limits::default()),
+            info_refused: AtomicBool::new(false),
         })
+    }
+
+    /// New names are admitted within `limits` (the settings' defaults when not told); set
+    /// before first use.
+    pub fn with_limits(mut self, limits: Limits) -> RedisStore {
+        self.admission = Admission::new(limits);
+        self
     }
 
     /// At most `max` connections open at once (at least one); set before first use.
@@ -254,19 +270,16 @@ impl RedisStore {
         self.generation.fetch_add(1, AtomicOrdering::AcqRel);
     }
 
-    /// Runs `f` on a pooled connection. A connection that saw an I/O or protocol error is
-    /// not returned to the pool; `f` itself is never run twice.
-    fn with_connection<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> io::Result<T>,
-    ) -> Result<T, StoreError> {
-        let mut pooled = self.checkout(Instant::now() + self.timeout)?;
-        match f(&mut pooled.conn) {
-            Ok(value) => {
-                self.checkin(pooled);
-                Ok(value)
+    /// Gives back a connection whose replies have all been read, as its error replies say:
+    /// kept, closed, or closed with every idle connection.
+    fn dispose(&self, pooled: Pooled, fate: Fate) {
+        match fate {
+            Fate::Keep => self.checkin(pooled),
+            Fate::Close => drop(pooled),
+            Fate::Retire => {
+                self.retire();
+                drop(pooled);
             }
-            Err(e) => Err(self.broken(e)),
         }
     }
 
@@ -284,11 +297,13 @@ impl RedisStore {
         }
     }
 
-    /// One pipeline of `ZINCRBY`s: the single place increments are sent, and their failures
-    /// told apart. Nothing in it is ever retried. Each name's result is its own: a reply that
-    /// came is a count (or Redis's refusal), whatever happens to the replies after it; the
+    /// One pipeline of increments: the single place they are sent, and their failures told
+    /// apart. Nothing in it is ever retried. Each name's result is its own: a reply that came
+    /// is a count (or Redis's refusal), whatever happens to the replies after it; the
     /// increments whose replies did not come have an unknown outcome, unless not one byte of
-    /// the pipeline was sent.
+    /// the pipeline was sent. While new names are admitted each is a `ZINCRBY` (a reply of
+    /// exactly 1 created a member), followed by a `ZCARD` when a limit applies; while they are
+    /// not, a `ZADD … XX INCR`, which counts a known name and leaves a new one out (nil).
     fn pipeline_increments(&self, names: &[&str]) -> Vec<Result<i64, StoreError>> {
         let failed = |e: StoreError| names.iter().map(|_| Err(e.clone())).collect();
         // One deadline for the whole pipeline: a connection, the writes, every reply.
@@ -296,10 +311,21 @@ impl RedisStore {
             Ok(pooled) => pooled,
             Err(e) => return failed(e),
         };
+        let batch = self.admission.batch();
+        let key = self.key.as_bytes();
         for name in names {
-            pooled
-                .conn
-                .queue(&[b"ZINCRBY", self.key.as_bytes(), b"1", name.as_bytes()]);
+            let name = name.as_bytes();
+            match batch {
+                Batch::KnownOnly => pooled
+                    .conn
+                    .queue(&[b"ZADD", key, b"XX", b"INCR", b"1", name]),
+                Batch::Unlimited | Batch::Watched => {
+                    pooled.conn.queue(&[b"ZINCRBY", key, b"1", name])
+                }
+            }
+        }
+        if batch == Batch::Watched {
+            pooled.conn.queue(&[b"ZCARD", key]);
         }
         if let Err(e) = pooled.conn.send() {
             self.retire();
@@ -310,63 +336,116 @@ impl RedisStore {
             });
         }
         let mut results = Vec::with_capacity(names.len());
-        for _ in names {
-            match pooled.conn.receive() {
-                Ok(reply) => results.push(self.count_from(reply)),
+        let (mut added, mut added_bytes) = (0, 0);
+        let mut fate = Fate::Keep;
+        for name in names {
+            let reply = match pooled.conn.receive() {
+                Ok(reply) => reply,
                 Err(e) => {
                     self.retire();
+                    self.admission.added(added, added_bytes, None);
                     let e = StoreError::OutcomeUnknown(format!("sent, then {}", self.describe(e)));
                     results.resize(names.len(), Err(e));
                     return results;
                 }
+            };
+            if batch != Batch::KnownOnly && matches!(&reply, Reply::Bulk(score) if score == b"1") {
+                added += 1;
+                added_bytes += name_bytes(name.len());
             }
+            let (result, its_fate) = count_from(reply, batch);
+            fate = fate.max(its_fate);
+            results.push(result);
         }
-        self.checkin(pooled);
+        let size = match batch {
+            Batch::Watched => match pooled.conn.receive() {
+                Ok(Reply::Integer(n)) => u64::try_from(n).ok(),
+                Ok(Reply::Error(e)) => {
+                    fate = fate.max(classify(e).1);
+                    None
+                }
+                Ok(_) => None,
+                // Every count is in; only the connection is lost.
+                Err(_) => {
+                    fate = Fate::Retire;
+                    None
+                }
+            },
+            Batch::Unlimited | Batch::KnownOnly => None,
+        };
+        self.admission.added(added, added_bytes, size);
+        self.dispose(pooled, fate);
         results
-    }
-
-    fn count_from(&self, reply: Reply) -> Result<i64, StoreError> {
-        match reply {
-            // Redis refused to run it (`READONLY`, `LOADING`, a wrong type): not applied.
-            Reply::Error(e) => Err(self.server_error(e)),
-            Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
-                StoreError::Refused("ZINCRBY answered a score that is not a number".into())
-            }),
-            other => Err(StoreError::Refused(other.unexpected("ZINCRBY"))),
-        }
-    }
-
-    /// A command whose error reply is classified like any other.
-    fn query(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
-        match self.with_connection(|c| c.query(args))? {
-            Reply::Error(e) => Err(self.server_error(e)),
-            reply => Ok(reply),
-        }
-    }
-
-    /// Classifies an error reply; one that makes the store unavailable (e.g. `READONLY` from a
-    /// replica after a failover) also retires the pool, whose connections reach the same server.
-    fn server_error(&self, e: ServerError) -> StoreError {
-        let error = classify(e);
-        if matches!(error, StoreError::Unavailable(_)) {
-            self.retire();
-        }
-        error
     }
 }
 
-/// An error about the command itself (a wrong type, a bad argument) is `Refused`: retrying
-/// will not help, and the connection is still in step. Every other error reply is a transient
-/// state of the server: `LOADING` after a restart, `READONLY` on a replica after a failover,
-/// and `ERR max number of clients reached`, which says nothing about the command: `Unavailable`.
-fn classify(e: ServerError) -> StoreError {
-    match e.code() {
-        "ERR" if e.line.starts_with("ERR max number of clients reached") => {
-            StoreError::Unavailable(e.line)
+/// An increment's result from its reply, and what the reply leaves of the connection.
+fn count_from(reply: Reply, batch: Batch) -> (Result<i64, StoreError>, Fate) {
+    let command = match batch {
+        Batch::KnownOnly => "ZADD XX INCR",
+        Batch::Unlimited | Batch::Watched => "ZINCRBY",
+    };
+    let result = match reply {
+        // Redis refused to run it (`OOM`, `READONLY`, `LOADING`, a wrong type): not applied.
+        Reply::Error(e) => {
+            let (error, fate) = classify(e);
+            return (Err(error), fate);
         }
-        "WRONGTYPE" | "ERR" => StoreError::Refused(e.line),
-        _ => StoreError::Unavailable(e.line),
+        Reply::Bulk(score) => count_of(&score).ok_or_else(|| {
+            StoreError::Refused(format!("{command} answered a score that is not a number"))
+        }),
+        // `XX`: the name is not in the set, and was not added.
+        Reply::Nil if batch == Batch::KnownOnly => Err(StoreError::NamesFull),
+        other => Err(StoreError::Refused(other.unexpected(command))),
+    };
+    (result, Fate::Keep)
+}
+
+/// What an error reply leaves of the connection it came on, from the mildest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fate {
+    /// In step: every command had its reply. Back to the pool.
+    Keep,
+    /// Redis closes it after this reply: dropped.
+    Close,
+    /// Its server is not the one to write to any more (a failover made it a replica), and
+    /// neither is the server of the pool's other connections: all dropped.
+    Retire,
+}
+
+/// What an error reply means for the command and for its connection. An error reply is not a
+/// broken connection: it came whole and in order, so the connection stays in the pool unless
+/// the server changed role (`READONLY`) or is about to close it (`max number of clients`).
+/// `OOM` (Redis at `maxmemory` under `noeviction`) is `Full`: nothing done, and nothing to
+/// try again at once. An error about the command itself (a wrong type, a bad argument) is
+/// `Refused`: retrying will not help. Every other error reply is a transient state of the
+/// server (`LOADING`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `NOSCRIPT`, `MISCONF`…):
+/// `Unavailable`, certainly not applied.
+fn classify(e: ServerError) -> (StoreError, Fate) {
+    match e.code() {
+        "OOM" => (StoreError::Full(e.line), Fate::Keep),
+        "READONLY" => (StoreError::Unavailable(e.line), Fate::Retire),
+        "ERR" if e.line.starts_with("ERR max number of clients reached") => {
+            (StoreError::Unavailable(e.line), Fate::Close)
+        }
+        "WRONGTYPE" | "ERR" => (StoreError::Refused(e.line), Fate::Keep),
+        _ => (StoreError::Unavailable(e.line), Fate::Keep),
     }
+}
+
+/// `used_memory` and `maxmemory` from an `INFO memory` reply (`field:value` lines).
+fn memory_from_info(text: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(':')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((field("used_memory")?, field("maxmemory")?))
 }
 
 /// The count in a `ZINCRBY` reply. Redis writes whole scores as integers; a fractional score
@@ -437,11 +516,46 @@ impl Store for RedisStore {
         })
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
-        match self.query(&[b"PING"])? {
-            Reply::Status(_) => Ok(()),
-            other => Err(StoreError::Refused(other.unexpected("PING"))),
-        }
+    fn refresh(&self) -> Result<(), StoreError> {
+        // Names the lane adds from now on may or may not be in what Redis answers.
+        let mark = self.admission.mark();
+        let mut pooled = self.checkout(Instant::now() + self.timeout)?;
+        let key = self.key.as_bytes();
+        pooled.conn.queue(&[b"INFO", b"memory"]);
+        pooled.conn.queue(&[b"ZCARD", key]);
+        // Both are reads, safe to ask again: any failure is unavailable.
+        pooled.conn.send().map_err(|e| self.broken(e.error))?;
+        let info = pooled.conn.receive().map_err(|e| self.broken(e))?;
+        let size = pooled.conn.receive().map_err(|e| self.broken(e))?;
+        let memory = match info {
+            Reply::Bulk(text) => memory_from_info(&text),
+            Reply::Error(e) => {
+                if !self.info_refused.swap(true, AtomicOrdering::Relaxed) {
+                    log::warn!(
+                        "Redis refused INFO ({e}): new names are admitted whatever its memory"
+                    );
+                }
+                None
+            }
+            _ => None,
+        };
+        let names = match size {
+            Reply::Integer(n) => u64::try_from(n).ok(),
+            Reply::Error(e) => {
+                let (error, fate) = classify(e);
+                self.dispose(pooled, fate);
+                return Err(error);
+            }
+            _ => None,
+        };
+        self.checkin(pooled);
+        let names = names.ok_or_else(|| StoreError::Refused("ZCARD answered no size".into()))?;
+        self.admission.sampled(mark, memory, names);
+        Ok(())
+    }
+
+    fn room(&self) -> Room {
+        self.admission.room()
     }
 
     fn kind(&self) -> &'static str {
@@ -508,7 +622,11 @@ impl Scan for RedisScan {
         pooled.conn.set_deadline(deadline);
         let reply = pooled.conn.receive().map_err(|e| self.store.broken(e))?;
         let chunk = match reply {
-            Reply::Error(e) => Err(self.store.server_error(e)),
+            Reply::Error(e) => {
+                let (error, fate) = classify(e);
+                self.store.dispose(pooled, fate);
+                return Err(error);
+            }
             reply => to_entries(reply, self.command),
         };
         self.conn = Some(pooled);
@@ -624,23 +742,104 @@ mod tests {
     }
 
     #[test]
-    fn command_errors_are_refused_and_server_states_unavailable() {
-        let e = |line: &str| ServerError { line: line.into() };
-        for refused in ["WRONGTYPE Operation", "ERR syntax error"] {
-            assert!(
-                matches!(classify(e(refused)), StoreError::Refused(_)),
-                "{refused}"
-            );
+    fn each_error_reply_is_classified_and_only_a_role_change_or_a_parting_server_drops_it() {
+        #[derive(Debug, PartialEq)]
+        enum Kind {
+            Refused,
+            Unavailable,
+            Full,
         }
-        for unavailable in [
-            "LOADING Redis is loading",
-            "READONLY You can't write",
-            "ERR max number of clients reached",
+        let kind = |e: &StoreError| match e {
+            StoreError::Refused(_) => Kind::Refused,
+            StoreError::Unavailable(_) => Kind::Unavailable,
+            StoreError::Full(_) => Kind::Full,
+            other => panic!("not from an error reply: {other:?}"),
+        };
+        for (line, want, fate) in [
+            (
+                "WRONGTYPE Operation against a key",
+                Kind::Refused,
+                Fate::Keep,
+            ),
+            ("ERR syntax error", Kind::Refused, Fate::Keep),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                Kind::Full,
+                Fate::Keep,
+            ),
+            ("LOADING Redis is loading", Kind::Unavailable, Fate::Keep),
+            (
+                "BUSY Redis is busy running a script",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            ("NOSCRIPT No matching script", Kind::Unavailable, Fate::Keep),
+            (
+                "TRYAGAIN Multiple keys request",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            (
+                "CLUSTERDOWN The cluster is down",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            (
+                "MASTERDOWN Link with MASTER is down",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            (
+                "MISCONF Redis is configured to save",
+                Kind::Unavailable,
+                Fate::Keep,
+            ),
+            ("READONLY You can't write", Kind::Unavailable, Fate::Retire),
+            (
+                "ERR max number of clients reached",
+                Kind::Unavailable,
+                Fate::Close,
+            ),
         ] {
-            assert!(
-                matches!(classify(e(unavailable)), StoreError::Unavailable(_)),
-                "{unavailable}"
-            );
+            let (error, its_fate) = classify(ServerError { line: line.into() });
+            assert_eq!((kind(&error), its_fate), (want, fate), "{line}");
+            assert!(error.to_string().contains(line), "{error}");
         }
+    }
+
+    #[test]
+    fn increment_replies_by_how_the_batch_was_sent() {
+        let count = |reply, batch| count_from(reply, batch).0;
+        assert_eq!(count(bulk("4"), Batch::Watched).unwrap(), 4);
+        assert_eq!(count(bulk("4"), Batch::KnownOnly).unwrap(), 4);
+        // `XX`: a name not in the set was left out.
+        assert!(matches!(
+            count(Reply::Nil, Batch::KnownOnly),
+            Err(StoreError::NamesFull)
+        ));
+        assert!(matches!(
+            count(Reply::Nil, Batch::Unlimited),
+            Err(StoreError::Refused(_))
+        ));
+        let oom = Reply::Error(ServerError {
+            line: "OOM command not allowed".into(),
+        });
+        assert!(matches!(
+            count_from(oom, Batch::KnownOnly),
+            (Err(StoreError::Full(_)), Fate::Keep)
+        ));
+    }
+
+    #[test]
+    fn info_memory_gives_used_and_max_memory() {
+        let info = b"# Memory\r\nused_memory:1043232\r\nused_memory_human:1018.78K\r\n\
+                     used_memory_rss:7000000\r\nmaxmemory:16777216\r\nmaxmemory_human:16.00M\r\n\
+                     maxmemory_policy:noeviction\r\n";
+        assert_eq!(memory_from_info(info), Some((1_043_232, 16_777_216)));
+        assert_eq!(memory_from_info(b"used_memory:5\r\n"), None);
+        assert_eq!(
+            memory_from_info(b"used_memory_rss:9\r\nused_memory:5\r\nmaxmemory:0\r\n"),
+            Some((5, 0))
+        );
     }
 }

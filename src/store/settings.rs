@@ -1,11 +1,14 @@
 //! The store's settings: which store (Redis, named by `REDIS_URL` or `REDIS_CLUSTER_ADDRESS`, or
-//! else the in-process one), the sorted set's key, the timeout and the extra TLS roots; and the
-//! parsing of a Redis URL into an [`Endpoint`], which must never show its password.
+//! else the in-process one), the sorted set's key, the timeout and the extra TLS roots, the
+//! limits on new names; and the parsing of a Redis URL into an [`Endpoint`], which must never
+//! show its password.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::admission::Limits;
 use super::connection::Endpoint;
+use super::memory::DEFAULT_MAX_NAMES;
 use crate::secret::Secret;
 use crate::settings::{invalid, millis, number, value, variables, ConfigError};
 
@@ -27,6 +30,12 @@ variables! {
         "PEM certificates trusted for rediss:// besides the built-in roots";
     STORE_MAX_PENDING = "1024",
         "greetings that may wait for the store (the store lane); more get 503 overloaded";
+    STORE_NEW_NAMES_MAX_MEMORY_PERCENT = "90",
+        "new names are refused (507 names_full) once Redis's used_memory reaches this \
+              percentage of its maxmemory (1 to 100; maxmemory 0: never); known names still count";
+    NAMES_MAX = "none with Redis, 100000 in-process",
+        "most names in the set; past it new names are refused (507 names_full) and known \
+              names still count (0: no new names)";
 }
 
 /// `STORE_MAX_PENDING`: the size of the store lane's queue ([`super::Increments`]).
@@ -36,8 +45,11 @@ pub fn max_pending_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<usi
 
 #[derive(Debug)]
 pub enum StoreSettings {
-    /// Neither `REDIS_URL` nor `REDIS_CLUSTER_ADDRESS`: counts live in this process only.
-    Memory,
+    /// Neither `REDIS_URL` nor `REDIS_CLUSTER_ADDRESS`: counts live in this process only, at
+    /// most `max_names` of them.
+    Memory {
+        max_names: u64,
+    },
     Redis(RedisSettings),
 }
 
@@ -51,6 +63,8 @@ pub struct RedisSettings {
     pub max_connections: usize,
     /// Certificates trusted for `rediss://` besides the built-in roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// When new names stop being admitted.
+    pub limits: Limits,
 }
 
 impl StoreSettings {
@@ -81,6 +95,17 @@ impl StoreSettings {
             (None, None) => None,
         };
         let tls_ca_file = get(REDIS_TLS_CA_FILE.name).map(|f| PathBuf::from(f.trim()));
+        let max_memory_percent = number(get, &STORE_NEW_NAMES_MAX_MEMORY_PERCENT, 1, 100)?;
+        // Its default depends on the store, so it is not read through the table's default.
+        let max_names = match get(NAMES_MAX.name) {
+            Some(raw) => Some(raw.trim().parse::<u64>().map_err(|_| {
+                invalid(
+                    NAMES_MAX.name,
+                    "a whole number from 0 to 18446744073709551615",
+                )
+            })?),
+            None => None,
+        };
         Ok(match endpoint {
             Some(endpoint) => StoreSettings::Redis(RedisSettings {
                 endpoint,
@@ -88,8 +113,14 @@ impl StoreSettings {
                 timeout,
                 max_connections,
                 tls_ca_file,
+                limits: Limits {
+                    max_memory_percent,
+                    max_names,
+                },
             }),
-            None => StoreSettings::Memory,
+            None => StoreSettings::Memory {
+                max_names: max_names.unwrap_or(DEFAULT_MAX_NAMES),
+            },
         })
     }
 }

@@ -1,5 +1,6 @@
-//! A `redis-server` of our own on a free port: plain, durable, a read-only replica, or with TLS
-//! and an ACL user; stopped, restarted and killed as the resilience scenarios need.
+//! A `redis-server` of our own on a free port: plain, durable, a read-only replica, with TLS
+//! and an ACL user, or with settings of the test's (e.g. `maxmemory`); stopped, restarted and
+//! killed as the resilience scenarios need.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,8 @@ pub struct Redis {
     pub secure: Option<Secure>,
     /// The port of the primary this server replicates, which makes it read-only.
     replica_of: Option<u16>,
+    /// More `redis-server` arguments, e.g. `--maxmemory 16mb`.
+    extra: Vec<String>,
 }
 
 /// A server that also listens with TLS and lets in one ACL user by password only.
@@ -39,6 +42,20 @@ impl Redis {
         Redis::spawned(free_port(), None, None, None)
     }
 
+    /// A plain server with more arguments, e.g. `["--maxmemory", "16mb"]`.
+    pub fn start_with(args: &[&str]) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            durable_dir: None,
+            secure: None,
+            replica_of: None,
+            extra: args.iter().map(|a| a.to_string()).collect(),
+        };
+        redis.spawn();
+        redis
+    }
+
     /// A read-only replica of `primary`, as a client meets one after a failover points it at
     /// the old primary.
     pub fn start_replica_of(primary: &Redis) -> Redis {
@@ -57,6 +74,7 @@ impl Redis {
             durable_dir,
             secure,
             replica_of,
+            extra: Vec::new(),
         };
         redis.spawn();
         redis
@@ -96,6 +114,7 @@ impl Redis {
             .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", appendonly, "--appendfsync", "always"])
             .args(["--dir", &dir.to_string_lossy()]);
+        command.args(&self.extra);
         if let Some(primary) = self.replica_of {
             command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
@@ -205,6 +224,65 @@ impl Redis {
 
     pub fn total(&self, key: &str) -> i64 {
         self.counts(key).iter().map(|(_, c)| c).sum()
+    }
+
+    /// Names in `key`.
+    pub fn names(&self, key: &str) -> u64 {
+        redis::cmd("ZCARD")
+            .arg(key)
+            .query(&mut self.connection())
+            .expect("ZCARD")
+    }
+
+    /// `name`'s count in `key`, if it is there.
+    pub fn score(&self, key: &str, name: &str) -> Option<i64> {
+        redis::cmd("ZSCORE")
+            .arg(key)
+            .arg(name)
+            .query(&mut self.connection())
+            .expect("ZSCORE")
+    }
+
+    /// A numeric field of `INFO section` (e.g. `used_memory` in `memory`), or `None` when the
+    /// server does not write it.
+    pub fn info(&self, section: &str, field: &str) -> Option<u64> {
+        let info: String = redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.connection())
+            .expect("INFO");
+        info.lines().find_map(|line| {
+            line.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// How many times Redis answered `-OOM` since it started (`INFO errorstats`).
+    pub fn oom_replies(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("errorstats")
+            .query(&mut self.connection())
+            .expect("INFO errorstats");
+        info.lines()
+            .find_map(|line| {
+                line.strip_prefix("errorstat_OOM:count=")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
+    /// `CONFIG SET parameter value`.
+    pub fn config_set(&self, parameter: &str, value: &str) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(parameter)
+            .arg(value)
+            .query(&mut self.connection())
+            .expect("CONFIG SET");
     }
 }
 

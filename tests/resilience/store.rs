@@ -165,7 +165,7 @@ fn u3_redis_trickling_its_replies() {
         ("REDIS_CLUSTER_ADDRESS", &slow.to_string()),
         ("REDIS_TIMEOUT_MS", "1000"),
     ]);
-    // Serving begins after a first health sample, whose PING takes the timeout here.
+    // Serving begins after a first health sample, whose check of Redis takes the timeout here.
     assert_eq!(Conn::open(s.addr).get("/health").status, 200);
     let mut tally = Tally::default();
     let mut statuses = Vec::new();

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hello::store::{Entry, Order, ScanRequest, Store};
+use hello::store::{Entry, Order, ScanRequest, Store, StoreError};
 
 /// Every entry a scan yields, checking that no chunk is larger than asked and that the scan
 /// stays over once it has ended.
@@ -39,7 +39,7 @@ pub fn scan_all(
 pub fn check(store: Arc<dyn Store>) {
     let store = &store;
     let scan = |order, start, limit, chunk| scan_all(store, order, start, limit, chunk);
-    assert!(store.ping().is_ok());
+    assert!(store.refresh().is_ok());
     assert_eq!(scan(Order::Ascending, 0, None, 10), vec![]);
 
     assert_eq!(store.increment("Bob").unwrap(), 1);
@@ -91,4 +91,35 @@ pub fn check(store: Arc<dyn Store>) {
     drop(partial);
     assert_eq!(store.increment("Ann").unwrap(), 2);
     assert_eq!(scan(Order::Ascending, 0, Some(1), 1), vec![e("Zoë", 1)]);
+}
+
+/// Runs the contract of a store that holds at most two names, against an empty one: past its
+/// cap, a new name is refused and not stored, and known names count, alone or in a batch.
+pub fn check_capped_at_two(store: Arc<dyn Store>) {
+    let store = &store;
+    assert!(store.refresh().is_ok());
+    assert!(store.room().admitting);
+    assert_eq!(store.room().names, Some(0));
+    assert_eq!(store.increment("Ann").unwrap(), 1);
+    assert_eq!(store.increment("Bob").unwrap(), 1);
+    assert!(!store.room().admitting);
+    assert_eq!(store.room().names, Some(2));
+    assert!(matches!(store.increment("Cy"), Err(StoreError::NamesFull)));
+    let batch = store.increment_batch(&["Ann", "Cy", "Bob", "Ann"]);
+    assert_eq!(batch[0].as_ref().unwrap(), &2);
+    assert!(matches!(batch[1], Err(StoreError::NamesFull)));
+    assert_eq!(batch[2].as_ref().unwrap(), &2);
+    assert_eq!(batch[3].as_ref().unwrap(), &3);
+    let e = |name: &str, count: i64| Entry {
+        name: name.to_owned(),
+        score: count.to_string(),
+    };
+    assert_eq!(
+        scan_all(store, Order::Ascending, 0, None, 10),
+        vec![e("Bob", 2), e("Ann", 3)]
+    );
+    // Still so after the store is asked again.
+    assert!(store.refresh().is_ok());
+    assert!(!store.room().admitting);
+    assert!(matches!(store.increment("Cy"), Err(StoreError::NamesFull)));
 }
