@@ -1,7 +1,14 @@
-# Logs with retention, alarms to one SNS topic (e-mail and PagerDuty subscriptions are
-# optional): the original's wished-for alert system; and the dashboard. The service's own
-# numbers arrive as metrics from its log lines (CloudWatch embedded metric format, METRICS_EMF)
-# in the namespace local.emf_namespace, with no agent and no extra IAM permission.
+# Logs with retention, alerts to two SNS topics, and the dashboard. The service's own numbers
+# arrive as metrics from its log lines (CloudWatch embedded metric format, METRICS_EMF) in the
+# namespace local.emf_namespace, with no agent and no extra IAM permission.
+#
+#   alarms   what pages: alarms that need someone now, and ECS deployment and task events
+#            (EventBridge). Encrypted with the service key; e-mail and PagerDuty subscribe.
+#   notices  what informs: ElastiCache's own events (failovers, node replacements,
+#            maintenance). Not encrypted: ElastiCache
+#            publishes only to an unencrypted topic (an encrypted one shows as inactive and
+#            receives nothing). Its messages name alarms and nodes, never data or secrets.
+#            E-mail subscribes.
 
 resource "aws_cloudwatch_log_group" "service" {
   name              = "/ecs/${var.name}"
@@ -16,8 +23,20 @@ resource "aws_cloudwatch_log_group" "flow" {
 }
 
 resource "aws_sns_topic" "alarms" {
-  name              = "${var.name}-alarms"
+  name              = local.alarm_topic_name
   kms_master_key_id = aws_kms_key.main.id
+}
+
+resource "aws_sns_topic" "notices" {
+  # checkov:skip=CKV_AWS_26:ElastiCache cannot publish to an encrypted topic (AWS's ElastiCache guide, "Event Notifications and Amazon SNS"); this topic carries only alarm and node names, no data.
+  name = "${var.name}-notices"
+}
+
+resource "aws_sns_topic_subscription" "notices_email" {
+  count     = var.alarm_email == "" ? 0 : 1
+  topic_arn = aws_sns_topic.notices.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
 }
 
 resource "aws_sns_topic_subscription" "email" {
@@ -36,11 +55,15 @@ resource "aws_sns_topic_subscription" "pagerduty" {
 }
 
 locals {
-  alarm_actions  = [aws_sns_topic.alarms.arn]
-  lb_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix }
-  tg_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
-  ecs_dimensions = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
-  emf_namespace  = var.name
+  alarm_topic_name = "${var.name}-alarms"
+  # For the key policy, which the topic itself refers to (kms.tf).
+  alarm_topic_arn = "arn:aws:sns:${var.region}:${data.aws_caller_identity.current.account_id}:${local.alarm_topic_name}"
+  alarm_actions   = [aws_sns_topic.alarms.arn]
+  notice_actions  = [aws_sns_topic.notices.arn]
+  lb_dimensions   = { LoadBalancer = aws_lb.main.arn_suffix }
+  tg_dimensions   = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
+  ecs_dimensions  = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
+  emf_namespace   = var.name
   # ElastiCache publishes per node, under each member cluster's CacheClusterId ("hello-001"…);
   # no metric carries a ReplicationGroupId dimension.
   redis_clusters = sort(aws_elasticache_replication_group.main.member_clusters)
@@ -342,8 +365,26 @@ resource "aws_cloudwatch_event_target" "deployments" {
   arn  = aws_sns_topic.alarms.arn
 }
 
-# The topic's policy: the account's own services as before (alarms, ElastiCache events), and
-# EventBridge for the rule above only.
+# An event EventBridge could not deliver (a key or topic policy that refuses it) is otherwise
+# lost without a trace. This alarm reaches the topic by CloudWatch's own path, which does not
+# depend on EventBridge's permissions.
+resource "aws_cloudwatch_metric_alarm" "event_delivery" {
+  alarm_name          = "${var.name}-event-delivery-failed"
+  alarm_description   = "EventBridge could not deliver an ECS deployment or task event to the alarm topic (rule ${aws_cloudwatch_event_rule.deployments.name}): check the topic's and the key's policies."
+  namespace           = "AWS/Events"
+  metric_name         = "FailedInvocations"
+  dimensions          = { RuleName = aws_cloudwatch_event_rule.deployments.name }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# The alarm topic's policy: the account's own alarms, and EventBridge for the rule above only.
 data "aws_iam_policy_document" "alarm_topic" {
   statement {
     sid       = "ThisAccountPublishes"
@@ -385,6 +426,33 @@ resource "aws_sns_topic_policy" "alarms" {
   policy = data.aws_iam_policy_document.alarm_topic.json
 }
 
+# The notice topic: this account's alarms and ElastiCache, which requires the
+# AWS:SourceOwner condition key (with aws:SourceAccount, SNS's default for new topics, its
+# notifications are refused).
+data "aws_iam_policy_document" "notice_topic" {
+  statement {
+    sid       = "ThisAccountPublishes"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.notices.arn]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "AWS:SourceOwner"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "notices" {
+  arn    = aws_sns_topic.notices.arn
+  policy = data.aws_iam_policy_document.notice_topic.json
+}
+
 module "dashboard" {
   source         = "./dashboard"
   region         = var.region
@@ -404,6 +472,7 @@ module "dashboard" {
     aws_cloudwatch_metric_alarm.redis_cpu,
     aws_cloudwatch_metric_alarm.healthy_hosts,
     aws_cloudwatch_metric_alarm.redis_evictions,
+    aws_cloudwatch_metric_alarm.event_delivery,
   ] : alarm.arn], aws_cloudwatch_metric_alarm.redis_replication_lag[*].arn)
 }
 

@@ -31,8 +31,9 @@ resource "aws_elasticache_replication_group" "main" {
   snapshot_retention_limit   = 7
   auto_minor_version_upgrade = true
   apply_immediately          = false
-  # Failovers, node replacements and maintenance, as they happen.
-  notification_topic_arn = aws_sns_topic.alarms.arn
+  # Failovers, node replacements and maintenance, as they happen (ElastiCache publishes only to
+  # an unencrypted topic: observability.tf).
+  notification_topic_arn = aws_sns_topic.notices.arn
 }
 
 resource "aws_secretsmanager_secret" "redis_url" {
