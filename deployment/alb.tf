@@ -11,7 +11,8 @@ resource "aws_lb" "main" {
   subnets                    = aws_subnet.public[*].id
   drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection
-  idle_timeout               = 60
+  # Shorter than the service's keep-alive idle time (HTTP_IDLE_TIMEOUT_MS, same variable).
+  idle_timeout = var.idle_timeouts.load_balancer
 
   access_logs {
     bucket  = aws_s3_bucket.access_logs.id

@@ -170,8 +170,15 @@ resource "aws_ecs_task_definition" "main" {
     user                   = "65534:65534"
     stopTimeout            = 30
     portMappings           = [{ containerPort = var.container_port, hostPort = 0, protocol = "tcp" }]
+    # A descriptor per connection: without this the task gets the Docker daemon's default,
+    # which can be below HTTP_MAX_CONNECTIONS, and connections past it fail at accept.
+    ulimits = [{ name = "nofile", softLimit = local.nofile, hardLimit = local.nofile }]
     environment = [
       { name = "PORT", value = tostring(var.container_port) },
+      { name = "HTTP_MAX_CONNECTIONS", value = tostring(var.http_max_connections) },
+      # Longer than the load balancer's idle_timeout (a validation in variables.tf), so that the
+      # load balancer closes idle connections first.
+      { name = "HTTP_IDLE_TIMEOUT_MS", value = tostring(local.service_idle_timeout_ms) },
       { name = "TARGET_GROUP_ARN", value = aws_lb_target_group.main.arn },
       { name = "AWS_REGION", value = var.region },
       { name = "LOG_FORMAT", value = "json" },

@@ -181,3 +181,34 @@ variable "latency_alarm_ms" {
   type        = number
   default     = 250
 }
+
+variable "http_max_connections" {
+  description = "Client connections a task keeps open (the service's HTTP_MAX_CONNECTIONS); the task's nofile limit is sized from it."
+  type        = number
+  default     = 10000
+
+  validation {
+    # The service's own bound, which also keeps the nofile limit under the kernel's nr_open.
+    condition     = var.http_max_connections >= 1 && var.http_max_connections <= 1000000 && floor(var.http_max_connections) == var.http_max_connections
+    error_message = "A whole number from 1 to 1,000,000."
+  }
+}
+
+variable "idle_timeouts" {
+  description = "Keep-alive idle time in seconds: the load balancer's idle_timeout and the service's HTTP_IDLE_TIMEOUT_MS. The service's must be the longer, so that the load balancer always closes an idle connection first and never sends a request down one the service has just closed (a 502)."
+  type = object({
+    load_balancer = number
+    service       = number
+  })
+  default = { load_balancer = 60, service = 75 }
+
+  validation {
+    condition     = var.idle_timeouts.service > var.idle_timeouts.load_balancer
+    error_message = "idle_timeouts.service must be longer than idle_timeouts.load_balancer: the load balancer would otherwise reuse connections the service has closed, and answer 502."
+  }
+
+  validation {
+    condition     = var.idle_timeouts.load_balancer >= 1 && var.idle_timeouts.load_balancer <= 4000
+    error_message = "idle_timeouts.load_balancer: from 1 to 4000 seconds (the ALB's range)."
+  }
+}
