@@ -14,4 +14,17 @@ locals {
   # The service's keep-alive idle time, in the milliseconds it reads.
   service_idle_timeout_ms = var.idle_timeouts.service * 1000
 
+  # Regions whose load balancers write access logs as an Elastic Load Balancing account of the
+  # region (the list in the ALB guide, "Attach a policy to your S3 bucket"); regions opened
+  # since (August 2022 on: il-central-1, ap-southeast-4, ca-west-1, mx-central-1, …) have no
+  # such account, and aws_elb_service_account fails there. Every region gets the log-delivery
+  # service principal.
+  elb_log_account_regions = [
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ca-central-1",
+    "eu-central-1", "eu-west-1", "eu-west-2", "eu-south-1", "eu-west-3", "eu-north-1",
+    "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
+    "ap-southeast-2", "ap-south-1", "me-south-1", "sa-east-1", "us-gov-west-1", "us-gov-east-1",
+  ]
+  elb_log_account = contains(local.elb_log_account_regions, var.region)
+
 }
