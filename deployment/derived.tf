@@ -27,4 +27,9 @@ locals {
   ]
   elb_log_account = contains(local.elb_log_account_regions, var.region)
 
+  arm64 = var.architecture == "arm64"
+  # The AMI is read from AWS's SSM parameter only when none is pinned.
+  ecs_ami_from_ssm = var.ecs_ami_id == null
+  # AWS's published parameter of the current ECS-optimised Amazon Linux 2023 AMI, per architecture.
+  ami_parameter = local.arm64 ? "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id" : "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
 }

@@ -212,3 +212,14 @@ variable "idle_timeouts" {
     error_message = "idle_timeouts.load_balancer: from 1 to 4000 seconds (the ALB's range)."
   }
 }
+
+variable "ecs_ami_id" {
+  description = "The ECS instances' AMI, pinned; null: AWS's recommended ECS-optimised Amazon Linux 2023 AMI for the architecture, read from SSM when the launch template is made and kept until it is replaced on purpose (see the README: Instances are refreshed)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ecs_ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.ecs_ami_id))
+    error_message = "An AMI id such as ami-0123456789abcdef0, or null."
+  }
+}
