@@ -289,7 +289,7 @@ resource "aws_appautoscaling_policy" "requests" {
   scalable_dimension = aws_appautoscaling_target.service.scalable_dimension
 
   target_tracking_scaling_policy_configuration {
-    target_value = 1000
+    target_value = var.requests_per_task_target
     predefined_metric_specification {
       predefined_metric_type = "ALBRequestCountPerTarget"
       resource_label         = "${aws_lb.main.arn_suffix}/${aws_lb_target_group.main.arn_suffix}"

@@ -223,3 +223,9 @@ variable "ecs_ami_id" {
     error_message = "An AMI id such as ami-0123456789abcdef0, or null."
   }
 }
+
+variable "requests_per_task_target" {
+  description = "Target tracking: load balancer requests per task per minute that the service scales out above (the CPU target scales it too). See the README: How it scales."
+  type        = number
+  default     = 480000
+}
