@@ -4,8 +4,8 @@
 #
 #   alarms   what pages: alarms that need someone now, and ECS deployment and task events
 #            (EventBridge). Encrypted with the service key; e-mail and PagerDuty subscribe.
-#   notices  what informs: ElastiCache's own events (failovers, node replacements,
-#            maintenance). Not encrypted: ElastiCache
+#   notices  what informs: warnings (memory past 80%, new names refused) and ElastiCache's own
+#            events (failovers, node replacements, maintenance). Not encrypted: ElastiCache
 #            publishes only to an unencrypted topic (an encrypted one shows as inactive and
 #            receives nothing). Its messages name alarms and nodes, never data or secrets.
 #            E-mail subscribes.
@@ -163,13 +163,19 @@ resource "aws_cloudwatch_metric_alarm" "ecs_memory" {
   alarm_actions       = local.alarm_actions
 }
 
-resource "aws_cloudwatch_metric_alarm" "redis_memory" {
-  alarm_name          = "${var.name}-redis-memory"
-  alarm_description   = "Redis memory above 80% of a node (time to size up)."
-  evaluation_periods  = 2
+# Memory of the fullest node, as ElastiCache counts it (used memory against maxmemory, which
+# leaves out the reserved memory). At 80% it is time to size up; at 90% the service begins to
+# refuse new names (its default STORE_NEW_NAMES_MAX_MEMORY_PERCENT), and at 100% Redis refuses
+# writes (noeviction, redis.tf): that pages.
+resource "aws_cloudwatch_metric_alarm" "redis_memory_warn" {
+  alarm_name          = "${var.name}-redis-memory-warn"
+  alarm_description   = "A Redis node above 80% of its memory for 5 minutes: size the node up (redis_node_type) before new names are refused."
+  evaluation_periods  = 5
+  datapoints_to_alarm = 5
   comparison_operator = "GreaterThanThreshold"
   threshold           = 80
-  alarm_actions       = local.alarm_actions
+  alarm_actions       = local.notice_actions
+  ok_actions          = local.notice_actions
 
   metric_query {
     id          = "worst"
@@ -186,7 +192,39 @@ resource "aws_cloudwatch_metric_alarm" "redis_memory" {
         namespace   = "AWS/ElastiCache"
         metric_name = "DatabaseMemoryUsagePercentage"
         dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
-        period      = 300
+        period      = 60
+        stat        = "Maximum"
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "redis_memory_page" {
+  alarm_name          = "${var.name}-redis-memory-page"
+  alarm_description   = "A Redis node above 90% of its memory for 3 minutes: new names are being refused, and at 100% every greeting fails. Size up now (redis_node_type)."
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 90
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "largest node's memory %"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "DatabaseMemoryUsagePercentage"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 60
         stat        = "Maximum"
       }
     }
@@ -259,6 +297,41 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   ok_actions          = local.alarm_actions
 }
 
+# The store's admission (issue 26): past its memory watermark or NAMES_MAX the service refuses
+# greetings of new names and keeps counting known ones. Refusals are the guard working, so they
+# inform; Redis itself answering -OOM (StoreFull) means greetings of known names fail too, so it
+# pages.
+resource "aws_cloudwatch_metric_alarm" "names_refused" {
+  alarm_name          = "${var.name}-names-refused"
+  alarm_description   = "The service refused greetings of new names (the store is full: memory watermark or NAMES_MAX) in the last 5 minutes. Known names still count."
+  namespace           = local.emf_namespace
+  metric_name         = "NamesRefused"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.notice_actions
+  ok_actions          = local.notice_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "store_full" {
+  alarm_name          = "${var.name}-store-full"
+  alarm_description   = "Redis answered -OOM (out of memory) in 2 of 3 minutes: greetings of known names fail too."
+  namespace           = local.emf_namespace
+  metric_name         = "StoreFull"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 2
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 resource "aws_cloudwatch_metric_alarm" "healthy_hosts" {
   alarm_name          = "${var.name}-healthy-hosts"
   alarm_description   = "Fewer healthy targets than tasks_min (${var.tasks_min}) for 3 minutes: tasks fail to start or to pass /health."
@@ -276,7 +349,8 @@ resource "aws_cloudwatch_metric_alarm" "healthy_hosts" {
   ok_actions         = local.alarm_actions
 }
 
-# Evictions lose counts: the sorted set has no TTL, so any eviction means memory ran out.
+# Evictions lose counts. With noeviction (redis.tf) there should never be one: an eviction
+# means the parameter group is not the one applied.
 resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
   alarm_name          = "${var.name}-redis-evictions"
   alarm_description   = "Redis evicted keys: memory is full and data is being dropped."
@@ -468,10 +542,13 @@ module "dashboard" {
     aws_cloudwatch_metric_alarm.latency_p99,
     aws_cloudwatch_metric_alarm.ecs_cpu,
     aws_cloudwatch_metric_alarm.ecs_memory,
-    aws_cloudwatch_metric_alarm.redis_memory,
+    aws_cloudwatch_metric_alarm.redis_memory_warn,
+    aws_cloudwatch_metric_alarm.redis_memory_page,
     aws_cloudwatch_metric_alarm.redis_cpu,
     aws_cloudwatch_metric_alarm.healthy_hosts,
     aws_cloudwatch_metric_alarm.redis_evictions,
+    aws_cloudwatch_metric_alarm.names_refused,
+    aws_cloudwatch_metric_alarm.store_full,
     aws_cloudwatch_metric_alarm.event_delivery,
   ] : alarm.arn], aws_cloudwatch_metric_alarm.redis_replication_lag[*].arn)
 }

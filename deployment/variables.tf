@@ -229,3 +229,9 @@ variable "requests_per_task_target" {
   type        = number
   default     = 480000
 }
+
+variable "redis_restore_snapshot" {
+  description = "Name of an ElastiCache snapshot (e.g. the final snapshot of a destroyed stack) that a new replication group starts from; null: empty. Only read when the group is created."
+  type        = string
+  default     = null
+}
