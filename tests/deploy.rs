@@ -357,3 +357,57 @@ fn critical_findings_stop_a_release_unless_allowed() {
     }
     assert_eq!(stack.task()["revision"], 3);
 }
+
+/// The release runs on a hosted CI from pinned inputs: every action pinned by commit, the
+/// image's base by digest, the providers by the lock file; and it tests, scans, deploys with
+/// the scan gate and the rollback check, never told to let critical findings through.
+#[test]
+fn releases_come_from_ci_with_pinned_inputs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workflow = std::fs::read_to_string(root.join(".github/workflows/release.yml")).unwrap();
+    let mut actions = 0;
+    for line in workflow.lines() {
+        let Some((_, used)) = line.split_once("uses:") else {
+            continue;
+        };
+        actions += 1;
+        let reference = used.split_whitespace().next().unwrap_or("");
+        let commit = reference.rsplit_once('@').map_or("", |(_, c)| c);
+        assert!(
+            commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "an action not pinned by commit: {line}"
+        );
+    }
+    assert!(actions > 0);
+    for wanted in [
+        "run: make test",
+        "cargo audit",
+        "run: make deploy",
+        "id-token: write",
+        "needs: test",
+        "-lockfile=readonly",
+    ] {
+        assert!(workflow.contains(wanted), "the workflow lacks {wanted:?}");
+    }
+    for unwanted in [
+        "allow-critical",
+        "ALLOW_CRITICAL_FINDINGS",
+        "aws-access-key-id",
+    ] {
+        assert!(
+            !workflow.contains(unwanted),
+            "the workflow has {unwanted:?}"
+        );
+    }
+
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let base = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG BASE="))
+        .expect("ARG BASE in the Dockerfile");
+    let digest = base.split_once("@sha256:").map_or("", |(_, d)| d).trim();
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the base is not pinned by digest: {base}"
+    );
+}
