@@ -5,8 +5,11 @@
 # No RUN step: the image builds wherever the base can be had (scratch needs no pull at all), for
 # either architecture without emulation.
 # Alpine 3.23: its main repository is supported until 2027-11-01 (Alpine's releases.json); 3.20
-# ended on 2026-04-01 and 3.21 on 2026-11-01.
-ARG BASE=alpine:3.23
+# ended on 2026-04-01 and 3.21 on 2026-11-01. Pinned by digest, since a tag can be moved to
+# other bytes: 3.23.6's multi-platform index (amd64 and arm64 among its platforms), as Docker's
+# official-images record lists it (docker-library/repo-info, repos/alpine/remote/3.23.6.md).
+# To bump it, see the README ("Base image").
+ARG BASE=alpine:3.23.6@sha256:18125326968f1d09ef7b7fff2c06f300767daaf5c6591f735e2f058edfa10a16
 FROM ${BASE}
 
 # The binary for the image's architecture: x86_64 by default, or

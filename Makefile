@@ -13,6 +13,10 @@ OUT     := $(or $(CARGO_TARGET_DIR),target)
 STATIC  := $(OUT)/$(TARGET)/release/hello
 STATIC_ARM64 := $(OUT)/$(ARM64)/release/hello
 IMAGE   ?= nytimes/hello
+# The image's base: empty, the Dockerfile's (Alpine, pinned by digest); IMAGE_BASE=scratch needs
+# no registry at all.
+IMAGE_BASE ?=
+BASE_ARG := $(if $(IMAGE_BASE),--build-arg BASE=$(IMAGE_BASE))
 SHELL   := /bin/bash
 # Panic locations name the dependencies' source files under $CARGO_HOME: written as /cargo, the
 # binary names no build machine's paths, and its bytes do not depend on them. Only for the
@@ -41,10 +45,6 @@ static-arm64:
 	cargo build --release --locked --target $(ARM64)
 	@ls -l $(STATIC_ARM64) | awk '{print "static arm64 binary: " $$5 " bytes"}'
 
-# BASE=scratch builds on nothing at all: no registry needs to answer (the default, Alpine, is
-# pulled). Any other base the Dockerfile's ARG BASE takes works the same way.
-BASE ?=
-BASE_ARG := $(if $(BASE),--build-arg BASE=$(BASE))
 image: static
 	@tool=$$(. scripts/lib.sh && container_tool); \
 	case "$$tool" in \
@@ -55,12 +55,15 @@ image: static
 
 # One image name for both architectures (a manifest list), with podman. No RUN step, so no
 # emulation is needed to build the arm64 half. Docker's format, as everywhere podman builds
-# here: the OCI format has no HEALTHCHECK, and podman drops it.
+# here: the OCI format has no HEALTHCHECK, and podman drops it. Where no registry can be
+# reached: make image-multiarch IMAGE_BASE=scratch.
 image-multiarch: static static-arm64
+	@. scripts/lib.sh && need_packages podman:podman
 	podman manifest rm $(IMAGE) >/dev/null 2>&1 || true
 	podman manifest create $(IMAGE)
-	podman build --format docker --timestamp "$$SOURCE_DATE_EPOCH" --platform linux/amd64 --manifest $(IMAGE) .
-	podman build --format docker --timestamp "$$SOURCE_DATE_EPOCH" --platform linux/arm64 \
+	podman build --format docker --timestamp "$$SOURCE_DATE_EPOCH" $(BASE_ARG) --platform linux/amd64 \
+	  --build-arg BINARY=target/$(TARGET)/release/hello --manifest $(IMAGE) .
+	podman build --format docker --timestamp "$$SOURCE_DATE_EPOCH" $(BASE_ARG) --platform linux/arm64 \
 	  --build-arg BINARY=target/$(ARM64)/release/hello --manifest $(IMAGE) .
 	podman manifest inspect $(IMAGE) | grep -E '"architecture"'
 
@@ -73,13 +76,22 @@ test:
 
 # The API suite against the arm64 binary, run by qemu's user-mode emulator, through the
 # harness's HELLO_BIN. The harness starts the binary with a cleared environment, so the
-# wrapper names the binary itself; exec, so that signals reach the emulated process.
+# wrapper names the binary itself; exec, so that signals reach the emulated process. Then the
+# arm64 image, FROM scratch (no registry), as a Graviton release builds it: it must build from
+# the context .dockerignore leaves, and say arm64.
 QEMU_HELLO := $(abspath $(OUT))/hello-arm64-qemu
+ARM64_TEST_IMAGE := localhost/hello-test:arm64
 test-arm64: static-arm64
-	@. scripts/lib.sh && need_packages qemu-aarch64-static:qemu-user-static
+	@. scripts/lib.sh && need_packages qemu-aarch64-static:qemu-user-static podman:podman
 	printf '#!/bin/sh\nexec qemu-aarch64-static %s "$$@"\n' '$(abspath $(STATIC_ARM64))' > $(QEMU_HELLO)
 	chmod +x $(QEMU_HELLO)
 	HELLO_BIN=$(QEMU_HELLO) cargo test --test api
+	podman build --format docker --timestamp "$$SOURCE_DATE_EPOCH" --build-arg BASE=scratch \
+	  --platform linux/arm64 --build-arg BINARY=target/$(ARM64)/release/hello -t $(ARM64_TEST_IMAGE) .
+	@arch=$$(podman image inspect --format '{{.Architecture}}' $(ARM64_TEST_IMAGE)); \
+	podman rmi -f $(ARM64_TEST_IMAGE) >/dev/null; \
+	echo "arm64 image architecture: $$arch"; \
+	[ "$$arch" = arm64 ] || { echo "the arm64 image says $$arch"; exit 1; }
 
 # Two clean builds of the static binary, in two directories, must be byte-identical.
 reproducible:

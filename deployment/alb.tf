@@ -11,7 +11,8 @@ resource "aws_lb" "main" {
   subnets                    = aws_subnet.public[*].id
   drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection
-  idle_timeout               = 60
+  # Shorter than the service's keep-alive idle time (HTTP_IDLE_TIMEOUT_MS, same variable).
+  idle_timeout = var.idle_timeouts.load_balancer
 
   access_logs {
     bucket  = aws_s3_bucket.access_logs.id
@@ -77,20 +78,27 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
   }
 }
 
-# Regions older than August 2022 deliver from an Elastic Load Balancing account of the region;
-# newer ones from the log-delivery service principal. Both are allowed, each only into this
-# stack's prefix and this account's folder.
-data "aws_elb_service_account" "main" {}
+# Regions opened before August 2022 deliver from an Elastic Load Balancing account of the
+# region, the others from the log-delivery service principal (local.elb_log_account, in
+# derived.tf). aws_elb_service_account knows only the former and fails a plan anywhere else, so
+# it is read only there. The principal is allowed everywhere. Each only into this stack's
+# prefix and this account's folder.
+data "aws_elb_service_account" "main" {
+  count = local.elb_log_account ? 1 : 0
+}
 
 data "aws_iam_policy_document" "access_logs" {
-  statement {
-    sid       = "LoadBalancerWrites"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.access_logs.arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+  dynamic "statement" {
+    for_each = data.aws_elb_service_account.main[*].arn
+    content {
+      sid       = "LoadBalancerWrites"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.access_logs.arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
 
-    principals {
-      type        = "AWS"
-      identifiers = [data.aws_elb_service_account.main.arn]
+      principals {
+        type        = "AWS"
+        identifiers = [statement.value]
+      }
     }
   }
 

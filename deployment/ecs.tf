@@ -3,14 +3,21 @@
 # ports, rolling deployments that roll back on failure, and target-tracking task scaling.
 
 locals {
-  arm64 = var.architecture == "arm64"
-  # AWS's published parameter of the current ECS-optimised Amazon Linux 2023 AMI, per architecture.
-  ami_parameter = local.arm64 ? "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id" : "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
   instance_type = var.instance_type != "" ? var.instance_type : (local.arm64 ? "t4g.small" : "t3.small")
 }
 
 data "aws_ssm_parameter" "ecs_ami" {
-  name = local.ami_parameter
+  count = local.ecs_ami_from_ssm ? 1 : 0
+  name  = local.ami_parameter
+}
+
+# What may change the instances' AMI: the architecture and a pinned id. AWS publishes a new
+# recommended AMI every few weeks; the launch template ignores that (ignore_changes below), so
+# an apply for something else never replaces every instance. A change here replaces the launch
+# template, whose new version the Auto Scaling group's instance refresh then rolls out; so does
+# `terraform apply -replace=aws_launch_template.ecs`, which takes the recommended AMI of the day.
+resource "terraform_data" "ecs_ami" {
+  triggers_replace = [var.architecture, var.ecs_ami_id]
 }
 
 resource "aws_ecs_cluster" "main" {
@@ -24,7 +31,7 @@ resource "aws_ecs_cluster" "main" {
 
 resource "aws_launch_template" "ecs" {
   name_prefix   = "${var.name}-"
-  image_id      = data.aws_ssm_parameter.ecs_ami.value
+  image_id      = local.ecs_ami_from_ssm ? one(data.aws_ssm_parameter.ecs_ami[*].value) : var.ecs_ami_id
   instance_type = local.instance_type
 
   iam_instance_profile {
@@ -74,6 +81,14 @@ resource "aws_launch_template" "ecs" {
     echo "ECS_ENABLE_CONTAINER_METADATA=true" >> /etc/ecs/ecs.config
   EOT
   )
+
+  # The Auto Scaling group refers to the template by id: the new one must exist before the old
+  # one goes.
+  lifecycle {
+    create_before_destroy = true
+    ignore_changes        = [image_id]
+    replace_triggered_by  = [terraform_data.ecs_ami]
+  }
 }
 
 resource "aws_autoscaling_group" "ecs" {
@@ -84,8 +99,8 @@ resource "aws_autoscaling_group" "ecs" {
   protect_from_scale_in = true
   health_check_type     = "EC2"
 
-  # The version by number, not "$Latest": a new ECS-optimised AMI (read from SSM at each plan)
-  # makes a new launch template version, which changes this group and starts the refresh below.
+  # The version by number, not "$Latest": a new launch template (a new architecture or AMI, see
+  # terraform_data.ecs_ami) changes this group and starts the refresh below.
   launch_template {
     id      = aws_launch_template.ecs.id
     version = aws_launch_template.ecs.latest_version
@@ -170,8 +185,15 @@ resource "aws_ecs_task_definition" "main" {
     user                   = "65534:65534"
     stopTimeout            = 30
     portMappings           = [{ containerPort = var.container_port, hostPort = 0, protocol = "tcp" }]
+    # A descriptor per connection: without this the task gets the Docker daemon's default,
+    # which can be below HTTP_MAX_CONNECTIONS, and connections past it fail at accept.
+    ulimits = [{ name = "nofile", softLimit = local.nofile, hardLimit = local.nofile }]
     environment = [
       { name = "PORT", value = tostring(var.container_port) },
+      { name = "HTTP_MAX_CONNECTIONS", value = tostring(var.http_max_connections) },
+      # Longer than the load balancer's idle_timeout (a validation in variables.tf), so that the
+      # load balancer closes idle connections first.
+      { name = "HTTP_IDLE_TIMEOUT_MS", value = tostring(local.service_idle_timeout_ms) },
       { name = "TARGET_GROUP_ARN", value = aws_lb_target_group.main.arn },
       { name = "AWS_REGION", value = var.region },
       { name = "LOG_FORMAT", value = "json" },
@@ -267,7 +289,7 @@ resource "aws_appautoscaling_policy" "requests" {
   scalable_dimension = aws_appautoscaling_target.service.scalable_dimension
 
   target_tracking_scaling_policy_configuration {
-    target_value = 1000
+    target_value = var.requests_per_task_target
     predefined_metric_specification {
       predefined_metric_type = "ALBRequestCountPerTarget"
       resource_label         = "${aws_lb.main.arn_suffix}/${aws_lb_target_group.main.arn_suffix}"

@@ -12,9 +12,34 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
   }
 }
 
+# The task role only for ECS tasks of this account and region (no confused deputy: ECS acting
+# for another account cannot hand it out). The execution role keeps the plain trust above:
+# ECS's guide documents these conditions for task roles.
+data "aws_iam_policy_document" "task_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:aws:ecs:${var.region}:${data.aws_caller_identity.current.account_id}:*"]
+    }
+  }
+}
+
 resource "aws_iam_role" "task" {
   name               = "${var.name}-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = data.aws_iam_policy_document.task_assume.json
 }
 
 data "aws_iam_policy_document" "task" {

@@ -1,5 +1,6 @@
 # One customer-managed key for everything the service stores at rest: logs, the Redis secret,
-# the alarm topic, the image repository and Redis itself.
+# the alarm topic, the image repository and Redis itself (and so its snapshots, the final one
+# included: see the README's teardown for the key's deletion window).
 
 resource "aws_kms_key" "main" {
   description         = "${var.name}: logs, secrets, alarms, images, cache"
@@ -46,6 +47,7 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  # CloudWatch alarms (and SNS itself) carry aws:SourceAccount on their requests.
   statement {
     sid       = "ServicesEncrypt"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
@@ -53,13 +55,35 @@ data "aws_iam_policy_document" "kms" {
 
     principals {
       type        = "Service"
-      identifiers = ["sns.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com"]
+      identifiers = ["sns.amazonaws.com", "cloudwatch.amazonaws.com"]
     }
 
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+
+  # EventBridge does not: AWS documents that aws:SourceAccount, aws:SourceArn and
+  # aws:SourceOrgID are absent from its requests to an encrypted topic's key, so a statement
+  # conditioned on them silently drops every ECS event. What the request does carry is SNS's
+  # encryption context, the topic's ARN: EventBridge may use the key for the alarm topic only.
+  # (Built from its name: the topic refers to this key, so its own ARN would be a cycle.)
+  statement {
+    sid       = "EventBridgeEncrypts"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:sns:topicArn"
+      values   = [local.alarm_topic_arn]
     }
   }
 }

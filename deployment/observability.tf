@@ -1,7 +1,14 @@
-# Logs with retention, alarms to one SNS topic (e-mail and PagerDuty subscriptions are
-# optional): the original's wished-for alert system; and the dashboard. The service's own
-# numbers arrive as metrics from its log lines (CloudWatch embedded metric format, METRICS_EMF)
-# in the namespace local.emf_namespace, with no agent and no extra IAM permission.
+# Logs with retention, alerts to two SNS topics, and the dashboard. The service's own numbers
+# arrive as metrics from its log lines (CloudWatch embedded metric format, METRICS_EMF) in the
+# namespace local.emf_namespace, with no agent and no extra IAM permission.
+#
+#   alarms   what pages: alarms that need someone now, and ECS deployment and task events
+#            (EventBridge). Encrypted with the service key; e-mail and PagerDuty subscribe.
+#   notices  what informs: warnings (memory past 80%, new names refused) and ElastiCache's own
+#            events (failovers, node replacements, maintenance). Not encrypted: ElastiCache
+#            publishes only to an unencrypted topic (an encrypted one shows as inactive and
+#            receives nothing). Its messages name alarms and nodes, never data or secrets.
+#            E-mail subscribes.
 
 resource "aws_cloudwatch_log_group" "service" {
   name              = "/ecs/${var.name}"
@@ -16,8 +23,20 @@ resource "aws_cloudwatch_log_group" "flow" {
 }
 
 resource "aws_sns_topic" "alarms" {
-  name              = "${var.name}-alarms"
+  name              = local.alarm_topic_name
   kms_master_key_id = aws_kms_key.main.id
+}
+
+resource "aws_sns_topic" "notices" {
+  # checkov:skip=CKV_AWS_26:ElastiCache cannot publish to an encrypted topic (AWS's ElastiCache guide, "Event Notifications and Amazon SNS"); this topic carries only alarm and node names, no data.
+  name = "${var.name}-notices"
+}
+
+resource "aws_sns_topic_subscription" "notices_email" {
+  count     = var.alarm_email == "" ? 0 : 1
+  topic_arn = aws_sns_topic.notices.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
 }
 
 resource "aws_sns_topic_subscription" "email" {
@@ -36,11 +55,15 @@ resource "aws_sns_topic_subscription" "pagerduty" {
 }
 
 locals {
-  alarm_actions  = [aws_sns_topic.alarms.arn]
-  lb_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix }
-  tg_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
-  ecs_dimensions = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
-  emf_namespace  = var.name
+  alarm_topic_name = "${var.name}-alarms"
+  # For the key policy, which the topic itself refers to (kms.tf).
+  alarm_topic_arn = "arn:aws:sns:${var.region}:${data.aws_caller_identity.current.account_id}:${local.alarm_topic_name}"
+  alarm_actions   = [aws_sns_topic.alarms.arn]
+  notice_actions  = [aws_sns_topic.notices.arn]
+  lb_dimensions   = { LoadBalancer = aws_lb.main.arn_suffix }
+  tg_dimensions   = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
+  ecs_dimensions  = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
+  emf_namespace   = var.name
   # ElastiCache publishes per node, under each member cluster's CacheClusterId ("hello-001"…);
   # no metric carries a ReplicationGroupId dimension.
   redis_clusters = sort(aws_elasticache_replication_group.main.member_clusters)
@@ -140,13 +163,19 @@ resource "aws_cloudwatch_metric_alarm" "ecs_memory" {
   alarm_actions       = local.alarm_actions
 }
 
-resource "aws_cloudwatch_metric_alarm" "redis_memory" {
-  alarm_name          = "${var.name}-redis-memory"
-  alarm_description   = "Redis memory above 80% of a node (time to size up)."
-  evaluation_periods  = 2
+# Memory of the fullest node, as ElastiCache counts it (used memory against maxmemory, which
+# leaves out the reserved memory). At 80% it is time to size up; at 90% the service begins to
+# refuse new names (its default STORE_NEW_NAMES_MAX_MEMORY_PERCENT), and at 100% Redis refuses
+# writes (noeviction, redis.tf): that pages.
+resource "aws_cloudwatch_metric_alarm" "redis_memory_warn" {
+  alarm_name          = "${var.name}-redis-memory-warn"
+  alarm_description   = "A Redis node above 80% of its memory for 5 minutes: size the node up (redis_node_type) before new names are refused."
+  evaluation_periods  = 5
+  datapoints_to_alarm = 5
   comparison_operator = "GreaterThanThreshold"
   threshold           = 80
-  alarm_actions       = local.alarm_actions
+  alarm_actions       = local.notice_actions
+  ok_actions          = local.notice_actions
 
   metric_query {
     id          = "worst"
@@ -163,7 +192,39 @@ resource "aws_cloudwatch_metric_alarm" "redis_memory" {
         namespace   = "AWS/ElastiCache"
         metric_name = "DatabaseMemoryUsagePercentage"
         dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
-        period      = 300
+        period      = 60
+        stat        = "Maximum"
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "redis_memory_page" {
+  alarm_name          = "${var.name}-redis-memory-page"
+  alarm_description   = "A Redis node above 90% of its memory for 3 minutes: new names are being refused, and at 100% every greeting fails. Size up now (redis_node_type)."
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 90
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    label       = "largest node's memory %"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(var.redis_nodes)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = "DatabaseMemoryUsagePercentage"
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = 60
         stat        = "Maximum"
       }
     }
@@ -236,6 +297,41 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   ok_actions          = local.alarm_actions
 }
 
+# The store's admission (issue 26): past its memory watermark or NAMES_MAX the service refuses
+# greetings of new names and keeps counting known ones. Refusals are the guard working, so they
+# inform; Redis itself answering -OOM (StoreFull) means greetings of known names fail too, so it
+# pages.
+resource "aws_cloudwatch_metric_alarm" "names_refused" {
+  alarm_name          = "${var.name}-names-refused"
+  alarm_description   = "The service refused greetings of new names (the store is full: memory watermark or NAMES_MAX) in the last 5 minutes. Known names still count."
+  namespace           = local.emf_namespace
+  metric_name         = "NamesRefused"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.notice_actions
+  ok_actions          = local.notice_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "store_full" {
+  alarm_name          = "${var.name}-store-full"
+  alarm_description   = "Redis answered -OOM (out of memory) in 2 of 3 minutes: greetings of known names fail too."
+  namespace           = local.emf_namespace
+  metric_name         = "StoreFull"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 2
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 resource "aws_cloudwatch_metric_alarm" "healthy_hosts" {
   alarm_name          = "${var.name}-healthy-hosts"
   alarm_description   = "Fewer healthy targets than tasks_min (${var.tasks_min}) for 3 minutes: tasks fail to start or to pass /health."
@@ -253,7 +349,8 @@ resource "aws_cloudwatch_metric_alarm" "healthy_hosts" {
   ok_actions         = local.alarm_actions
 }
 
-# Evictions lose counts: the sorted set has no TTL, so any eviction means memory ran out.
+# Evictions lose counts. With noeviction (redis.tf) there should never be one: an eviction
+# means the parameter group is not the one applied.
 resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
   alarm_name          = "${var.name}-redis-evictions"
   alarm_description   = "Redis evicted keys: memory is full and data is being dropped."
@@ -342,8 +439,26 @@ resource "aws_cloudwatch_event_target" "deployments" {
   arn  = aws_sns_topic.alarms.arn
 }
 
-# The topic's policy: the account's own services as before (alarms, ElastiCache events), and
-# EventBridge for the rule above only.
+# An event EventBridge could not deliver (a key or topic policy that refuses it) is otherwise
+# lost without a trace. This alarm reaches the topic by CloudWatch's own path, which does not
+# depend on EventBridge's permissions.
+resource "aws_cloudwatch_metric_alarm" "event_delivery" {
+  alarm_name          = "${var.name}-event-delivery-failed"
+  alarm_description   = "EventBridge could not deliver an ECS deployment or task event to the alarm topic (rule ${aws_cloudwatch_event_rule.deployments.name}): check the topic's and the key's policies."
+  namespace           = "AWS/Events"
+  metric_name         = "FailedInvocations"
+  dimensions          = { RuleName = aws_cloudwatch_event_rule.deployments.name }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# The alarm topic's policy: the account's own alarms, and EventBridge for the rule above only.
 data "aws_iam_policy_document" "alarm_topic" {
   statement {
     sid       = "ThisAccountPublishes"
@@ -385,6 +500,33 @@ resource "aws_sns_topic_policy" "alarms" {
   policy = data.aws_iam_policy_document.alarm_topic.json
 }
 
+# The notice topic: this account's alarms and ElastiCache, which requires the
+# AWS:SourceOwner condition key (with aws:SourceAccount, SNS's default for new topics, its
+# notifications are refused).
+data "aws_iam_policy_document" "notice_topic" {
+  statement {
+    sid       = "ThisAccountPublishes"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.notices.arn]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "AWS:SourceOwner"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "notices" {
+  arn    = aws_sns_topic.notices.arn
+  policy = data.aws_iam_policy_document.notice_topic.json
+}
+
 module "dashboard" {
   source         = "./dashboard"
   region         = var.region
@@ -400,10 +542,14 @@ module "dashboard" {
     aws_cloudwatch_metric_alarm.latency_p99,
     aws_cloudwatch_metric_alarm.ecs_cpu,
     aws_cloudwatch_metric_alarm.ecs_memory,
-    aws_cloudwatch_metric_alarm.redis_memory,
+    aws_cloudwatch_metric_alarm.redis_memory_warn,
+    aws_cloudwatch_metric_alarm.redis_memory_page,
     aws_cloudwatch_metric_alarm.redis_cpu,
     aws_cloudwatch_metric_alarm.healthy_hosts,
     aws_cloudwatch_metric_alarm.redis_evictions,
+    aws_cloudwatch_metric_alarm.names_refused,
+    aws_cloudwatch_metric_alarm.store_full,
+    aws_cloudwatch_metric_alarm.event_delivery,
   ] : alarm.arn], aws_cloudwatch_metric_alarm.redis_replication_lag[*].arn)
 }
 

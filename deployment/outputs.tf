@@ -44,8 +44,18 @@ output "dashboard_url" {
 }
 
 output "alarm_topic_arn" {
-  description = "SNS topic the alarms notify."
+  description = "SNS topic of what pages: alarms that need someone now, and ECS deployment and task events."
   value       = aws_sns_topic.alarms.arn
+}
+
+output "notice_topic_arn" {
+  description = "SNS topic of what informs: warnings and ElastiCache's events."
+  value       = aws_sns_topic.notices.arn
+}
+
+output "deployment_event_rule" {
+  description = "EventBridge rule that sends ECS deployment failures and impaired task starts to the alarm topic."
+  value       = aws_cloudwatch_event_rule.deployments.name
 }
 
 output "architecture" {

@@ -181,3 +181,57 @@ variable "latency_alarm_ms" {
   type        = number
   default     = 250
 }
+
+variable "http_max_connections" {
+  description = "Client connections a task keeps open (the service's HTTP_MAX_CONNECTIONS); the task's nofile limit is sized from it."
+  type        = number
+  default     = 10000
+
+  validation {
+    # The service's own bound, which also keeps the nofile limit under the kernel's nr_open.
+    condition     = var.http_max_connections >= 1 && var.http_max_connections <= 1000000 && floor(var.http_max_connections) == var.http_max_connections
+    error_message = "A whole number from 1 to 1,000,000."
+  }
+}
+
+variable "idle_timeouts" {
+  description = "Keep-alive idle time in seconds: the load balancer's idle_timeout and the service's HTTP_IDLE_TIMEOUT_MS. The service's must be the longer, so that the load balancer always closes an idle connection first and never sends a request down one the service has just closed (a 502)."
+  type = object({
+    load_balancer = number
+    service       = number
+  })
+  default = { load_balancer = 60, service = 75 }
+
+  validation {
+    condition     = var.idle_timeouts.service > var.idle_timeouts.load_balancer
+    error_message = "idle_timeouts.service must be longer than idle_timeouts.load_balancer: the load balancer would otherwise reuse connections the service has closed, and answer 502."
+  }
+
+  validation {
+    condition     = var.idle_timeouts.load_balancer >= 1 && var.idle_timeouts.load_balancer <= 4000
+    error_message = "idle_timeouts.load_balancer: from 1 to 4000 seconds (the ALB's range)."
+  }
+}
+
+variable "ecs_ami_id" {
+  description = "The ECS instances' AMI, pinned; null: AWS's recommended ECS-optimised Amazon Linux 2023 AMI for the architecture, read from SSM when the launch template is made and kept until it is replaced on purpose (see the README: Instances are refreshed)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ecs_ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.ecs_ami_id))
+    error_message = "An AMI id such as ami-0123456789abcdef0, or null."
+  }
+}
+
+variable "requests_per_task_target" {
+  description = "Target tracking: load balancer requests per task per minute that the service scales out above (the CPU target scales it too). See the README: How it scales."
+  type        = number
+  default     = 480000
+}
+
+variable "redis_restore_snapshot" {
+  description = "Name of an ElastiCache snapshot (e.g. the final snapshot of a destroyed stack) that a new replication group starts from; null: empty. Only read when the group is created."
+  type        = string
+  default     = null
+}

@@ -3,10 +3,18 @@
 //! JSON whose every metric is one of the service's embedded-metric names or an AWS metric of the
 //! load balancer, ECS service or Redis nodes created here, with those resources' dimensions; and
 //! every alarm watches such a metric.
+//!
+//! Then the launch list, statically: what no AWS emulator here can show (alert paths, the
+//! counts' protection, limits, regions, the AMI). Values derived from variables are evaluated by
+//! Terraform itself (`terraform console` over `variables.tf` and `derived.tf`, which need no
+//! provider); the resources' settings are read from the configuration as python-hcl2 parses it
+//! (the parser checkov uses, from `.venv-tools`, which `make test` makes).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -37,6 +45,7 @@ fn aws_metrics(namespace: &str) -> Option<&'static [&'static str]> {
             "HealthyHostCount",
         ]),
         "AWS/ECS" => Some(&["CPUUtilization", "MemoryUtilization"]),
+        "AWS/Events" => Some(&["FailedInvocations"]),
         "AWS/ElastiCache" => Some(&[
             "EngineCPUUtilization",
             "DatabaseMemoryUsagePercentage",
@@ -202,6 +211,8 @@ fn the_dashboard_names_only_metrics_this_stack_produces() {
         "DatabaseMemoryUsagePercentage",
         "CurrConnections",
         "Evictions",
+        "NamesRefused",
+        "StoreFull",
     ] {
         assert!(
             shown.contains(wanted),
@@ -254,7 +265,12 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
             "an alarm watches {namespace} {name}, which nothing here produces"
         );
     }
-    for signal in ["StoreUnavailable", "HelloLatencyP99"] {
+    for signal in [
+        "StoreUnavailable",
+        "HelloLatencyP99",
+        "NamesRefused",
+        "StoreFull",
+    ] {
         assert!(
             watched
                 .iter()
@@ -266,6 +282,8 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
         ("AWS/ApplicationELB", "HealthyHostCount"),
         ("AWS/ElastiCache", "Evictions"),
         ("AWS/ElastiCache", "ReplicationLag"),
+        ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"),
+        ("AWS/Events", "FailedInvocations"),
     ] {
         assert!(
             watched
@@ -280,17 +298,27 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
     assert!(ecs.contains(r#"{ name = "METRICS_EMF_NAMESPACE", value = local.emf_namespace }"#));
 }
 
-/// `terraform plan` of `deployment/variables.tf` alone (no provider, so offline) with `args`.
-fn plan_variables(args: &[&str]) -> std::process::Output {
+/// A fresh directory holding copies of `files` from `deployment/`, initialised (they need no
+/// provider, so this is offline). Each call has its own: the tests run at once.
+fn provider_free(files: &[&str]) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "hello-variables-{}-{}",
         std::process::id(),
-        args.len()
+        NEXT.fetch_add(1, Ordering::SeqCst)
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(deployment().join("variables.tf"), dir.join("variables.tf")).unwrap();
+    for file in files {
+        std::fs::copy(deployment().join(file), dir.join(file)).unwrap();
+    }
     terraform(&dir, &["init", "-input=false", "-no-color"]);
+    dir
+}
+
+/// `terraform plan` of `deployment/variables.tf` alone (no provider, so offline) with `args`.
+fn plan_variables(args: &[&str]) -> std::process::Output {
+    let dir = provider_free(&["variables.tf"]);
     let out = Command::new("terraform")
         .current_dir(&dir)
         .args(["plan", "-input=false", "-no-color"])
@@ -301,6 +329,149 @@ fn plan_variables(args: &[&str]) -> std::process::Output {
         .expect("terraform plan");
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// `expression` evaluated by `terraform console` over `variables.tf` and `derived.tf` with the
+/// variables `vars` (`name=value`; plain HTTP is allowed, which the certificate check wants).
+fn derived(vars: &[&str], expression: &str) -> Value {
+    let dir = provider_free(&["variables.tf", "derived.tf"]);
+    let mut command = Command::new("terraform");
+    command
+        .current_dir(&dir)
+        .args(["console", "-no-color", "-var", "plain_http=true"])
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_IN_AUTOMATION", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in vars {
+        command.args(["-var", var]);
+    }
+    let mut child = command.spawn().expect("terraform console");
+    // One JSON string out, whatever the expression's type.
+    writeln!(child.stdin.take().unwrap(), "jsonencode({expression})").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "terraform console {vars:?} {expression}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The console prints the string as an HCL literal, whose escapes JSON reads alike.
+    let literal: String = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not a string literal ({e}): {stdout}"));
+    serde_json::from_str(&literal).unwrap()
+}
+
+/// Every `deployment/*.tf` as python-hcl2 (checkov's parser) reads it, merged:
+/// `{"resource": {type: {name: body}}, "data": {…}, "locals": {…}, "variable": {…}}`. This
+/// version of the parser gives every attribute as a one-element list and every block as a
+/// list of bodies; `attr` and `blocks` below read them so.
+fn configuration() -> Value {
+    const LOAD: &str = r#"
+import glob, json, os, sys
+import hcl2
+merged = {"resource": {}, "data": {}, "locals": {}, "variable": {}}
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.tf"))):
+    with open(path) as f:
+        parsed = hcl2.load(f)
+    for kind in ("resource", "data"):
+        for entry in parsed.get(kind, []):
+            for type_, named in entry.items():
+                merged[kind].setdefault(type_, {}).update(named)
+    for entry in parsed.get("locals", []):
+        merged["locals"].update(entry)
+    for entry in parsed.get("variable", []):
+        merged["variable"].update(entry)
+json.dump(merged, sys.stdout)
+"#;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-tools/bin/python");
+    let out = Command::new(&python)
+        .args(["-c", LOAD])
+        .arg(deployment())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): make test makes it (checkov's venv, with python-hcl2)",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "python-hcl2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// An attribute's value (the parser wraps it in a one-element list).
+fn attr<'a>(body: &'a Value, name: &str) -> &'a Value {
+    match &body[name] {
+        Value::Array(items) if items.len() == 1 => &items[0],
+        other => panic!("attribute {name}: {other} in {body}"),
+    }
+}
+
+/// The blocks of one kind in a body (none: empty).
+fn blocks<'a>(body: &'a Value, name: &str) -> Vec<&'a Value> {
+    body[name]
+        .as_array()
+        .map(|items| items.iter().collect())
+        .unwrap_or_default()
+}
+
+fn resource<'a>(config: &'a Value, kind: &str, name: &str) -> &'a Value {
+    let body = &config["resource"][kind][name];
+    assert!(body.is_object(), "no resource {kind}.{name}");
+    body
+}
+
+/// The resources of one type whose attribute `key` is `value`.
+fn resources_where<'a>(config: &'a Value, kind: &str, key: &str, value: &str) -> Vec<&'a Value> {
+    config["resource"][kind]
+        .as_object()
+        .map(|named| {
+            named
+                .values()
+                .filter(|body| body.get(key).is_some() && attr(body, key) == value)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every `deployment/*.tf` as text, for references that must not exist.
+fn all_text() -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(deployment()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "tf") {
+            text.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    text
+}
+
+/// A policy document's statements whose principal is the service `service`.
+fn statements_for<'a>(document: &'a Value, service: &str) -> Vec<&'a Value> {
+    blocks(document, "statement")
+        .into_iter()
+        .filter(|statement| {
+            blocks(statement, "principals").iter().any(|p| {
+                attr(p, "type") == "Service"
+                    && attr(p, "identifiers")
+                        .as_array()
+                        .is_some_and(|ids| ids.iter().any(|id| id == service))
+            })
+        })
+        .collect()
+}
+
+fn condition_keys(statement: &Value) -> Vec<String> {
+    blocks(statement, "condition")
+        .iter()
+        .map(|c| attr(c, "variable").as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -322,5 +493,443 @@ fn plain_http_only_on_purpose() {
             "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// Issue 28, item 1: ECS events reach on-call through the encrypted alarm topic, ElastiCache's
+/// through an unencrypted one, and a failed delivery is itself an alarm.
+#[test]
+fn alerts_take_paths_aws_documents_as_deliverable() {
+    let config = configuration();
+    let key = &config["data"]["aws_iam_policy_document"]["kms"];
+    // EventBridge's requests to the key carry neither aws:SourceAccount nor aws:SourceArn.
+    let events = statements_for(key, "events.amazonaws.com");
+    assert_eq!(
+        events.len(),
+        1,
+        "one statement lets EventBridge use the key"
+    );
+    let keys = condition_keys(events[0]);
+    for unsupported in ["aws:SourceAccount", "aws:SourceArn", "aws:SourceOrgID"] {
+        assert!(
+            !keys.iter().any(|k| k.eq_ignore_ascii_case(unsupported)),
+            "EventBridge's key statement is conditioned on {unsupported}, which its requests lack"
+        );
+    }
+    // Still scoped: to the alarm topic's encryption context.
+    let context = blocks(events[0], "condition")
+        .into_iter()
+        .find(|c| attr(c, "variable") == "kms:EncryptionContext:aws:sns:topicArn")
+        .expect("EventBridge limited to the alarm topic's encryption context");
+    assert_eq!(attr(context, "values")[0], "${local.alarm_topic_arn}");
+    let locals = &config["locals"];
+    assert!(
+        attr(locals, "alarm_topic_arn")
+            .as_str()
+            .unwrap()
+            .ends_with(":${local.alarm_topic_name}"),
+        "the key's topic ARN names the alarm topic"
+    );
+    let alarms = resource(&config, "aws_sns_topic", "alarms");
+    assert_eq!(attr(alarms, "name"), "${local.alarm_topic_name}");
+    assert_eq!(attr(alarms, "kms_master_key_id"), "${aws_kms_key.main.id}");
+    // Where the condition is carried, it stays.
+    for service in ["cloudwatch.amazonaws.com", "sns.amazonaws.com"] {
+        let statements = statements_for(key, service);
+        assert!(!statements.is_empty(), "{service} may use the key");
+        for statement in statements {
+            assert!(
+                condition_keys(statement).contains(&"aws:SourceAccount".to_owned()),
+                "{service}: no aws:SourceAccount"
+            );
+        }
+    }
+    // The rule's target is the alarm topic, and the topic's policy admits the rule.
+    let target = resource(&config, "aws_cloudwatch_event_target", "deployments");
+    assert_eq!(attr(target, "arn"), "${aws_sns_topic.alarms.arn}");
+
+    // ElastiCache publishes only to an unencrypted topic, whose policy uses AWS:SourceOwner.
+    let group = resource(&config, "aws_elasticache_replication_group", "main");
+    let topic_ref = attr(group, "notification_topic_arn").as_str().unwrap();
+    let topic_name = topic_ref
+        .strip_prefix("${aws_sns_topic.")
+        .and_then(|r| r.strip_suffix(".arn}"))
+        .unwrap_or_else(|| panic!("notification_topic_arn: {topic_ref}"));
+    let topic = resource(&config, "aws_sns_topic", topic_name);
+    assert!(
+        topic.get("kms_master_key_id").is_none(),
+        "ElastiCache's notification topic is encrypted: its events would never arrive"
+    );
+    let policy = resources_where(
+        &config,
+        "aws_sns_topic_policy",
+        "arn",
+        &format!("${{aws_sns_topic.{topic_name}.arn}}"),
+    );
+    assert_eq!(policy.len(), 1, "the notification topic has a policy");
+    let document_ref = attr(policy[0], "policy").as_str().unwrap();
+    let document_name = document_ref
+        .strip_prefix("${data.aws_iam_policy_document.")
+        .and_then(|r| r.strip_suffix(".json}"))
+        .unwrap();
+    let document = &config["data"]["aws_iam_policy_document"][document_name];
+    let keys: Vec<String> = blocks(document, "statement")
+        .into_iter()
+        .flat_map(condition_keys)
+        .collect();
+    assert!(keys.iter().any(|k| k == "AWS:SourceOwner"), "{keys:?}");
+    assert!(!keys.iter().any(|k| k == "aws:SourceAccount"), "{keys:?}");
+    let subscribed = resources_where(
+        &config,
+        "aws_sns_topic_subscription",
+        "topic_arn",
+        topic_ref,
+    );
+    assert!(
+        subscribed.iter().any(|s| attr(s, "protocol") == "email"),
+        "nobody reads the notification topic"
+    );
+
+    // An event that EventBridge cannot deliver raises an alarm, which reaches the alarm topic
+    // by CloudWatch's own path.
+    let failed = resources_where(
+        &config,
+        "aws_cloudwatch_metric_alarm",
+        "metric_name",
+        "FailedInvocations",
+    );
+    assert_eq!(failed.len(), 1, "no alarm on the rule's FailedInvocations");
+    let failed = failed[0];
+    assert_eq!(attr(failed, "namespace"), "AWS/Events");
+    assert_eq!(
+        attr(failed, "dimensions")["RuleName"],
+        "${aws_cloudwatch_event_rule.deployments.name}"
+    );
+    assert_eq!(attr(failed, "threshold"), 0);
+    assert_eq!(attr(failed, "alarm_actions"), "${local.alarm_actions}");
+}
+
+/// Issue 28, item 4: the task may open a descriptor per connection it accepts, and more.
+#[test]
+fn open_files_are_sized_from_max_connections() {
+    for (connections, headroom_at_least) in [(10_000u64, 1_000u64), (250_000, 1_000)] {
+        let [nofile, max]: [u64; 2] = serde_json::from_value(derived(
+            &[&format!("http_max_connections={connections}")],
+            "[local.nofile, var.http_max_connections]",
+        ))
+        .unwrap();
+        assert_eq!(max, connections);
+        assert!(nofile >= connections + headroom_at_least, "{nofile}");
+    }
+    let refused = plan_variables(&["-var", "plain_http=true", "-var", "http_max_connections=0"]);
+    assert!(!refused.status.success(), "0 connections accepted");
+
+    let config = configuration();
+    let task = resource(&config, "aws_ecs_task_definition", "main");
+    let containers = attr(task, "container_definitions").as_str().unwrap();
+    // python-hcl2 renders the jsonencode argument with Python's quoting.
+    for wanted in [
+        "'ulimits': [{'name': 'nofile', 'softLimit': '${local.nofile}', 'hardLimit': '${local.nofile}'}]",
+        "{'name': 'HTTP_MAX_CONNECTIONS', 'value': '${tostring(var.http_max_connections)}'}",
+    ] {
+        assert!(containers.contains(wanted), "{wanted} not in {containers}");
+    }
+
+    // The example task definition follows the same rule.
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("task_revision_example.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let container = &example["containerDefinitions"][0];
+    let connections: u64 = container["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HTTP_MAX_CONNECTIONS")
+        .expect("HTTP_MAX_CONNECTIONS in the example")["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let nofile = container["ulimits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "nofile")
+        .expect("a nofile ulimit in the example");
+    assert_eq!(nofile["softLimit"], nofile["hardLimit"]);
+    let headroom = attr(&config["locals"], "nofile_headroom").as_u64().unwrap();
+    assert_eq!(nofile["softLimit"].as_u64(), Some(connections + headroom));
+}
+
+/// Issue 28, item 5: the load balancer closes an idle connection before the service does.
+#[test]
+fn the_service_keeps_connections_longer_than_the_load_balancer() {
+    for bad in [
+        "idle_timeouts={load_balancer=120,service=75}",
+        "idle_timeouts={load_balancer=75,service=75}",
+    ] {
+        let out = plan_variables(&["-var", "plain_http=true", "-var", bad]);
+        assert!(!out.status.success(), "{bad} accepted");
+        let why = String::from_utf8_lossy(&out.stderr).replace('\n', " ");
+        assert!(why.contains("must be longer"), "{why}");
+    }
+    let fine = plan_variables(&[
+        "-var",
+        "plain_http=true",
+        "-var",
+        "idle_timeouts={load_balancer=300,service=310}",
+    ]);
+    assert!(
+        fine.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fine.stderr)
+    );
+    let [lb, service_ms]: [u64; 2] = serde_json::from_value(derived(
+        &["idle_timeouts={load_balancer=300,service=310}"],
+        "[var.idle_timeouts.load_balancer, local.service_idle_timeout_ms]",
+    ))
+    .unwrap();
+    assert_eq!((lb, service_ms), (300, 310_000));
+    // The defaults keep the rule too.
+    let [lb, service_ms]: [u64; 2] = serde_json::from_value(derived(
+        &[],
+        "[var.idle_timeouts.load_balancer, local.service_idle_timeout_ms]",
+    ))
+    .unwrap();
+    assert!(service_ms > lb * 1000, "{lb} s, {service_ms} ms");
+
+    let config = configuration();
+    let lb = resource(&config, "aws_lb", "main");
+    assert_eq!(
+        attr(lb, "idle_timeout"),
+        "${var.idle_timeouts.load_balancer}"
+    );
+    let task = resource(&config, "aws_ecs_task_definition", "main");
+    let containers = attr(task, "container_definitions").as_str().unwrap();
+    let wanted =
+        "{'name': 'HTTP_IDLE_TIMEOUT_MS', 'value': '${tostring(local.service_idle_timeout_ms)}'}";
+    assert!(containers.contains(wanted), "{containers}");
+}
+
+/// Issue 28, item 7: a plan in a region opened since August 2022 does not read the Elastic
+/// Load Balancing account, which does not exist there; log delivery is granted everywhere.
+#[test]
+fn access_logs_plan_in_regions_without_an_elb_account() {
+    for (region, account) in [
+        ("us-east-1", true),
+        ("eu-west-1", true),
+        ("ap-northeast-3", true),
+        ("il-central-1", false),
+        ("ap-southeast-4", false),
+        ("ca-west-1", false),
+        ("mx-central-1", false),
+        ("me-central-1", false),
+    ] {
+        let reads = derived(&[&format!("region={region}")], "local.elb_log_account");
+        assert_eq!(reads, account, "{region}");
+    }
+    let config = configuration();
+    let account = &config["data"]["aws_elb_service_account"]["main"];
+    assert_eq!(attr(account, "count"), "${local.elb_log_account ? 1 : 0}");
+    // Read only as a list (none where it does not exist): a bare reference would fail.
+    let text = all_text();
+    let bare = text
+        .match_indices("data.aws_elb_service_account.main")
+        .filter(|(at, found)| !text[at + found.len()..].starts_with("[*]"))
+        .count();
+    assert_eq!(bare, 0, "aws_elb_service_account read without [*]");
+
+    let policy = &config["data"]["aws_iam_policy_document"]["access_logs"];
+    let delivery = statements_for(policy, "logdelivery.elasticloadbalancing.amazonaws.com");
+    assert_eq!(delivery.len(), 1, "log delivery's principal not granted");
+    assert_eq!(attr(delivery[0], "actions")[0], "s3:PutObject");
+    assert!(
+        delivery[0].get("condition").is_none(),
+        "log delivery granted only under a condition"
+    );
+}
+
+/// Issue 28, item 8: AWS publishing a new AMI changes nothing at the next apply; the
+/// architecture, a pinned AMI or an explicit replacement does.
+#[test]
+fn instances_change_ami_only_on_purpose() {
+    assert_eq!(derived(&[], "local.ecs_ami_from_ssm"), true);
+    assert_eq!(
+        derived(
+            &["ecs_ami_id=ami-0123456789abcdef0"],
+            "local.ecs_ami_from_ssm"
+        ),
+        false
+    );
+    let refused = plan_variables(&["-var", "plain_http=true", "-var", "ecs_ami_id=latest"]);
+    assert!(!refused.status.success(), "ecs_ami_id=latest accepted");
+
+    let config = configuration();
+    let template = resource(&config, "aws_launch_template", "ecs");
+    let lifecycle = blocks(template, "lifecycle");
+    assert_eq!(lifecycle.len(), 1);
+    assert!(
+        attr(lifecycle[0], "ignore_changes")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "${image_id}"),
+        "the launch template follows every new AMI"
+    );
+    assert_eq!(attr(lifecycle[0], "create_before_destroy"), true);
+    let triggers = attr(lifecycle[0], "replace_triggered_by");
+    assert_eq!(triggers[0], "${terraform_data.ecs_ami}");
+    let choice = resource(&config, "terraform_data", "ecs_ami");
+    let inputs = attr(choice, "triggers_replace");
+    for wanted in ["${var.architecture}", "${var.ecs_ami_id}"] {
+        assert!(
+            inputs.as_array().unwrap().iter().any(|i| i == wanted),
+            "{wanted} does not replace the launch template"
+        );
+    }
+    let ssm = &config["data"]["aws_ssm_parameter"]["ecs_ami"];
+    assert_eq!(attr(ssm, "count"), "${local.ecs_ami_from_ssm ? 1 : 0}");
+    let text = all_text();
+    let bare = text
+        .match_indices("data.aws_ssm_parameter.ecs_ami")
+        .filter(|(at, found)| !text[at + found.len()..].starts_with("[*]"))
+        .count();
+    assert_eq!(bare, 0, "the SSM parameter read without [*]");
+}
+
+/// Issue 28, item 9: the task role is ECS's for this account and region only.
+#[test]
+fn the_task_role_is_for_this_accounts_tasks() {
+    let config = configuration();
+    let role = resource(&config, "aws_iam_role", "task");
+    let document_ref = attr(role, "assume_role_policy").as_str().unwrap();
+    let name = document_ref
+        .strip_prefix("${data.aws_iam_policy_document.")
+        .and_then(|r| r.strip_suffix(".json}"))
+        .unwrap();
+    let document = &config["data"]["aws_iam_policy_document"][name];
+    let statements = statements_for(document, "ecs-tasks.amazonaws.com");
+    assert_eq!(statements.len(), 1);
+    let conditions = blocks(statements[0], "condition");
+    let find = |key: &str| {
+        conditions
+            .iter()
+            .find(|c| attr(c, "variable") == key)
+            .unwrap_or_else(|| panic!("no {key} in the task role's trust"))
+    };
+    assert_eq!(
+        attr(find("aws:SourceAccount"), "values")[0],
+        "${data.aws_caller_identity.current.account_id}"
+    );
+    let arn = find("aws:SourceArn");
+    assert_eq!(attr(arn, "test"), "ArnLike");
+    assert_eq!(
+        attr(arn, "values")[0],
+        "arn:aws:ecs:${var.region}:${data.aws_caller_identity.current.account_id}:*"
+    );
+}
+
+/// Issue 26: Redis never drops a count to make room.
+#[test]
+fn redis_never_evicts_counts() {
+    let config = configuration();
+    let group = resource(&config, "aws_elasticache_replication_group", "main");
+    let reference = attr(group, "parameter_group_name").as_str().unwrap();
+    let name = reference
+        .strip_prefix("${aws_elasticache_parameter_group.")
+        .and_then(|r| r.strip_suffix(".name}"))
+        .unwrap_or_else(|| panic!("parameter_group_name: {reference}"));
+    let parameters = resource(&config, "aws_elasticache_parameter_group", name);
+    // The family of the engine in use: redis7 for Redis 7.x, valkey8 for Valkey 8.x.
+    let engine = attr(group, "engine").as_str().unwrap();
+    let major = attr(group, "engine_version")
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap();
+    assert_eq!(
+        attr(parameters, "family"),
+        format!("{engine}{major}").as_str()
+    );
+    let policy: Vec<&Value> = blocks(parameters, "parameter")
+        .into_iter()
+        .filter(|p| attr(p, "name") == "maxmemory-policy")
+        .collect();
+    assert_eq!(policy.len(), 1, "no maxmemory-policy");
+    assert_eq!(attr(policy[0], "value"), "noeviction");
+}
+
+/// Issue 26: destroying the stack, or a change that would replace the group, keeps the counts.
+#[test]
+fn counts_survive_destroy_and_replacement() {
+    let config = configuration();
+    let group = resource(&config, "aws_elasticache_replication_group", "main");
+    let lifecycle = blocks(group, "lifecycle");
+    assert_eq!(lifecycle.len(), 1, "no lifecycle on the replication group");
+    assert_eq!(attr(lifecycle[0], "prevent_destroy"), true);
+    let final_snapshot = attr(group, "final_snapshot_identifier").as_str().unwrap();
+    assert!(!final_snapshot.is_empty());
+    assert!(
+        attr(group, "snapshot_retention_limit")
+            .as_u64()
+            .is_some_and(|days| days >= 1),
+        "automatic snapshots off"
+    );
+    assert_eq!(
+        attr(group, "snapshot_name"),
+        "${var.redis_restore_snapshot}",
+        "no way to start from a snapshot"
+    );
+}
+
+/// Issue 26: memory warns at 80% and pages at 90%; refused names inform, -OOM pages.
+#[test]
+fn full_memory_warns_then_pages() {
+    let config = configuration();
+    let mut memory: BTreeMap<u64, String> = BTreeMap::new();
+    for (name, alarm) in config["resource"]["aws_cloudwatch_metric_alarm"]
+        .as_object()
+        .unwrap()
+    {
+        let watches_memory = blocks(alarm, "dynamic").iter().any(|d| {
+            blocks(&d["metric_query"], "content").iter().any(|c| {
+                blocks(c, "metric")
+                    .iter()
+                    .any(|m| attr(m, "metric_name") == "DatabaseMemoryUsagePercentage")
+            })
+        });
+        if watches_memory {
+            let threshold = attr(alarm, "threshold").as_u64().unwrap();
+            let actions = attr(alarm, "alarm_actions").as_str().unwrap().to_owned();
+            assert!(memory.insert(threshold, actions).is_none(), "{name}");
+        }
+    }
+    assert_eq!(
+        memory,
+        BTreeMap::from([
+            (80, "${local.notice_actions}".to_owned()),
+            (90, "${local.alarm_actions}".to_owned()),
+        ])
+    );
+
+    for (metric, actions) in [
+        ("NamesRefused", "${local.notice_actions}"),
+        ("StoreFull", "${local.alarm_actions}"),
+    ] {
+        let alarms = resources_where(
+            &config,
+            "aws_cloudwatch_metric_alarm",
+            "metric_name",
+            metric,
+        );
+        assert_eq!(alarms.len(), 1, "no alarm on the service's {metric}");
+        assert_eq!(attr(alarms[0], "namespace"), "${local.emf_namespace}");
+        assert_eq!(attr(alarms[0], "threshold"), 0);
+        assert_eq!(attr(alarms[0], "alarm_actions"), actions, "{metric}");
     }
 }

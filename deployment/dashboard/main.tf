@@ -47,7 +47,9 @@ locals {
   other_routes = ["Root", "Counts", "Health", "HealthCluster", "Metrics", "Other"]
 
   # x, y, width, height on the dashboard's 24-column grid; three widgets a row.
-  place = { for i in range(9) : i => { x = (i % 3) * 8, y = floor(i / 3) * 6, width = 8, height = 6 } }
+  place = { for i in range(length(local.metric_widgets)) : i => { x = (i % 3) * 8, y = floor(i / 3) * 6, width = 8, height = 6 } }
+  # The alarms' row, below the last row of metrics.
+  alarms_y = ceil(length(local.metric_widgets) / 3) * 6
 
   metric_widgets = [
     {
@@ -106,6 +108,13 @@ locals {
       )
     },
     {
+      title = "Store admission: new names refused, Redis out of memory (service, per minute)"
+      metrics = [
+        [var.namespace, "NamesRefused", { stat = "Sum", label = "greetings of new names refused (store full)" }],
+        [var.namespace, "StoreFull", { stat = "Sum", label = "-OOM from Redis", yAxis = "right" }],
+      ]
+    },
+    {
       title = "Redis connections and evictions"
       metrics = concat(
         [for id in var.redis_clusters : ["AWS/ElastiCache", "CurrConnections", "CacheClusterId", id, { stat = "Maximum", label = "${id} connections" }]],
@@ -128,7 +137,7 @@ locals {
     [{
       type   = "alarm"
       x      = 0
-      y      = 18
+      y      = local.alarms_y
       width  = 24
       height = 4
       properties = {

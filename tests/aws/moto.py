@@ -7,7 +7,12 @@ instances on 127.0.0.x behind a Classic ELB and an instance target group.
   moto.py ecs-service TASK_JSON    -> an ECS service on that task definition, and an ECR repo
   moto.py register-task TASK_JSON -> a new revision of the task definition, as Terraform registers
                                      one when its settings change: {"revision": ...}
-  moto.py service-task CLUSTER SERVICE -> the service's task definition (arn, revision, image)
+  moto.py service-task CLUSTER SERVICE -> the service's task definition (arn, revision, image,
+                                     secrets, environment, tags)
+  moto.py put-image REPO TAG       -> an image pushed to ECR under TAG and its scan begun, as a
+                                     push to a repository with scan on push does: {"digest": ...}
+  moto.py scan-findings REPO TAG CRITICAL -> ECR's scan of REPO:TAG will report CRITICAL
+                                     critical findings (moto's API for scan results)
   moto.py container-instance CLUSTER -> an EC2 instance registered as a container instance of a
                                      new ECS cluster: {"arn": ..., "instance": ...}
   moto.py stop INSTANCE_ID
@@ -15,9 +20,11 @@ instances on 127.0.0.x behind a Classic ELB and an instance target group.
 The endpoint is $MOTO_URL; every call after `credentials` is signed with $AWS_ACCESS_KEY_ID.
 """
 
+import hashlib
 import json
 import os
 import sys
+import urllib.request
 
 import boto3
 
@@ -110,11 +117,56 @@ def register_task(task_definition_file):
 def service_task(cluster, service):
     ecs = client("ecs")
     arn = ecs.describe_services(cluster=cluster, services=[service])["services"][0]["taskDefinition"]
-    task = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    task = described["taskDefinition"]
     print(json.dumps({"arn": arn, "revision": task["revision"],
                       "image": task["containerDefinitions"][0]["image"],
                       "secrets": task["containerDefinitions"][0].get("secrets", []),
-                      "environment": task["containerDefinitions"][0].get("environment", [])}))
+                      "environment": task["containerDefinitions"][0].get("environment", []),
+                      "ulimits": task["containerDefinitions"][0].get("ulimits", []),
+                      "tags": described.get("tags", [])}))
+
+
+def put_image(repository, tag):
+    """What `docker push` and ECR's scan on push leave in the repository."""
+    ecr = client("ecr")
+    # A layer named after the tag: moto derives an image's digest from its layers' digests, so
+    # each tag gets a digest of its own.
+    layer = "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": layer},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1, "digest": layer}],
+    }
+    image = ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)["image"]
+    ecr.start_image_scan(repositoryName=repository, imageId={"imageTag": tag})
+    print(json.dumps({"digest": image["imageId"]["imageDigest"]}))
+
+
+def scan_findings(repository, tag, critical):
+    """The next scan result of REPO:TAG, through moto's API for it (moto-api/static)."""
+    critical = int(critical)
+    result = {
+        "repositoryName": repository,
+        "imageId": {"imageTag": tag},
+        "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
+        "imageScanFindings": {
+            "findings": [
+                {"name": f"CVE-2026-{1000 + i}", "severity": "CRITICAL", "uri": "https://example.invalid"}
+                for i in range(critical)
+            ],
+            "findingSeverityCounts": {"CRITICAL": critical, "LOW": 1} if critical else {"LOW": 1},
+        },
+    }
+    request = urllib.request.Request(
+        os.environ["MOTO_URL"] + "/moto-api/static/ecr/scan-finding-results",
+        data=json.dumps({"results": [result], "region": REGION}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request).read()
+    print(json.dumps({"critical": critical}))
 
 
 def container_instance(cluster):
@@ -148,6 +200,10 @@ if __name__ == "__main__":
         register_task(args[0])
     elif command == "service-task":
         service_task(args[0], args[1])
+    elif command == "put-image":
+        put_image(args[0], args[1])
+    elif command == "scan-findings":
+        scan_findings(args[0], args[1], args[2])
     elif command == "container-instance":
         container_instance(args[0])
     elif command == "stop":
