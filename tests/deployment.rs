@@ -933,3 +933,52 @@ fn full_memory_warns_then_pages() {
         assert_eq!(attr(alarms[0], "alarm_actions"), actions, "{metric}");
     }
 }
+
+/// The variables declared by the `.tf` files of `dir` (not its subfolders).
+fn declared_variables(dir: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for file in std::fs::read_dir(dir).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_some_and(|e| e == "tf") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                if let Some(rest) = line.strip_prefix("variable \"") {
+                    names.insert(rest.split('"').next().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_state_bucket_and_the_stack_read_one_region_from_one_file() {
+    let example = std::fs::read_to_string(deployment().join("stack.tfvars.example")).unwrap();
+    let keys: Vec<&str> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+        .map(|l| l.split('=').next().unwrap().trim())
+        .collect();
+    assert!(
+        keys.contains(&"region") && keys.contains(&"name"),
+        "{keys:?}"
+    );
+    let stack = declared_variables(&deployment());
+    let bootstrap = declared_variables(&deployment().join("bootstrap"));
+    for key in &keys {
+        assert!(stack.contains(*key), "deployment/ does not declare {key}");
+        assert!(
+            bootstrap.contains(*key),
+            "deployment/bootstrap does not declare {key}"
+        );
+    }
+    // And the README gives it to both applies, from the repository's root.
+    let readme = std::fs::read_to_string(deployment().join("../README.md")).unwrap();
+    assert!(
+        readme.contains("terraform -chdir=deployment/bootstrap apply -var-file=../stack.tfvars")
+    );
+    assert!(readme.contains("terraform -chdir=deployment apply -var-file=stack.tfvars"));
+    assert!(
+        !readme.contains("\ncd deployment"),
+        "a block that depends on the one before"
+    );
+}
