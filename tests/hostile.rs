@@ -262,3 +262,127 @@ fn expect_100_continue_is_answered_without_waiting_for_the_body() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(conn.is_closed());
 }
+
+#[test]
+fn a_head_slower_than_the_minimum_rate_is_cut_off_before_its_deadline() {
+    // The deadline is 10 s; a byte every 100 ms is 10 bytes a second, far below 500.
+    let s = Service::start(&[]);
+    let request =
+        b"GET /hello/slow HTTP/1.1\r\nHost: t\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let (answer, after) = trickle(&s, request, Duration::from_millis(100));
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(after < Duration::from_secs(5), "cut off after {after:?}");
+    // Without a minimum, the same head runs to its end and is answered.
+    let s = Service::start(&[("HTTP_REQUEST_MIN_RATE", "0")]);
+    let (answer, _) = trickle(&s, request, Duration::from_millis(20));
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+}
+
+#[test]
+fn one_connection_pipelining_large_requests_does_not_keep_its_worker_from_the_others() {
+    let s = Service::start(&[("HTTP_WORKERS", "1")]);
+    let mut request = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4000\r\n\r\n".to_vec();
+    request.extend_from_slice(&[b'x'; 4000]);
+    let batch = request.repeat(16);
+    let flood = TcpStream::connect(s.addr).unwrap();
+    let mut reader = flood.try_clone().unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answered_during_flood = thread::scope(|scope| {
+        // The flood's answers are read (and thrown away), so its worker never waits to write.
+        scope.spawn(|| {
+            let mut sink = vec![0u8; 65536];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if matches!(reader.read(&mut sink), Ok(0)) {
+                    break;
+                }
+            }
+        });
+        let writer = scope.spawn(|| {
+            let until = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < until {
+                if (&flood).write_all(&batch).is_err() {
+                    break;
+                }
+            }
+        });
+        // The flood has the worker first; a neighbour then asks for /health.
+        thread::sleep(Duration::from_millis(200));
+        let mut conn = Conn::open(s.addr);
+        let mut answered = 0;
+        while !writer.is_finished() {
+            if conn
+                .try_response_to("/health")
+                .is_ok_and(|r| r.status == 200)
+            {
+                answered += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = flood.shutdown(std::net::Shutdown::Both);
+        answered
+    });
+    // Before each connection had a budget per turn, none was answered until the flood ended.
+    assert!(
+        answered_during_flood > 10,
+        "{answered_during_flood} answers during the flood"
+    );
+}
+
+#[test]
+fn connections_that_never_send_a_byte_give_way_at_the_cap_oldest_first() {
+    let s = Service::start(&[("HTTP_MAX_CONNECTIONS", "10"), ("HTTP_WORKERS", "2")]);
+    // Fifteen that never speak, against a cap of ten: each past the cap closes the oldest.
+    let silent: Vec<TcpStream> = (0..15)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
+    // A new client is served all the same.
+    for _ in 0..3 {
+        let r = s.request("GET", "/health", &[("Connection", "close")]);
+        assert_eq!(r.status, 200);
+    }
+    // The oldest gave way: they read end of file, having had no answer; the newest is open.
+    let closed: Vec<bool> = silent
+        .iter()
+        .map(|mut c| {
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            matches!(c.read(&mut [0u8; 64]), Ok(0))
+        })
+        .collect();
+    let count = closed.iter().filter(|c| **c).count();
+    assert!(count >= 5, "{count} silent connections closed: {closed:?}");
+    assert!(closed[..5].iter().all(|c| *c), "not the oldest: {closed:?}");
+    assert!(!closed[14], "the newest was closed: {closed:?}");
+}
+
+#[test]
+fn a_refused_client_still_sending_reads_its_whole_answer_then_end_of_file() {
+    let s = Service::start(&[]);
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(s.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}", "a".repeat(20_000));
+        let _ = stream.write_all(head.as_bytes());
+        // More of the head, which the server will not read.
+        for _ in 0..4 {
+            if stream.write_all(&[b'a'; 4096]).is_err() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let end = stream.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        assert!(text.ends_with("}"), "the whole JSON body: {text}");
+        // End of file, not a reset: the server read what was left before it closed.
+        assert!(end.is_ok(), "{end:?} after {text}");
+    }
+}

@@ -268,3 +268,24 @@ fn sigterm_as_pid_1_exits_cleanly() {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_request_on_an_idle_connection_just_after_sigterm_is_answered_with_close() {
+    let mut s = Service::start(&[("SHUTDOWN_IDLE_GRACE_MS", "2000")]);
+    let mut conn = Conn::open(s.addr);
+    assert_eq!(conn.get("/health").status, 200);
+    s.signal(Signal::TERM);
+    // The drain has begun (the listener is closed) and the connection is idle: a request sent
+    // now meets an answer, not a closed connection.
+    wait_until("the listener closed", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(s.addr).is_err()
+    });
+    let r = conn.get("/health");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(conn.is_closed());
+    assert_eq!(
+        s.wait(Duration::from_secs(10)).and_then(|e| e.code()),
+        Some(0)
+    );
+}

@@ -14,7 +14,7 @@ use hello::aws::sigv4::{canonical_query, canonical_uri};
 use hello::aws::{ec2, elb, xml};
 use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
 use hello::http::conn::{Conn, Settings};
-use hello::http::drive::{drive, Application, Script, Stop};
+use hello::http::drive::{drive, Application, Budget, Script, Stop};
 use hello::http::{Exchange, Limits, Rejection, Request, Response, Status};
 use hello::store::resp::{read_reply, Reply, ServerError};
 
@@ -54,6 +54,7 @@ fn converse(pieces: &[&[u8]]) -> (Vec<String>, Vec<u8>, usize) {
     let settings = Arc::new(Settings {
         limits: limits(),
         request_timeout: Duration::from_secs(10),
+        min_rate: 0,
         idle_timeout: Duration::from_secs(10),
         write_timeout: Duration::from_secs(10),
     });
@@ -72,7 +73,7 @@ fn converse(pieces: &[&[u8]]) -> (Vec<String>, Vec<u8>, usize) {
             }
             script.push(&rest[..n]);
             rest = &rest[n..];
-            let stop = drive(&mut conn, &mut script, &mut app);
+            let stop = drive(&mut conn, &mut script, &mut app, Budget::UNLIMITED);
             most = most.max(conn.buffered());
             if matches!(stop, Stop::Close) {
                 return (app.0, script.out, most);

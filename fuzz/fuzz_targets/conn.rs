@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hello::http::conn::{Conn, Settings};
-use hello::http::drive::{drive, Application, Script, Stop};
+use hello::http::drive::{drive, Application, Budget, Script, Stop};
 use hello::http::{BodySource, Exchange, Limits, Rejection, Request, Response, Status};
 use libfuzzer_sys::fuzz_target;
 
@@ -92,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
     let settings = Arc::new(Settings {
         limits: LIMITS,
         request_timeout: Duration::from_secs(10),
+        min_rate: 0,
         idle_timeout: Duration::from_secs(10),
         write_timeout: Duration::from_secs(10),
     });
@@ -126,9 +127,11 @@ fuzz_target!(|data: &[u8]| {
             script.push(&pending[..n]);
             pending = &pending[n..];
         }
-        match drive(&mut conn, &mut script, &mut app) {
+        // A small budget, so that the worker's way of taking turns is fuzzed too: a yield is
+        // followed by more driving, as the worker's ready list does.
+        match drive(&mut conn, &mut script, &mut app, Budget { requests: 2, bytes: 512 }) {
             Stop::Close => break,
-            Stop::Park => assert!(!app.refused, "reads on after a refusal"),
+            Stop::Park | Stop::Yield => assert!(!app.refused, "reads on after a refusal"),
             Stop::Held(_, never) => match never {},
         }
     }

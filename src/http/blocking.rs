@@ -17,7 +17,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use super::conn::{Expiry, Pending};
-use super::drive::{self, Application, Stop, Transport};
+use super::drive::{self, Application, Budget, Stop, Transport};
 use super::shared::{Entry, Message, Shared, Task};
 use super::{Exchange, Rejection, Request, Response};
 
@@ -78,7 +78,11 @@ enum Then {
 fn send(shared: &Shared, entry: &mut Entry) -> Then {
     loop {
         let mut socket = Lent(&entry.stream);
-        match drive::drive(&mut entry.conn, &mut socket, &mut Sender { shared }) {
+        // Alone on this thread: no other connection waits for a turn.
+        let sender = &mut Sender { shared };
+        match drive::drive(&mut entry.conn, &mut socket, sender, Budget::UNLIMITED) {
+            // Reading is the worker's: a connection that wants input goes back to it.
+            Stop::Yield => return Then::GiveBack(None),
             Stop::Park => match entry.conn.deadline() {
                 (deadline, Expiry::Write) => {
                     if !writable_before(&entry.stream, deadline) {

@@ -31,11 +31,18 @@ pub struct Settings {
     /// Time a client has to send a whole request from its first byte (and a new connection to
     /// start one).
     pub request_timeout: Duration,
+    /// Bytes a second a request must keep up once [`MIN_RATE_GRACE`] has passed since its
+    /// first byte, or be answered 408 before its `request_timeout`; 0: no minimum.
+    pub min_rate: u32,
     /// Time a keep-alive connection may wait for its next request.
     pub idle_timeout: Duration,
     /// Time a response may go without a byte leaving.
     pub write_timeout: Duration,
 }
+
+/// How long a request may take before [`Settings::min_rate`] applies: a head that comes in a
+/// few packets on a slow link is not a trickle.
+pub const MIN_RATE_GRACE: Duration = Duration::from_secs(1);
 
 /// What the connection needs next.
 #[derive(Debug)]
@@ -113,8 +120,16 @@ pub struct Conn {
     output: Output,
     deadline: Instant,
     opened: Instant,
+    /// When the request under way sent its first byte, and how many of its bytes (head and
+    /// body) have come since: what the minimum rate is held against.
+    started: Instant,
+    received: usize,
     /// The client has finished sending: close once what it asked is answered.
     peer_done: bool,
+    /// Bytes the client sent were left unread when the connection was refused or answered
+    /// without its body: closing at once could reset the connection before the client reads
+    /// its answer, so the shell closes it lingering.
+    unread: bool,
     answered: u64,
 }
 
@@ -209,7 +224,10 @@ impl Conn {
             output: Output::default(),
             deadline,
             opened: now,
+            started: now,
+            received: 0,
             peer_done: false,
+            unread: false,
             answered: 0,
         }
     }
@@ -350,6 +368,8 @@ impl Conn {
         } else {
             // A pipelined request: its deadline starts now, and stays.
             self.deadline = now + self.settings.request_timeout;
+            self.started = now;
+            self.received = self.input.len();
             State::Head(HeadScanner::default())
         }
     }
@@ -372,10 +392,13 @@ impl Conn {
         if bytes.is_empty() {
             return;
         }
+        self.received = self.received.saturating_add(bytes.len());
         self.state = match mem::replace(&mut self.state, State::Closing) {
             State::Idle => {
                 // The request's deadline starts with its first byte, and stays.
                 self.deadline = now + self.settings.request_timeout;
+                self.started = now;
+                self.received = bytes.len();
                 self.input.extend_from_slice(bytes);
                 State::Head(HeadScanner::default())
             }
@@ -420,6 +443,7 @@ impl Conn {
         // follow the request's own.
         input.append(&mut self.input);
         self.input = input;
+        self.unread |= unread_body;
         let terms = Terms {
             keep_alive: head.framing.keep_alive && !draining && !self.peer_done && !unread_body,
             http10: head.version == Version::Http10,
@@ -434,6 +458,8 @@ impl Conn {
             matches!(self.state, State::Answering),
             "a Refusal of another connection"
         );
+        // Whatever follows the refused bytes (the rest of a large head or body) is not read.
+        self.unread = true;
         let terms = Terms {
             keep_alive: false,
             http10: false,
@@ -475,20 +501,57 @@ impl Conn {
         }
     }
 
-    /// When the connection must next move, and what it means if it has not.
+    /// When the connection must next move, and what it means if it has not. A request under
+    /// way must also keep up the minimum rate: past the grace, each `min_rate` bytes it has
+    /// sent buy it a second more, up to its own deadline (Apache's `mod_reqtimeout` `MinRate`
+    /// works alike).
     pub fn deadline(&self) -> (Instant, Expiry) {
-        let expiry = match self.state {
-            State::Head(_) | State::Body { .. } => Expiry::Request,
-            State::Sending(_) => Expiry::Write,
-            _ => Expiry::Idle,
-        };
-        (self.deadline, expiry)
+        match self.state {
+            State::Head(_) | State::Body { .. } => {
+                let rate = u64::from(self.settings.min_rate);
+                let at = match rate {
+                    0 => self.deadline,
+                    rate => {
+                        let bought = Duration::from_millis(
+                            (self.received as u64).saturating_mul(1000) / rate,
+                        );
+                        self.deadline.min(self.started + MIN_RATE_GRACE + bought)
+                    }
+                };
+                (at, Expiry::Request)
+            }
+            State::Sending(_) => (self.deadline, Expiry::Write),
+            _ => (self.deadline, Expiry::Idle),
+        }
     }
 
-    /// Whether the connection may be closed at once while the server drains: nothing under
-    /// way, and either something was answered on it or it has had `grace` to start a request.
-    pub fn idle_for_drain(&self, now: Instant, grace: Duration) -> bool {
-        matches!(self.state, State::Idle) && (self.answered > 0 || now - self.opened >= grace)
+    /// How far a request under way is behind the minimum rate now, counting from its first
+    /// byte without the grace: at the connection cap, a request this slow gives way even
+    /// within its grace. `None` when nothing is under way, no minimum is set, or it keeps up.
+    pub fn behind(&self, now: Instant) -> Option<Duration> {
+        let rate = u64::from(self.settings.min_rate);
+        if rate == 0 || !matches!(self.state, State::Head(_) | State::Body { .. }) {
+            return None;
+        }
+        let kept_up = Duration::from_millis((self.received as u64).saturating_mul(1000) / rate);
+        let behind = now
+            .saturating_duration_since(self.started)
+            .checked_sub(kept_up)?;
+        (!behind.is_zero()).then_some(behind)
+    }
+
+    /// Whether closing now could destroy the answer already sent: the client may still be
+    /// sending bytes that will not be read (after a refusal, or a request whose body was not
+    /// waited for, or a request cut off mid-way), and a close with unread input resets the
+    /// connection (RFC 9112 §9.6). Not once the client has ended its side.
+    pub fn closes_with_input_unread(&self) -> bool {
+        !self.peer_done
+            && (self.unread || matches!(self.state, State::Head(_) | State::Body { .. }))
+    }
+
+    /// Whether nothing is under way: the connection waits for a request (kept alive, or new).
+    pub fn awaits_request(&self) -> bool {
+        matches!(self.state, State::Idle)
     }
 
     /// Whether the connection is kept alive between requests: it answered one and nothing is
@@ -496,6 +559,17 @@ impl Conn {
     /// not sent a request yet is not: its request may be on its way.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Idle) && self.answered > 0
+    }
+
+    /// Whether the client has sent nothing at all since the connection opened: at the
+    /// connection cap such a client gives way after the idle ones, oldest first, so that
+    /// connections that never speak cannot hold the cap.
+    pub fn is_silent(&self) -> bool {
+        matches!(self.state, State::Idle) && self.answered == 0 && !self.peer_done
+    }
+
+    pub fn opened(&self) -> Instant {
+        self.opened
     }
 
     /// Heap bytes held for this connection's buffers (not counting a [`Pending`] that is out).

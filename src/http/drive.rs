@@ -1,9 +1,11 @@
 //! The one loop that runs a connection ([`Conn`]) between a [`Transport`] (a socket, or bytes
 //! given in advance) and an [`Application`] (the server's handler, or a test's): it reads when
 //! the connection asks, writes what it hands out, answers its requests and records its
-//! exchanges, until the transport would block, the application holds a request back, or the
-//! connection is over. The event-loop workers, the blocking threads, the connection's unit
-//! tests, the property tests and the fuzz target all drive connections through it.
+//! exchanges, until the transport would block, the application holds a request back, the
+//! connection is over, or it has used its [`Budget`] (so that one busy client cannot keep an
+//! event loop from its other connections). The event-loop workers, the blocking threads, the
+//! connection's unit tests, the property tests and the fuzz target all drive connections
+//! through it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -42,32 +44,60 @@ pub trait Application {
     fn completed(&mut self, exchange: &Exchange<'_>);
 }
 
+/// How much one call of [`drive`] may do for its connection before it gives way: requests
+/// answered and bytes read. Past the first, the connection stops once its last answer is
+/// over; past the second, where it next wants input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub requests: u32,
+    pub bytes: usize,
+}
+
+impl Budget {
+    /// For a transport that serves one connection alone (a test's script, a blocking thread).
+    pub const UNLIMITED: Budget = Budget {
+        requests: u32::MAX,
+        bytes: usize::MAX,
+    };
+}
+
 /// Why [`drive`] returned.
 pub enum Stop<H> {
     /// Nothing to do until the transport is ready again (or, had a request been held back,
     /// until its response is given).
     Park,
+    /// The budget is spent with more to do, or input that may be there already: drive it
+    /// again after the others have had their turn.
+    Yield,
     /// The application held this request back; its connection waits for the response.
     Held(Pending, H),
     /// The connection is over: close it.
     Close,
 }
 
-/// Drives `conn` as far as it goes.
+/// Drives `conn` as far as it goes within `budget`.
 pub fn drive<T: Transport, A: Application>(
     conn: &mut Conn,
     transport: &mut T,
     app: &mut A,
+    budget: Budget,
 ) -> Stop<A::Hold> {
+    let mut left = budget;
     loop {
         let now = app.now();
         match conn.poll(now) {
             Event::Read => {
+                if left.bytes == 0 {
+                    return Stop::Yield;
+                }
                 // Never zero, which a socket would answer as if the client were done.
-                let most = conn.read_room().max(1);
+                let most = conn.read_room().max(1).min(left.bytes);
                 match transport.read(most) {
                     Ok([]) => conn.receive_eof(),
-                    Ok(bytes) => conn.receive(bytes, now),
+                    Ok(bytes) => {
+                        left.bytes = left.bytes.saturating_sub(bytes.len());
+                        conn.receive(bytes, now);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Stop::Park,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Stop::Close,
@@ -82,8 +112,16 @@ pub fn drive<T: Transport, A: Application>(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Stop::Close,
             },
-            Event::Answered(exchange) => app.completed(&exchange),
+            Event::Answered(exchange) => {
+                app.completed(&exchange);
+                // Between two requests: the next may already be read, so the turn ends here
+                // rather than where input is wanted.
+                if left.requests == 0 {
+                    return Stop::Yield;
+                }
+            }
             Event::Request(pending) => {
+                left.requests = left.requests.saturating_sub(1);
                 if let Some(held) = answer(conn, pending, app) {
                     return held;
                 }
@@ -99,14 +137,15 @@ pub fn drive<T: Transport, A: Application>(
 }
 
 /// Answers a request that was held back elsewhere and came back with its connection, then
-/// drives on.
+/// drives on within `budget`.
 pub fn resume<T: Transport, A: Application>(
     conn: &mut Conn,
     pending: Pending,
     transport: &mut T,
     app: &mut A,
+    budget: Budget,
 ) -> Stop<A::Hold> {
-    answer(conn, pending, app).unwrap_or_else(|| drive(conn, transport, app))
+    answer(conn, pending, app).unwrap_or_else(|| drive(conn, transport, app, budget))
 }
 
 /// Answers `pending` through the application; the stop if it held the request back.

@@ -7,8 +7,9 @@
 //! answers what needs nothing outside the process at once; a greeting waits for its [`Reply`]
 //! without holding a thread; a handler that blocks runs on the bounded pool of
 //! [`super::blocking`] threads, which hand the connection back once its response is sent. At
-//! the connection cap, the longest-idle keep-alive connection is closed to make room; a new
-//! client is refused only when every connection is inside a request.
+//! the connection cap, a connection is closed to make room: one lingering after its answer,
+//! else the longest-idle keep-alive one, else the oldest that has sent nothing; a new client is
+//! refused only when every connection is inside a request.
 //!
 //! [`Reply`]: super::worker::Reply
 
@@ -43,6 +44,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time in-flight requests have to finish after shutdown begins.
     pub drain_timeout: Duration,
+    /// Time idle connections stay open after shutdown begins, answering what arrives with
+    /// `Connection: close`: a request already on its way meets an answer, not a close.
+    pub drain_idle_grace: Duration,
     /// What every connection is held to: limits and timeouts.
     pub connection: Settings,
 }
@@ -103,6 +107,7 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             settings: Arc::new(self.config.connection.clone()),
+            drain_idle_grace: self.config.drain_idle_grace,
             refusal: prerender(handler.reject(Rejection::Overloaded)),
             timeout_reply: prerender(handler.reject(Rejection::Timeout)),
             stats: self.stats,
@@ -219,8 +224,9 @@ impl Acceptor<'_> {
     }
 
     /// Deals a new connection to the next worker in turn. Over the cap, the workers are asked
-    /// in turn to close their longest-idle connection for it; the last one refuses it if none
-    /// could.
+    /// in turn, three times round (for a lingering or idle connection, then a silent one, then
+    /// a request slower than the minimum rate), to close one for it; the last one refuses it
+    /// if none could.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         if stream.set_nonblocking(true).is_err() {
             return;
@@ -235,7 +241,7 @@ impl Acceptor<'_> {
         self.next_worker = (worker + 1) % workers;
         let open = self.shared.stats.open.fetch_add(1, Ordering::Relaxed) + 1;
         let message = match open > self.max_connections {
-            true => Message::MakeRoom(entry, workers - 1),
+            true => Message::MakeRoom(entry, 3 * workers - 1),
             false => Message::Adopt(entry, None),
         };
         self.shared.inboxes[worker].send(message);
@@ -248,7 +254,8 @@ impl Acceptor<'_> {
         self.spare_fd = None;
         if let Some(listener) = &self.listener {
             if let Ok((stream, _)) = listener.accept() {
-                self.shared.refuse(stream, "out of file descriptors");
+                // No descriptor to spare for a lingering close: closed at once.
+                self.shared.refuse(&stream, "out of file descriptors");
             }
         }
         self.spare_fd = File::open("/dev/null").ok();

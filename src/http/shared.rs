@@ -60,6 +60,8 @@ pub(super) struct Entry {
 /// What every thread of the server shares.
 pub(super) struct Shared {
     pub settings: Arc<Settings>,
+    /// How long idle connections stay open once the drain begins, answering what arrives.
+    pub drain_idle_grace: Duration,
     pub refusal: Prerendered,
     pub timeout_reply: Prerendered,
     pub stats: Arc<Stats>,
@@ -88,8 +90,8 @@ impl Shared {
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A best-effort answer that never blocks, then close.
-    pub fn reply_and_close(&self, entry: Entry, reply: &Prerendered) {
+    /// A best-effort answer that never blocks; the caller closes the connection.
+    pub fn reply(&self, entry: &Entry, reply: &Prerendered) {
         let written = (&entry.stream).write(&reply.bytes).unwrap_or(0);
         self.handler.completed(&Exchange {
             method: "-",
@@ -101,11 +103,10 @@ impl Shared {
             tag: None,
             trace_id: None,
         });
-        self.close(entry);
     }
 
-    /// Turns a new client away with a 503, without blocking.
-    pub fn refuse(&self, stream: TcpStream, why: &str) {
+    /// Turns a new client away with a 503, without blocking; the caller closes the connection.
+    pub fn refuse(&self, stream: &TcpStream, why: &str) {
         // A client that reconnects at once would write a line per try: the first goes out, the
         // rest are summed up once per interval. The metric counts each.
         static REFUSED: Repeated =
@@ -115,7 +116,7 @@ impl Shared {
             log::warn!("refused a connection: {why}");
         }
         let _ = stream.set_nonblocking(true);
-        let _ = (&stream).write(&self.refusal.bytes);
+        let _ = (&*stream).write(&self.refusal.bytes);
     }
 }
 
@@ -124,8 +125,8 @@ pub(super) enum Message {
     /// A connection to own: new from the acceptor, or back from a blocking thread (with the
     /// pipelined request it found after its response, if any).
     Adopt(Entry, Option<Pending>),
-    /// A new connection over the cap: close the longest-idle connection to make room for it,
-    /// or pass it on to the next worker (this many more may be asked), or refuse it.
+    /// A new connection over the cap: close a connection that can give way to make room for
+    /// it, or pass it on to the next worker (this many more may be asked), or refuse it.
     MakeRoom(Entry, usize),
     /// The response for the connection under this key, `None` if its
     /// [`Reply`](super::worker::Reply) was dropped unsent.

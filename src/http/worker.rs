@@ -4,11 +4,18 @@
 //! the process at once and never waits for anything else: a greeting's answer arrives later in
 //! its [`Inbox`] through a [`Reply`], and a blocking handler's connection is lent to the
 //! blocking pool and comes back through the inbox when its response is sent.
+//!
+//! Fairness: a connection is served for at most [`PER_WAKE`] at a time; one with more to do
+//! waits at the back of a ready list, which the worker serves after each look at epoll (as
+//! nginx serves its posted events), so a client that keeps its socket full cannot keep the
+//! worker from its other connections. A connection closed with the client's bytes unread
+//! lingers (its write side shut, the rest read and thrown away, for a bounded time) so that
+//! the answer is not destroyed by a reset.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::mem;
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -21,7 +28,7 @@ use rustix::event::Timespec;
 
 use super::blocking;
 use super::conn::{Expiry, Pending};
-use super::drive::{self, Application, Stop, Transport};
+use super::drive::{self, Application, Budget, Stop, Transport};
 use super::shared::{Entry, Inbox, Message, Shared, Task};
 use super::timers::Timers;
 use super::{Answer, Exchange, Job, Rejection, Request, Response};
@@ -38,8 +45,17 @@ const EVENTS: usize = 256;
 const WHEEL_SLOTS: usize = 1024;
 /// How often a connection that waits for its reply is looked at.
 const WAITING_RECHECK: Duration = Duration::from_secs(1);
-/// While draining, a new connection gets this long to send its first request.
-const DRAIN_FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// What one connection may do before the worker turns to the others: measured with one client
+/// pipelining 4 KB requests against a neighbour's `/health` (README, Resilience), and large
+/// enough that a normal pipeline (a few requests) is served in one go.
+const PER_WAKE: Budget = Budget {
+    requests: 16,
+    bytes: 64 * 1024,
+};
+/// How long a connection closed with input unread keeps reading it, and how much it reads,
+/// before it is closed anyway.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// What a connection is told about: input, room to send, or the peer gone. Registered once.
 const CONNECTION_EVENTS: EventFlags = EventFlags::IN
@@ -91,14 +107,45 @@ impl Context<'_> {
 /// A connection the worker owns.
 struct Slot {
     entry: Entry,
-    /// Its request, while it waits for a [`Reply`]: readiness is ignored and no deadline
-    /// applies (the handler's own, e.g. the store's timeout, bounds the wait).
-    waiting: Option<Pending>,
+    phase: Phase,
     /// The client has ended its side: its end of input is in the socket, and since no edge
     /// will come for it again, reads go on until they find it.
     hangup: bool,
+    /// In the ready list: it spent its budget with more to do.
+    queued: bool,
     /// The tick of [`Timers`] its deadline is filed under.
     filed: u64,
+}
+
+/// Where a connection the worker owns stands.
+enum Phase {
+    /// Driven by its readiness and its deadlines.
+    Open,
+    /// Its request waits for a [`Reply`]: readiness is ignored and no deadline applies (the
+    /// handler's own, e.g. the store's timeout, bounds the wait).
+    Waiting(Pending),
+    /// Answered and over, with the client's bytes unread: the write side is shut, and what
+    /// arrives is read and thrown away until the client closes, `until` passes or
+    /// [`LINGER_BYTES`] have been read; then it closes without a reset.
+    Lingering { until: Instant, discarded: usize },
+}
+
+/// Which connections a worker closes to make room for a new one at the cap, in turn: each
+/// kind is asked of every worker before the next kind is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reclaim {
+    /// Connections lingering after their answer, then idle keep-alive ones.
+    Idle,
+    /// Connections that have sent nothing since they were accepted, oldest first.
+    Silent,
+    /// Requests under way slower than the minimum rate, even within their grace, the furthest
+    /// behind first: answered 408.
+    Slow,
+}
+
+impl Reclaim {
+    /// The kinds in the order they are asked for.
+    const ORDER: [Reclaim; 3] = [Reclaim::Idle, Reclaim::Silent, Reclaim::Slow];
 }
 
 struct Worker<'a> {
@@ -112,6 +159,11 @@ struct Worker<'a> {
     scratch: Vec<u8>,
     /// The inbox's other buffer.
     spare: Vec<Message>,
+    /// Connections that spent their budget with input still to read: edge-triggered epoll
+    /// will not tell of it again, so they are served from here.
+    ready: VecDeque<u64>,
+    /// When this worker first saw the drain begin.
+    drain_began: Option<Instant>,
 }
 
 /// Runs worker `id` until the server is done.
@@ -147,6 +199,8 @@ impl<'a> Worker<'a> {
             next_key: INBOX_KEY + 1,
             scratch: vec![0; READ_CHUNK],
             spare: Vec::new(),
+            ready: VecDeque::new(),
+            drain_began: None,
         })
     }
 
@@ -155,12 +209,14 @@ impl<'a> Worker<'a> {
         let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
         while !self.shared.done.load(Ordering::SeqCst) {
             events.clear();
-            let timeout = Timespec::try_from(
-                next_sweep
+            // With connections ready to go on, only look at what else has happened.
+            let wait = match self.ready.is_empty() {
+                true => next_sweep
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1)),
-            )
-            .unwrap_or_default();
+                false => Duration::ZERO,
+            };
+            let timeout = Timespec::try_from(wait).unwrap_or_default();
             match epoll::wait(&self.epoll, spare_capacity(&mut events), Some(&timeout)) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
@@ -178,8 +234,19 @@ impl<'a> Worker<'a> {
                                 slot.hangup = true;
                             }
                         }
-                        self.drive(key, None);
+                        self.ready_event(key);
                     }
+                }
+            }
+            // Each connection that was waiting its turn gets one more budget; those that spend
+            // it again go to the back, behind what the next look at epoll brings.
+            for _ in 0..self.ready.len() {
+                let Some(key) = self.ready.pop_front() else {
+                    break;
+                };
+                if let Some(slot) = self.table.get_mut(&key) {
+                    slot.queued = false;
+                    self.drive(key, None);
                 }
             }
             if !events.is_empty() {
@@ -193,6 +260,15 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// A connection's socket is ready for something.
+    fn ready_event(&mut self, key: u64) {
+        match self.table.get(&key).map(|slot| &slot.phase) {
+            Some(Phase::Lingering { .. }) => self.discard(key),
+            Some(_) => self.drive(key, None),
+            None => {}
+        }
+    }
+
     fn read_inbox(&mut self) {
         let mut count = [0u8; 8];
         let _ = rustix::io::read(&self.inbox.wake, &mut count);
@@ -202,7 +278,7 @@ impl<'a> Worker<'a> {
         for message in messages.drain(..) {
             match message {
                 Message::Adopt(entry, pending) => self.adopt(entry, pending),
-                Message::MakeRoom(entry, others) => self.make_room(entry, others),
+                Message::MakeRoom(entry, tries) => self.make_room(entry, tries),
                 Message::Done(key, response) => self.done(key, response),
             }
         }
@@ -210,6 +286,16 @@ impl<'a> Worker<'a> {
     }
 
     fn adopt(&mut self, entry: Entry, pending: Option<Pending>) {
+        let Some(key) = self.register(entry) else {
+            return;
+        };
+        // Edge-triggered: what arrived before registration raises no event.
+        self.drive(key, pending);
+    }
+
+    /// Puts a connection in this worker's epoll and table, driven by its deadline; `None` if
+    /// epoll would not take it (it is closed).
+    fn register(&mut self, entry: Entry) -> Option<u64> {
         let key = self.next_key;
         self.next_key += 1;
         if epoll::add(
@@ -220,53 +306,112 @@ impl<'a> Worker<'a> {
         )
         .is_err()
         {
-            return self.shared.close(entry);
+            self.shared.close(entry);
+            return None;
         }
         let filed = self.timers.schedule(key, entry.conn.deadline().0);
         self.table.insert(
             key,
             Slot {
                 entry,
-                waiting: None,
+                phase: Phase::Open,
                 hangup: false,
+                queued: false,
                 filed,
             },
         );
-        // Edge-triggered: what arrived before registration raises no event.
-        self.drive(key, pending);
+        Some(key)
     }
 
-    fn make_room(&mut self, entry: Entry, others: usize) {
-        let reclaimed = self.longest_idle().and_then(|key| self.table.remove(&key));
-        match reclaimed {
-            Some(slot) => {
+    /// A new connection over the cap: this worker closes one of its own for it, of the kind
+    /// this round asks for, or passes it on; `tries` counts down the asks left, round by round
+    /// ([`Reclaim::ORDER`]) around the workers. Past them all it is refused.
+    fn make_room(&mut self, entry: Entry, tries: usize) {
+        let workers = self.shared.inboxes.len();
+        let rounds = Reclaim::ORDER.len();
+        let round = rounds - 1 - (tries / workers).min(rounds - 1);
+        let reclaim = Reclaim::ORDER[round];
+        match self.reclaimable(reclaim) {
+            Some(key) => {
                 self.shared.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
-                self.shared.close(slot.entry);
+                match reclaim {
+                    Reclaim::Slow => {
+                        if let Some(slot) = self.table.get(&key) {
+                            self.shared.reply(&slot.entry, &self.shared.timeout_reply);
+                        }
+                        self.close(key);
+                    }
+                    Reclaim::Idle | Reclaim::Silent => {
+                        if let Some(slot) = self.table.remove(&key) {
+                            self.shared.close(slot.entry);
+                        }
+                    }
+                }
                 self.adopt(entry, None);
             }
-            None if others > 0 => {
-                let next = (self.id + 1) % self.shared.inboxes.len();
-                self.shared.inboxes[next].send(Message::MakeRoom(entry, others - 1));
+            None if tries > 0 => {
+                let next = (self.id + 1) % workers;
+                self.shared.inboxes[next].send(Message::MakeRoom(entry, tries - 1));
             }
             None => {
-                self.shared.refuse(entry.stream, "connection cap reached");
-                self.shared.stats.open.fetch_sub(1, Ordering::Relaxed);
+                self.shared.refuse(&entry.stream, "connection cap reached");
+                // Its request is probably on its way: a lingering close lets the client read
+                // the 503 instead of a reset.
+                if let Some(key) = self.register(entry) {
+                    self.linger(key);
+                }
             }
         }
     }
 
-    /// The connection idle the longest, if any: one whose next request has arrived unread
-    /// (found with a `peek`) is not idle, and the next one is tried, a few at most.
-    fn longest_idle(&self) -> Option<u64> {
-        let mut busy = Vec::new();
-        for _ in 0..4 {
-            let (key, slot) = self
+    /// The connection to close for a newcomer, of the kind `reclaim` names.
+    fn reclaimable(&self, reclaim: Reclaim) -> Option<u64> {
+        let open = || {
+            self.table
+                .iter()
+                .filter(|(_, slot)| matches!(slot.phase, Phase::Open))
+        };
+        match reclaim {
+            // A lingering connection is over: it goes first. Then the one idle the longest.
+            Reclaim::Idle => self
                 .table
                 .iter()
-                .filter(|(key, slot)| {
-                    slot.waiting.is_none() && slot.entry.conn.is_idle() && !busy.contains(*key)
-                })
-                .min_by_key(|(_, slot)| slot.entry.conn.deadline().0)?;
+                .find(|(_, slot)| matches!(slot.phase, Phase::Lingering { .. }))
+                .map(|(key, _)| *key)
+                .or_else(|| {
+                    self.quiet_first(
+                        open().filter(|(_, slot)| slot.entry.conn.is_idle()),
+                        |slot| slot.entry.conn.deadline().0,
+                    )
+                }),
+            Reclaim::Silent => self.quiet_first(
+                open().filter(|(_, slot)| slot.entry.conn.is_silent()),
+                |slot| slot.entry.conn.opened(),
+            ),
+            Reclaim::Slow => {
+                let now = Instant::now();
+                open()
+                    .filter_map(|(key, slot)| Some((*key, slot.entry.conn.behind(now)?)))
+                    .max_by_key(|(_, behind)| *behind)
+                    .map(|(key, _)| key)
+            }
+        }
+    }
+
+    /// Of `candidates`, the first by `order` whose client has sent nothing that is still
+    /// unread: one whose next bytes have arrived (found with a `peek`) is neither idle nor
+    /// silent any more, and the next is tried, a few at most.
+    fn quiet_first<'s, K: Ord>(
+        &self,
+        candidates: impl Iterator<Item = (&'s u64, &'s Slot)> + Clone,
+        order: impl Fn(&Slot) -> K,
+    ) -> Option<u64> {
+        let mut busy = Vec::new();
+        for _ in 0..4 {
+            let (key, slot) = candidates
+                .clone()
+                .filter(|(key, _)| !busy.contains(*key))
+                .min_by_key(|(_, slot)| order(slot))?;
             match slot.entry.stream.peek(&mut [0u8; 1]) {
                 Ok(n) if n > 0 => busy.push(*key),
                 _ => return Some(*key),
@@ -275,13 +420,73 @@ impl<'a> Worker<'a> {
         None
     }
 
+    /// Shuts the write side of `key`'s connection (its answer is sent, or as much as would go)
+    /// and reads what the client still sends until it closes, for a bounded time and amount.
+    fn linger(&mut self, key: u64) {
+        let Some(slot) = self.table.get_mut(&key) else {
+            return;
+        };
+        let until = Instant::now() + LINGER_TIME;
+        let _ = slot.entry.stream.shutdown(Shutdown::Write);
+        slot.phase = Phase::Lingering {
+            until,
+            discarded: 0,
+        };
+        slot.filed = self.timers.schedule(key, until);
+        // Edge-triggered: what is already in the socket raises no event.
+        self.discard(key);
+    }
+
+    /// Reads and throws away what a lingering connection's client sends; closes it at the
+    /// client's end of input, on an error, or past [`LINGER_BYTES`].
+    fn discard(&mut self, key: u64) {
+        let Some(slot) = self.table.get_mut(&key) else {
+            return;
+        };
+        let Phase::Lingering { discarded, .. } = &mut slot.phase else {
+            return;
+        };
+        let over = loop {
+            match (&slot.entry.stream).read(&mut self.scratch) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    *discarded += n;
+                    if *discarded >= LINGER_BYTES {
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break true,
+            }
+        };
+        if over {
+            if let Some(slot) = self.table.remove(&key) {
+                self.shared.close(slot.entry);
+            }
+        }
+    }
+
+    /// Closes `key`'s connection: lingering if the client's bytes would be left unread.
+    fn close(&mut self, key: u64) {
+        let unread = self
+            .table
+            .get(&key)
+            .is_some_and(|slot| slot.entry.conn.closes_with_input_unread());
+        if unread {
+            self.linger(key);
+        } else if let Some(slot) = self.table.remove(&key) {
+            self.shared.close(slot.entry);
+        }
+    }
+
     fn done(&mut self, key: u64, response: Option<Response>) {
         // A reply for a connection that is gone, or was already answered (its handler
         // panicked after handing out the reply), has no one to go to.
         let Some(slot) = self.table.get_mut(&key) else {
             return;
         };
-        let Some(pending) = slot.waiting.take() else {
+        let Phase::Waiting(pending) = mem::replace(&mut slot.phase, Phase::Open) else {
             return;
         };
         let response = response.unwrap_or_else(|| self.shared.handler.reject(Rejection::Internal));
@@ -291,22 +496,20 @@ impl<'a> Worker<'a> {
         self.drive(key, None);
     }
 
-    /// Drives `key`'s connection as far as it goes, answering `pending` first if given.
+    /// Drives `key`'s connection as far as its budget goes, answering `pending` first if
+    /// given.
     fn drive(&mut self, key: u64, pending: Option<Pending>) {
         let Worker {
-            id,
             shared,
-            epoll,
             inbox,
             table,
-            timers,
             scratch,
             ..
         } = self;
         let Some(slot) = table.get_mut(&key) else {
             return;
         };
-        if slot.waiting.is_some() {
+        if !matches!(slot.phase, Phase::Open) {
             return;
         }
         let mut app = EventLoop {
@@ -323,27 +526,31 @@ impl<'a> Worker<'a> {
         // The connection's own code must not take the worker down with it; handlers' panics
         // are already answered with 500.
         let stop = panic::catch_unwind(AssertUnwindSafe(|| match pending {
-            Some(pending) => drive::resume(conn, pending, &mut socket, &mut app),
-            None => drive::drive(conn, &mut socket, &mut app),
+            Some(pending) => drive::resume(conn, pending, &mut socket, &mut app, PER_WAKE),
+            None => drive::drive(conn, &mut socket, &mut app, PER_WAKE),
         }));
         match stop {
-            Ok(Stop::Park) => {
-                // A deadline that came nearer (a request started on an idle connection) is
-                // filed again; one that moved away is found so when its old tick comes.
-                let at = slot.entry.conn.deadline().0;
-                if timers.tick_of(at) < slot.filed {
-                    slot.filed = timers.schedule(key, at);
+            Ok(Stop::Park) => self.refile(key),
+            Ok(Stop::Yield) => {
+                self.refile(key);
+                if let Some(slot) = self.table.get_mut(&key).filter(|slot| !slot.queued) {
+                    slot.queued = true;
+                    self.ready.push_back(key);
                 }
             }
-            Ok(Stop::Held(pending, Hold::Reply)) => slot.waiting = Some(pending),
+            Ok(Stop::Held(pending, Hold::Reply)) => {
+                if let Some(slot) = self.table.get_mut(&key) {
+                    slot.phase = Phase::Waiting(pending);
+                }
+            }
             Ok(Stop::Held(pending, Hold::Blocking(job))) => {
-                if let Some(slot) = table.remove(&key) {
+                if let Some(slot) = self.table.remove(&key) {
                     // The blocking thread waits on the socket itself until it gives it back.
-                    let _ = epoll::delete(&*epoll, &slot.entry.stream);
+                    let _ = epoll::delete(&self.epoll, &slot.entry.stream);
                     blocking::submit(
-                        shared,
+                        self.shared,
                         Task {
-                            owner: *id,
+                            owner: self.id,
                             entry: slot.entry,
                             pending,
                             job,
@@ -351,24 +558,33 @@ impl<'a> Worker<'a> {
                     );
                 }
             }
-            Ok(Stop::Close) => {
-                if let Some(slot) = table.remove(&key) {
-                    shared.close(slot.entry);
-                }
-            }
+            Ok(Stop::Close) => self.close(key),
             Err(_) => {
                 log::error!("a connection failed inside the server; it was closed");
-                if let Some(slot) = table.remove(&key) {
-                    shared.close(slot.entry);
+                if let Some(slot) = self.table.remove(&key) {
+                    self.shared.close(slot.entry);
                 }
             }
         }
     }
 
-    /// Closes connections past their deadline (answering 408 to those mid-request) and, while
-    /// draining, every idle one. Only the connections filed under the ticks now due are looked
-    /// at; one whose deadline moved is filed again. A new connection that has not sent anything
-    /// yet is not idle: its request may be on its way, so while draining it gets a short grace.
+    /// Files `key`'s deadline again if it came nearer (a request started on an idle
+    /// connection); one that moved away is found so when its old tick comes.
+    fn refile(&mut self, key: u64) {
+        if let Some(slot) = self.table.get_mut(&key) {
+            let at = slot.entry.conn.deadline().0;
+            if self.timers.tick_of(at) < slot.filed {
+                slot.filed = self.timers.schedule(key, at);
+            }
+        }
+    }
+
+    /// Closes connections past their deadline (answering 408 to those mid-request, lingering
+    /// for the rest of their bytes) and those whose lingering is over. While draining, idle
+    /// connections are closed once the drain has run for the idle grace: until then, a request
+    /// that arrives on one is answered (with `Connection: close`) instead of meeting a close.
+    /// Only the connections filed under the ticks now due are looked at; one whose deadline
+    /// moved is filed again.
     fn sweep(&mut self, now: Instant) {
         let mut due = Vec::new();
         self.timers.due(now, &mut due);
@@ -378,38 +594,46 @@ impl<'a> Worker<'a> {
                 // Closed, or filed again under another tick.
                 continue;
             };
-            let (at, expiry) = slot.entry.conn.deadline();
-            if slot.waiting.is_some() {
-                slot.filed = self.timers.schedule(key, now + WAITING_RECHECK);
-            } else if at <= now {
+            let (at, expiry) = match slot.phase {
+                Phase::Open => slot.entry.conn.deadline(),
+                Phase::Lingering { until, .. } => (until, Expiry::Idle),
+                Phase::Waiting(_) => {
+                    slot.filed = self.timers.schedule(key, now + WAITING_RECHECK);
+                    continue;
+                }
+            };
+            if at <= now {
                 expired.push((key, expiry));
             } else {
                 slot.filed = self.timers.schedule(key, at);
             }
         }
         if self.shared.draining() {
-            expired.extend(
-                self.table
-                    .iter()
-                    .filter(|(_, slot)| {
-                        slot.waiting.is_none()
-                            && slot
-                                .entry
-                                .conn
-                                .idle_for_drain(now, DRAIN_FIRST_REQUEST_GRACE)
-                    })
-                    .map(|(key, _)| (*key, Expiry::Idle)),
-            );
+            let began = *self.drain_began.get_or_insert(now);
+            if now >= began + self.shared.drain_idle_grace {
+                expired.extend(
+                    self.table
+                        .iter()
+                        .filter(|(_, slot)| {
+                            matches!(slot.phase, Phase::Open) && slot.entry.conn.awaits_request()
+                        })
+                        .map(|(key, _)| (*key, Expiry::Idle)),
+                );
+            }
         }
         for (key, expiry) in expired {
-            let Some(slot) = self.table.remove(&key) else {
-                continue;
-            };
             match expiry {
-                Expiry::Request => self
-                    .shared
-                    .reply_and_close(slot.entry, &self.shared.timeout_reply),
-                Expiry::Idle | Expiry::Write => self.shared.close(slot.entry),
+                Expiry::Request => {
+                    if let Some(slot) = self.table.get(&key) {
+                        self.shared.reply(&slot.entry, &self.shared.timeout_reply);
+                    }
+                    self.close(key);
+                }
+                Expiry::Idle | Expiry::Write => {
+                    if let Some(slot) = self.table.remove(&key) {
+                        self.shared.close(slot.entry);
+                    }
+                }
             }
         }
     }

@@ -10,6 +10,7 @@
 pub mod aws;
 mod client;
 pub mod load;
+mod nginx;
 mod redis;
 mod service;
 
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 // lives in; a suite need not use them all.
 #[allow(unused_imports)]
 pub use self::client::{burst, observed, status_line, Conn, Response};
+#[allow(unused_imports)]
+pub use self::nginx::Nginx;
 #[allow(unused_imports)]
 pub use self::redis::{trickling_proxy, Redis};
 #[allow(unused_imports)]

@@ -3,13 +3,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::load::{hammer, Tally};
-use crate::common::{free_port, send_signal, Redis, Service, Signal};
+use crate::common::{free_port, Nginx, Redis, Service, Signal};
 use crate::KEY;
 
 #[test]
@@ -91,37 +90,16 @@ fn s8_rolling_restart_behind_nginx() {
         .map(|ip| Service::start_at(addr(ip), &env))
         .collect();
 
-    let dir = std::env::temp_dir().join(format!("hello-nginx-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let nginx_port = free_port();
     let upstreams: String = ips
         .iter()
         .map(|ip| format!("server {ip}:{port} max_fails=0;\n"))
         .collect();
-    let conf = format!(
-        "daemon off; pid {dir}/nginx.pid; error_log {dir}/error.log warn; worker_processes 1;
-         events {{ worker_connections 1024; }}
-         http {{ access_log off; client_body_temp_path {dir};
-           upstream nodes {{ {upstreams} keepalive 16; }}
-           server {{ listen 127.0.0.1:{nginx_port};
-             location / {{ proxy_pass http://nodes; proxy_http_version 1.1;
-               proxy_set_header Connection \"\"; proxy_next_upstream error; proxy_next_upstream_tries 3; }} }} }}",
-        dir = dir.display()
+    let nginx = Nginx::start(
+        &format!("upstream nodes {{ {upstreams} keepalive 16; }}"),
+        "location / { proxy_pass http://nodes; proxy_http_version 1.1;
+           proxy_set_header Connection \"\"; proxy_next_upstream error; proxy_next_upstream_tries 3; }",
     );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut nginx = Command::new("nginx")
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (Debian package) is needed");
-    let front: SocketAddr = format!("127.0.0.1:{nginx_port}").parse().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(front).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        thread::sleep(Duration::from_millis(20));
-    }
+    let front = nginx.addr;
 
     let stop = AtomicBool::new(false);
     let mut restarts = Vec::new();
@@ -144,10 +122,7 @@ fn s8_rolling_restart_behind_nginx() {
         stop.store(true, Ordering::Relaxed);
         load.join().unwrap()
     });
-    // SIGQUIT: a graceful stop that takes the worker processes with it.
-    send_signal(nginx.id(), Signal::QUIT);
-    let _ = nginx.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(nginx);
     let stored = redis.total(KEY);
     tally.row(
         "8 rolling restart via nginx",

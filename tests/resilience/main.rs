@@ -9,6 +9,7 @@
 mod common;
 
 mod aws;
+mod fairness;
 mod hostile;
 mod lifecycle;
 mod limits;

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::io;
 
 use super::*;
-use crate::http::drive::{drive, resume, Application, Script, Stop};
+use crate::http::drive::{drive, resume, Application, Budget, Script, Stop};
 use crate::http::{BodySource, Status};
 
 const START: Duration = Duration::ZERO;
@@ -19,6 +19,7 @@ fn settings() -> Arc<Settings> {
             body: 32,
         },
         request_timeout: Duration::from_secs(10),
+        min_rate: 0,
         idle_timeout: Duration::from_secs(75),
         write_timeout: Duration::from_secs(5),
     })
@@ -127,7 +128,7 @@ fn status_of(r: Rejection) -> Status {
 
 /// Drives the connection over what `script` has to read, until it would block or closes.
 fn exchange(conn: &mut Conn, now: Instant, script: &mut Script<'_>, seen: &mut Seen) {
-    let stop = drive(conn, script, &mut Replies { now, seen });
+    let stop = drive(conn, script, &mut Replies { now, seen }, Budget::UNLIMITED);
     seen.out
         .push_str(&String::from_utf8_lossy(&mem::take(&mut script.out)));
     seen.closed |= matches!(stop, Stop::Close);
@@ -483,7 +484,7 @@ fn an_idle_connection_holds_no_large_buffer() {
         "{}",
         conn.buffered()
     );
-    assert!(conn.idle_for_drain(clock.at(START), Duration::from_secs(1)));
+    assert!(conn.awaits_request());
 }
 
 #[test]
@@ -510,7 +511,7 @@ fn draining_answers_with_close() {
         panic!("bytes")
     };
     assert!(String::from_utf8_lossy(bytes).contains("Connection: close"));
-    assert!(!conn.idle_for_drain(clock.at(START), Duration::ZERO));
+    assert!(!conn.awaits_request());
 }
 
 #[test]
@@ -577,7 +578,12 @@ fn a_held_request_is_answered_when_resumed_and_the_next_ones_follow_in_order() {
     let (mut conn, clock) = open();
     let piped = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
     let mut script = Script::new(&[piped]);
-    let Stop::Held(pending, ()) = drive(&mut conn, &mut script, &mut Holds(Vec::new())) else {
+    let Stop::Held(pending, ()) = drive(
+        &mut conn,
+        &mut script,
+        &mut Holds(Vec::new()),
+        Budget::UNLIMITED,
+    ) else {
         panic!("the first request held")
     };
     assert!(script.out.is_empty());
@@ -586,7 +592,13 @@ fn a_held_request_is_answered_when_resumed_and_the_next_ones_follow_in_order() {
         now: clock.at(START),
         seen: &mut seen,
     };
-    let stop = resume(&mut conn, pending, &mut script, &mut replies);
+    let stop = resume(
+        &mut conn,
+        pending,
+        &mut script,
+        &mut replies,
+        Budget::UNLIMITED,
+    );
     assert!(matches!(stop, Stop::Park));
     assert_eq!(seen.requests, ["GET /1", "GET /2"]);
     let out = String::from_utf8_lossy(&script.out);
@@ -618,4 +630,184 @@ fn a_refusal_is_answered_once_and_closes() {
     assert!(seen.out.starts_with("HTTP/1.1 505 "), "{}", seen.out);
     assert!(seen.out.contains("Connection: close\r\n") && seen.closed);
     assert!(seen.requests.is_empty());
+}
+
+/// A connection held to a minimum rate of 500 bytes a second.
+fn open_with_min_rate() -> (Conn, Clock) {
+    let t0 = Instant::now();
+    let settings = Arc::new(Settings {
+        min_rate: 500,
+        ..(*settings()).clone()
+    });
+    (
+        Conn::new(settings, "127.0.0.1:9".parse().unwrap(), t0),
+        Clock(t0),
+    )
+}
+
+#[test]
+fn a_trickled_request_must_keep_up_the_minimum_rate_after_its_grace() {
+    let (mut conn, clock) = open_with_min_rate();
+    let mut seen = Seen::default();
+    // A new connection that has sent nothing is not held to a rate.
+    assert_eq!(
+        conn.deadline(),
+        (clock.at(Duration::from_secs(10)), Expiry::Idle)
+    );
+    // The first byte at 2 s: the grace, then a second more for each 500 bytes.
+    let first = clock.at(Duration::from_secs(2));
+    conn.receive(b"GET /a HTTP/1.1\r\n", first);
+    run(&mut conn, first, &mut seen);
+    let bought = Duration::from_millis(17 * 1000 / 500);
+    assert_eq!(
+        conn.deadline(),
+        (first + MIN_RATE_GRACE + bought, Expiry::Request)
+    );
+    // 500 more bytes buy a second more, never past the request's own deadline.
+    let later = clock.at(Duration::from_millis(2_500));
+    conn.receive(&[b'x'; 500], later);
+    assert_eq!(
+        conn.deadline(),
+        (
+            first + MIN_RATE_GRACE + bought + Duration::from_secs(1),
+            Expiry::Request
+        )
+    );
+    conn.receive(&[b'x'; 5_000], later);
+    assert_eq!(
+        conn.deadline(),
+        (clock.at(Duration::from_secs(12)), Expiry::Request)
+    );
+    // Unset, the request's own deadline alone.
+    let (mut conn, clock) = open();
+    conn.receive(b"G", clock.at(START));
+    assert_eq!(
+        conn.deadline(),
+        (clock.at(Duration::from_secs(10)), Expiry::Request)
+    );
+}
+
+#[test]
+fn a_pipelined_request_is_held_to_the_rate_from_when_it_starts() {
+    let (mut conn, clock) = open_with_min_rate();
+    let mut seen = Seen::default();
+    let now = clock.at(Duration::from_secs(1));
+    conn.receive(
+        b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\n",
+        now,
+    );
+    run(&mut conn, now, &mut seen);
+    assert_eq!(seen.requests, ["GET /a"]);
+    // The second request's 17 bytes arrived with the first's; its clock starts when the first
+    // is answered, not when the connection opened.
+    assert_eq!(
+        conn.deadline(),
+        (
+            now + MIN_RATE_GRACE + Duration::from_millis(17 * 1000 / 500),
+            Expiry::Request
+        )
+    );
+}
+
+#[test]
+fn connections_say_when_a_close_would_leave_the_client_s_bytes_unread() {
+    // Refused with the rest of a large head still coming.
+    let (mut conn, clock) = open();
+    let now = clock.at(START);
+    conn.receive(b"GET / HTTP/2.0\r\n\r\n", now);
+    let Event::Refuse(refusal) = conn.poll(now) else {
+        panic!("a refusal")
+    };
+    conn.refuse(
+        refusal,
+        Response::new(Status::HttpVersionNotSupported, "text/plain", "no"),
+        now,
+    );
+    run(&mut conn, now, &mut Seen::default());
+    assert!(conn.closes_with_input_unread());
+    // The same after the client ended its side: nothing more can come.
+    conn.receive_eof();
+    assert!(!conn.closes_with_input_unread());
+    // Cut off mid-request (its deadline passed).
+    let (mut conn, clock) = open();
+    conn.receive(b"GET / HTT", clock.at(START));
+    run(&mut conn, clock.at(START), &mut Seen::default());
+    assert!(conn.closes_with_input_unread());
+    // Answered whole and closed by `Connection: close`: nothing left to read.
+    let (mut conn, clock) = open();
+    conn.receive(
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        clock.at(START),
+    );
+    let mut seen = Seen::default();
+    run(&mut conn, clock.at(START), &mut seen);
+    assert!(seen.closed);
+    assert!(!conn.closes_with_input_unread());
+}
+
+#[test]
+fn only_a_connection_that_never_sent_a_byte_is_silent() {
+    let (mut conn, clock) = open();
+    assert!(conn.is_silent() && !conn.is_idle());
+    conn.receive(b"GET /a HTTP/1.1\r\nHost: h\r\n", clock.at(START));
+    run(&mut conn, clock.at(START), &mut Seen::default());
+    assert!(!conn.is_silent() && !conn.is_idle());
+    conn.receive(b"\r\n", clock.at(START));
+    run(&mut conn, clock.at(START), &mut Seen::default());
+    // Answered and kept alive: idle, which is not silent.
+    assert!(conn.is_idle() && !conn.is_silent());
+}
+
+#[test]
+fn a_budget_stops_a_busy_connection_where_it_wants_input_and_it_goes_on_from_there() {
+    let (mut conn, clock) = open();
+    let piped = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n".repeat(5);
+    let mut script = Script::new(&[&piped]);
+    let mut seen = Seen::default();
+    let mut replies = Replies {
+        now: clock.at(START),
+        seen: &mut seen,
+    };
+    let two = Budget {
+        requests: 2,
+        bytes: usize::MAX,
+    };
+    assert!(matches!(
+        drive(&mut conn, &mut script, &mut replies, two),
+        Stop::Yield
+    ));
+    assert_eq!(replies.seen.requests.len(), 2);
+    // Each answer went out before the yield.
+    assert_eq!(
+        String::from_utf8_lossy(&script.out)
+            .matches("HTTP/1.1 200")
+            .count(),
+        2
+    );
+    assert!(matches!(
+        drive(&mut conn, &mut script, &mut replies, two),
+        Stop::Yield
+    ));
+    assert!(matches!(
+        drive(&mut conn, &mut script, &mut replies, two),
+        Stop::Park
+    ));
+    assert_eq!(replies.seen.requests.len(), 5);
+    // Bytes count too: a budget of 40 bytes reads one 28-byte request and a little more.
+    let (mut conn, clock) = open();
+    let mut script = Script::new(&[&piped]);
+    let mut seen = Seen::default();
+    let mut replies = Replies {
+        now: clock.at(START),
+        seen: &mut seen,
+    };
+    let bytes = Budget {
+        requests: u32::MAX,
+        bytes: 40,
+    };
+    assert!(matches!(
+        drive(&mut conn, &mut script, &mut replies, bytes),
+        Stop::Yield
+    ));
+    assert_eq!(replies.seen.requests, ["GET /1"]);
 }
