@@ -60,7 +60,7 @@ impl Application for Counted {
         assert!(!self.refused, "a request after a refusal");
         self.answered += 1;
         Ok(if self.stream {
-            Response::stream(200, "text/plain", Box::new(Pieces(0)))
+            Response::stream(Status::Ok, "text/plain", Box::new(Pieces(0)))
         } else {
             Response::new(Status::Ok, "text/plain", "ok")
         })
