@@ -182,9 +182,6 @@ impl<'a> Worker<'a> {
                     }
                 }
             }
-            if !events.is_empty() {
-                self.shared.handler.wake_handled();
-            }
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(now);

@@ -83,6 +83,46 @@ fn header() {
     );
 }
 
+/// Greets each of `names` once, over `connections` keep-alive connections with up to `depth`
+/// greetings in flight on each, asking for JSON; the answers in the order of `names`.
+pub fn greet_all(
+    s: &Service,
+    names: &[String],
+    connections: usize,
+    depth: usize,
+) -> Vec<super::Response> {
+    let per_connection = names.len().div_ceil(connections.max(1)).max(1);
+    thread::scope(|scope| {
+        let clients: Vec<_> = names
+            .chunks(per_connection)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut conn = Conn::open(s.addr);
+                    let mut answers = Vec::with_capacity(chunk.len());
+                    for group in chunk.chunks(depth.max(1)) {
+                        let burst: String = group
+                            .iter()
+                            .map(|n| {
+                                format!(
+                                    "GET /hello/{n} HTTP/1.1\r\nHost: t\r\n\
+                                     Accept: application/json\r\n\r\n"
+                                )
+                            })
+                            .collect();
+                        conn.send_raw(burst.as_bytes());
+                        answers.extend(group.iter().map(|_| conn.response(false)));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    })
+}
+
 /// Keep-alive clients sending `/hello/{name}` until `stop`; a broken connection is reopened.
 pub fn hammer(addr: SocketAddr, clients: usize, stop: &AtomicBool, name: &str) -> Tally {
     thread::scope(|scope| {

@@ -11,6 +11,7 @@ pub mod aws;
 mod client;
 pub mod load;
 mod redis;
+mod redis_cluster;
 mod service;
 
 use std::net::TcpListener;
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 pub use self::client::{burst, observed, status_line, Conn, Response};
 #[allow(unused_imports)]
 pub use self::redis::{trickling_proxy, Redis};
+#[allow(unused_imports)]
+pub use self::redis_cluster::{RedisCluster, PASSWORD as CLUSTER_PASSWORD, USER as CLUSTER_USER};
 #[allow(unused_imports)]
 pub use self::service::{binary, run_to_exit, Service};
 pub use rustix::process::Signal;

@@ -333,7 +333,7 @@ pub fn trickling_proxy(redis_port: u16, fast: usize, every: Duration) -> std::ne
 }
 
 /// A CA and a server certificate it signed, for `localhost` and 127.0.0.1.
-fn make_certificates(dir: &std::path::Path) {
+pub(super) fn make_certificates(dir: &std::path::Path) {
     let openssl = |args: &[&str]| {
         let status = Command::new("openssl")
             .args(args)
