@@ -228,3 +228,130 @@ fn at_the_cap_with_every_connection_inside_a_request_a_new_client_is_refused() {
         .expect("refused counter");
     assert_eq!(refused, 1 + probes_refused, "{metrics}");
 }
+
+/// Context switches of every thread of `pid` so far, voluntary or not.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// CPU time (user and system) `pid` has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's name in parentheses: utime and stime are the 12th and 13th fields.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// `cmdstat_zincrby`'s calls in `INFO commandstats`.
+fn zincrby_calls(redis: &Redis) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cmdstat_zincrby:calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// How well the store lane batches and what a greeting costs in context switches, under two
+/// loads of distinct names for 3 s each: 64 connections with one greeting in flight each (as
+/// `wrk -c64`), and 8 connections with 32 in flight each. Greetings per pipeline are Redis's
+/// `ZINCRBY` calls over the reads it made of its clients; context switches are counted over
+/// every thread of the service. Run against a release build, before and after a change:
+/// `HELLO_BIN=<binary> cargo test --release --test lanes measure -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_greetings_per_pipeline_and_context_switches() {
+    let redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    assert_eq!(s.get("/hello/warm").status, 200);
+    println!(
+        "\n{:<22} {:>10} {:>12} {:>13} {:>12} {:>12} {:>12}",
+        "load",
+        "greetings",
+        "greetings/s",
+        "per pipeline",
+        "cs/greeting",
+        "CPU/greeting",
+        "Redis CPU"
+    );
+    for (label, connections, depth) in [
+        ("64 conns, 1 in flight", 64, 1),
+        ("8 conns, 32 in flight", 8, 32),
+    ] {
+        let reads = redis.info("stats", "total_reads_processed").unwrap();
+        let calls = zincrby_calls(&redis);
+        let switches = context_switches(s.pid());
+        let (cpu, redis_cpu) = (cpu_ticks(s.pid()), cpu_ticks(redis.pid()));
+        let started = Instant::now();
+        let greetings: u64 = thread::scope(|scope| {
+            let clients: Vec<_> = (0..connections)
+                .map(|c| {
+                    let addr = s.addr;
+                    scope.spawn(move || {
+                        let mut conn = Conn::open(addr);
+                        let mut n = 0u64;
+                        while started.elapsed() < Duration::from_secs(3) {
+                            let burst: String = (0..depth)
+                                .map(|i| {
+                                    format!("GET /hello/m{c}-{n}-{i} HTTP/1.1\r\nHost: t\r\n\r\n")
+                                })
+                                .collect();
+                            conn.send_raw(burst.as_bytes());
+                            for _ in 0..depth {
+                                assert_eq!(conn.response(false).status, 200);
+                            }
+                            n += depth as u64;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            clients.into_iter().map(|c| c.join().unwrap()).sum()
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        let pipelines = redis.info("stats", "total_reads_processed").unwrap() - reads;
+        let sent = zincrby_calls(&redis) - calls;
+        let switched = context_switches(s.pid()) - switches;
+        // Clock ticks are hundredths of a second on Linux.
+        let per_greeting = |ticks: u64| ticks as f64 * 10_000.0 / greetings as f64;
+        println!(
+            "{label:<22} {greetings:>10} {:>12.0} {:>13.2} {:>12.3} {:>10.1}us {:>10.1}us",
+            greetings as f64 / elapsed,
+            sent as f64 / pipelines as f64,
+            switched as f64 / greetings as f64,
+            per_greeting(cpu_ticks(s.pid()) - cpu),
+            per_greeting(cpu_ticks(redis.pid()) - redis_cpu),
+        );
+    }
+}
