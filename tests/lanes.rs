@@ -8,6 +8,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::load::{context_switches, cpu_ticks};
 use common::{send_signal, wait_until, Conn, Redis, Service, Signal};
 
 const KEY: &str = "nytimes.names";
@@ -229,60 +230,6 @@ fn at_the_cap_with_every_connection_inside_a_request_a_new_client_is_refused() {
     assert_eq!(refused, 1 + probes_refused, "{metrics}");
 }
 
-/// Context switches of every thread of `pid` so far, voluntary or not.
-fn context_switches(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
-/// CPU time (user and system) `pid` has used so far, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command's name in parentheses: utime and stime are the 12th and 13th fields.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
-/// `cmdstat_zincrby`'s calls in `INFO commandstats`.
-fn zincrby_calls(redis: &Redis) -> u64 {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.connection())
-        .unwrap();
-    stats
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("cmdstat_zincrby:calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 /// How well the store lane batches and what a greeting costs in context switches, under two
 /// loads of distinct names for 3 s each: 64 connections with one greeting in flight each (as
 /// `wrk -c64`), and 8 connections with 32 in flight each. Greetings per pipeline are Redis's
@@ -310,7 +257,7 @@ fn measure_greetings_per_pipeline_and_context_switches() {
         ("8 conns, 32 in flight", 8, 32),
     ] {
         let reads = redis.info("stats", "total_reads_processed").unwrap();
-        let calls = zincrby_calls(&redis);
+        let calls = redis.calls("ZINCRBY");
         let switches = context_switches(s.pid());
         let (cpu, redis_cpu) = (cpu_ticks(s.pid()), cpu_ticks(redis.pid()));
         let started = Instant::now();
@@ -341,7 +288,7 @@ fn measure_greetings_per_pipeline_and_context_switches() {
         });
         let elapsed = started.elapsed().as_secs_f64();
         let pipelines = redis.info("stats", "total_reads_processed").unwrap() - reads;
-        let sent = zincrby_calls(&redis) - calls;
+        let sent = redis.calls("ZINCRBY") - calls;
         let switched = context_switches(s.pid()) - switches;
         // Clock ticks are hundredths of a second on Linux.
         let per_greeting = |ticks: u64| ticks as f64 * 10_000.0 / greetings as f64;

@@ -543,3 +543,249 @@ fn the_one_key_moves_into_the_family_exactly_resumably_and_once() {
     let top = s.get("/counts?order=desc&limit=1").json();
     assert_eq!(top["counts"][0]["count"], "97");
 }
+
+/// What a closed-loop load measured.
+struct Drove {
+    greetings: u64,
+    failed: u64,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Drove {
+    fn rate(&self) -> f64 {
+        self.greetings as f64 / self.seconds
+    }
+
+    fn percentile(&mut self, q: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+}
+
+/// `clients` keep-alive connections, one greeting in flight each (as `wrk -c`), for
+/// `duration`; `pick(client, n)` names the n-th greeting of a client.
+fn drive(
+    s: &Service,
+    clients: usize,
+    duration: Duration,
+    pick: &(dyn Fn(usize, u64) -> String + Sync),
+) -> Drove {
+    let started = Instant::now();
+    let runs: Vec<(u64, u64, Vec<Duration>)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|client| {
+                scope.spawn(move || {
+                    let mut conn = Conn::open(s.addr);
+                    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+                    let mut n = 0;
+                    while started.elapsed() < duration {
+                        n += 1;
+                        let asked = Instant::now();
+                        match conn.try_response_to(&format!("/hello/{}", pick(client, n))) {
+                            Ok(r) if r.status == 200 => ok += 1,
+                            Ok(_) => failed += 1,
+                            Err(_) => {
+                                failed += 1;
+                                conn = Conn::open(s.addr);
+                            }
+                        }
+                        latencies.push(asked.elapsed());
+                    }
+                    (ok, failed, latencies)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let mut drove = Drove {
+        greetings: 0,
+        failed: 0,
+        seconds,
+        latencies: Vec::new(),
+    };
+    for (ok, failed, latencies) in runs {
+        drove.greetings += ok;
+        drove.failed += failed;
+        drove.latencies.extend(latencies);
+    }
+    drove
+}
+
+/// Distinct names: each greeting its own.
+fn distinct(client: usize, n: u64) -> String {
+    format!("d{client}-{n}")
+}
+
+/// CPU microseconds per greeting, from clock ticks (hundredths of a second).
+fn micros(ticks: u64, greetings: u64) -> f64 {
+    ticks as f64 * 10_000.0 / greetings.max(1) as f64
+}
+
+const LOAD: Duration = Duration::from_secs(3);
+
+/// The price of `REDIS_WAIT_REPLICAS`: the same load (64 connections, one greeting in flight
+/// each, distinct names, 3 s) against a primary with one replica, without WAIT and with WAIT 1.
+/// `HELLO_BIN=<release build> cargo test --release --test redis_cluster measure -- --ignored
+/// --nocapture --test-threads 1`.
+#[test]
+#[ignore]
+fn measure_the_cost_of_wait() {
+    let primary = Redis::start();
+    let replica = Redis::start_replica_of(&primary);
+    // Connected, then synchronised (a first full copy waits five seconds for others).
+    wait_until("the replica in step", Duration::from_secs(30), || {
+        redis::cmd("INFO")
+            .arg("replication")
+            .query::<String>(&mut primary.connection())
+            .is_ok_and(|info| info.contains("state=online"))
+    });
+    println!(
+        "\n{:<22} {:>12} {:>9} {:>9} {:>14} {:>15}",
+        "REDIS_WAIT_REPLICAS", "greetings/s", "p50", "p99", "per pipeline", "primary CPU"
+    );
+    for wait in ["0", "1"] {
+        let s = Service::start(&[
+            ("REDIS_CLUSTER_ADDRESS", &primary.address()),
+            ("REDIS_WAIT_REPLICAS", wait),
+        ]);
+        assert_eq!(s.greet("warm").status, 200);
+        let (cpu, calls) = (
+            common::load::cpu_ticks(primary.pid()),
+            primary.calls("ZINCRBY"),
+        );
+        let batches = s.metric("hello_store_batches_total").unwrap();
+        let mut drove = drive(&s, 64, LOAD, &distinct);
+        let batches = s.metric("hello_store_batches_total").unwrap() - batches;
+        assert_eq!(drove.failed, 0);
+        println!(
+            "{wait:<22} {:>12.0} {:>9.2?} {:>9.2?} {:>14.1} {:>13.1}us",
+            drove.rate(),
+            drove.percentile(0.5),
+            drove.percentile(0.99),
+            (primary.calls("ZINCRBY") - calls) as f64 / batches.max(1) as f64,
+            micros(
+                common::load::cpu_ticks(primary.pid()) - cpu,
+                drove.greetings
+            ),
+        );
+    }
+    drop(replica);
+}
+
+/// The same load on one Redis and on clusters of one and three primaries (no replicas): the
+/// greetings each served, and the Redis CPU a greeting costs its shard. On two shared cores
+/// the shards share them with the service and the clients; the per-shard figure is what a
+/// shard of its own core would spend.
+#[test]
+#[ignore]
+fn measure_one_and_three_primaries() {
+    println!(
+        "\n{:<26} {:>12} {:>9} {:>9}  Redis CPU per greeting, by shard",
+        "store", "greetings/s", "p50", "p99"
+    );
+    let single = Redis::start();
+    let s = Service::with_redis(&single);
+    let cpu = common::load::cpu_ticks(single.pid());
+    let mut drove = drive(&s, 64, LOAD, &distinct);
+    println!(
+        "{:<26} {:>12.0} {:>9.2?} {:>9.2?}  {:.1}us",
+        "standalone",
+        drove.rate(),
+        drove.percentile(0.5),
+        drove.percentile(0.99),
+        micros(common::load::cpu_ticks(single.pid()) - cpu, drove.greetings)
+    );
+    drop(s);
+    for primaries in [1, 3] {
+        let cluster = RedisCluster::start_without_replicas(primaries);
+        let s = service(&cluster, &[]);
+        let ports = cluster.primaries();
+        let before: Vec<(u64, u64)> = ports
+            .iter()
+            .map(|p| {
+                (
+                    common::load::cpu_ticks(cluster.pid(*p)),
+                    cluster.calls(*p, "ZINCRBY"),
+                )
+            })
+            .collect();
+        let mut drove = drive(&s, 64, LOAD, &distinct);
+        let shards: Vec<String> = ports
+            .iter()
+            .zip(before)
+            .map(|(p, (cpu, calls))| {
+                let served = cluster.calls(*p, "ZINCRBY") - calls;
+                format!(
+                    "{:.1}us ({} greetings)",
+                    micros(common::load::cpu_ticks(cluster.pid(*p)) - cpu, served),
+                    served
+                )
+            })
+            .collect();
+        println!(
+            "{:<26} {:>12.0} {:>9.2?} {:>9.2?}  {}",
+            format!("cluster of {primaries}"),
+            drove.rate(),
+            drove.percentile(0.5),
+            drove.percentile(0.99),
+            shards.join(", ")
+        );
+    }
+}
+
+/// Names drawn from a Zipf law (exponent 1), as greetings of a popular few come: the same
+/// name greeted several times in one batch is one `ZINCRBY` by that many. Redis's commands and
+/// CPU per greeting, against distinct names and one name greeted by everyone, under 64
+/// connections with one greeting in flight each (a connection has one greeting at the store at
+/// a time, pipelined or not, so a batch holds at most one greeting a connection).
+#[test]
+#[ignore]
+fn measure_hot_names_on_a_zipf_load() {
+    let zipf_over = |names: usize| {
+        let total: f64 = (1..=names).map(|rank| 1.0 / rank as f64).sum();
+        let mut cumulative = Vec::with_capacity(names);
+        let mut sum = 0.0;
+        for rank in 1..=names {
+            sum += 1.0 / rank as f64 / total;
+            cumulative.push(sum);
+        }
+        // A xorshift draw per greeting, seeded by client and number: the same each run.
+        move |client: usize, n: u64| {
+            let mut x = (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            format!("z{}", cumulative.partition_point(|c| *c < u))
+        }
+    };
+    let (zipf_10k, zipf_1k) = (zipf_over(10_000), zipf_over(1_000));
+    let redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    let one = |_: usize, _: u64| "everyone".to_owned();
+    println!(
+        "\n{:<14} {:>12} {:>18} {:>20}",
+        "names", "greetings/s", "ZINCRBY/greeting", "Redis CPU/greeting"
+    );
+    for (label, pick) in [
+        (
+            "distinct",
+            &distinct as &(dyn Fn(usize, u64) -> String + Sync),
+        ),
+        ("Zipf, 10,000", &zipf_10k),
+        ("Zipf, 1,000", &zipf_1k),
+        ("one name", &one),
+    ] {
+        let (cpu, calls) = (common::load::cpu_ticks(redis.pid()), redis.calls("ZINCRBY"));
+        let drove = drive(&s, 64, LOAD, pick);
+        println!(
+            "{label:<14} {:>12.0} {:>18.3} {:>18.1}us",
+            drove.rate(),
+            (redis.calls("ZINCRBY") - calls) as f64 / drove.greetings as f64,
+            micros(common::load::cpu_ticks(redis.pid()) - cpu, drove.greetings)
+        );
+    }
+}

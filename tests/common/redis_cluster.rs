@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::redis::make_certificates;
+use super::redis::{command_calls, make_certificates};
 use super::{free_port, wait_until};
 
 /// The ACL user of a TLS cluster, and its password.
@@ -22,6 +22,8 @@ pub struct RedisCluster {
     /// Over TLS: every node's port is a TLS port, and its certificate is signed by the CA in
     /// `dir`.
     pub tls: bool,
+    /// Replicas of each primary.
+    replicas: usize,
 }
 
 pub struct Node {
@@ -33,15 +35,20 @@ pub struct Node {
 impl RedisCluster {
     /// `primaries` primaries with a replica each, on plain TCP.
     pub fn start(primaries: usize) -> RedisCluster {
-        RedisCluster::started(primaries, false)
+        RedisCluster::started(primaries, 1, false)
+    }
+
+    /// `primaries` primaries alone, for measurements that want every core for the primaries.
+    pub fn start_without_replicas(primaries: usize) -> RedisCluster {
+        RedisCluster::started(primaries, 0, false)
     }
 
     /// Three primaries with a replica each, reached over TLS only, logging in as [`USER`].
     pub fn start_tls() -> RedisCluster {
-        RedisCluster::started(3, true)
+        RedisCluster::started(3, 1, true)
     }
 
-    fn started(primaries: usize, tls: bool) -> RedisCluster {
+    fn started(primaries: usize, replicas: usize, tls: bool) -> RedisCluster {
         let first = free_port();
         let dir =
             std::env::temp_dir().join(format!("hello-cluster-{}-{first}", std::process::id()));
@@ -54,16 +61,18 @@ impl RedisCluster {
             nodes: Vec::new(),
             dir,
             tls,
+            replicas: 0,
         };
         // Two ports a node, none twice (a port just let go may be handed out again).
         let mut ports = vec![first];
-        while ports.len() < primaries * 4 {
+        let nodes = primaries * (1 + replicas);
+        while ports.len() < nodes * 2 {
             let port = free_port();
             if !ports.contains(&port) {
                 ports.push(port);
             }
         }
-        for i in 0..primaries * 2 {
+        for i in 0..nodes {
             let mut node = Node {
                 port: ports[2 * i],
                 bus_port: ports[2 * i + 1],
@@ -77,6 +86,16 @@ impl RedisCluster {
                 cluster.answers(node.port)
             });
         }
+        if nodes == 1 {
+            // redis-cli makes clusters of three primaries or more: one is given every slot.
+            let port = cluster.nodes[0].port;
+            assert_eq!(
+                cluster.cli(port, &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+                Some("OK".into())
+            );
+            cluster.wait_until_whole();
+            return cluster;
+        }
         let addresses: Vec<String> = cluster
             .nodes
             .iter()
@@ -87,7 +106,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"]);
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         let out = create.output().expect("redis-cli --cluster create");
         assert!(
             out.status.success(),
@@ -95,6 +114,7 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        cluster.replicas = replicas;
         cluster.wait_until_whole();
         cluster
     }
@@ -229,14 +249,15 @@ impl RedisCluster {
         });
     }
 
-    /// Whether every primary has a replica connected and caught up.
+    /// Whether every primary has its replica connected and caught up.
     fn replicas_in_step(&self) -> bool {
-        self.primaries().iter().all(|port| {
-            self.cli(*port, &["INFO", "replication"])
-                .is_some_and(|info| {
-                    info.contains("connected_slaves:1") && info.contains("state=online")
-                })
-        })
+        self.replicas == 0
+            || self.primaries().iter().all(|port| {
+                self.cli(*port, &["INFO", "replication"])
+                    .is_some_and(|info| {
+                        info.contains("connected_slaves:1") && info.contains("state=online")
+                    })
+            })
     }
 
     /// Kills the node on `port` (SIGKILL): its connections drop, its data is gone.
@@ -359,6 +380,26 @@ impl RedisCluster {
             let out = self.on_owner(&args);
             assert!(out.parse::<u64>().is_ok(), "ZADD: {out}");
         }
+    }
+
+    /// How many times `command` ran on the node on `port` since it started.
+    pub fn calls(&self, port: u16, command: &str) -> u64 {
+        command_calls(
+            &self
+                .cli(port, &["INFO", "commandstats"])
+                .unwrap_or_default(),
+            command,
+        )
+    }
+
+    /// The process id of the node on `port`.
+    pub fn pid(&self, port: u16) -> u32 {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref())
+            .expect("a running node")
+            .id()
     }
 
     /// The directory of the throw-away CA (`ca.crt`).
