@@ -789,3 +789,64 @@ fn measure_hot_names_on_a_zipf_load() {
         );
     }
 }
+
+/// A slot half-way through a move, as `redis-cli --cluster reshard` leaves it between keys: the
+/// key is already on the new primary, the old one answers `-ASK`, and the greeting goes there
+/// once after `ASKING` (the map unchanged); once the slot is the new primary's, `-MOVED`
+/// corrects the map.
+#[test]
+fn a_greeting_follows_ask_to_a_key_already_moved_then_moved() {
+    let cluster = RedisCluster::start(3);
+    let s = service(&cluster, &[]);
+    let spread = KeyFamily::spread(KEY, 64);
+    assert_eq!(s.greet("asked").count(), 1);
+    let key = spread.key(spread.key_of(b"asked")).to_owned();
+    let slot = hello::store::key_slot(key.as_bytes()).to_string();
+    let from = owner(&cluster, &key);
+    let to = cluster
+        .primaries()
+        .into_iter()
+        .find(|p| *p != from)
+        .expect("another primary");
+    let (from_id, to_id) = (cluster.id(from), cluster.id(to));
+    let ok = |reply: Option<String>| assert_eq!(reply.as_deref(), Some("OK"));
+    ok(cluster.cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]));
+    ok(cluster.cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]));
+    ok(cluster.cli(
+        from,
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &to.to_string(),
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            &key,
+        ],
+    ));
+    let redirects = s.metric("hello_redis_redirects_total").unwrap();
+    assert_eq!(s.greet("asked").count(), 2);
+    assert_eq!(s.greet("asked").count(), 3);
+    // Two -ASK, each followed once.
+    assert_eq!(
+        s.metric("hello_redis_redirects_total").unwrap(),
+        redirects + 2
+    );
+    // The slot becomes the new primary's everywhere: the old one answers -MOVED once (unless
+    // the health sampler, reading the map once a second, learnt it first), and the map then
+    // sends the next greeting there directly.
+    for port in cluster.primaries() {
+        ok(cluster.cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]));
+    }
+    assert_eq!(s.greet("asked").count(), 4);
+    let after_moved = s.metric("hello_redis_redirects_total").unwrap();
+    assert!((redirects + 2..=redirects + 3).contains(&after_moved));
+    assert_eq!(s.greet("asked").count(), 5);
+    assert_eq!(
+        s.metric("hello_redis_redirects_total").unwrap(),
+        after_moved
+    );
+    assert_eq!(owner(&cluster, &key), to);
+    assert_eq!(cluster.counts(&[key])["asked"], 5);
+}
