@@ -8,7 +8,7 @@
 //! goes to, a cluster's map, redirects), `pool` (each server's connections), `connection` (one
 //! connection, TCP or TLS, and its login), `resolve` (name lookups bounded in time) and `resp`
 //! (the wire protocol); `topology`, `slots` and `replies` read what Redis says, as pure
-//! functions; `merge` lists a cluster's keys as one; `admission` decides about new names;
+//! functions; `single` lists standalone Redis's one key and `merge` a cluster's keys as one; `admission` decides about new names;
 //! `migrate` moves the one key's counts into a cluster's family; `memory` is the in-process
 //! store.
 
@@ -26,6 +26,7 @@ mod resolve;
 pub mod resp;
 mod scan;
 mod settings;
+mod single;
 mod slots;
 mod topology;
 

@@ -263,16 +263,10 @@ impl Nodes {
                 .0;
         }
         drop(busy);
-        let found = self.ask_layout(deadline);
-        if let Ok(layout) = &found {
-            *self.layout.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(layout));
-        }
-        *self
-            .discovering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = false;
-        self.discovered.notify_all();
-        found
+        let _turn = DiscoveryTurn(self);
+        let found = self.ask_layout(deadline)?;
+        *self.layout.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&found));
+        Ok(found)
     }
 
     fn ask_layout(&self, deadline: Instant) -> Result<Arc<Layout>, StoreError> {
@@ -695,6 +689,21 @@ impl Nodes {
                 pool.dispose(pooled, fate);
             }
         }
+    }
+}
+
+/// The turn of the thread finding out what Redis is, given up when it is over however it ends,
+/// so that the waiting threads try themselves rather than wait for it until their deadline.
+struct DiscoveryTurn<'a>(&'a Nodes);
+
+impl Drop for DiscoveryTurn<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .discovering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.discovered.notify_all();
     }
 }
 
