@@ -34,8 +34,8 @@ variables! {
         "deadline of each Redis command (and each page of a listing): connection, name \
               lookup, write and the whole reply";
     REDIS_MAX_CONNECTIONS = "32",
-        "Redis connections open at once; must exceed COUNTS_MAX_LISTINGS + 1, so that \
-              listings never hold the one greetings need";
+        "Redis connections open at once to each server (each primary of a cluster); must \
+              exceed COUNTS_MAX_LISTINGS + 1, so that listings never hold the one greetings need";
     REDIS_TLS_CA_FILE = "",
         "PEM certificates trusted for rediss:// besides the built-in roots";
     STORE_MAX_PENDING = "1024",
