@@ -103,11 +103,12 @@ fn greetings_and_listings_on_three_primaries_match_a_single_redis() {
     wait_until("the names sampled", Duration::from_secs(10), || {
         s.get("/health").json()["store"]["names"] == 5001
     });
-    // A pipeline carried many greetings.
+    // Batches carried more than one greeting on average (at most one per connection: a
+    // connection has one request at the store at a time, however many it pipelines).
     let batches = s.metric("hello_store_batches_total").unwrap();
     let increments = s.metric("hello_increments_total").unwrap();
     assert!(
-        increments > 4 * batches,
+        increments > batches,
         "{increments} increments in {batches} batches"
     );
 }
