@@ -27,6 +27,23 @@ locals {
   ]
   elb_log_account = contains(local.elb_log_account_regions, var.region)
 
+  # The store (var.store) and what the service is told of it. The mode is said, not asked.
+  store_replication_group = var.store == "replication_group"
+  store_cluster           = var.store == "cluster"
+  store_serverless        = var.store == "serverless"
+  redis_mode              = local.store_replication_group ? "standalone" : "cluster"
+  # Each primary's replicas (a serverless cache keeps its own, out of reach of WAIT).
+  redis_replicas = local.store_cluster ? var.redis_replicas_per_shard : (local.store_replication_group ? var.redis_nodes - 1 : 0)
+  # Wait for one replica where one is left to wait for after a failover: with a single replica,
+  # WAIT 1 would make every greeting of the shard a 504 from the failover until the replaced
+  # node has synced (minutes).
+  redis_wait_replicas = var.redis_wait_replicas != null ? var.redis_wait_replicas : (local.redis_replicas >= 2 ? 1 : 0)
+  # The memory new names are admitted against where Redis states no maxmemory: serverless's
+  # data-storage maximum (GB of 10^9 bytes, the lower reading of "GB").
+  redis_data_limit_bytes = local.store_serverless ? var.serverless_max_data_gb * 1000000000 : null
+  # ElastiCache nodes, for the per-node metrics and alarms (none for serverless).
+  redis_node_count = local.store_serverless ? 0 : (local.store_cluster ? var.redis_shards * (1 + var.redis_replicas_per_shard) : var.redis_nodes)
+
   arm64 = var.architecture == "arm64"
   # The AMI is read from AWS's SSM parameter only when none is pinned.
   ecs_ami_from_ssm = var.ecs_ami_id == null

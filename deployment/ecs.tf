@@ -199,6 +199,13 @@ resource "aws_ecs_task_definition" "main" {
       { name = "LOG_FORMAT", value = "json" },
       { name = "METRICS_EMF", value = "true" },
       { name = "METRICS_EMF_NAMESPACE", value = local.emf_namespace },
+      # The store (redis.tf): its mode said rather than asked, and the replicas a greeting's
+      # 200 waits for (derived.tf says which and why).
+      { name = "REDIS_MODE", value = local.redis_mode },
+      { name = "REDIS_WAIT_REPLICAS", value = tostring(local.redis_wait_replicas) },
+      # Serverless states no maxmemory: new names stop at the watermark of its data limit. Empty
+      # (unset, to the service) for the node-based stores, whose maxmemory Redis states.
+      { name = "REDIS_DATA_LIMIT_BYTES", value = local.redis_data_limit_bytes == null ? "" : format("%d", local.redis_data_limit_bytes) },
     ]
     secrets = [{ name = "REDIS_URL", valueFrom = aws_secretsmanager_secret.redis_url.arn }]
     healthCheck = {

@@ -64,9 +64,11 @@ locals {
   tg_dimensions   = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.main.arn_suffix }
   ecs_dimensions  = { ClusterName = aws_ecs_cluster.main.name, ServiceName = aws_ecs_service.main.name }
   emf_namespace   = var.name
-  # ElastiCache publishes per node, under each member cluster's CacheClusterId ("hello-001"…);
-  # no metric carries a ReplicationGroupId dimension.
-  redis_clusters = sort(aws_elasticache_replication_group.main.member_clusters)
+  # Serverless publishes under the cache's name, in the dimension clusterId (not
+  # CacheClusterId, which is the nodes').
+  serverless_dimensions = { clusterId = var.name }
+  # The data-storage maximum in bytes, as CloudWatch counts BytesUsedForCache.
+  serverless_max_bytes = var.serverless_max_data_gb * 1000000000
 }
 
 resource "aws_cloudwatch_metric_alarm" "http_5xx" {
@@ -168,6 +170,7 @@ resource "aws_cloudwatch_metric_alarm" "ecs_memory" {
 # refuse new names (its default STORE_NEW_NAMES_MAX_MEMORY_PERCENT), and at 100% Redis refuses
 # writes (noeviction, redis.tf): that pages.
 resource "aws_cloudwatch_metric_alarm" "redis_memory_warn" {
+  count               = local.redis_node_count > 0 ? 1 : 0
   alarm_name          = "${var.name}-redis-memory-warn"
   alarm_description   = "A Redis node above 80% of its memory for 5 minutes: size the node up (redis_node_type) before new names are refused."
   evaluation_periods  = 5
@@ -179,13 +182,13 @@ resource "aws_cloudwatch_metric_alarm" "redis_memory_warn" {
 
   metric_query {
     id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
     label       = "largest node's memory %"
     return_data = true
   }
 
   dynamic "metric_query" {
-    for_each = range(var.redis_nodes)
+    for_each = range(local.redis_node_count)
     content {
       id = "n${metric_query.value}"
       metric {
@@ -200,6 +203,7 @@ resource "aws_cloudwatch_metric_alarm" "redis_memory_warn" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "redis_memory_page" {
+  count               = local.redis_node_count > 0 ? 1 : 0
   alarm_name          = "${var.name}-redis-memory-page"
   alarm_description   = "A Redis node above 90% of its memory for 3 minutes: new names are being refused, and at 100% every greeting fails. Size up now (redis_node_type)."
   evaluation_periods  = 3
@@ -211,13 +215,13 @@ resource "aws_cloudwatch_metric_alarm" "redis_memory_page" {
 
   metric_query {
     id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
     label       = "largest node's memory %"
     return_data = true
   }
 
   dynamic "metric_query" {
-    for_each = range(var.redis_nodes)
+    for_each = range(local.redis_node_count)
     content {
       id = "n${metric_query.value}"
       metric {
@@ -232,6 +236,7 @@ resource "aws_cloudwatch_metric_alarm" "redis_memory_page" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "redis_cpu" {
+  count               = local.redis_node_count > 0 ? 1 : 0
   alarm_name          = "${var.name}-redis-cpu"
   alarm_description   = "Redis engine CPU above 80% on a node for 10 minutes (Redis is single-threaded)."
   evaluation_periods  = 2
@@ -241,13 +246,13 @@ resource "aws_cloudwatch_metric_alarm" "redis_cpu" {
 
   metric_query {
     id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
     label       = "busiest node's engine CPU %"
     return_data = true
   }
 
   dynamic "metric_query" {
-    for_each = range(var.redis_nodes)
+    for_each = range(local.redis_node_count)
     content {
       id = "n${metric_query.value}"
       metric {
@@ -352,6 +357,7 @@ resource "aws_cloudwatch_metric_alarm" "healthy_hosts" {
 # Evictions lose counts. With noeviction (redis.tf) there should never be one: an eviction
 # means the parameter group is not the one applied.
 resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
+  count               = local.redis_node_count > 0 ? 1 : 0
   alarm_name          = "${var.name}-redis-evictions"
   alarm_description   = "Redis evicted keys: memory is full and data is being dropped."
   evaluation_periods  = 1
@@ -363,13 +369,13 @@ resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
 
   metric_query {
     id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
     label       = "evictions on the worst node"
     return_data = true
   }
 
   dynamic "metric_query" {
-    for_each = range(var.redis_nodes)
+    for_each = range(local.redis_node_count)
     content {
       id = "n${metric_query.value}"
       metric {
@@ -386,7 +392,7 @@ resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
 # Only replicas publish ReplicationLag, and which node is a replica changes at a failover, so
 # the alarm takes the worst of every node; the primary's missing data counts for nothing.
 resource "aws_cloudwatch_metric_alarm" "redis_replication_lag" {
-  count               = var.redis_nodes > 1 ? 1 : 0
+  count               = local.redis_replicas > 0 ? 1 : 0
   alarm_name          = "${var.name}-redis-replication-lag"
   alarm_description   = "A Redis replica more than 10 s behind the primary for 5 minutes: a failover now would lose the counts since."
   evaluation_periods  = 5
@@ -398,13 +404,13 @@ resource "aws_cloudwatch_metric_alarm" "redis_replication_lag" {
 
   metric_query {
     id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(var.redis_nodes) : "n${i}"])}])"
+    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
     label       = "worst replica's lag (s)"
     return_data = true
   }
 
   dynamic "metric_query" {
-    for_each = range(var.redis_nodes)
+    for_each = range(local.redis_node_count)
     content {
       id = "n${metric_query.value}"
       metric {
@@ -527,14 +533,111 @@ resource "aws_sns_topic_policy" "notices" {
   policy = data.aws_iam_policy_document.notice_topic.json
 }
 
+# Stacks applied before the store was a choice had one of each node alarm.
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_memory_warn
+  to   = aws_cloudwatch_metric_alarm.redis_memory_warn[0]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_memory_page
+  to   = aws_cloudwatch_metric_alarm.redis_memory_page[0]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_cpu
+  to   = aws_cloudwatch_metric_alarm.redis_cpu[0]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_evictions
+  to   = aws_cloudwatch_metric_alarm.redis_evictions[0]
+}
+
+# ElastiCache Serverless has no nodes: what it publishes is the cache's (dimension clusterId).
+# Its data against its data-storage maximum stands for the nodes' memory: warn at 80%, page at
+# 90%, where the service refuses new names (and at 100% every write fails). Throttled commands
+# mean it scaled slower than the load, or hit serverless_max_ecpu_per_second: greetings fail
+# with 503s.
+resource "aws_cloudwatch_metric_alarm" "serverless_data_warn" {
+  count               = local.store_serverless ? 1 : 0
+  alarm_name          = "${var.name}-serverless-data-warn"
+  alarm_description   = "The serverless cache holds more than 80% of serverless_max_data_gb for 5 minutes: raise it before new names are refused."
+  namespace           = "AWS/ElastiCache"
+  metric_name         = "BytesUsedForCache"
+  dimensions          = local.serverless_dimensions
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 5
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = local.serverless_max_bytes * 0.8
+  alarm_actions       = local.notice_actions
+  ok_actions          = local.notice_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "serverless_data_page" {
+  count               = local.store_serverless ? 1 : 0
+  alarm_name          = "${var.name}-serverless-data-page"
+  alarm_description   = "The serverless cache holds more than 90% of serverless_max_data_gb for 3 minutes: new names are being refused, and at 100% every greeting fails. Raise serverless_max_data_gb now."
+  namespace           = "AWS/ElastiCache"
+  metric_name         = "BytesUsedForCache"
+  dimensions          = local.serverless_dimensions
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = local.serverless_max_bytes * 0.9
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "serverless_throttled" {
+  count               = local.store_serverless ? 1 : 0
+  alarm_name          = "${var.name}-serverless-throttled"
+  alarm_description   = "The serverless cache throttled commands in 3 minutes in a row: it is at serverless_max_ecpu_per_second, or scaling more slowly than the load grows."
+  namespace           = "AWS/ElastiCache"
+  metric_name         = "ThrottledCmds"
+  dimensions          = local.serverless_dimensions
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "serverless_ecpu" {
+  count               = local.store_serverless ? 1 : 0
+  alarm_name          = "${var.name}-serverless-ecpu"
+  alarm_description   = "The serverless cache used more than 80% of serverless_max_ecpu_per_second over 10 minutes: raise it before commands are throttled."
+  namespace           = "AWS/ElastiCache"
+  metric_name         = "ElastiCacheProcessingUnits"
+  dimensions          = local.serverless_dimensions
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 2
+  comparison_operator = "GreaterThanThreshold"
+  # ECPUs in a 5-minute period at 80% of the per-second maximum.
+  threshold          = var.serverless_max_ecpu_per_second * 300 * 0.8
+  treat_missing_data = "notBreaching"
+  alarm_actions      = local.notice_actions
+  ok_actions         = local.notice_actions
+}
+
 module "dashboard" {
-  source         = "./dashboard"
-  region         = var.region
-  load_balancer  = aws_lb.main.arn_suffix
-  ecs_cluster    = aws_ecs_cluster.main.name
-  ecs_service    = aws_ecs_service.main.name
-  redis_clusters = local.redis_clusters
-  namespace      = local.emf_namespace
+  source           = "./dashboard"
+  region           = var.region
+  load_balancer    = aws_lb.main.arn_suffix
+  ecs_cluster      = aws_ecs_cluster.main.name
+  ecs_service      = aws_ecs_service.main.name
+  redis_clusters   = local.redis_clusters
+  serverless_cache = local.store_serverless ? var.name : ""
+  namespace        = local.emf_namespace
   alarm_arns = concat([for alarm in [
     aws_cloudwatch_metric_alarm.http_5xx,
     aws_cloudwatch_metric_alarm.unhealthy_hosts,
@@ -542,15 +645,21 @@ module "dashboard" {
     aws_cloudwatch_metric_alarm.latency_p99,
     aws_cloudwatch_metric_alarm.ecs_cpu,
     aws_cloudwatch_metric_alarm.ecs_memory,
-    aws_cloudwatch_metric_alarm.redis_memory_warn,
-    aws_cloudwatch_metric_alarm.redis_memory_page,
-    aws_cloudwatch_metric_alarm.redis_cpu,
     aws_cloudwatch_metric_alarm.healthy_hosts,
-    aws_cloudwatch_metric_alarm.redis_evictions,
     aws_cloudwatch_metric_alarm.names_refused,
     aws_cloudwatch_metric_alarm.store_full,
     aws_cloudwatch_metric_alarm.event_delivery,
-  ] : alarm.arn], aws_cloudwatch_metric_alarm.redis_replication_lag[*].arn)
+    ] : alarm.arn],
+    aws_cloudwatch_metric_alarm.redis_memory_warn[*].arn,
+    aws_cloudwatch_metric_alarm.redis_memory_page[*].arn,
+    aws_cloudwatch_metric_alarm.redis_cpu[*].arn,
+    aws_cloudwatch_metric_alarm.redis_evictions[*].arn,
+    aws_cloudwatch_metric_alarm.redis_replication_lag[*].arn,
+    aws_cloudwatch_metric_alarm.serverless_data_warn[*].arn,
+    aws_cloudwatch_metric_alarm.serverless_data_page[*].arn,
+    aws_cloudwatch_metric_alarm.serverless_throttled[*].arn,
+    aws_cloudwatch_metric_alarm.serverless_ecpu[*].arn,
+  )
 }
 
 resource "aws_cloudwatch_dashboard" "main" {

@@ -4,8 +4,18 @@ output "ecr_repository_url" {
 }
 
 output "redis_endpoint" {
-  description = "Primary endpoint of the Redis replication group (TLS, port 6379)."
-  value       = aws_elasticache_replication_group.main.primary_endpoint_address
+  description = "Where the tasks reach the store (TLS, port 6379): the replication group's primary endpoint, the cluster's configuration endpoint, or the serverless cache's endpoint."
+  value       = local.redis_host
+}
+
+output "store" {
+  description = "The store in use (var.store) and what the tasks are told of it."
+  value = {
+    kind                   = var.store
+    redis_mode             = local.redis_mode
+    redis_wait_replicas    = local.redis_wait_replicas
+    redis_data_limit_bytes = local.redis_data_limit_bytes
+  }
 }
 
 output "service_url" {

@@ -93,16 +93,84 @@ variable "task_memory" {
   default     = 128
 }
 
+variable "store" {
+  description = "Where the counts live: replication_group (one primary and its replicas: every name in one key), cluster (ElastiCache cluster mode: redis_shards node groups, names spread over their slots) or serverless (ElastiCache Serverless for Valkey, within serverless_max_data_gb and serverless_max_ecpu_per_second). See the README: Choosing the store."
+  type        = string
+  default     = "replication_group"
+
+  validation {
+    condition     = contains(["replication_group", "cluster", "serverless"], var.store)
+    error_message = "store must be replication_group, cluster or serverless."
+  }
+}
+
 variable "redis_node_type" {
-  description = "ElastiCache node type."
+  description = "ElastiCache node type (replication_group and cluster)."
   type        = string
   default     = "cache.t4g.micro"
 }
 
 variable "redis_nodes" {
-  description = "Redis nodes (1 primary + replicas); 2 or more enables automatic failover."
+  description = "replication_group: Redis nodes (1 primary + replicas); 2 or more enables automatic failover."
   type        = number
   default     = 2
+}
+
+variable "redis_shards" {
+  description = "cluster: node groups, each a primary serving a share of the slots."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.redis_shards >= 1 && var.redis_shards <= 64
+    error_message = "redis_shards must be from 1 to 64: the names are spread over 64 keys (REDIS_KEY_SHARDS), so more shards would hold none."
+  }
+}
+
+variable "redis_replicas_per_shard" {
+  description = "cluster: replicas of each node group's primary (1 or more: automatic failover)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.redis_replicas_per_shard >= 1 && var.redis_replicas_per_shard <= 5
+    error_message = "redis_replicas_per_shard must be from 1 to 5 (cluster mode fails over to a replica)."
+  }
+}
+
+variable "serverless_max_data_gb" {
+  description = "serverless: the most data the cache may hold (cache_usage_limits), in GB; what it bills per GB-hour stops there, and the service stops admitting new names at STORE_NEW_NAMES_MAX_MEMORY_PERCENT of it."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.serverless_max_data_gb >= 1 && var.serverless_max_data_gb <= 5000
+    error_message = "serverless_max_data_gb must be from 1 to 5000."
+  }
+}
+
+variable "serverless_max_ecpu_per_second" {
+  description = "serverless: the most ElastiCache Processing Units the cache may use per second (cache_usage_limits); past it, commands are throttled. About one ECPU per greeting."
+  type        = number
+  default     = 50000
+
+  validation {
+    condition     = var.serverless_max_ecpu_per_second >= 1000 && var.serverless_max_ecpu_per_second <= 15000000
+    error_message = "serverless_max_ecpu_per_second must be from 1,000 to 15,000,000."
+  }
+}
+
+variable "redis_wait_replicas" {
+  description = "REDIS_WAIT_REPLICAS: replicas a greeting must reach before its 200. null: 1 where every primary has 2 replicas or more (one failover then leaves one to wait for), else 0. Not for serverless, which has no WAIT."
+  type        = number
+  default     = null
+
+  validation {
+    condition = var.redis_wait_replicas == null ? true : (
+      var.redis_wait_replicas >= 0 && (var.store == "serverless" ? var.redis_wait_replicas == 0 : var.redis_wait_replicas <= (var.store == "cluster" ? var.redis_replicas_per_shard : var.redis_nodes - 1))
+    )
+    error_message = "redis_wait_replicas must be at most each primary's replicas (redis_nodes - 1, or redis_replicas_per_shard), and 0 with serverless (no WAIT): more could never be reached, and every greeting would be 504."
+  }
 }
 
 variable "certificate_arn" {

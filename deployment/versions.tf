@@ -4,8 +4,10 @@ terraform {
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.80, < 7.0"
+      source = "hashicorp/aws"
+      # 5.90: ElastiCache users and user groups for the Valkey engine (serverless, redis.tf),
+      # added early in 2025; 5.80 and 5.8x refuse engine = "valkey" there.
+      version = ">= 5.90, < 7.0"
     }
     random = {
       source  = "hashicorp/random"

@@ -185,3 +185,135 @@ PY
     "$(python3 -c "print(($t1-$t0)/($r1-$r0))")" "$before" "$peak"
   kill "$pid"
 done
+
+# Past one Redis (issue 27): what a greeting costs Redis when it must reach a replica first
+# (REDIS_WAIT_REPLICAS), when names are spread over a cluster, and when hot names repeat within
+# a batch. The same wrk load as above, against the static build; CPU is Redis's per greeting.
+static=target/x86_64-unknown-linux-musl/release/hello
+calls() { redis-cli -p "$1" INFO commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_zincrby:/ {print $2}'; }
+calls0() { local c; c=$(calls "$1"); echo "${c:-0}"; }
+per_greeting_us() { python3 -c "print(f'{$1 * $tick_us / max($2, 1):.1f}')"; }
+# Runs wrk against $1 (a URL) with the rest as wrk's extra arguments; prints req/s p50 p99 requests.
+wrk_row() {
+  local url=$1; shift
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$work/wrk-extra.txt" 2>&1 || true
+  echo "$(awk '/^Requests\/sec/ {print $2}' "$work/wrk-extra.txt") $(awk '$1=="50%" {print $2}' "$work/wrk-extra.txt") $(awk '$1=="99%" {print $2}' "$work/wrk-extra.txt") $(awk '/requests in/ {print $1}' "$work/wrk-extra.txt")"
+}
+start_hello() { # port, then NAME=value settings; sets hello_pid
+  local port=$1; shift
+  env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn "$@" "$static" 2>>"$work/hello.log" &
+  hello_pid=$!
+  pids+=($!)
+  wait_port "$port"
+}
+
+echo
+echo "== REDIS_WAIT_REPLICAS on a primary with one replica (static musl build) =="
+primary_port=$(free_port); replica_port=$(free_port)
+redis-server --port "$primary_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
+primary_pid=$!; pids+=($!)
+redis-server --port "$replica_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  --replicaof 127.0.0.1 "$primary_port" --repl-diskless-sync-delay 0 >/dev/null &
+pids+=($!)
+wait_port "$primary_port"; wait_port "$replica_port"
+until redis-cli -p "$primary_port" INFO replication | grep -q 'state=online'; do sleep 0.1; done
+printf '%-22s %10s %9s %9s %16s\n' REDIS_WAIT_REPLICAS "req/s" p50 p99 "Redis CPU/req"
+for wait in 0 1; do
+  port=$(free_port)
+  start_hello "$port" REDIS_CLUSTER_ADDRESS="127.0.0.1:$primary_port" REDIS_KEY="bench.wait$wait" REDIS_WAIT_REPLICAS="$wait"
+  c0=$(cpu_ticks "$primary_pid")
+  read -r rps p50 p99 requests < <(wrk_row "http://127.0.0.1:$port/hello/bench")
+  printf '%-22s %10s %9s %9s %14sus\n' "$wait" "$rps" "$p50" "$p99" "$(per_greeting_us $(($(cpu_ticks "$primary_pid") - c0)) "$requests")"
+  kill "$hello_pid"
+done
+echo "(a replica on loopback answers WAIT within microseconds; across zones, add that round trip to each batch)"
+
+echo
+echo "== the same /hello load on 1 and on 3 primaries (static musl build, distinct names) =="
+# Each shard's Redis CPU per greeting it served. The shards share this machine's cores with the
+# service and wrk: a shard with a core of its own serves 1e6 / (its CPU per greeting) a second.
+cat >"$work/distinct.lua" <<'LUA'
+-- Every greeting a name of its own: wrk's threads are told apart by setup().
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("id", threads) end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/hello/d" .. id .. "-" .. n)
+end
+LUA
+printf '%-14s %10s %9s %9s  %s\n' primaries "req/s" p50 p99 "Redis CPU per greeting, by shard"
+for shards in 1 3; do
+  ports=(); cluster_pids=()
+  for _ in $(seq "$shards"); do
+    p=$(free_port); bus=$(free_port)
+    mkdir -p "$work/cluster-$p"
+    redis-server --port "$p" --cluster-port "$bus" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$work/cluster-$p" --cluster-enabled yes --cluster-config-file nodes.conf >/dev/null &
+    pids+=($!); cluster_pids+=($!); ports+=("$p")
+  done
+  for p in "${ports[@]}"; do wait_port "$p"; done
+  if [ "$shards" = 1 ]; then
+    redis-cli -p "${ports[0]}" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
+  else
+    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") --cluster-replicas 0 --cluster-yes >/dev/null
+  fi
+  until redis-cli -p "${ports[0]}" CLUSTER INFO | grep -q 'cluster_state:ok'; do sleep 0.1; done
+  port=$(free_port)
+  start_hello "$port" REDIS_CLUSTER_ADDRESS="127.0.0.1:${ports[0]}"
+  before=(); for i in "${!ports[@]}"; do before+=("$(cpu_ticks "${cluster_pids[$i]}") $(calls0 "${ports[$i]}")"); done
+  read -r rps p50 p99 _ < <(wrk_row "http://127.0.0.1:$port/" -s "$work/distinct.lua")
+  by_shard=""
+  for i in "${!ports[@]}"; do
+    read -r cpu0 calls_before <<<"${before[$i]}"
+    served=$(($(calls0 "${ports[$i]}") - calls_before))
+    by_shard+="$(per_greeting_us $(($(cpu_ticks "${cluster_pids[$i]}") - cpu0)) "$served")us ($served) "
+  done
+  printf '%-14s %10s %9s %9s  %s\n' "$shards" "$rps" "$p50" "$p99" "$by_shard"
+  kill "$hello_pid"; for p in "${cluster_pids[@]}"; do kill "$p"; done
+done
+
+echo
+echo "== hot names: one ZINCRBY by k for a name greeted k times in a batch (static musl build) =="
+cat >"$work/zipf.lua" <<'LUA'
+-- Names drawn from a Zipf law (exponent 1) over 10,000 names, each thread its own draws.
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("id", threads) end
+function init(args) math.randomseed(id * 7919) end
+local names, cdf, total = 10000, {}, 0
+for rank = 1, names do total = total + 1 / rank end
+local sum = 0
+for rank = 1, names do sum = sum + 1 / rank / total; cdf[rank] = sum end
+request = function()
+  local u, lo, hi = math.random(), 1, names
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return wrk.format("GET", "/hello/z" .. lo)
+end
+LUA
+printf '%-12s %-12s %10s %18s %16s\n' build names "req/s" "ZINCRBY/greeting" "Redis CPU/req"
+hot_builds=("static:$static")
+if [ -n "${BENCH_BASELINE:-}" ]; then hot_builds+=("baseline:$BENCH_BASELINE"); fi
+for build in "${hot_builds[@]}"; do
+  port=$(free_port)
+  HOST=127.0.0.1 PORT=$port REDIS_CLUSTER_ADDRESS=127.0.0.1:$redis_port REDIS_KEY="bench.hot.${build%%:*}" RUST_LOG=warn \
+    "${build#*:}" 2>>"$work/hello.log" &
+  pid=$!; pids+=($pid)
+  wait_port "$port"
+  for load in distinct zipf one; do
+    case $load in
+      distinct) args=(-s "$work/distinct.lua"); url="http://127.0.0.1:$port/" ;;
+      zipf) args=(-s "$work/zipf.lua"); url="http://127.0.0.1:$port/" ;;
+      one) args=(); url="http://127.0.0.1:$port/hello/everyone" ;;
+    esac
+    c0=$(cpu_ticks "$redis_pid"); z0=$(calls0 "$redis_port")
+    read -r rps _ _ requests < <(wrk_row "$url" "${args[@]}")
+    printf '%-12s %-12s %10s %18s %14sus\n' "${build%%:*}" "$load" "$rps" \
+      "$(python3 -c "print(f'{($(calls0 "$redis_port") - $z0) / max($requests, 1):.3f}')")" \
+      "$(per_greeting_us $(($(cpu_ticks "$redis_pid") - c0)) "$requests")"
+  done
+  kill "$pid"
+done
+echo "(a connection has one greeting at the store at a time, so a batch holds at most one greeting a connection: -c$CONNECTIONS)"

@@ -18,10 +18,6 @@ impl Handler for State {
         ApiError::from(rejection).into_response()
     }
 
-    fn wake_handled(&self) {
-        self.increments.flush();
-    }
-
     fn completed(&self, exchange: &Exchange<'_>) {
         let route = exchange.tag.and_then(Route::from_tag);
         self.metrics.request(

@@ -260,10 +260,46 @@ mod tests {
             store::Limits {
                 max_memory_percent: 100,
                 max_names: Some(5000),
+                data_limit: None,
             }
+        );
+        assert_eq!(
+            limits(&[redis, ("REDIS_DATA_LIMIT_BYTES", "1000000000")]).data_limit,
+            Some(1_000_000_000)
         );
         let c = config(&[("NAMES_MAX", "0")]).unwrap();
         assert!(matches!(c.store, StoreSettings::Memory { max_names: 0 }));
+    }
+
+    #[test]
+    fn redis_mode_keys_and_replicas() {
+        let redis = |vars: &[(&str, &str)]| {
+            let mut all = vec![("REDIS_URL", "rediss://cfg.example:6379")];
+            all.extend_from_slice(vars);
+            match config(&all).unwrap().store {
+                StoreSettings::Redis(r) => r,
+                StoreSettings::Memory { .. } => panic!("expected redis"),
+            }
+        };
+        let r = redis(&[]);
+        assert_eq!(
+            (r.mode, r.key_shards, r.wait_replicas),
+            (store::RedisMode::Detect, 64, 0)
+        );
+        let r = redis(&[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_KEY_SHARDS", "16"),
+            ("REDIS_WAIT_REPLICAS", "1"),
+        ]);
+        assert_eq!(
+            (r.mode, r.key_shards, r.wait_replicas),
+            (store::RedisMode::Cluster, 16, 1)
+        );
+        // A standalone key may hold braces; a cluster's keys are tagged after it.
+        assert_eq!(
+            redis(&[("REDIS_MODE", "standalone"), ("REDIS_KEY", "{app}names")]).key,
+            "{app}names"
+        );
     }
 
     #[test]
@@ -446,6 +482,26 @@ mod tests {
             var(&[("METRICS_EMF_INTERVAL_MS", "10")]),
             "METRICS_EMF_INTERVAL_MS"
         );
+        for (name, bad) in [
+            ("REDIS_MODE", "sharded"),
+            ("REDIS_KEY_SHARDS", "0"),
+            ("REDIS_KEY_SHARDS", "16385"),
+            ("REDIS_WAIT_REPLICAS", "-1"),
+            ("REDIS_WAIT_REPLICAS", "17"),
+            ("REDIS_DATA_LIMIT_BYTES", "0"),
+            ("REDIS_DATA_LIMIT_BYTES", "5GB"),
+            ("REDIS_KEY", "{app}names"),
+        ] {
+            assert_eq!(var(&[(name, bad)]), name, "{name}={bad}");
+        }
+        // A cluster has database 0 only; the URL is not shown.
+        let e = config(&[
+            ("REDIS_URL", "redis://:secret@h:1/2"),
+            ("REDIS_MODE", "cluster"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "REDIS_URL");
+        assert!(!e.to_string().contains("secret"));
         let e = config(&[("REDIS_URL", "redis://:pw-in-url@")]).unwrap_err();
         assert!(!e.to_string().contains("pw-in-url"));
     }

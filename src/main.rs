@@ -25,13 +25,15 @@ use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::{ConnectionGauges, Metrics, Totals};
 use hello::routes::State;
-use hello::store::{Increments, MemoryStore, RedisSettings, RedisStore, Store, StoreSettings};
+use hello::store::migrate::{self, MigrateError};
+use hello::store::{Increments, MemoryStore, RedisMode, RedisStore, Store, StoreSettings};
 use hello::{healthcheck, logging};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("serve") => serve(),
+        Some("migrate-keys") => migrate_keys(),
         Some("healthcheck") => match Config::from_env(|k| std::env::var(k).ok()) {
             Ok(config) => match healthcheck::check(config.listen.port()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -65,11 +67,72 @@ fn usage() -> String {
         "hello {}: counts hellos in Redis and reports node and cluster health.\n\n\
          Usage:\n  hello              serve HTTP (the default)\n  \
          hello healthcheck  exit 0 if this host's server answers GET /health with 200\n  \
+         hello migrate-keys move REDIS_KEY's counts into a Redis cluster's keys (idempotent,\n                     \
+         resumable; see the README)\n  \
          hello --version    print the version\n\n\
          Environment:\n{}",
         env!("CARGO_PKG_VERSION"),
         config::help()
     )
+}
+
+/// `hello migrate-keys`: moves `REDIS_KEY`'s counts into the cluster's family of keys, saying
+/// how far it got on standard error. Exit 0 when done (or nothing to do), 1 when stopped (run it
+/// again: it carries on), 2 for a bad configuration.
+fn migrate_keys() -> ExitCode {
+    let config = match Config::from_env(|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hello: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let StoreSettings::Redis(settings) = config.store else {
+        eprintln!("hello migrate-keys: no Redis configured (REDIS_URL or REDIS_CLUSTER_ADDRESS)");
+        return ExitCode::from(2);
+    };
+    let display = settings.endpoint.to_string();
+    let store = match RedisStore::new(settings) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("hello: invalid REDIS_TLS_CA_FILE: {}", e.0);
+            return ExitCode::from(2);
+        }
+    };
+    let mut shown = None;
+    let mut progress = |moved: u64, total: u64| {
+        // A line per tenth, and the last.
+        let tenth = (moved * 10).checked_div(total).unwrap_or(10);
+        if shown != Some(tenth) {
+            shown = Some(tenth);
+            eprintln!("hello migrate-keys: {moved} of {total} names moved");
+        }
+    };
+    match migrate::migrate(&store, &mut progress) {
+        Ok(done) => {
+            match (done.names, done.resumed) {
+                (0, _) => eprintln!("hello migrate-keys: nothing to move at {display}"),
+                (n, false) => eprintln!("hello migrate-keys: {n} names moved at {display}"),
+                (n, true) => eprintln!(
+                    "hello migrate-keys: {n} names moved at {display}, carrying on from a run that stopped"
+                ),
+            }
+            if done.written_meanwhile {
+                eprintln!(
+                    "hello migrate-keys: something wrote the old key meanwhile: run it again to move those names"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(MigrateError::NotACluster) => {
+            eprintln!("hello migrate-keys: {}", MigrateError::NotACluster);
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("hello migrate-keys: stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn serve() -> ExitCode {
@@ -100,31 +163,30 @@ fn serve() -> ExitCode {
             Arc::new(MemoryStore::new().with_max_names(max_names))
         }
         StoreSettings::Redis(r) => {
-            let RedisSettings {
-                endpoint,
-                key,
-                timeout,
-                max_connections,
-                tls_ca_file,
-                limits,
-            } = r;
-            let display = endpoint.to_string();
-            if tls_ca_file.is_some() && !endpoint.tls {
+            let display = r.endpoint.to_string();
+            if r.tls_ca_file.is_some() && !r.endpoint.tls {
                 log::warn!(
                     "REDIS_TLS_CA_FILE is ignored: Redis is not reached over TLS (rediss://)"
                 );
             }
-            match RedisStore::new(endpoint, key.clone(), timeout, tls_ca_file.as_deref()) {
+            let mode = match r.mode {
+                RedisMode::Detect => "standalone or cluster, as Redis says at first use",
+                RedisMode::Standalone => "standalone (REDIS_MODE)",
+                RedisMode::Cluster => "cluster (REDIS_MODE)",
+            };
+            let limits = r.limits;
+            let cap = match limits.max_names {
+                Some(max) => format!("and {max} names"),
+                None => "with no cap on names".to_owned(),
+            };
+            let wait = match r.wait_replicas {
+                0 => "answered once Redis has them".to_owned(),
+                n => format!("answered once {n} replica(s) have them (WAIT)"),
+            };
+            match RedisStore::new(r) {
                 Ok(store) => {
-                    let store = store
-                        .with_max_connections(max_connections)
-                        .with_limits(limits);
-                    let cap = match limits.max_names {
-                        Some(max) => format!("and {max} names"),
-                        None => "with no cap on names".to_owned(),
-                    };
                     log::info!(
-                        "counting in Redis at {display} under key {key:?}; new names admitted up to {}% of its maxmemory {cap}",
+                        "counting in Redis at {display}, {mode}; greetings {wait}; new names admitted up to {}% of each primary's memory limit {cap}",
                         limits.max_memory_percent
                     );
                     Arc::new(store)

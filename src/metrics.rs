@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use crate::route::Route;
-use crate::store::Room;
+use crate::store::{Room, StoreStats};
 
 /// Upper bounds of the latency histogram, in seconds. The last ones cover `/health/cluster`'s
 /// deadline and the request timeout, so that a slow percentile is not capped early.
@@ -170,9 +170,9 @@ impl Metrics {
         }
     }
 
-    /// The exposition, with the HTTP layer's connection gauges and the store's room for new
-    /// names as last known.
-    pub fn render(&self, connections: ConnectionGauges, room: Room) -> String {
+    /// The exposition, with the HTTP layer's connection gauges, the store's room for new
+    /// names as last known, and what the store did.
+    pub fn render(&self, connections: ConnectionGauges, room: Room, store: StoreStats) -> String {
         let mut out = String::with_capacity(8192);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         header(
@@ -328,35 +328,62 @@ impl Metrics {
             "Increments the store confirmed.",
         );
         let _ = writeln!(out, "hello_increments_total {}", load(&self.increments));
-        let pool = &crate::store::POOL_COUNTERS;
+        let pool = store.pool;
         for (name, kind, help, value) in [
             (
                 "hello_redis_connections_opened_total",
                 "counter",
                 "Connections to Redis opened (each a handshake and a login).",
-                &pool.opened,
+                pool.opened,
             ),
             (
                 "hello_redis_connection_reuses_total",
                 "counter",
                 "Commands sent on a connection taken idle from the pool, not opened for them.",
-                &pool.reused,
+                pool.reused,
             ),
             (
                 "hello_redis_connections_open",
                 "gauge",
-                "Connections to Redis open now, idle or in use (at most REDIS_MAX_CONNECTIONS).",
-                &pool.open,
+                "Connections to Redis open now, idle or in use (at most REDIS_MAX_CONNECTIONS \
+                 per server).",
+                pool.open,
             ),
             (
                 "hello_redis_pool_waits_total",
                 "counter",
                 "Callers that found REDIS_MAX_CONNECTIONS connections in use and waited for one.",
-                &pool.waited,
+                pool.waited,
+            ),
+            (
+                "hello_store_batches_total",
+                "counter",
+                "Batches of greetings sent to Redis, each one pipeline per primary: increments \
+                 over batches is how many greetings a pipeline carries.",
+                store.batches,
+            ),
+            (
+                "hello_redis_redirects_total",
+                "counter",
+                "Commands sent again where a cluster's -MOVED or -ASK said (they had not run).",
+                store.redirects,
+            ),
+            (
+                "hello_redis_topology_refreshes_total",
+                "counter",
+                "Readings of a Redis cluster's slot map (CLUSTER SHARDS).",
+                store.topology_refreshes,
+            ),
+            (
+                "hello_store_unreplicated_total",
+                "counter",
+                "Greetings counted but answered 504 because WAIT did not see them on \
+                 REDIS_WAIT_REPLICAS replicas in time.",
+                store.unreplicated,
             ),
         ] {
             header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {}", load(value));
+            let _ = writeln!(out, "{name} {value}");
         }
         header(
             &mut out,
@@ -366,11 +393,10 @@ impl Metrics {
              connection: drained (the reply read and thrown away by its next user; kept) or \
              closed (the reply could not be read).",
         );
-        for (outcome, n) in [("drained", &pool.drained), ("closed", &pool.abandoned)] {
+        for (outcome, n) in [("drained", pool.drained), ("closed", pool.abandoned)] {
             let _ = writeln!(
                 out,
-                "hello_redis_listings_left_total{{outcome=\"{outcome}\"}} {}",
-                load(n)
+                "hello_redis_listings_left_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
         header(
@@ -530,7 +556,11 @@ mod tests {
         m.request(Route::Hello, 503, Duration::from_secs(20));
         m.request(Route::Other, 301, Duration::from_secs(1));
         m.request(Route::Other, 999, Duration::from_secs(1));
-        let text = m.render(ConnectionGauges::default(), Room::default());
+        let text = m.render(
+            ConnectionGauges::default(),
+            Room::default(),
+            StoreStats::default(),
+        );
         assert!(
             text.contains("hello_http_requests_total{route=\"/hello/{name}\",status=\"200\"} 2\n")
         );
@@ -554,7 +584,11 @@ mod tests {
         m.names_refused();
         m.names_refused();
         m.store_full();
-        let unknown = m.render(ConnectionGauges::default(), Room::default());
+        let unknown = m.render(
+            ConnectionGauges::default(),
+            Room::default(),
+            StoreStats::default(),
+        );
         assert!(unknown.contains("\nhello_store_names_refused_total 2\n"));
         assert!(unknown.contains("\nhello_store_full_total 1\n"));
         assert!(unknown.contains("\nhello_store_admitting_new_names 0\n"));
@@ -566,7 +600,7 @@ mod tests {
             names: Some(40),
             admitting: true,
         };
-        let known = m.render(ConnectionGauges::default(), room);
+        let known = m.render(ConnectionGauges::default(), room, StoreStats::default());
         assert!(known.contains("\nhello_store_admitting_new_names 1\n"));
         assert!(known.contains("\nhello_redis_used_memory_bytes 1043232\n"));
         assert!(known.contains("\nhello_redis_maxmemory_bytes 16777216\n"));

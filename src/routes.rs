@@ -22,7 +22,7 @@ use crate::http::{
 use crate::logging::Repeated;
 use crate::metrics::{ConnectionGauges, Metrics, StoreOperation};
 use crate::route::Route;
-use crate::store::{Done, Increments, Store, StoreError};
+use crate::store::{CountRequest, Increments, Store, StoreError};
 
 /// What the handlers share, built once at start-up and read by every thread.
 ///
@@ -179,7 +179,8 @@ fn handle(
             Answer::Now(Response::new(
                 Status::Ok,
                 PROMETHEUS,
-                app.metrics.render(gauges, app.store.room()),
+                app.metrics
+                    .render(gauges, app.store.room(), app.store.stats()),
             ))
         }
     })
@@ -212,12 +213,12 @@ pub struct Greeting {
     metrics: Arc<Metrics>,
 }
 
-impl Done for Greeting {
+impl CountRequest for Greeting {
     fn name(&self) -> &str {
         self.name.as_str()
     }
 
-    fn done(self, result: Result<i64, StoreError>) {
+    fn answer(self, result: Result<i64, StoreError>) {
         let response = match result {
             Ok(count) => {
                 self.metrics.increment_stored();
@@ -269,7 +270,7 @@ fn counts(app: &State, request: &Request<'_>) -> Result<Answer, ApiError> {
     if request.method == "HEAD" {
         // The head a GET would have, computed without a listing: no page read and thrown away.
         return Ok(Answer::Blocking(Box::new(move |_| {
-            let response = match counts::check(&store, paging) {
+            let response = match counts::check(&store) {
                 Ok(()) => Response::stream(Status::Ok, JSON, Box::new(HeadOnly)),
                 Err(e) => store_failure(&metrics, StoreOperation::Range, e).into_response(),
             };

@@ -24,6 +24,7 @@ const CLUSTER: &str = "hello-cluster";
 const SERVICE: &str = "hello-service";
 const NAMESPACE: &str = "hello-test";
 const REDIS: [&str; 2] = ["hello-001", "hello-002"];
+const SERVERLESS: &str = "hello-cache";
 const ALARMS: [&str; 2] = [
     "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:hello-5xx-rate",
     "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:hello-store-unavailable",
@@ -52,6 +53,11 @@ fn aws_metrics(namespace: &str) -> Option<&'static [&'static str]> {
             "CurrConnections",
             "Evictions",
             "ReplicationLag",
+            // A serverless cache's (dimension clusterId).
+            "BytesUsedForCache",
+            "ElastiCacheProcessingUnits",
+            "ThrottledCmds",
+            "SuccessfulWriteRequestLatency",
         ]),
         _ => None,
     }
@@ -78,9 +84,17 @@ fn terraform(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// The stores the dashboard is rendered for: a node-based one (its nodes), and serverless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Store {
+    Nodes,
+    Serverless,
+}
+
 /// The dashboard body as Terraform renders it for the names above.
-fn render_dashboard() -> Value {
-    let dir = std::env::temp_dir().join(format!("hello-dashboard-{}", std::process::id()));
+fn render_dashboard(store: Store) -> Value {
+    let dir =
+        std::env::temp_dir().join(format!("hello-dashboard-{}-{store:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(deployment().join("dashboard/main.tf"), dir.join("main.tf")).unwrap();
@@ -91,7 +105,14 @@ fn render_dashboard() -> Value {
         format!("ecs_cluster={CLUSTER}"),
         format!("ecs_service={SERVICE}"),
         format!("namespace={NAMESPACE}"),
-        format!("redis_clusters={}", list(&REDIS)),
+        match store {
+            Store::Nodes => format!("redis_clusters={}", list(&REDIS)),
+            Store::Serverless => "redis_clusters=[]".to_owned(),
+        },
+        match store {
+            Store::Nodes => "serverless_cache=".to_owned(),
+            Store::Serverless => format!("serverless_cache={SERVERLESS}"),
+        },
         format!("alarm_arns={}", list(&ALARMS)),
     ];
     terraform(&dir, &["init", "-input=false", "-no-color"]);
@@ -134,7 +155,13 @@ fn metric(entry: &Value) -> (String, String, BTreeMap<String, String>, Value) {
 
 #[test]
 fn the_dashboard_names_only_metrics_this_stack_produces() {
-    let body = render_dashboard();
+    for store in [Store::Nodes, Store::Serverless] {
+        dashboard_names_only_metrics_this_stack_produces(store);
+    }
+}
+
+fn dashboard_names_only_metrics_this_stack_produces(store: Store) {
+    let body = render_dashboard(store);
     let service_metrics: BTreeSet<String> = hello::emf::metric_names().into_iter().collect();
     let widgets = body["widgets"].as_array().expect("widgets");
     let mut shown = BTreeSet::new();
@@ -180,6 +207,9 @@ fn the_dashboard_names_only_metrics_this_stack_produces() {
                                 dimensions,
                                 dims(&[("ClusterName", CLUSTER), ("ServiceName", SERVICE)])
                             ),
+                            _ if store == Store::Serverless => {
+                                assert_eq!(dimensions, dims(&[("clusterId", SERVERLESS)]))
+                            }
                             _ => {
                                 let node = &dimensions["CacheClusterId"];
                                 assert!(REDIS.contains(&node.as_str()), "{node}");
@@ -195,7 +225,29 @@ fn the_dashboard_names_only_metrics_this_stack_produces() {
         }
     }
     assert_eq!(alarm_widgets, 1);
-    assert_eq!(redis_nodes, REDIS.iter().map(|n| n.to_string()).collect());
+    let store_metrics: &[&str] = match store {
+        Store::Nodes => {
+            assert_eq!(redis_nodes, REDIS.iter().map(|n| n.to_string()).collect());
+            &[
+                "EngineCPUUtilization",
+                "DatabaseMemoryUsagePercentage",
+                "CurrConnections",
+                "Evictions",
+            ]
+        }
+        Store::Serverless => {
+            assert!(redis_nodes.is_empty());
+            &[
+                "BytesUsedForCache",
+                "ElastiCacheProcessingUnits",
+                "ThrottledCmds",
+                "CurrConnections",
+            ]
+        }
+    };
+    for wanted in store_metrics {
+        assert!(shown.contains(*wanted), "{store:?}: no {wanted}");
+    }
     // What the issue asks to see at a glance.
     for wanted in [
         "RequestCount",
@@ -207,10 +259,6 @@ fn the_dashboard_names_only_metrics_this_stack_produces() {
         "HelloLatencyP99",
         "CPUUtilization",
         "MemoryUtilization",
-        "EngineCPUUtilization",
-        "DatabaseMemoryUsagePercentage",
-        "CurrConnections",
-        "Evictions",
         "NamesRefused",
         "StoreFull",
     ] {
@@ -833,58 +881,240 @@ fn the_task_role_is_for_this_accounts_tasks() {
     );
 }
 
-/// Issue 26: Redis never drops a count to make room.
+/// Issue 26: Redis never drops a count to make room, in a replication group or a cluster.
 #[test]
 fn redis_never_evicts_counts() {
     let config = configuration();
-    let group = resource(&config, "aws_elasticache_replication_group", "main");
-    let reference = attr(group, "parameter_group_name").as_str().unwrap();
-    let name = reference
-        .strip_prefix("${aws_elasticache_parameter_group.")
-        .and_then(|r| r.strip_suffix(".name}"))
-        .unwrap_or_else(|| panic!("parameter_group_name: {reference}"));
-    let parameters = resource(&config, "aws_elasticache_parameter_group", name);
-    // The family of the engine in use: redis7 for Redis 7.x, valkey8 for Valkey 8.x.
-    let engine = attr(group, "engine").as_str().unwrap();
-    let major = attr(group, "engine_version")
-        .as_str()
-        .unwrap()
-        .split('.')
-        .next()
-        .unwrap();
-    assert_eq!(
-        attr(parameters, "family"),
-        format!("{engine}{major}").as_str()
-    );
-    let policy: Vec<&Value> = blocks(parameters, "parameter")
-        .into_iter()
-        .filter(|p| attr(p, "name") == "maxmemory-policy")
-        .collect();
-    assert_eq!(policy.len(), 1, "no maxmemory-policy");
-    assert_eq!(attr(policy[0], "value"), "noeviction");
+    for (group, cluster_mode) in [("main", false), ("cluster", true)] {
+        let group = resource(&config, "aws_elasticache_replication_group", group);
+        let reference = attr(group, "parameter_group_name").as_str().unwrap();
+        let name = reference
+            .strip_prefix("${aws_elasticache_parameter_group.")
+            .and_then(|r| r.strip_suffix("[0].name}"))
+            .unwrap_or_else(|| panic!("parameter_group_name: {reference}"));
+        let parameters = resource(&config, "aws_elasticache_parameter_group", name);
+        // The family of the engine in use: redis7 for Redis 7.x, valkey8 for Valkey 8.x.
+        let engine = attr(group, "engine").as_str().unwrap();
+        let major = attr(group, "engine_version")
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap();
+        assert_eq!(
+            attr(parameters, "family"),
+            format!("{engine}{major}").as_str()
+        );
+        let parameter = |wanted: &str| -> Vec<String> {
+            blocks(parameters, "parameter")
+                .into_iter()
+                .filter(|p| attr(p, "name") == wanted)
+                .map(|p| attr(p, "value").as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(parameter("maxmemory-policy"), ["noeviction"]);
+        match cluster_mode {
+            true => assert_eq!(parameter("cluster-enabled"), ["yes"]),
+            false => assert!(parameter("cluster-enabled").is_empty()),
+        }
+    }
 }
 
-/// Issue 26: destroying the stack, or a change that would replace the group, keeps the counts.
+/// Issue 26: destroying the stack, or a change that would replace the store, keeps the
+/// counts, whichever store it is; a stack made before the choice keeps its group.
 #[test]
 fn counts_survive_destroy_and_replacement() {
     let config = configuration();
-    let group = resource(&config, "aws_elasticache_replication_group", "main");
-    let lifecycle = blocks(group, "lifecycle");
-    assert_eq!(lifecycle.len(), 1, "no lifecycle on the replication group");
-    assert_eq!(attr(lifecycle[0], "prevent_destroy"), true);
-    let final_snapshot = attr(group, "final_snapshot_identifier").as_str().unwrap();
-    assert!(!final_snapshot.is_empty());
-    assert!(
-        attr(group, "snapshot_retention_limit")
-            .as_u64()
-            .is_some_and(|days| days >= 1),
-        "automatic snapshots off"
+    for (kind, name) in [
+        ("aws_elasticache_replication_group", "main"),
+        ("aws_elasticache_replication_group", "cluster"),
+        ("aws_elasticache_serverless_cache", "main"),
+    ] {
+        let store = resource(&config, kind, name);
+        let lifecycle = blocks(store, "lifecycle");
+        assert_eq!(lifecycle.len(), 1, "no lifecycle on {kind}.{name}");
+        assert_eq!(attr(lifecycle[0], "prevent_destroy"), true);
+        assert!(
+            attr(store, "snapshot_retention_limit")
+                .as_u64()
+                .is_some_and(|days| days >= 1),
+            "{kind}.{name}: automatic snapshots off"
+        );
+    }
+    for name in ["main", "cluster"] {
+        let group = resource(&config, "aws_elasticache_replication_group", name);
+        let final_snapshot = attr(group, "final_snapshot_identifier").as_str().unwrap();
+        assert!(!final_snapshot.is_empty());
+        assert_eq!(
+            attr(group, "snapshot_name"),
+            "${var.redis_restore_snapshot}",
+            "no way to start from a snapshot"
+        );
+    }
+    let serverless = resource(&config, "aws_elasticache_serverless_cache", "main");
+    assert!(attr(serverless, "snapshot_arns_to_restore")
+        .as_str()
+        .unwrap()
+        .contains("var.redis_restore_snapshot"));
+    // The group of stacks applied before `store` stays where their state has it.
+    let text = all_text();
+    for (from, to) in [
+        (
+            "aws_elasticache_replication_group.main",
+            "aws_elasticache_replication_group.main[0]",
+        ),
+        (
+            "aws_elasticache_parameter_group.main",
+            "aws_elasticache_parameter_group.main[0]",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("from = {from}\n  to   = {to}")),
+            "no moved block from {from}"
+        );
+    }
+}
+
+/// Issue 27: the store is one of three, and the tasks are told what it is: its mode, the
+/// replicas a 200 waits for (one where a failover leaves one to wait for), and serverless's
+/// data limit.
+#[test]
+fn the_store_is_a_choice_and_the_tasks_are_told_which() {
+    let store = |vars: &[&str]| {
+        derived(
+            vars,
+            "[local.redis_mode, local.redis_wait_replicas, local.redis_data_limit_bytes, local.redis_node_count]",
+        )
+    };
+    let json = |v: serde_json::Value| v;
+    assert_eq!(
+        store(&[]),
+        json(serde_json::json!(["standalone", 0, null, 2]))
     );
     assert_eq!(
-        attr(group, "snapshot_name"),
-        "${var.redis_restore_snapshot}",
-        "no way to start from a snapshot"
+        store(&["redis_nodes=3"]),
+        json(serde_json::json!(["standalone", 1, null, 3]))
     );
+    assert_eq!(
+        store(&["store=cluster"]),
+        json(serde_json::json!(["cluster", 0, null, 6]))
+    );
+    assert_eq!(
+        store(&[
+            "store=cluster",
+            "redis_shards=4",
+            "redis_replicas_per_shard=2"
+        ]),
+        json(serde_json::json!(["cluster", 1, null, 12]))
+    );
+    assert_eq!(
+        store(&["store=serverless", "serverless_max_data_gb=5"]),
+        json(serde_json::json!(["cluster", 0, 5_000_000_000u64, 0]))
+    );
+    assert_eq!(
+        store(&["store=serverless", "redis_wait_replicas=0"])[1],
+        serde_json::json!(0)
+    );
+    // What cannot work is refused at the plan: WAIT where there is none, or for more replicas
+    // than there are (every greeting would be a 504), and a store that does not exist.
+    for args in [
+        &["-var", "store=serverless", "-var", "redis_wait_replicas=1"][..],
+        &["-var", "redis_wait_replicas=2"][..],
+        &["-var", "store=cluster", "-var", "redis_wait_replicas=2"][..],
+        &["-var", "store=memcached"][..],
+        &["-var", "store=cluster", "-var", "redis_shards=65"][..],
+    ] {
+        let mut all = vec!["-var", "plain_http=true"];
+        all.extend_from_slice(args);
+        let out = plan_variables(&all);
+        assert!(!out.status.success(), "{args:?} was accepted");
+    }
+    let ecs = std::fs::read_to_string(deployment().join("ecs.tf")).unwrap();
+    for told in [
+        r#"{ name = "REDIS_MODE", value = local.redis_mode }"#,
+        r#"{ name = "REDIS_WAIT_REPLICAS", value = tostring(local.redis_wait_replicas) }"#,
+        r#"{ name = "REDIS_DATA_LIMIT_BYTES", value = local.redis_data_limit_bytes == null ? "" : format("%d", local.redis_data_limit_bytes) }"#,
+    ] {
+        assert!(ecs.contains(told), "the task is not told {told}");
+    }
+}
+
+/// Issue 27: a serverless cache cannot grow the bill without bound, is reached only from the
+/// instances over TLS with a password, and its service user may run only what the service
+/// sends.
+#[test]
+fn serverless_is_capped_encrypted_and_least_privileged() {
+    let config = configuration();
+    let cache = resource(&config, "aws_elasticache_serverless_cache", "main");
+    assert_eq!(attr(cache, "engine"), "valkey");
+    assert_eq!(attr(cache, "kms_key_id"), "${aws_kms_key.main.arn}");
+    assert_eq!(
+        attr(cache, "security_group_ids"),
+        &serde_json::json!(["${aws_security_group.redis.id}"])
+    );
+    let limits = blocks(cache, "cache_usage_limits");
+    assert_eq!(limits.len(), 1);
+    let data = blocks(limits[0], "data_storage");
+    assert_eq!(attr(data[0], "maximum"), "${var.serverless_max_data_gb}");
+    assert_eq!(attr(data[0], "unit"), "GB");
+    let ecpu = blocks(limits[0], "ecpu_per_second");
+    assert_eq!(
+        attr(ecpu[0], "maximum"),
+        "${var.serverless_max_ecpu_per_second}"
+    );
+    assert_eq!(
+        attr(cache, "user_group_id"),
+        "${aws_elasticache_user_group.serverless[0].user_group_id}"
+    );
+    let default = resource(&config, "aws_elasticache_user", "default");
+    assert!(attr(default, "access_string")
+        .as_str()
+        .unwrap()
+        .starts_with("off"));
+    let service = resource(&config, "aws_elasticache_user", "service");
+    let access = attr(service, "access_string").as_str().unwrap();
+    assert!(
+        access.starts_with("on ") && access.contains("-@all"),
+        "{access}"
+    );
+    for command in ["+@sortedset", "+info", "+cluster|shards", "+eval"] {
+        assert!(access.contains(command), "{access} lacks {command}");
+    }
+    for wide in ["+@all", "+@dangerous", "+flushall", "+config"] {
+        assert!(!access.contains(wide), "{access} allows {wide}");
+    }
+    // Data and processing near their caps warn, then page; throttling pages.
+    let alarms = |metric: &str| {
+        resources_where(
+            &config,
+            "aws_cloudwatch_metric_alarm",
+            "metric_name",
+            metric,
+        )
+        .into_iter()
+        .map(|a| {
+            (
+                attr(a, "threshold").as_str().unwrap_or_default().to_owned(),
+                attr(a, "alarm_actions").as_str().unwrap().to_owned(),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        alarms("BytesUsedForCache"),
+        BTreeSet::from([
+            (
+                "${local.serverless_max_bytes * 0.8}".to_owned(),
+                "${local.notice_actions}".to_owned()
+            ),
+            (
+                "${local.serverless_max_bytes * 0.9}".to_owned(),
+                "${local.alarm_actions}".to_owned()
+            ),
+        ])
+    );
+    assert_eq!(alarms("ThrottledCmds").len(), 1);
+    assert_eq!(alarms("ElastiCacheProcessingUnits").len(), 1);
 }
 
 /// Issue 26: memory warns at 80% and pages at 90%; refused names inform, -OOM pages.

@@ -8,6 +8,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::load::{context_switches, cpu_ticks};
 use common::{send_signal, wait_until, Conn, Redis, Service, Signal};
 
 const KEY: &str = "nytimes.names";
@@ -231,4 +232,77 @@ fn at_the_cap_with_every_connection_inside_a_request_a_new_client_is_refused() {
         .and_then(|v| v.trim().parse().ok())
         .expect("refused counter");
     assert_eq!(refused, 1 + probes_refused, "{metrics}");
+}
+
+/// How well the store lane batches and what a greeting costs in context switches, under two
+/// loads of distinct names for 3 s each: 64 connections with one greeting in flight each (as
+/// `wrk -c64`), and 8 connections with 32 in flight each. Greetings per pipeline are Redis's
+/// `ZINCRBY` calls over the reads it made of its clients; context switches are counted over
+/// every thread of the service. Run against a release build, before and after a change:
+/// `HELLO_BIN=<binary> cargo test --release --test lanes measure -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_greetings_per_pipeline_and_context_switches() {
+    let redis = Redis::start();
+    let s = Service::with_redis(&redis);
+    assert_eq!(s.get("/hello/warm").status, 200);
+    println!(
+        "\n{:<22} {:>10} {:>12} {:>13} {:>12} {:>12} {:>12}",
+        "load",
+        "greetings",
+        "greetings/s",
+        "per pipeline",
+        "cs/greeting",
+        "CPU/greeting",
+        "Redis CPU"
+    );
+    for (label, connections, depth) in [
+        ("64 conns, 1 in flight", 64, 1),
+        ("8 conns, 32 in flight", 8, 32),
+    ] {
+        let reads = redis.info("stats", "total_reads_processed").unwrap();
+        let calls = redis.calls("ZINCRBY");
+        let switches = context_switches(s.pid());
+        let (cpu, redis_cpu) = (cpu_ticks(s.pid()), cpu_ticks(redis.pid()));
+        let started = Instant::now();
+        let greetings: u64 = thread::scope(|scope| {
+            let clients: Vec<_> = (0..connections)
+                .map(|c| {
+                    let addr = s.addr;
+                    scope.spawn(move || {
+                        let mut conn = Conn::open(addr);
+                        let mut n = 0u64;
+                        while started.elapsed() < Duration::from_secs(3) {
+                            let burst: String = (0..depth)
+                                .map(|i| {
+                                    format!("GET /hello/m{c}-{n}-{i} HTTP/1.1\r\nHost: t\r\n\r\n")
+                                })
+                                .collect();
+                            conn.send_raw(burst.as_bytes());
+                            for _ in 0..depth {
+                                assert_eq!(conn.response(false).status, 200);
+                            }
+                            n += depth as u64;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            clients.into_iter().map(|c| c.join().unwrap()).sum()
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        let pipelines = redis.info("stats", "total_reads_processed").unwrap() - reads;
+        let sent = redis.calls("ZINCRBY") - calls;
+        let switched = context_switches(s.pid()) - switches;
+        // Clock ticks are hundredths of a second on Linux.
+        let per_greeting = |ticks: u64| ticks as f64 * 10_000.0 / greetings as f64;
+        println!(
+            "{label:<22} {greetings:>10} {:>12.0} {:>13.2} {:>12.3} {:>10.1}us {:>10.1}us",
+            greetings as f64 / elapsed,
+            sent as f64 / pipelines as f64,
+            switched as f64 / greetings as f64,
+            per_greeting(cpu_ticks(s.pid()) - cpu),
+            per_greeting(cpu_ticks(redis.pid()) - redis_cpu),
+        );
+    }
 }

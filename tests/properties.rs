@@ -16,7 +16,7 @@ use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
 use hello::http::conn::{Conn, Settings};
 use hello::http::drive::{drive, Application, Budget, Script, Stop};
 use hello::http::{Exchange, Limits, Rejection, Request, Response, Status};
-use hello::store::resp::{read_reply, Reply, ServerError};
+use hello::store::resp::{read_reply, RedisReply, ServerError};
 
 fn limits() -> Limits {
     Limits::default()
@@ -225,36 +225,36 @@ proptest! {
 }
 
 /// Replies as Redis sends them, nested up to three levels.
-fn reply() -> impl Strategy<Value = Reply> {
+fn reply() -> impl Strategy<Value = RedisReply> {
     let leaf = prop_oneof![
-        "[ -~]{0,20}".prop_map(Reply::Status),
-        "[A-Z]{1,10}( [ -~]{0,20})?".prop_map(|line| Reply::Error(ServerError { line })),
-        any::<i64>().prop_map(Reply::Integer),
-        proptest::collection::vec(any::<u8>(), 0..300).prop_map(Reply::Bulk),
-        Just(Reply::Nil),
+        "[ -~]{0,20}".prop_map(RedisReply::Status),
+        "[A-Z]{1,10}( [ -~]{0,20})?".prop_map(|line| RedisReply::Error(ServerError { line })),
+        any::<i64>().prop_map(RedisReply::Integer),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(RedisReply::Bulk),
+        Just(RedisReply::Nil),
     ];
     leaf.prop_recursive(3, 64, 8, |inner| {
-        proptest::collection::vec(inner, 0..8).prop_map(Reply::Array)
+        proptest::collection::vec(inner, 0..8).prop_map(RedisReply::Array)
     })
 }
 
-fn encode(reply: &Reply, out: &mut Vec<u8>) {
+fn encode(reply: &RedisReply, out: &mut Vec<u8>) {
     match reply {
-        Reply::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
-        Reply::Error(e) => out.extend_from_slice(format!("-{}\r\n", e.line).as_bytes()),
-        Reply::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
-        Reply::Bulk(b) => {
+        RedisReply::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+        RedisReply::Error(e) => out.extend_from_slice(format!("-{}\r\n", e.line).as_bytes()),
+        RedisReply::Integer(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+        RedisReply::Bulk(b) => {
             out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
             out.extend_from_slice(b);
             out.extend_from_slice(b"\r\n");
         }
-        Reply::Array(items) => {
+        RedisReply::Array(items) => {
             out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
             for item in items {
                 encode(item, out);
             }
         }
-        Reply::Nil => out.extend_from_slice(b"$-1\r\n"),
+        RedisReply::Nil => out.extend_from_slice(b"$-1\r\n"),
     }
 }
 

@@ -14,31 +14,40 @@ use std::time::Duration;
 use common::{send_signal, wait_until, Redis, Signal};
 use hello::secret::Secret;
 use hello::store::{
-    Endpoint, Limits, MemoryStore, Order, RedisStore, ScanRequest, Store, StoreError,
+    Limits, MemoryStore, Order, RedisEndpoint, RedisMode, RedisSettings, RedisStore, ScanRequest,
+    Store, StoreError,
 };
 
-fn store(redis: &Redis) -> RedisStore {
-    let endpoint = Endpoint {
+/// Plain TCP to 127.0.0.1:`port`, no login.
+fn plain(port: u16) -> RedisEndpoint {
+    RedisEndpoint {
         host: "127.0.0.1".into(),
-        port: redis.port,
+        port,
         tls: false,
         username: None,
         password: None,
         db: 0,
-    };
-    RedisStore::new(
-        endpoint,
-        "contract".into(),
-        Duration::from_millis(500),
-        None,
-    )
-    .unwrap()
+    }
+}
+
+/// The store's defaults (Redis's mode asked of it at first use), on the key `contract` with
+/// a 500 ms timeout.
+fn settings(endpoint: RedisEndpoint) -> RedisSettings {
+    RedisSettings {
+        key: "contract".into(),
+        timeout: Duration::from_millis(500),
+        ..RedisSettings::with_defaults(endpoint).unwrap()
+    }
+}
+
+fn store(redis: &Redis) -> RedisStore {
+    RedisStore::new(settings(plain(redis.port))).unwrap()
 }
 
 /// The secured server's TLS port, logged in as its user with `password`, in database 2.
 fn tls_store(redis: &Redis, password: &str, trust_test_ca: bool) -> RedisStore {
     let secure = redis.secure.as_ref().expect("a secured redis");
-    let endpoint = Endpoint {
+    let endpoint = RedisEndpoint {
         host: "localhost".into(),
         port: secure.tls_port,
         tls: true,
@@ -46,14 +55,10 @@ fn tls_store(redis: &Redis, password: &str, trust_test_ca: bool) -> RedisStore {
         password: Some(Secret::new(password)),
         db: 2,
     };
-    let ca = secure.ca_file();
-    let extra_ca = trust_test_ca.then_some(ca.as_path());
-    RedisStore::new(
-        endpoint,
-        "contract".into(),
-        Duration::from_millis(500),
-        extra_ca,
-    )
+    RedisStore::new(RedisSettings {
+        tls_ca_file: trust_test_ca.then(|| secure.ca_file()),
+        ..settings(endpoint)
+    })
     .unwrap()
 }
 
@@ -84,7 +89,13 @@ fn a_capped_memory_store_passes_the_capped_contract() {
 #[test]
 fn a_capped_redis_store_passes_the_capped_contract_and_opens_when_room_is_made() {
     let redis = Redis::start();
-    let s = Arc::new(store(&redis).with_limits(capped(2)));
+    let s = Arc::new(
+        RedisStore::new(RedisSettings {
+            limits: capped(2),
+            ..settings(plain(redis.port))
+        })
+        .unwrap(),
+    );
     contract::check_capped_at_two(s.clone());
     // Room made by hand: the next sample sees it.
     let _: () = redis::cmd("ZREM")
@@ -182,17 +193,21 @@ fn a_server_that_is_not_redis_fails_with_a_clear_reason() {
             let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
         }
     });
-    let endpoint = Endpoint {
-        host: "127.0.0.1".into(),
-        port,
-        tls: false,
-        username: None,
-        password: None,
-        db: 0,
+    // Asked whether it is a cluster, it answers garbage: nothing of the increment is sent.
+    let s = RedisStore::new(settings(plain(port))).unwrap();
+    let outcome = s.increment("a");
+    let Err(StoreError::Unavailable(why)) = outcome else {
+        panic!("expected unavailable, got {outcome:?}")
     };
-    let s = RedisStore::new(endpoint, "k".into(), Duration::from_millis(500), None).unwrap();
-    // A read is safe to repeat: unavailable. The increment was sent before the garbage came
-    // back, so whatever is on the other side may have run it: its outcome is unknown.
+    assert!(why.contains("Redis protocol"), "{why}");
+    // Told it is standalone Redis: a read is safe to repeat: unavailable. The increment was
+    // sent before the garbage came back, so whatever is on the other side may have run it: its
+    // outcome is unknown.
+    let s = RedisStore::new(RedisSettings {
+        mode: RedisMode::Standalone,
+        ..settings(plain(port))
+    })
+    .unwrap();
     let outcome = s.refresh();
     let Err(StoreError::Unavailable(why)) = outcome else {
         panic!("expected unavailable, got {outcome:?}")
@@ -306,7 +321,13 @@ fn a_wrong_password_or_an_untrusted_certificate_is_unavailable() {
 #[test]
 fn the_pool_opens_at_most_its_cap_and_a_caller_at_the_cap_waits_then_is_unavailable() {
     let redis = Redis::start();
-    let s: Arc<RedisStore> = Arc::new(store(&redis).with_max_connections(2));
+    let s: Arc<RedisStore> = Arc::new(
+        RedisStore::new(RedisSettings {
+            max_connections: 2,
+            ..settings(plain(redis.port))
+        })
+        .unwrap(),
+    );
     for name in ["a", "b", "c", "d"] {
         s.increment(name).unwrap();
     }
@@ -348,16 +369,14 @@ fn the_timeout_bounds_a_whole_command_however_its_reply_trickles() {
     redis.add_names("contract", 3);
     // A byte every 300 ms: each read would be within a 1 s timeout, the reply never is.
     let proxy = common::trickling_proxy(redis.port, 0, Duration::from_millis(300));
-    let endpoint = Endpoint {
-        host: "127.0.0.1".into(),
-        port: proxy.port(),
-        tls: false,
-        username: None,
-        password: None,
-        db: 0,
-    };
+    // Standalone, so that the first command is the increment itself.
     let s = Arc::new(
-        RedisStore::new(endpoint, "contract".into(), Duration::from_secs(1), None).unwrap(),
+        RedisStore::new(RedisSettings {
+            mode: RedisMode::Standalone,
+            timeout: Duration::from_secs(1),
+            ..settings(plain(proxy.port()))
+        })
+        .unwrap(),
     );
     let started = std::time::Instant::now();
     let outcome = s.increment("slow");

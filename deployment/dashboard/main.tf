@@ -23,8 +23,14 @@ variable "ecs_service" {
 }
 
 variable "redis_clusters" {
-  description = "CacheClusterId of each Redis node (ElastiCache publishes per node)."
+  description = "CacheClusterId of each Redis node (ElastiCache publishes per node); empty for a serverless cache."
   type        = list(string)
+}
+
+variable "serverless_cache" {
+  description = "Name of the ElastiCache Serverless cache (its metrics' clusterId); empty for a node-based store."
+  type        = string
+  default     = ""
 }
 
 variable "namespace" {
@@ -51,7 +57,9 @@ locals {
   # The alarms' row, below the last row of metrics.
   alarms_y = ceil(length(local.metric_widgets) / 3) * 6
 
-  metric_widgets = [
+  metric_widgets = concat(local.service_widgets, length(var.redis_clusters) > 0 ? local.node_widgets : [], var.serverless_cache == "" ? [] : local.serverless_widgets)
+
+  service_widgets = [
     {
       title = "Requests and 5xx (load balancer, per minute)"
       metrics = [
@@ -101,6 +109,17 @@ locals {
       ]
     },
     {
+      title = "Store admission: new names refused, Redis out of memory (service, per minute)"
+      metrics = [
+        [var.namespace, "NamesRefused", { stat = "Sum", label = "greetings of new names refused (store full)" }],
+        [var.namespace, "StoreFull", { stat = "Sum", label = "-OOM from Redis", yAxis = "right" }],
+      ]
+    },
+  ]
+
+  # The Redis nodes of a replication group or a cluster, per node.
+  node_widgets = [
+    {
       title = "Redis engine CPU and memory (%)"
       metrics = concat(
         [for id in var.redis_clusters : ["AWS/ElastiCache", "EngineCPUUtilization", "CacheClusterId", id, { stat = "Maximum", label = "${id} engine CPU" }]],
@@ -108,18 +127,32 @@ locals {
       )
     },
     {
-      title = "Store admission: new names refused, Redis out of memory (service, per minute)"
-      metrics = [
-        [var.namespace, "NamesRefused", { stat = "Sum", label = "greetings of new names refused (store full)" }],
-        [var.namespace, "StoreFull", { stat = "Sum", label = "-OOM from Redis", yAxis = "right" }],
-      ]
-    },
-    {
       title = "Redis connections and evictions"
       metrics = concat(
         [for id in var.redis_clusters : ["AWS/ElastiCache", "CurrConnections", "CacheClusterId", id, { stat = "Maximum", label = "${id} connections" }]],
         [for id in var.redis_clusters : ["AWS/ElastiCache", "Evictions", "CacheClusterId", id, { stat = "Sum", label = "${id} evictions", yAxis = "right" }]],
       )
+    },
+  ]
+
+  # A serverless cache, as a whole (dimension clusterId).
+  serverless = ["AWS/ElastiCache"]
+  cache      = ["clusterId", var.serverless_cache]
+  serverless_widgets = [
+    {
+      title = "Serverless cache: data stored (bytes) and processing units (per minute)"
+      metrics = [
+        concat(local.serverless, ["BytesUsedForCache"], local.cache, [{ stat = "Maximum", label = "data stored" }]),
+        concat(local.serverless, ["ElastiCacheProcessingUnits"], local.cache, [{ stat = "Sum", label = "ECPUs", yAxis = "right" }]),
+      ]
+    },
+    {
+      title = "Serverless cache: throttled commands, connections and write latency (µs)"
+      metrics = [
+        concat(local.serverless, ["ThrottledCmds"], local.cache, [{ stat = "Sum", label = "throttled commands" }]),
+        concat(local.serverless, ["CurrConnections"], local.cache, [{ stat = "Maximum", label = "connections" }]),
+        concat(local.serverless, ["SuccessfulWriteRequestLatency"], local.cache, [{ stat = "p99", label = "write latency p99", yAxis = "right" }]),
+      ]
     },
   ]
 

@@ -61,10 +61,6 @@ pub trait Handler: Send + Sync + 'static {
     /// Called when each response (or refusal) is over, sent whole or abandoned, for access
     /// logs and metrics.
     fn completed(&self, exchange: &Exchange<'_>);
-
-    /// Called by an event loop when it has handled everything one wake brought: work handed
-    /// out meanwhile may start now, as one batch.
-    fn wake_handled(&self);
 }
 
 /// How a handler answers a request.

@@ -249,9 +249,6 @@ impl<'a> Worker<'a> {
                     self.drive(key, None);
                 }
             }
-            if !events.is_empty() {
-                self.shared.handler.wake_handled();
-            }
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(now);

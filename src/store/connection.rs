@@ -5,10 +5,9 @@
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -17,7 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use super::resp::{self, Reply};
+use super::resolve::{system_resolve, Resolver};
+use super::resp::{self, RedisReply};
 use crate::secret::Secret;
 
 /// Bytes buffered per connection for replies; larger bulk strings are read past it.
@@ -25,7 +25,7 @@ const READ_BUFFER: usize = 16 * 1024;
 
 /// Where Redis is and how to log in, as parsed from `REDIS_URL` or `REDIS_CLUSTER_ADDRESS`.
 #[derive(Debug)]
-pub struct Endpoint {
+pub struct RedisEndpoint {
     pub host: String,
     pub port: u16,
     pub tls: bool,
@@ -34,7 +34,7 @@ pub struct Endpoint {
     pub db: u32,
 }
 
-impl fmt::Display for Endpoint {
+impl fmt::Display for RedisEndpoint {
     /// The address without credentials, for logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "rediss" } else { "redis" };
@@ -45,11 +45,21 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Makes connections to one endpoint.
+/// Makes connections to one server: its address, and what every connection to the same Redis
+/// shares (the TLS trust, the login).
 pub struct Connector {
-    endpoint: Endpoint,
+    host: String,
+    port: u16,
+    login: Arc<Login>,
     tls: Option<Arc<ClientConfig>>,
     resolver: Resolver,
+}
+
+/// Who the connections log in as, and the database they use.
+struct Login {
+    username: Option<String>,
+    password: Option<Secret>,
+    db: u32,
 }
 
 /// Why TLS could not be set up at start.
@@ -58,16 +68,49 @@ pub struct TlsSetupError(pub String);
 
 impl Connector {
     /// `extra_ca` names a PEM file of certificates trusted besides the built-in Mozilla roots.
-    pub fn new(endpoint: Endpoint, extra_ca: Option<&Path>) -> Result<Connector, TlsSetupError> {
+    pub fn new(
+        endpoint: RedisEndpoint,
+        extra_ca: Option<&Path>,
+    ) -> Result<Connector, TlsSetupError> {
         let tls = match endpoint.tls {
             true => Some(Arc::new(tls_config(extra_ca)?)),
             false => None,
         };
         Ok(Connector {
-            endpoint,
+            host: endpoint.host,
+            port: endpoint.port,
+            login: Arc::new(Login {
+                username: endpoint.username,
+                password: endpoint.password,
+                db: endpoint.db,
+            }),
             tls,
             resolver: Resolver::new(Arc::new(system_resolve)),
         })
+    }
+
+    /// Connections to another node of the same cluster: the same trust and login, with a
+    /// name lookup of its own. A cluster has database 0 only, which is what they use.
+    pub fn to_node(&self, host: &str, port: u16) -> Connector {
+        Connector {
+            host: host.to_owned(),
+            port,
+            login: Arc::clone(&self.login),
+            tls: self.tls.clone(),
+            resolver: Resolver::new(Arc::new(system_resolve)),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// A new connection, logged in, all within `deadline`: name lookup, TCP connect, TLS
@@ -79,7 +122,7 @@ impl Connector {
         let stream = match &self.tls {
             None => Stream::Plain(timed),
             Some(config) => {
-                let name = ServerName::try_from(self.endpoint.host.clone())
+                let name = ServerName::try_from(self.host.clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let tls =
                     ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
@@ -100,9 +143,7 @@ impl Connector {
         // Half the time left at most for the lookup: when it hangs, the last addresses found
         // stand in, and connecting to them needs the other half.
         let lookup = left(deadline)? / 2;
-        let addresses = self
-            .resolver
-            .addresses(&self.endpoint.host, self.endpoint.port, lookup)?;
+        let addresses = self.resolver.addresses(&self.host, self.port, lookup)?;
         for addr in addresses {
             match TcpStream::connect_timeout(&addr, left(deadline)?) {
                 Ok(tcp) => return Ok(tcp),
@@ -116,17 +157,17 @@ impl Connector {
 
     /// Logs in and selects the database in one round trip.
     fn handshake(&self, conn: &mut Connection) -> io::Result<()> {
-        let endpoint = &self.endpoint;
-        let db = endpoint.db.to_string();
+        let login = &*self.login;
+        let db = login.db.to_string();
         let mut sent = Vec::new();
-        if let Some(password) = &endpoint.password {
-            match &endpoint.username {
+        if let Some(password) = &login.password {
+            match &login.username {
                 Some(user) => conn.queue(&[b"AUTH", user.as_bytes(), password.expose().as_bytes()]),
                 None => conn.queue(&[b"AUTH", password.expose().as_bytes()]),
             }
             sent.push("AUTH");
         }
-        if endpoint.db != 0 {
+        if login.db != 0 {
             conn.queue(&[b"SELECT", db.as_bytes()]);
             sent.push("SELECT");
         }
@@ -136,8 +177,8 @@ impl Connector {
         conn.send().map_err(|e| e.error)?;
         for command in sent {
             match conn.receive()? {
-                Reply::Status(_) => {}
-                Reply::Error(e) => {
+                RedisReply::Status(_) => {}
+                RedisReply::Error(e) => {
                     return Err(io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         format!("{command} refused: {e}"),
@@ -150,111 +191,6 @@ impl Connector {
             }
         }
         Ok(())
-    }
-}
-
-/// Looks a host name up; the system's resolver in service, one that hangs in tests.
-type Resolve = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
-
-/// `getaddrinfo`, which has no time limit of its own.
-fn system_resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    (host, port).to_socket_addrs().map(Iterator::collect)
-}
-
-/// Name resolution bounded by the store's timeout. A lookup runs on a thread of its own (one at
-/// a time: a hung resolver holds one thread, not one per connection attempt); a caller waits
-/// for it at most the timeout. When it fails or is late, the last addresses found are used, so
-/// that a resolver outage does not keep the store from reconnecting to a Redis it knew.
-struct Resolver {
-    resolve: Arc<Resolve>,
-    state: Arc<(Mutex<Lookups>, Condvar)>,
-}
-
-#[derive(Default)]
-struct Lookups {
-    running: bool,
-    /// Lookups ended.
-    ended: u64,
-    /// What the last lookup to end found, or why it found nothing.
-    last: Option<Result<Vec<SocketAddr>, String>>,
-    /// The addresses of the last lookup that found some.
-    last_good: Option<Vec<SocketAddr>>,
-}
-
-impl Resolver {
-    fn new(resolve: Arc<Resolve>) -> Resolver {
-        Resolver {
-            resolve,
-            state: Arc::default(),
-        }
-    }
-
-    /// A lookup of `host` on a thread of its own, which records what it finds.
-    fn start(&self, host: &str, port: u16) -> io::Result<()> {
-        let (state, resolve, host) = (
-            Arc::clone(&self.state),
-            Arc::clone(&self.resolve),
-            host.to_owned(),
-        );
-        thread::Builder::new()
-            .name("redis-resolve".into())
-            .spawn(move || {
-                let found = match resolve(&host, port) {
-                    Ok(addresses) if addresses.is_empty() => {
-                        Err("the host name has no address".to_owned())
-                    }
-                    Ok(addresses) => Ok(addresses),
-                    Err(e) => Err(e.to_string()),
-                };
-                let (lock, ended) = &*state;
-                let mut lookups = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                lookups.running = false;
-                lookups.ended += 1;
-                if let Ok(addresses) = &found {
-                    lookups.last_good = Some(addresses.clone());
-                }
-                lookups.last = Some(found);
-                ended.notify_all();
-            })
-            .map(drop)
-    }
-
-    /// `host`'s addresses, within `timeout`.
-    fn addresses(&self, host: &str, port: u16, timeout: Duration) -> io::Result<Vec<SocketAddr>> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let (lock, ended) = &*self.state;
-        let mut lookups = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = lookups.ended;
-        // The lookup thread needs the lock to record its result, so it cannot end before
-        // `running` is set.
-        if !lookups.running {
-            lookups.running = self.start(host, port).is_ok();
-        }
-        let started = lookups.running;
-        let lookups = ended
-            .wait_timeout_while(lookups, timeout, |l| started && l.ended == before)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-        let why = match (&lookups.last, lookups.ended > before) {
-            (Some(Ok(addresses)), true) => return Ok(addresses.clone()),
-            (Some(Err(why)), true) => why.clone(),
-            _ if !started => "cannot start a lookup".to_owned(),
-            _ => format!("no answer within {} ms", timeout.as_millis()),
-        };
-        match &lookups.last_good {
-            Some(addresses) => {
-                log::warn!(
-                    "resolving the Redis host {host} failed ({why}): using the addresses found before"
-                );
-                Ok(addresses.clone())
-            }
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("cannot resolve the Redis host {host}: {why}"),
-            )),
-        }
     }
 }
 
@@ -299,6 +235,11 @@ impl Connection {
         resp::write_command(&mut self.out, args);
     }
 
+    /// Adds a command already written out ([`resp::write_command`]) to the next `send`.
+    pub fn queue_written(&mut self, command: &[u8]) {
+        self.out.extend_from_slice(command);
+    }
+
     /// Writes every queued command at once. On failure, says whether any byte of them went
     /// out: if none did, the server cannot have run any of them.
     pub fn send(&mut self) -> Result<(), SendError> {
@@ -326,7 +267,7 @@ impl Connection {
     }
 
     /// Reads the reply to the oldest command sent and not yet answered.
-    pub fn receive(&mut self) -> io::Result<Reply> {
+    pub fn receive(&mut self) -> io::Result<RedisReply> {
         resp::read_reply(&mut self.stream)
     }
 
@@ -462,9 +403,9 @@ impl Write for Stream {
 
 #[cfg(test)]
 mod tests {
-    use std::net::TcpListener;
+    use std::net::{SocketAddr, TcpListener};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::mpsc;
+    use std::sync::{mpsc, Mutex};
     use std::time::Instant;
 
     use super::*;
@@ -476,14 +417,13 @@ mod tests {
         resolve: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
     ) -> Connector {
         Connector {
-            endpoint: Endpoint {
-                host: "redis.test".into(),
-                port: 6379,
-                tls: false,
+            host: "redis.test".into(),
+            port: 6379,
+            login: Arc::new(Login {
                 username: None,
                 password: None,
                 db: 0,
-            },
+            }),
             tls: None,
             resolver: Resolver::new(Arc::new(resolve)),
         }
@@ -547,18 +487,5 @@ mod tests {
         redis.set_nonblocking(true).unwrap();
         let accepted = std::iter::from_fn(|| redis.accept().ok()).count();
         assert_eq!(accepted, 2);
-    }
-
-    #[test]
-    fn ip_addresses_are_not_looked_up() {
-        let lookups = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&lookups);
-        let resolver = Resolver::new(Arc::new(move |_: &str, _| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            Ok(Vec::new())
-        }));
-        let found = resolver.addresses("::1", 6380, TIMEOUT).unwrap();
-        assert_eq!(found, [SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 6380))]);
-        assert_eq!(lookups.load(Ordering::SeqCst), 0);
     }
 }

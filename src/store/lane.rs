@@ -3,6 +3,11 @@
 //! result. Callers never wait here: they queue a name with what to do with its result and go
 //! on serving. The queue is bounded: a full lane answers at once, with nothing sent.
 //!
+//! The first greeting queued while the lane sleeps wakes it, and no other does: while a batch
+//! is out, greetings only queue, and the lane takes them all when its round trip is over. So
+//! under load a wake is rare and a pipeline carries everything that came meanwhile; at rest a
+//! greeting goes out as soon as it comes.
+//!
 //! A greeting that waited in the queue longer than the store's timeout is answered
 //! unavailable without being sent (certainly not applied), so a stalled store costs a client at
 //! most about two timeouts, and a panic inside a batch fails that batch alone: the lane goes on.
@@ -19,49 +24,50 @@ use super::{Store, StoreError};
 /// Most increments sent in one pipeline.
 const MAX_BATCH: usize = 256;
 
-/// One increment as its caller queues it: the name, and what to do with the result. Kept by
-/// value in the queue (no allocation per greeting); `done` is called on the lane's thread (or,
-/// when the queue is full, on the submitter's), so it must not block.
-pub trait Done: Send + 'static {
+/// One greeting's increment as its caller queues it: the name, and what to do with the result.
+/// Kept by value in the queue (no allocation per greeting); `answer` is called on the lane's
+/// thread (or, when the queue is full, on the submitter's), so it must not block.
+pub trait CountRequest: Send + 'static {
     fn name(&self) -> &str;
-    fn done(self, result: Result<i64, StoreError>);
+    fn answer(self, result: Result<i64, StoreError>);
 }
 
-pub struct Increments<D: Done> {
-    shared: Arc<Shared<D>>,
+pub struct Increments<R: CountRequest> {
+    lane: Arc<Lane<R>>,
 }
 
-struct Shared<D> {
-    queue: Mutex<Queue<D>>,
+/// What the submitters and the lane's thread share.
+struct Lane<R> {
+    queue: Mutex<Queue<R>>,
     ready: Condvar,
     capacity: usize,
     /// How long a greeting may wait to be sent.
     max_wait: Duration,
 }
 
-struct Queue<D> {
-    pending: VecDeque<Pending<D>>,
-    /// The thread waits for work: the next caller wakes it.
+struct Queue<R> {
+    waiting: VecDeque<Queued<R>>,
+    /// The thread sleeps and nobody has woken it yet: the next submitter does.
     asleep: bool,
     closed: bool,
 }
 
-struct Pending<D> {
+struct Queued<R> {
     queued: Instant,
-    done: D,
+    request: R,
 }
 
-impl<D: Done> Increments<D> {
+impl<R: CountRequest> Increments<R> {
     /// Starts the lane's thread. `capacity`: greetings that may wait to be sent; `max_wait`:
     /// how long one may wait.
     pub fn start(
         store: Arc<dyn Store>,
         capacity: usize,
         max_wait: Duration,
-    ) -> io::Result<Increments<D>> {
-        let shared = Arc::new(Shared {
+    ) -> io::Result<Increments<R>> {
+        let lane = Arc::new(Lane {
             queue: Mutex::new(Queue {
-                pending: VecDeque::new(),
+                waiting: VecDeque::new(),
                 asleep: false,
                 closed: false,
             }),
@@ -69,50 +75,44 @@ impl<D: Done> Increments<D> {
             capacity,
             max_wait,
         });
-        let lane = Arc::clone(&shared);
+        let serving = Arc::clone(&lane);
         thread::Builder::new()
             .name("store-lane".into())
-            .spawn(move || lane.serve(&*store))?;
-        Ok(Increments { shared })
+            .spawn(move || serving.serve(&*store))?;
+        Ok(Increments { lane })
     }
 
-    /// Queues an increment of `done`'s name; `done` gets its result. A full lane gives
-    /// [`StoreError::Overloaded`] at once. The lane starts on it at [`Increments::flush`] or
-    /// when it finishes the batch in flight, whichever comes first: the caller flushes when it
-    /// has queued what it had at hand, so that those go as one pipeline.
-    pub fn submit(&self, done: D) {
-        let mut queue = self.shared.queue();
-        if queue.pending.len() >= self.shared.capacity {
+    /// Queues an increment of `request`'s name; `request` gets its result. A full lane gives
+    /// [`StoreError::Overloaded`] at once. A lane asleep is woken by the first request after it
+    /// fell asleep; one at work takes this request with the next batch.
+    pub fn submit(&self, request: R) {
+        let mut queue = self.lane.queue();
+        if queue.waiting.len() >= self.lane.capacity {
             drop(queue);
-            return done.done(Err(StoreError::Overloaded));
+            return request.answer(Err(StoreError::Overloaded));
         }
-        queue.pending.push_back(Pending {
+        queue.waiting.push_back(Queued {
             queued: Instant::now(),
-            done,
+            request,
         });
-    }
-
-    /// Wakes the lane if greetings wait and it sleeps.
-    pub fn flush(&self) {
-        let wake = {
-            let queue = self.shared.queue();
-            queue.asleep && !queue.pending.is_empty()
-        };
+        let wake = std::mem::take(&mut queue.asleep);
+        // Notified after the lock is let go, so the thread does not wake only to wait for it.
+        drop(queue);
         if wake {
-            self.shared.ready.notify_one();
+            self.lane.ready.notify_one();
         }
     }
 }
 
-impl<D: Done> Drop for Increments<D> {
+impl<R: CountRequest> Drop for Increments<R> {
     fn drop(&mut self) {
-        self.shared.queue().closed = true;
-        self.shared.ready.notify_one();
+        self.lane.queue().closed = true;
+        self.lane.ready.notify_one();
     }
 }
 
-impl<D: Done> Shared<D> {
-    fn queue(&self) -> MutexGuard<'_, Queue<D>> {
+impl<R: CountRequest> Lane<R> {
+    fn queue(&self) -> MutexGuard<'_, Queue<R>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -126,9 +126,9 @@ impl<D: Done> Shared<D> {
 
     /// Moves everything queued (up to a batch) into `batch`, waiting for some if none is;
     /// `false` once closed.
-    fn next_batch(&self, batch: &mut Vec<Pending<D>>) -> bool {
+    fn next_batch(&self, batch: &mut Vec<Queued<R>>) -> bool {
         let mut queue = self.queue();
-        while queue.pending.is_empty() {
+        while queue.waiting.is_empty() {
             if queue.closed {
                 return false;
             }
@@ -137,29 +137,30 @@ impl<D: Done> Shared<D> {
                 .ready
                 .wait(queue)
                 .unwrap_or_else(PoisonError::into_inner);
-            queue.asleep = false;
         }
-        let take = queue.pending.len().min(MAX_BATCH);
-        batch.extend(queue.pending.drain(..take));
+        // Awake, whoever woke it: the next submitter need not.
+        queue.asleep = false;
+        let take = queue.waiting.len().min(MAX_BATCH);
+        batch.extend(queue.waiting.drain(..take));
         true
     }
 
     /// Sends `batch` as one pipeline and answers each greeting, leaving `batch` empty; those that
     /// waited too long are answered first, unsent.
-    fn run(&self, store: &dyn Store, batch: &mut Vec<Pending<D>>) {
+    fn run(&self, store: &dyn Store, batch: &mut Vec<Queued<R>>) {
         let now = Instant::now();
-        let late = |p: &mut Pending<D>| now.saturating_duration_since(p.queued) > self.max_wait;
-        for pending in batch.extract_if(.., late) {
+        let late = |q: &mut Queued<R>| now.saturating_duration_since(q.queued) > self.max_wait;
+        for queued in batch.extract_if(.., late) {
             let late = Err(StoreError::Unavailable(format!(
                 "waited over {} ms for the store; not sent",
                 self.max_wait.as_millis()
             )));
-            finish(pending, late);
+            finish(queued, late);
         }
         if batch.is_empty() {
             return;
         }
-        let names: Vec<&str> = batch.iter().map(|p| p.done.name()).collect();
+        let names: Vec<&str> = batch.iter().map(|q| q.request.name()).collect();
         let mut results = panic::catch_unwind(AssertUnwindSafe(|| store.increment_batch(&names)))
             .unwrap_or_else(|_| {
                 log::error!("an increment batch panicked; its greetings were answered 500");
@@ -178,16 +179,16 @@ impl<D: Done> Shared<D> {
                 "no reply for a pipelined increment".into(),
             ))
         });
-        for (pending, result) in batch.drain(..).zip(results) {
-            finish(pending, result);
+        for (queued, result) in batch.drain(..).zip(results) {
+            finish(queued, result);
         }
     }
 }
 
-/// A caller's `done` that panics must not take the lane down with it.
-fn finish<D: Done>(pending: Pending<D>, result: Result<i64, StoreError>) {
-    let done = pending.done;
-    if panic::catch_unwind(AssertUnwindSafe(move || done.done(result))).is_err() {
+/// A caller's `answer` that panics must not take the lane down with it.
+fn finish<R: CountRequest>(queued: Queued<R>, result: Result<i64, StoreError>) {
+    let request = queued.request;
+    if panic::catch_unwind(AssertUnwindSafe(move || request.answer(result))).is_err() {
         log::error!("a greeting's answer panicked");
     }
 }
@@ -233,6 +234,10 @@ mod tests {
             Arc::new(MemoryStore::new()).scan(request)
         }
 
+        fn names(&self) -> Result<u64, StoreError> {
+            Ok(self.counts.lock().unwrap().len() as u64)
+        }
+
         fn refresh(&self) -> Result<(), StoreError> {
             Ok(())
         }
@@ -249,12 +254,12 @@ mod tests {
     /// A name whose result goes to a channel.
     struct Sent(String, mpsc::Sender<Result<i64, StoreError>>);
 
-    impl Done for Sent {
+    impl CountRequest for Sent {
         fn name(&self) -> &str {
             &self.0
         }
 
-        fn done(self, result: Result<i64, StoreError>) {
+        fn answer(self, result: Result<i64, StoreError>) {
             let _ = self.1.send(result);
         }
     }
@@ -262,7 +267,6 @@ mod tests {
     fn submit(lane: &Increments<Sent>, name: &str) -> mpsc::Receiver<Result<i64, StoreError>> {
         let (tx, rx) = mpsc::channel();
         lane.submit(Sent(name.into(), tx));
-        lane.flush();
         rx
     }
 
@@ -276,7 +280,7 @@ mod tests {
         let held = store.gate.lock().unwrap();
         let first = submit(&lane, "a");
         // Wait until the lane's thread has taken "a" and is held inside the store.
-        while !lane.shared.queue().pending.is_empty() {
+        while !lane.lane.queue().waiting.is_empty() {
             thread::yield_now();
         }
         let rest: Vec<_> = (0..100)
@@ -304,7 +308,7 @@ mod tests {
         let held = store.gate.lock().unwrap();
         let in_flight = submit(&lane, "a");
         // Wait until the lane's thread has taken "a" and is held inside the store.
-        while lane.shared.queue().pending.len() == 1 {
+        while lane.lane.queue().waiting.len() == 1 {
             thread::yield_now();
         }
         let queued: Vec<_> = (0..2).map(|_| submit(&lane, "b")).collect();
@@ -327,7 +331,7 @@ mod tests {
         let lane = Increments::start(store.clone(), 16, Duration::from_millis(50)).unwrap();
         let held = store.gate.lock().unwrap();
         let first = submit(&lane, "a");
-        while lane.shared.queue().pending.len() == 1 {
+        while lane.lane.queue().waiting.len() == 1 {
             thread::yield_now();
         }
         let late = submit(&lane, "late");

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::scan::{Scan, ScanRequest, Window};
-use super::{Entry, Order, Room, Store, StoreError};
+use super::{NameCount, Order, Room, Store, StoreError};
 
 /// Names the in-process store holds at most unless told otherwise (`NAMES_MAX`'s default
 /// without Redis). Each name is kept twice (by name, and in count order), about 650 bytes for
@@ -77,6 +77,10 @@ impl Store for MemoryStore {
         })
     }
 
+    fn names(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().counts.len() as u64)
+    }
+
     fn refresh(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -97,10 +101,10 @@ impl Store for MemoryStore {
 }
 
 impl MemoryStore {
-    fn range(&self, order: Order, start: u64, count: usize) -> Vec<Entry> {
+    fn range(&self, order: Order, start: u64, count: usize) -> Vec<NameCount> {
         let sets = self.lock();
         let start = usize::try_from(start).unwrap_or(usize::MAX);
-        let to_entry = |(count, name): &(i64, String)| Entry {
+        let to_entry = |(count, name): &(i64, String)| NameCount {
             name: name.clone(),
             score: count.to_string(),
         };
@@ -131,7 +135,7 @@ struct MemoryScan {
 }
 
 impl Scan for MemoryScan {
-    fn next_chunk(&mut self) -> Result<Vec<Entry>, StoreError> {
+    fn next_chunk(&mut self) -> Result<Vec<NameCount>, StoreError> {
         let Some((start, count)) = self.window.next_request() else {
             return Ok(Vec::new());
         };

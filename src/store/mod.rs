@@ -1,34 +1,73 @@
-//! Where counts live: the `Store` trait the handlers use, with a Redis sorted set behind it in
-//! production and an in-process store for development. Both are bounded: a new name is counted
-//! only while the store has room for it (see `admission` and `memory`).
+//! Where counts live: the `Store` trait the handlers use, with Redis sorted sets behind it in
+//! production (one key on standalone Redis, a family of keys spread over a cluster) and an
+//! in-process store for development. Both are bounded: a new name is counted only while the
+//! store has room for it (see `admission` and `memory`).
+//!
+//! The rooms: `settings` (the variables); `lane` (greetings batched into pipelines); `redis`
+//! (the Redis store: increments, listings, samples), over `nodes` (which server each command
+//! goes to, a cluster's map, redirects), `pool` (each server's connections), `connection` (one
+//! connection, TCP or TLS, and its login), `resolve` (name lookups bounded in time) and `resp`
+//! (the wire protocol); `topology`, `slots` and `replies` read what Redis says, as pure
+//! functions; `single` lists standalone Redis's one key and `merge` a cluster's keys as one; `admission` decides about new names;
+//! `migrate` moves the one key's counts into a cluster's family; `memory` is the in-process
+//! store.
 
 mod admission;
 mod connection;
 mod lane;
 mod memory;
+mod merge;
+pub mod migrate;
+mod nodes;
+mod pool;
 mod redis;
+mod replies;
+mod resolve;
 pub mod resp;
 mod scan;
 mod settings;
+mod single;
+mod slots;
+mod topology;
 
 pub use self::admission::{Limits, Room};
-pub use self::connection::{Endpoint, TlsSetupError};
-pub use self::lane::{Done, Increments};
+pub use self::connection::{RedisEndpoint, TlsSetupError};
+pub use self::lane::{CountRequest, Increments};
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisStore, POOL_COUNTERS};
+pub use self::pool::PoolStats;
+pub use self::redis::RedisStore;
 pub use self::scan::{Scan, ScanRequest};
-pub use self::settings::{max_pending_from_env, RedisSettings, StoreSettings, VARIABLES};
+pub use self::settings::{
+    max_pending_from_env, RedisMode, RedisSettings, StoreSettings, VARIABLES,
+};
+pub use self::slots::{key_slot, KeyFamily};
 
 use std::fmt;
 use std::sync::Arc;
 
 /// One name and how many times it was greeted.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct NameCount {
     pub name: String,
     /// The score as Redis writes it: `3` for the counts this service and the original write,
     /// and whatever others wrote passed through as it is (`1.5`, `1e+20`, `inf`).
     pub score: String,
+}
+
+/// What a store did, for `/metrics`: fed to it, never read from a global.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Its connections to Redis (all zero for the in-process store).
+    pub pool: PoolStats,
+    /// Batches of greetings sent (each one pipeline per primary): increments per batch is how
+    /// well the lane batches.
+    pub batches: u64,
+    /// Commands sent again where a cluster's `-MOVED` or `-ASK` said.
+    pub redirects: u64,
+    /// Readings of a cluster's slot map.
+    pub topology_refreshes: u64,
+    /// Greetings counted but answered 504 because `WAIT` did not see them on enough replicas.
+    pub unreplicated: u64,
 }
 
 /// The order of a listing. `Ascending` is Redis `ZRANGE` order: count, then name bytewise.
@@ -99,13 +138,22 @@ pub trait Store: Send + Sync {
     /// is asked for.
     fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan>;
 
+    /// How many names the store holds (Redis: the sum of the keys' `ZCARD`s), asked now.
+    fn names(&self) -> Result<u64, StoreError>;
+
     /// Checks that the store answers, and refreshes what it knows of its room for new names
-    /// (Redis: `INFO memory` and `ZCARD`, within one timeout). Called about once a second by
-    /// the health sampler, never on a request's path.
+    /// (Redis: a cluster's map, `INFO memory` of each primary and `ZCARD` of each key, within
+    /// one timeout). Called about once a second by the health sampler, never on a request's
+    /// path.
     fn refresh(&self) -> Result<(), StoreError>;
 
     /// The store's room for new names as last known, without asking the store.
     fn room(&self) -> Room;
+
+    /// What the store did so far.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
 
     /// A short word for logs and `/health`: `redis` or `memory`.
     fn kind(&self) -> &'static str;

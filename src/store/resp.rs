@@ -38,26 +38,26 @@ fn push_number(out: &mut Vec<u8>, n: usize) {
 
 /// One reply. `Nil` covers both the null bulk string and the null array.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Reply {
+pub enum RedisReply {
     Status(String),
     Error(ServerError),
     Integer(i64),
     Bulk(Vec<u8>),
-    Array(Vec<Reply>),
+    Array(Vec<RedisReply>),
     Nil,
 }
 
-impl Reply {
+impl RedisReply {
     /// Says that this reply was not what `command` should have answered, naming only its type
     /// (its contents may be large, or someone else's data).
     pub fn unexpected(&self, command: &str) -> String {
         let kind = match self {
-            Reply::Status(_) => "status",
-            Reply::Error(_) => "error",
-            Reply::Integer(_) => "integer",
-            Reply::Bulk(_) => "bulk string",
-            Reply::Array(_) => "array",
-            Reply::Nil => "nil",
+            RedisReply::Status(_) => "status",
+            RedisReply::Error(_) => "error",
+            RedisReply::Integer(_) => "integer",
+            RedisReply::Bulk(_) => "bulk string",
+            RedisReply::Array(_) => "array",
+            RedisReply::Nil => "nil",
         };
         format!("unexpected {kind} reply to {command}")
     }
@@ -83,33 +83,33 @@ impl fmt::Display for ServerError {
 
 /// Reads one whole reply. A stream that breaks the protocol yields `InvalidData`; after any
 /// error the stream is out of step and must be dropped.
-pub fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
+pub fn read_reply(r: &mut impl BufRead) -> io::Result<RedisReply> {
     read_at(r, 0, &mut Vec::with_capacity(32))
 }
 
 /// `line` is scratch space, shared by the elements of an array so that they cost no
 /// allocation of their own.
-fn read_at(r: &mut impl BufRead, depth: usize, line: &mut Vec<u8>) -> io::Result<Reply> {
+fn read_at(r: &mut impl BufRead, depth: usize, line: &mut Vec<u8>) -> io::Result<RedisReply> {
     line.clear();
     read_line(r, line)?;
     let (kind, rest) = line.split_first().ok_or_else(|| invalid("empty line"))?;
     match kind {
-        b'+' => Ok(Reply::Status(text(rest))),
-        b'-' => Ok(Reply::Error(ServerError { line: text(rest) })),
-        b':' => parse_integer(rest).map(Reply::Integer),
+        b'+' => Ok(RedisReply::Status(text(rest))),
+        b'-' => Ok(RedisReply::Error(ServerError { line: text(rest) })),
+        b':' => parse_integer(rest).map(RedisReply::Integer),
         b'$' => match parse_length(rest, MAX_BULK)? {
-            None => Ok(Reply::Nil),
-            Some(len) => read_bulk(r, len).map(Reply::Bulk),
+            None => Ok(RedisReply::Nil),
+            Some(len) => read_bulk(r, len).map(RedisReply::Bulk),
         },
         b'*' => match parse_length(rest, MAX_ARRAY)? {
-            None => Ok(Reply::Nil),
+            None => Ok(RedisReply::Nil),
             Some(_) if depth >= MAX_DEPTH => Err(invalid("arrays nested too deep")),
             Some(len) => {
                 let mut items = Vec::with_capacity(len.min(RESERVE));
                 for _ in 0..len {
                     items.push(read_at(r, depth + 1, line)?);
                 }
-                Ok(Reply::Array(items))
+                Ok(RedisReply::Array(items))
             }
         },
         _ => Err(invalid("unknown reply type")),
@@ -184,7 +184,7 @@ fn invalid(why: &str) -> io::Error {
 mod tests {
     use super::*;
 
-    fn read(bytes: &[u8]) -> io::Result<Reply> {
+    fn read(bytes: &[u8]) -> io::Result<RedisReply> {
         read_reply(&mut &bytes[..])
     }
 
@@ -201,25 +201,28 @@ mod tests {
 
     #[test]
     fn every_reply_type() {
-        assert_eq!(read(b"+PONG\r\n").unwrap(), Reply::Status("PONG".into()));
-        assert_eq!(read(b":-42\r\n").unwrap(), Reply::Integer(-42));
+        assert_eq!(
+            read(b"+PONG\r\n").unwrap(),
+            RedisReply::Status("PONG".into())
+        );
+        assert_eq!(read(b":-42\r\n").unwrap(), RedisReply::Integer(-42));
         assert_eq!(
             read(b"$3\r\na\r\n\r\n").unwrap(),
-            Reply::Bulk(b"a\r\n".to_vec())
+            RedisReply::Bulk(b"a\r\n".to_vec())
         );
-        assert_eq!(read(b"$0\r\n\r\n").unwrap(), Reply::Bulk(Vec::new()));
-        assert_eq!(read(b"$-1\r\n").unwrap(), Reply::Nil);
-        assert_eq!(read(b"*-1\r\n").unwrap(), Reply::Nil);
-        assert_eq!(read(b"*0\r\n").unwrap(), Reply::Array(Vec::new()));
+        assert_eq!(read(b"$0\r\n\r\n").unwrap(), RedisReply::Bulk(Vec::new()));
+        assert_eq!(read(b"$-1\r\n").unwrap(), RedisReply::Nil);
+        assert_eq!(read(b"*-1\r\n").unwrap(), RedisReply::Nil);
+        assert_eq!(read(b"*0\r\n").unwrap(), RedisReply::Array(Vec::new()));
         assert_eq!(
             read(b"*3\r\n$4\r\nname\r\n$2\r\n12\r\n*1\r\n:1\r\n").unwrap(),
-            Reply::Array(vec![
-                Reply::Bulk(b"name".to_vec()),
-                Reply::Bulk(b"12".to_vec()),
-                Reply::Array(vec![Reply::Integer(1)]),
+            RedisReply::Array(vec![
+                RedisReply::Bulk(b"name".to_vec()),
+                RedisReply::Bulk(b"12".to_vec()),
+                RedisReply::Array(vec![RedisReply::Integer(1)]),
             ])
         );
-        let Reply::Error(e) = read(b"-WRONGTYPE Operation against a key\r\n").unwrap() else {
+        let RedisReply::Error(e) = read(b"-WRONGTYPE Operation against a key\r\n").unwrap() else {
             panic!("expected an error reply")
         };
         assert_eq!(e.code(), "WRONGTYPE");
@@ -229,9 +232,15 @@ mod tests {
     #[test]
     fn replies_are_read_one_at_a_time() {
         let mut stream: &[u8] = b":1\r\n$1\r\nx\r\n+OK\r\n";
-        assert_eq!(read_reply(&mut stream).unwrap(), Reply::Integer(1));
-        assert_eq!(read_reply(&mut stream).unwrap(), Reply::Bulk(b"x".to_vec()));
-        assert_eq!(read_reply(&mut stream).unwrap(), Reply::Status("OK".into()));
+        assert_eq!(read_reply(&mut stream).unwrap(), RedisReply::Integer(1));
+        assert_eq!(
+            read_reply(&mut stream).unwrap(),
+            RedisReply::Bulk(b"x".to_vec())
+        );
+        assert_eq!(
+            read_reply(&mut stream).unwrap(),
+            RedisReply::Status("OK".into())
+        );
         assert!(stream.is_empty());
     }
 
@@ -279,7 +288,7 @@ mod tests {
         longest.extend(std::iter::repeat_n(b'x', MAX_LINE as usize - 3));
         longest.extend_from_slice(b"\r\n");
         assert!(
-            matches!(read(&longest).unwrap(), Reply::Status(s) if s.len() == MAX_LINE as usize - 3)
+            matches!(read(&longest).unwrap(), RedisReply::Status(s) if s.len() == MAX_LINE as usize - 3)
         );
     }
 

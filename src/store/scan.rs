@@ -1,7 +1,7 @@
 //! Reading a listing of any length in chunks, so that memory stays bounded: the `Scan` each
 //! store hands out, and the `Window` of ranks a scan still has to read.
 
-use super::{Entry, Order, StoreError};
+use super::{NameCount, Order, StoreError};
 
 /// Which part of the set to read, and how much per round trip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct ScanRequest {
 /// is not a snapshot.
 pub trait Scan: Send {
     /// The next entries; an empty chunk means the scan is over.
-    fn next_chunk(&mut self) -> Result<Vec<Entry>, StoreError>;
+    fn next_chunk(&mut self) -> Result<Vec<NameCount>, StoreError>;
 }
 
 /// The ranks a scan has yet to read.

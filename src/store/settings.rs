@@ -1,13 +1,14 @@
 //! The store's settings: which store (Redis, named by `REDIS_URL` or `REDIS_CLUSTER_ADDRESS`, or
-//! else the in-process one), the sorted set's key, the timeout and the extra TLS roots, the
-//! limits on new names; and the parsing of a Redis URL into an [`Endpoint`], which must never
-//! show its password.
+//! else the in-process one), standalone or cluster, the sorted set's key and its family in a
+//! cluster, the timeout, the connection cap and the extra TLS roots, the replicas a greeting
+//! waits for, the limits on new names; and the parsing of a Redis URL into a
+//! [`RedisEndpoint`], which must never show its password.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::admission::Limits;
-use super::connection::Endpoint;
+use super::connection::RedisEndpoint;
 use super::memory::DEFAULT_MAX_NAMES;
 use crate::secret::Secret;
 use crate::settings::{invalid, millis, number, value, variables, ConfigError};
@@ -19,13 +20,22 @@ variables! {
         "Redis host:port (the original service's variable); neither set: an in-process \
               store whose counts are lost on exit";
     REDIS_KEY = "nytimes.names",
-        "sorted-set key";
+        "sorted-set key (standalone); in cluster mode the base of the keys' names";
+    REDIS_MODE = "auto",
+        "standalone, cluster (Redis Cluster, ElastiCache cluster mode or Serverless) or auto: \
+              asked of Redis (INFO cluster) at first use";
+    REDIS_KEY_SHARDS = "64",
+        "in cluster mode, the keys the names are spread over (REDIS_KEY:{0} …), 1 to 16384; \
+              fixed for the life of the data";
+    REDIS_WAIT_REPLICAS = "0",
+        "replicas each batch's increments must reach (WAIT) before its greetings are answered \
+              200; short of them, 504 (0: no wait)";
     REDIS_TIMEOUT_MS = "1000",
         "deadline of each Redis command (and each page of a listing): connection, name \
               lookup, write and the whole reply";
     REDIS_MAX_CONNECTIONS = "32",
-        "Redis connections open at once; must exceed COUNTS_MAX_LISTINGS + 1, so that \
-              listings never hold the one greetings need";
+        "Redis connections open at once to each server (each primary of a cluster); must \
+              exceed COUNTS_MAX_LISTINGS + 1, so that listings never hold the one greetings need";
     REDIS_TLS_CA_FILE = "",
         "PEM certificates trusted for rediss:// besides the built-in roots";
     STORE_MAX_PENDING = "1024",
@@ -33,6 +43,9 @@ variables! {
     STORE_NEW_NAMES_MAX_MEMORY_PERCENT = "90",
         "new names are refused (507 names_full) once Redis's used_memory reaches this \
               percentage of its maxmemory (1 to 100; maxmemory 0: never); known names still count";
+    REDIS_DATA_LIMIT_BYTES = "",
+        "the memory limit of each primary where Redis states none or a larger one \
+              (ElastiCache Serverless: its data-storage maximum), for the rule above";
     NAMES_MAX = "none with Redis, 100000 in-process",
         "most names in the set; past it new names are refused (507 names_full) and known \
               names still count (0: no new names)";
@@ -56,15 +69,44 @@ pub enum StoreSettings {
 #[derive(Debug)]
 pub struct RedisSettings {
     /// Shown without credentials by its `Display`.
-    pub endpoint: Endpoint,
+    pub endpoint: RedisEndpoint,
+    pub mode: RedisMode,
     pub key: String,
+    /// In cluster mode, the keys the names are spread over.
+    pub key_shards: u16,
     pub timeout: Duration,
-    /// Connections open at once, idle or in use.
+    /// Connections open at once to each server, idle or in use.
     pub max_connections: usize,
     /// Certificates trusted for `rediss://` besides the built-in roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// Replicas a batch's writes must reach before its greetings are answered 200.
+    pub wait_replicas: u8,
     /// When new names stop being admitted.
     pub limits: Limits,
+}
+
+/// Standalone or cluster, as `REDIS_MODE` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisMode {
+    /// Asked of Redis at first use (`INFO cluster`).
+    Detect,
+    Standalone,
+    Cluster,
+}
+
+impl RedisSettings {
+    /// The settings of a store at `endpoint` with every other variable at its default, read
+    /// from the same table as the environment's (for tests and tools that make a store).
+    pub fn with_defaults(endpoint: RedisEndpoint) -> Result<RedisSettings, ConfigError> {
+        let url = |name: &str| (name == REDIS_URL.name).then(|| "redis://localhost".to_owned());
+        match StoreSettings::from_env(&url, 0)? {
+            StoreSettings::Redis(settings) => Ok(RedisSettings {
+                endpoint,
+                ..settings
+            }),
+            StoreSettings::Memory { .. } => Err(invalid(REDIS_URL.name, URL_SHAPE)),
+        }
+    }
 }
 
 impl StoreSettings {
@@ -78,6 +120,22 @@ impl StoreSettings {
         max_listings: usize,
     ) -> Result<StoreSettings, ConfigError> {
         let key = value(get, &REDIS_KEY);
+        let mode = match value(get, &REDIS_MODE).trim() {
+            "auto" => RedisMode::Detect,
+            "standalone" => RedisMode::Standalone,
+            "cluster" => RedisMode::Cluster,
+            _ => return Err(invalid(REDIS_MODE.name, "auto, standalone or cluster")),
+        };
+        // A brace in the key would make the cluster keys' hash tags other than their numbers
+        // (all keys in one slot, at worst).
+        if mode != RedisMode::Standalone && key.contains(['{', '}']) {
+            return Err(invalid(
+                REDIS_KEY.name,
+                "a key without { or } (the hash tags of the cluster's keys), or REDIS_MODE=standalone",
+            ));
+        }
+        let key_shards = number(get, &REDIS_KEY_SHARDS, 1, 16384)?;
+        let wait_replicas = number(get, &REDIS_WAIT_REPLICAS, 0, 16)?;
         let timeout = millis(get, &REDIS_TIMEOUT_MS)?;
         let max_connections = number(get, &REDIS_MAX_CONNECTIONS, 2, 10_000)?;
         if max_connections <= max_listings + 1 {
@@ -94,8 +152,18 @@ impl StoreSettings {
             (None, Some(address)) => Some(endpoint_from_address(address.trim())?),
             (None, None) => None,
         };
+        if mode == RedisMode::Cluster && endpoint.as_ref().is_some_and(|e| e.db != 0) {
+            return Err(invalid(
+                REDIS_URL.name,
+                "database 0 in cluster mode (a cluster has no other; value not shown)",
+            ));
+        }
         let tls_ca_file = get(REDIS_TLS_CA_FILE.name).map(|f| PathBuf::from(f.trim()));
         let max_memory_percent = number(get, &STORE_NEW_NAMES_MAX_MEMORY_PERCENT, 1, 100)?;
+        let data_limit = match get(REDIS_DATA_LIMIT_BYTES.name) {
+            Some(_) => Some(number(get, &REDIS_DATA_LIMIT_BYTES, 1, u64::MAX)?),
+            None => None,
+        };
         // Its default depends on the store, so it is not read through the table's default.
         let max_names = match get(NAMES_MAX.name) {
             Some(raw) => Some(raw.trim().parse::<u64>().map_err(|_| {
@@ -109,13 +177,17 @@ impl StoreSettings {
         Ok(match endpoint {
             Some(endpoint) => StoreSettings::Redis(RedisSettings {
                 endpoint,
+                mode,
                 key,
+                key_shards,
                 timeout,
                 max_connections,
                 tls_ca_file,
+                wait_replicas,
                 limits: Limits {
                     max_memory_percent,
                     max_names,
+                    data_limit,
                 },
             }),
             None => StoreSettings::Memory {
@@ -128,7 +200,7 @@ impl StoreSettings {
 const URL_SHAPE: &str = "redis://[[user]:password@]host[:port][/db] or rediss://… (value not shown: it may hold a password)";
 
 /// Parses a `redis://` or `rediss://` URL. User and password may be percent-encoded.
-fn endpoint_from_url(url: &str) -> Result<Endpoint, ConfigError> {
+fn endpoint_from_url(url: &str) -> Result<RedisEndpoint, ConfigError> {
     let bad = || invalid(REDIS_URL.name, URL_SHAPE);
     let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
         (Some(rest), _) => (false, rest),
@@ -162,7 +234,7 @@ fn endpoint_from_url(url: &str) -> Result<Endpoint, ConfigError> {
         }
     };
     let (host, port) = split_host_port(address, 6379).ok_or_else(bad)?;
-    Ok(Endpoint {
+    Ok(RedisEndpoint {
         host,
         port,
         tls,
@@ -199,13 +271,13 @@ fn split_host_port(address: &str, default_port: u16) -> Option<(String, u16)> {
 }
 
 /// `host:port`, as the original service took it.
-fn endpoint_from_address(address: &str) -> Result<Endpoint, ConfigError> {
+fn endpoint_from_address(address: &str) -> Result<RedisEndpoint, ConfigError> {
     let bad = || invalid(REDIS_CLUSTER_ADDRESS.name, "host:port, e.g. localhost:6379");
     if !address.contains(':') {
         return Err(bad());
     }
     let (host, port) = split_host_port(address, 6379).ok_or_else(bad)?;
-    Ok(Endpoint {
+    Ok(RedisEndpoint {
         host,
         port,
         tls: false,

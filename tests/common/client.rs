@@ -37,6 +37,12 @@ impl Response {
         String::from_utf8(self.body.clone()).expect("utf-8 body")
     }
 
+    /// A greeting's count, from its JSON answer.
+    pub fn count(&self) -> i64 {
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+        self.json()["count"].as_i64().expect("a count")
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))

@@ -83,6 +83,46 @@ fn header() {
     );
 }
 
+/// Greets each of `names` once, over `connections` keep-alive connections with up to `depth`
+/// greetings in flight on each, asking for JSON; the answers in the order of `names`.
+pub fn greet_all(
+    s: &Service,
+    names: &[String],
+    connections: usize,
+    depth: usize,
+) -> Vec<super::Response> {
+    let per_connection = names.len().div_ceil(connections.max(1)).max(1);
+    thread::scope(|scope| {
+        let clients: Vec<_> = names
+            .chunks(per_connection)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut conn = Conn::open(s.addr);
+                    let mut answers = Vec::with_capacity(chunk.len());
+                    for group in chunk.chunks(depth.max(1)) {
+                        let burst: String = group
+                            .iter()
+                            .map(|n| {
+                                format!(
+                                    "GET /hello/{n} HTTP/1.1\r\nHost: t\r\n\
+                                     Accept: application/json\r\n\r\n"
+                                )
+                            })
+                            .collect();
+                        conn.send_raw(burst.as_bytes());
+                        answers.extend(group.iter().map(|_| conn.response(false)));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    })
+}
+
 /// Keep-alive clients sending `/hello/{name}` until `stop`; a broken connection is reopened.
 pub fn hammer(addr: SocketAddr, clients: usize, stop: &AtomicBool, name: &str) -> Tally {
     thread::scope(|scope| {
@@ -230,4 +270,40 @@ pub fn trickling_clients(
         .map(|c| c.3.unwrap_or((None, c.1.elapsed())))
         .collect();
     (outcomes, peak_rss)
+}
+
+/// Context switches of every thread of `pid` so far, voluntary or not.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// CPU time (user and system) `pid` has used so far, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's name in parentheses: utime and stime are the 12th and 13th fields.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }

@@ -12,6 +12,7 @@ mod client;
 pub mod load;
 mod nginx;
 mod redis;
+mod redis_cluster;
 mod service;
 
 use std::net::TcpListener;
@@ -26,6 +27,8 @@ pub use self::client::{burst, observed, status_line, Conn, Response};
 pub use self::nginx::Nginx;
 #[allow(unused_imports)]
 pub use self::redis::{trickling_proxy, Redis};
+#[allow(unused_imports)]
+pub use self::redis_cluster::{RedisCluster, PASSWORD as CLUSTER_PASSWORD, USER as CLUSTER_USER};
 #[allow(unused_imports)]
 pub use self::service::{binary, run_to_exit, Service};
 pub use rustix::process::Signal;

@@ -299,6 +299,15 @@ impl Redis {
         })
     }
 
+    /// How many times `command` ran since the server started (`INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .expect("INFO commandstats");
+        command_calls(&stats, command)
+    }
+
     /// How many times Redis answered `-OOM` since it started (`INFO errorstats`).
     pub fn oom_replies(&self) -> u64 {
         let info: String = redis::cmd("INFO")
@@ -324,6 +333,15 @@ impl Redis {
             .query(&mut self.connection())
             .expect("CONFIG SET");
     }
+}
+
+/// `command`'s calls in an `INFO commandstats` text (`cmdstat_zincrby:calls=12,usec=…`).
+pub fn command_calls(stats: &str, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A real TCP proxy in front of a real Redis that passes commands through at once and replies
@@ -373,7 +391,7 @@ pub fn trickling_proxy(redis_port: u16, fast: usize, every: Duration) -> std::ne
 }
 
 /// A CA and a server certificate it signed, for `localhost` and 127.0.0.1.
-fn make_certificates(dir: &std::path::Path) {
+pub(super) fn make_certificates(dir: &std::path::Path) {
     let openssl = |args: &[&str]| {
         let status = Command::new("openssl")
             .args(args)

@@ -83,6 +83,23 @@ impl Service {
         conn.response(method == "HEAD")
     }
 
+    /// Greets `name`, asking for JSON.
+    pub fn greet(&self, name: &str) -> Response {
+        self.request(
+            "GET",
+            &format!("/hello/{name}"),
+            &[("Accept", "application/json")],
+        )
+    }
+
+    /// The value of an unlabelled sample in `/metrics`, if there is one.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        self.get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// Sends raw bytes on a new connection and returns everything read until it closes.
     pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
         let mut stream = TcpStream::connect(self.addr).expect("connect");

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hello::store::{Entry, Order, ScanRequest, Store, StoreError};
+use hello::store::{NameCount, Order, ScanRequest, Store, StoreError};
 
 /// Every entry a scan yields, checking that no chunk is larger than asked and that the scan
 /// stays over once it has ended.
@@ -15,7 +15,7 @@ pub fn scan_all(
     start: u64,
     limit: Option<u64>,
     chunk: usize,
-) -> Vec<Entry> {
+) -> Vec<NameCount> {
     let mut scan = Arc::clone(store).scan(ScanRequest {
         order,
         start,
@@ -52,7 +52,7 @@ pub fn check(store: Arc<dyn Store>) {
     store.increment("Zed").unwrap();
     store.increment("Zed").unwrap();
 
-    let e = |name: &str, count: i64| Entry {
+    let e = |name: &str, count: i64| NameCount {
         name: name.to_owned(),
         score: count.to_string(),
     };
@@ -110,7 +110,7 @@ pub fn check_capped_at_two(store: Arc<dyn Store>) {
     assert!(matches!(batch[1], Err(StoreError::NamesFull)));
     assert_eq!(batch[2].as_ref().unwrap(), &2);
     assert_eq!(batch[3].as_ref().unwrap(), &3);
-    let e = |name: &str, count: i64| Entry {
+    let e = |name: &str, count: i64| NameCount {
         name: name.to_owned(),
         score: count.to_string(),
     };
