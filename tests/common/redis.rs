@@ -52,7 +52,7 @@ impl Redis {
             replica_of: None,
             extra: args.iter().map(|a| a.to_string()).collect(),
         };
-        redis.spawn();
+        redis.spawn_trying(3);
         redis
     }
 
@@ -76,7 +76,7 @@ impl Redis {
             replica_of,
             extra: Vec::new(),
         };
-        redis.spawn();
+        redis.spawn_trying(3);
         redis
     }
 
@@ -103,10 +103,28 @@ impl Redis {
         Redis::spawned(port, Some(dir), None, None)
     }
 
-    fn spawn(&mut self) {
+    /// The folder of a server that keeps nothing.
+    fn scratch_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "hello-redis-scratch-{}-{}",
+            std::process::id(),
+            self.port
+        ))
+    }
+
+    /// Starts the server; `tries` more times on new ports if its port was taken meanwhile
+    /// (0 where the port must stay, as on a restart).
+    fn spawn_trying(&mut self, tries: u32) {
         let (appendonly, dir) = match &self.durable_dir {
             Some(dir) => ("yes", dir.clone()),
-            None => ("no", std::env::temp_dir()),
+            // A folder of its own, empty: a server loads whatever dump file its folder holds,
+            // and a shared one (the temporary folder) may hold another server's.
+            None => {
+                let dir = self.scratch_dir();
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("a folder for redis-server");
+                ("no", dir)
+            }
         };
         let mut command = Command::new("redis-server");
         command
@@ -136,17 +154,39 @@ impl Redis {
                     "+@all",
                 ]);
         }
-        let child = command
+        let mut child = command
             .stdout(Stdio::null())
             .spawn()
             .expect("cannot run redis-server: run the README's test command, which installs it");
-        self.child = Some(child);
+        // A free port is free only when asked: another test (or process) may take it before
+        // this server binds it, and then the server exits while the other answers PING. So
+        // the server that answers must be this one, by its process id; if this one died, the
+        // port is taken and another is tried.
+        let pid = child.id();
+        let mut exited = false;
         wait_until("redis-server", Duration::from_secs(10), || {
+            if child.try_wait().ok().flatten().is_some() {
+                exited = true;
+                return true;
+            }
             self.client()
                 .get_connection()
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c))
+                .is_ok_and(|info| info.contains(&format!("process_id:{pid}\r\n")))
         });
+        if exited {
+            assert!(
+                tries > 0,
+                "redis-server could not listen on port {}",
+                self.port
+            );
+            self.port = free_port();
+            if let Some(secure) = &mut self.secure {
+                secure.tls_port = free_port();
+            }
+            return self.spawn_trying(tries - 1);
+        }
+        self.child = Some(child);
     }
 
     /// A client for the plain port, logged in when the server is secured.
@@ -184,7 +224,7 @@ impl Redis {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn_trying(0);
     }
 
     pub fn pid(&self) -> u32 {
@@ -400,9 +440,11 @@ fn make_certificates(dir: &std::path::Path) {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
-        if let Some(dir) = &self.durable_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let dir = self
+            .durable_dir
+            .clone()
+            .unwrap_or_else(|| self.scratch_dir());
+        let _ = std::fs::remove_dir_all(dir);
         if let Some(secure) = &self.secure {
             let _ = std::fs::remove_dir_all(&secure.dir);
         }
