@@ -262,7 +262,7 @@ fn write_text(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {
     }
 }
 
-/// `{"level":"info","msg":"…","target":"hello::app","ts":"2026-11-26T12:04:36.123Z"}`, plus
+/// `{"level":"info","msg":"…","target":"hello::api","ts":"2026-11-26T12:04:36.123Z"}`, plus
 /// the record's key-values (an access line's `method`, `path`, `status`, `duration_ms`,
 /// `bytes` and `peer`), keys in order.
 fn write_json(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {

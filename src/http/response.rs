@@ -40,9 +40,6 @@ pub struct Response {
     pub body: Body,
     /// Close the connection after this response.
     pub close: bool,
-    /// The application's word for what was answered (e.g. its route), handed back in the
-    /// [`super::Exchange`] when the response is over.
-    pub tag: Option<u8>,
 }
 
 impl Response {
@@ -55,7 +52,6 @@ impl Response {
             headers: Vec::new(),
             body: Body::Full(body.into()),
             close: false,
-            tag: None,
         }
     }
 
@@ -72,13 +68,7 @@ impl Response {
             headers: Vec::new(),
             body: Body::Stream(body),
             close: false,
-            tag: None,
         }
-    }
-
-    pub fn with_tag(mut self, tag: u8) -> Response {
-        self.tag = Some(tag);
-        self
     }
 
     pub fn with_header(
@@ -94,6 +84,13 @@ impl Response {
             value => self.headers.push((name, value)),
         }
         self
+    }
+
+    /// The value of a header added to this response (not one written as it is sent).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.extra_headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
     }
 
     /// Every header added, in the order added among those of each kind.
@@ -171,7 +168,6 @@ const CHUNK_SIZE_SLOT: &[u8] = b"00000000\r\n";
 /// A response being sent.
 pub struct Outgoing {
     status: Status,
-    tag: Option<u8>,
     /// The rest of a streamed body; `None` once it is over.
     source: Option<Box<dyn BodySource>>,
     chunked: bool,
@@ -213,7 +209,6 @@ impl Outgoing {
         };
         Outgoing {
             status: response.status,
-            tag: response.tag,
             source,
             chunked: delimit == Delimit::Chunked,
             body_bytes,
@@ -251,10 +246,6 @@ impl Outgoing {
 
     pub fn status(&self) -> Status {
         self.status
-    }
-
-    pub fn tag(&self) -> Option<u8> {
-        self.tag
     }
 
     /// Body bytes produced so far.

@@ -25,8 +25,8 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use super::conn::{Conn, Settings};
-use super::pool::Pool;
-use super::shared::{prerender, Entry, Inbox, Message, Shared, Stats};
+use super::pool::ThreadPool;
+use super::shared::{prerender, Connection, Inbox, Message, ServerState, Stats};
 use super::worker;
 use super::{Handler, Rejection};
 
@@ -34,6 +34,9 @@ use super::{Handler, Rejection};
 const TICK: Duration = Duration::from_millis(100);
 /// Connections accepted in one go before the acceptor looks at the shutdown flag again.
 const ACCEPT_BATCH: usize = 256;
+/// How long a blocking thread waits for another job before it ends: a steady stream of
+/// listings keeps its threads, and a burst's threads (and their stacks) do not stay for good.
+const BLOCKING_THREAD_IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -105,7 +108,7 @@ impl Server {
         let inboxes = (0..self.config.workers.max(1))
             .map(|_| Inbox::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             settings: Arc::new(self.config.connection.clone()),
             drain_idle_grace: self.config.drain_idle_grace,
             refusal: prerender(handler.reject(Rejection::Overloaded)),
@@ -114,7 +117,7 @@ impl Server {
             stopping: self.stopping,
             done: AtomicBool::new(false),
             inboxes,
-            blocking: Pool::new(self.config.blocking_threads),
+            blocking: ThreadPool::new(self.config.blocking_threads, BLOCKING_THREAD_IDLE),
             handler,
         });
         let mut threads = Vec::new();
@@ -155,7 +158,7 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 /// The thread that takes new connections and deals them out to the workers, then drives the
 /// shutdown.
 struct Acceptor<'a> {
-    shared: &'a Shared,
+    shared: &'a ServerState,
     /// `None` once shutdown has begun.
     listener: Option<TcpListener>,
     max_connections: u64,
@@ -232,7 +235,7 @@ impl Acceptor<'_> {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let entry = Entry {
+        let entry = Connection {
             stream,
             conn: Conn::new(Arc::clone(&self.shared.settings), peer, Instant::now()),
         };

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::io;
 
 use super::*;
-use crate::http::drive::{drive, resume, Application, Budget, Script, Stop};
+use crate::http::drive::{drive, resume, Answer, Application, Budget, Script, Stop};
 use crate::http::{BodySource, Status};
 
 const START: Duration = Duration::ZERO;
@@ -76,7 +76,7 @@ struct Replies<'a> {
 }
 
 impl Application for Replies<'_> {
-    type Hold = Infallible;
+    type Wait = Infallible;
 
     fn now(&self) -> Instant {
         self.now
@@ -86,9 +86,9 @@ impl Application for Replies<'_> {
         false
     }
 
-    fn answer(&mut self, r: &Request<'_>) -> Result<Response, Infallible> {
+    fn answer(&mut self, r: &Request<'_>) -> Answer<Infallible> {
         self.seen.requests.push(format!("{} {}", r.method, r.path));
-        Ok(match r.path {
+        Answer::Now(match r.path {
             "/stream" => Response::stream(
                 Status::Ok,
                 "text/plain",
@@ -551,7 +551,7 @@ fn a_request_is_handed_out_once_and_the_connection_waits_for_its_answer() {
 struct Holds(Vec<String>);
 
 impl Application for Holds {
-    type Hold = ();
+    type Wait = ();
 
     fn now(&self) -> Instant {
         Instant::now()
@@ -561,9 +561,9 @@ impl Application for Holds {
         false
     }
 
-    fn answer(&mut self, r: &Request<'_>) -> Result<Response, ()> {
+    fn answer(&mut self, r: &Request<'_>) -> Answer<()> {
         self.0.push(r.path.to_owned());
-        Err(())
+        Answer::Later(())
     }
 
     fn reject(&mut self, r: Rejection) -> Response {
