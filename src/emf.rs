@@ -166,17 +166,17 @@ pub fn document(namespace: &str, timestamp_ms: u64, interval: &Totals) -> String
 /// The thread that prints one line per interval, and a last one for the partial interval when
 /// stopped (so that a task's final requests, drained after SIGTERM, are not lost).
 pub struct Emitter {
-    stop: Arc<Stop>,
+    stop: Arc<StopSignal>,
     thread: thread::JoinHandle<()>,
 }
 
 #[derive(Default)]
-struct Stop {
+struct StopSignal {
     requested: Mutex<bool>,
     changed: Condvar,
 }
 
-impl Stop {
+impl StopSignal {
     /// Waits until `deadline` or a stop request, whichever comes first; true for the latter.
     fn wait_until(&self, deadline: Instant) -> bool {
         let mut requested = self
@@ -203,7 +203,7 @@ impl Emitter {
     where
         F: FnMut() -> Totals + Send + 'static,
     {
-        let stop = Arc::new(Stop::default());
+        let stop = Arc::new(StopSignal::default());
         let stopped = Arc::clone(&stop);
         // The first interval starts now, before the server answers anything: sampled in the
         // thread, it would start whenever the thread first runs, and miss what came before.

@@ -42,21 +42,21 @@ pub struct Membership {
 
 /// Hands out the membership snapshot and has it refreshed in the background.
 pub struct Tracker {
-    shared: Arc<Shared>,
+    shared: Arc<TrackerShared>,
     /// How long a snapshot is used without asking for a newer one.
     ttl: Duration,
     /// Most requests waiting for a discovery at once.
     max_waiting: usize,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct TrackerShared {
+    state: Mutex<TrackerState>,
     /// Signalled when a discovery is wanted, ends, or the tracker closes.
     changed: Condvar,
 }
 
 #[derive(Default)]
-struct State {
+struct TrackerState {
     snapshot: Option<Snapshot>,
     /// Set while the last discovery failed.
     failure: Option<Failure>,
@@ -94,10 +94,10 @@ impl Tracker {
         ttl: Duration,
         max_waiting: usize,
     ) -> std::io::Result<Tracker> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+        let shared = Arc::new(TrackerShared {
+            state: Mutex::new(TrackerState {
                 wanted: true,
-                ..State::default()
+                ..TrackerState::default()
             }),
             changed: Condvar::new(),
         });
@@ -182,8 +182,8 @@ impl Drop for Tracker {
     }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl TrackerShared {
+    fn lock(&self) -> MutexGuard<'_, TrackerState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -198,7 +198,7 @@ impl Snapshot {
     }
 }
 
-impl State {
+impl TrackerState {
     /// The answer for a request that waits no longer: the snapshot, as found by the last
     /// discovery when it succeeded, or marked stale with why (`pending`, else the last
     /// failure) while it is young enough to stand in; otherwise the error.
@@ -227,7 +227,7 @@ impl State {
 
 /// The refresher thread: a discovery each time one is wanted, with no lock held meanwhile.
 fn refresh(
-    shared: &Shared,
+    shared: &TrackerShared,
     mut discover: impl FnMut(Instant) -> Result<Nodes, AwsError>,
     budget: Duration,
 ) {
