@@ -23,3 +23,4 @@ pub mod metrics;
 pub mod secret;
 pub mod settings;
 pub mod store;
+pub mod sync;

@@ -4,7 +4,7 @@
 //! When a refresh fails, the cached credentials stay in use (with a warning) until they really
 //! expire.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use crate::secret::Secret;
 
 use super::imds::Imds;
 use super::{agent, body_text, within, AwsError};
+use crate::sync;
 
 /// How long before expiry cached credentials are replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -160,7 +161,7 @@ impl Provider {
         if let Source::Static(c) = &self.source {
             return Ok(Arc::clone(c));
         }
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = sync::lock(&self.cache);
         let now = SystemTime::now();
         let usable = cache.credentials.clone().filter(|c| c.valid_at(now));
         if let Some(c) = &usable {

@@ -11,7 +11,7 @@
 //! A failed discovery is remembered: the next one waits for a backoff, exponential with jitter
 //! for errors worth retrying soon (`Throttling`, `RequestLimitExceeded`, 5xx, no answer).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::discovery::Nodes;
 use super::StaleMembership;
 use crate::aws::AwsError;
+use crate::sync;
 
 /// How long the last list found may stand in when AWS fails.
 const FALLBACK: Duration = Duration::from_secs(300);
@@ -163,12 +164,7 @@ impl Tracker {
                 return state.answer(now, Some(AwsError::Transport(why)));
             }
             state.waiting += 1;
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, wait_until - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state = sync::wait_timeout(&self.shared.changed, state, wait_until - now).0;
             state.waiting -= 1;
         }
     }
@@ -184,7 +180,7 @@ impl Drop for Tracker {
 
 impl TrackerShared {
     fn lock(&self) -> MutexGuard<'_, TrackerState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 }
 
@@ -236,10 +232,7 @@ fn refresh(
         {
             let mut state = shared.lock();
             while !state.wanted && !state.closed {
-                state = shared
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                state = sync::wait(&shared.changed, state);
             }
             if state.closed {
                 return;

@@ -2,7 +2,7 @@
 //! framing (a length, or the chunked coding) followed exactly so that the next request on the
 //! connection starts where it should.
 
-use super::request::BodyLength;
+use super::request::{is_tchar, BodyLength};
 use super::Rejection;
 
 /// Longest chunk-size line (size and extensions) accepted.
@@ -109,10 +109,6 @@ impl Ext {
     fn ends_line(self) -> bool {
         matches!(self, Ext::Name | Ext::Token | Ext::AfterQuoted)
     }
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl Discard {

@@ -342,7 +342,7 @@ impl Conn {
                 self.input.drain(head.len..head.len + taken);
                 // The read that brought the head may have brought much of the body too: the
                 // room it took goes back rather than stay with the connection while it waits.
-                if self.input.capacity() > 2 * self.input.len() + 1024 {
+                if self.input.capacity() > 2 * self.input.len() + super::KEPT_BUFFER {
                     self.input.shrink_to_fit();
                 }
                 if done {

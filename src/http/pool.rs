@@ -2,10 +2,11 @@
 //! a bound, and ended after a while without a task (a burst's threads do not stay for good),
 //! or when the pool is closed. It knows nothing of what the tasks are.
 
+use crate::sync;
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub(super) struct ThreadPool<T> {
@@ -39,7 +40,7 @@ impl<T> ThreadPool<T> {
     }
 
     fn state(&self) -> MutexGuard<'_, Queue<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 
     /// Queues `task`. When no thread is idle and the bound allows one more, `start` is called to
@@ -93,10 +94,7 @@ impl<T> ThreadPool<T> {
                 return None;
             }
             state.idle += 1;
-            let (next, waited) = self
-                .ready
-                .wait_timeout(state, self.idle_for)
-                .unwrap_or_else(PoisonError::into_inner);
+            let (next, waited) = sync::wait_timeout(&self.ready, state, self.idle_for);
             state = next;
             state.idle -= 1;
             if waited.timed_out() && state.tasks.is_empty() {

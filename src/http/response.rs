@@ -44,15 +44,7 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: Status, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
-        Response {
-            status,
-            content_type,
-            constant_headers: [("", ""); CONSTANT_HEADERS],
-            constant_count: 0,
-            headers: Vec::new(),
-            body: Body::Full(body.into()),
-            close: false,
-        }
+        Response::with_body(status, content_type, Body::Full(body.into()))
     }
 
     pub fn stream(
@@ -60,13 +52,17 @@ impl Response {
         content_type: &'static str,
         body: Box<dyn BodySource>,
     ) -> Response {
+        Response::with_body(status, content_type, Body::Stream(body))
+    }
+
+    fn with_body(status: Status, content_type: &'static str, body: Body) -> Response {
         Response {
             status,
             content_type,
             constant_headers: [("", ""); CONSTANT_HEADERS],
             constant_count: 0,
             headers: Vec::new(),
-            body: Body::Stream(body),
+            body,
             close: false,
         }
     }
@@ -385,6 +381,30 @@ fn push_date(out: &mut Vec<u8>) {
     })
 }
 
+/// A body for tests, given in advance piece by piece.
+#[cfg(test)]
+pub(crate) mod pieces {
+    use std::io;
+
+    use super::BodySource;
+
+    /// Pieces of a streamed body; an `Err` piece fails the stream.
+    pub struct Pieces(pub Vec<Result<&'static str, ()>>);
+
+    impl BodySource for Pieces {
+        fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+            if self.0.is_empty() {
+                return Ok(false);
+            }
+            match self.0.remove(0) {
+                Ok(piece) => out.extend_from_slice(piece.as_bytes()),
+                Err(()) => return Err(io::Error::other("broken")),
+            }
+            Ok(!self.0.is_empty())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,18 +431,7 @@ mod tests {
         assert_eq!(date.len(), "Date: Sun, 06 Nov 1994 08:49:37 GMT".len());
     }
 
-    /// Pieces of a streamed body; an `Err` piece fails the stream.
-    struct Pieces(Vec<Result<&'static str, ()>>);
-
-    impl BodySource for Pieces {
-        fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
-            match self.0.remove(0) {
-                Ok(piece) => out.extend_from_slice(piece.as_bytes()),
-                Err(()) => return Err(io::Error::other("broken")),
-            }
-            Ok(!self.0.is_empty())
-        }
-    }
+    use super::pieces::Pieces;
 
     const KEEP_11: Terms = Terms {
         keep_alive: true,

@@ -32,6 +32,10 @@ use super::{Handler, Rejection};
 
 /// How often the acceptor looks at the shutdown flag and the drain while no client connects.
 const TICK: Duration = Duration::from_millis(100);
+/// New connections the kernel may hold before they are accepted: std listens with 128, and a
+/// burst of new connections deserves more, or the kernel drops SYNs and clients wait a full
+/// second to retry (capped by net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
 /// Connections accepted in one go before the acceptor looks at the shutdown flag again.
 const ACCEPT_BATCH: usize = 256;
 /// How long a blocking thread waits for another job before it ends: a steady stream of
@@ -76,10 +80,8 @@ pub struct Server {
 impl Server {
     pub fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
-        // std listens with a backlog of 128; a burst of new connections deserves more, or the
-        // kernel drops SYNs and clients wait a full second to retry. Calling listen(2) again
-        // on a listening socket only changes the backlog (capped by net.core.somaxconn).
-        rustix::net::listen(&listener, 4096)?;
+        // Calling listen(2) again on a listening socket only changes the backlog.
+        rustix::net::listen(&listener, LISTEN_BACKLOG)?;
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener,

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::Level;
@@ -19,6 +19,7 @@ use super::pool::ThreadPool;
 use super::response::{self, Delimit, Response};
 use super::{Exchange, Handler, Job, Reply, Status};
 use crate::logging::Repeated;
+use crate::sync;
 
 /// Live numbers about connections, shared with whoever renders metrics.
 #[derive(Debug, Default)]
@@ -148,7 +149,7 @@ impl Inbox {
     }
 
     pub fn messages(&self) -> MutexGuard<'_, Vec<Message>> {
-        self.messages.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.messages)
     }
 
     /// Only the first message after the worker emptied its inbox wakes it: one wake carries

@@ -52,6 +52,9 @@ const PER_WAKE: Budget = Budget {
     requests: 16,
     bytes: 64 * 1024,
 };
+/// How many connections a worker looks at with a `peek` when it makes room, before it gives up
+/// on its own kind (each `peek` is a system call; a few found busy means most are).
+const PEEK_TRIES: usize = 4;
 /// How long a connection closed with input unread keeps reading it, and how much it reads,
 /// before it is closed anyway.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -407,7 +410,7 @@ impl<'a> Worker<'a> {
         order: impl Fn(&Slot) -> K,
     ) -> Option<u64> {
         let mut busy = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..PEEK_TRIES {
             let (key, slot) = candidates
                 .clone()
                 .filter(|(key, _)| !busy.contains(*key))

@@ -3,11 +3,11 @@
 //! through the same loop the server uses ([`drive`]), over a [`Script`].
 
 use std::convert::Infallible;
-use std::io;
 
 use super::*;
 use crate::http::drive::{drive, resume, Answer, Application, Budget, Script, Stop};
-use crate::http::{BodySource, Status};
+use crate::http::response::pieces::Pieces;
+use crate::http::Status;
 
 const START: Duration = Duration::ZERO;
 
@@ -50,22 +50,6 @@ struct Seen {
     responses: Vec<(u16, String)>,
     out: String,
     closed: bool,
-}
-
-/// Pieces of a streamed body; an `Err` piece fails the stream.
-struct Pieces(Vec<Result<&'static str, ()>>);
-
-impl BodySource for Pieces {
-    fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
-        if self.0.is_empty() {
-            return Ok(false);
-        }
-        match self.0.remove(0) {
-            Ok(piece) => out.extend_from_slice(piece.as_bytes()),
-            Err(()) => return Err(io::Error::other("broken")),
-        }
-        Ok(!self.0.is_empty())
-    }
 }
 
 /// Answers every request with its path (or a stream for `/stream`, one that fails midway for
