@@ -52,6 +52,8 @@ const PER_WAKE: Budget = Budget {
     requests: 16,
     bytes: 64 * 1024,
 };
+/// Stale timer entries a worker lets stand before it drops them (see `compact_timers`).
+const TIMERS_SLACK: usize = 4096;
 /// How many connections a worker looks at with a `peek` when it makes room, before it gives up
 /// on its own kind (each `peek` is a system call; a few found busy means most are).
 const PEEK_TRIES: usize = 4;
@@ -313,6 +315,7 @@ impl<'a> Worker<'a> {
             return None;
         }
         let filed = self.timers.schedule(key, entry.conn.deadline().0);
+        self.compact_timers();
         self.table.insert(
             key,
             Slot {
@@ -552,6 +555,19 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Drops the wheel's stale entries (for connections closed or lent, or filed again since)
+    /// once they outnumber the live ones: every connection adopted, re-adopted after a blocking
+    /// thread or refiled adds one, and each would otherwise stay until its tick, up to the idle
+    /// timeout later. Amortised: a compaction follows at least as many filings as it keeps.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.table.len() + TIMERS_SLACK {
+            return;
+        }
+        let table = &self.table;
+        self.timers
+            .retain(|key, tick| table.get(&key).is_some_and(|slot| slot.filed == tick));
+    }
+
     /// `key`'s request is answered later: the connection waits for its [`Reply`], for a job on
     /// a blocking thread to bring its response the same way, or lent to one that streams it.
     fn wait(&mut self, key: u64, pending: Pending, wait: Wait) {
@@ -593,6 +609,7 @@ impl<'a> Worker<'a> {
             let at = slot.entry.conn.deadline().0;
             if self.timers.tick_of(at) < slot.filed {
                 slot.filed = self.timers.schedule(key, at);
+                self.compact_timers();
             }
         }
     }
