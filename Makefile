@@ -30,7 +30,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS := $(REMAP)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: all static static-arm64 image image-multiarch run test test-arm64 reproducible bench fuzz resilience deploy clean
+.PHONY: all static static-arm64 image image-multiarch run test test-arm64 reproducible bench soak fuzz resilience deploy clean
 
 all: static image
 
@@ -99,6 +99,10 @@ reproducible:
 
 bench:
 	scripts/bench.sh
+
+# Memory under bursts of mixed traffic: RSS and threads after each burst (scripts/soak.sh).
+soak:
+	scripts/soak.sh
 
 deploy:
 	scripts/deploy.sh

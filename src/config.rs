@@ -1,8 +1,8 @@
-//! Configuration: the environment, read once at start-up into a validated `Config`. A bad value
-//! is refused with one line naming the variable and what it expects. Each module owns its
-//! variables (a table of [`Variable`]s, with the parsing beside them, through `settings`); this
-//! module only composes them, reads `DEBUG` (local mode, which several of them depend on), and
-//! renders the tables for `hello --help`.
+//! Configuration: the environment, read once at start-up into a validated `Config`; nothing
+//! else reads it. A bad value is refused with one line naming the variable and what it expects.
+//! Each module owns its variables (a table of [`Variable`]s, with the parsing beside them,
+//! through `settings`); this module only composes them and renders the tables for
+//! `hello --help`.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::cluster::ClusterSettings;
 use crate::http::ServerConfig;
 use crate::logging::{Filter, Format};
-use crate::settings::{boolean, ConfigError, Variable};
+use crate::settings::{ConfigError, Variable};
 use crate::store::StoreSettings;
 use crate::{aws, cluster, counts, emf, http, logging, store};
 
@@ -19,7 +19,6 @@ use crate::{aws, cluster, counts, emf, http, logging, store};
 pub struct Config {
     pub listen: SocketAddr,
     pub store: StoreSettings,
-    pub debug: bool,
     pub log_format: Format,
     pub log_filter: Filter,
     /// How often a repeated kind of log line is summed up.
@@ -35,17 +34,10 @@ pub struct Config {
     pub emf: Option<emf::Settings>,
 }
 
-const DEBUG: Variable = Variable {
-    name: "DEBUG",
-    default: "false",
-    meaning: "true: local mode, no AWS calls",
-};
-
 /// Every variable the service reads, module by module, in the order `hello --help` lists them.
 pub const VARIABLES: &[&[Variable]] = &[
     http::VARIABLES,
     store::VARIABLES,
-    &[DEBUG],
     logging::VARIABLES,
     counts::VARIABLES,
     emf::VARIABLES,
@@ -97,21 +89,19 @@ impl Config {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
 
         let listen = http::listen_from_env(&get)?;
-        let debug = boolean(&get, &DEBUG)?;
         let (log_format, log_filter) = logging::settings_from_env(&get)?;
         let log_repeat_interval = logging::repeat_interval_from_env(&get)?;
         let mut http = ServerConfig::from_env(&get)?;
         let max_listings = counts::max_listings_from_env(&get)?;
         let store = StoreSettings::from_env(&get, max_listings)?;
         let max_pending = store::max_pending_from_env(&get)?;
-        let cluster = ClusterSettings::from_env(&get, debug)?;
+        let cluster = ClusterSettings::from_env(&get)?;
         // The routes that block: each open listing and each cluster request has a thread.
         http.blocking_threads = max_listings + cluster.max_requests;
         let emf = emf::Settings::from_env(&get)?;
         Ok(Config {
             listen,
             store,
-            debug,
             log_format,
             log_filter,
             log_repeat_interval,
@@ -127,7 +117,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::endpoint::Endpoint;
+    use crate::aws::endpoint::ServiceEndpoint;
     use crate::cluster::Discovery;
     use crate::secret::Secret;
     use std::collections::{BTreeMap, HashMap};
@@ -149,7 +139,7 @@ mod tests {
             c.store,
             StoreSettings::Memory { max_names: 100_000 }
         ));
-        assert!(!c.debug);
+        assert!(!c.cluster.local);
         assert_eq!(c.http.connection.idle_timeout, Duration::from_secs(75));
     }
 
@@ -186,7 +176,7 @@ mod tests {
             c.cluster.discovery,
             Some(Discovery::ClassicElb("hello-elb".into()))
         );
-        let url = |e: &Option<Endpoint>| e.as_ref().map(|e| e.url.clone());
+        let url = |e: &Option<ServiceEndpoint>| e.as_ref().map(|e| e.url.clone());
         assert_eq!(
             url(&c.cluster.aws.elb_endpoint).as_deref(),
             Some("http://127.0.0.1:5000/")

@@ -8,7 +8,7 @@
 //! `<Route>LatencyP50`/`P99`, and the service-wide numbers below.
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::metrics::{Route, Totals};
 use crate::settings::{flag, invalid, number, value, variables, ConfigError};
+use crate::sync;
 
 variables! {
     METRICS_EMF = "true on ECS, else false",
@@ -166,33 +167,26 @@ pub fn document(namespace: &str, timestamp_ms: u64, interval: &Totals) -> String
 /// The thread that prints one line per interval, and a last one for the partial interval when
 /// stopped (so that a task's final requests, drained after SIGTERM, are not lost).
 pub struct Emitter {
-    stop: Arc<Stop>,
+    stop: Arc<StopSignal>,
     thread: thread::JoinHandle<()>,
 }
 
 #[derive(Default)]
-struct Stop {
+struct StopSignal {
     requested: Mutex<bool>,
     changed: Condvar,
 }
 
-impl Stop {
+impl StopSignal {
     /// Waits until `deadline` or a stop request, whichever comes first; true for the latter.
     fn wait_until(&self, deadline: Instant) -> bool {
-        let mut requested = self
-            .requested
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut requested = sync::lock(&self.requested);
         loop {
             let now = Instant::now();
             if *requested || now >= deadline {
                 return *requested;
             }
-            requested = self
-                .changed
-                .wait_timeout(requested, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            requested = sync::wait_timeout(&self.changed, requested, deadline - now).0;
         }
     }
 }
@@ -203,7 +197,7 @@ impl Emitter {
     where
         F: FnMut() -> Totals + Send + 'static,
     {
-        let stop = Arc::new(Stop::default());
+        let stop = Arc::new(StopSignal::default());
         let stopped = Arc::clone(&stop);
         // The first interval starts now, before the server answers anything: sampled in the
         // thread, it would start whenever the thread first runs, and miss what came before.
@@ -238,11 +232,7 @@ impl Emitter {
 
     /// Prints the last, partial interval and waits until it is written.
     pub fn stop(self) {
-        *self
-            .stop
-            .requested
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = true;
+        *sync::lock(&self.stop.requested) = true;
         self.stop.changed.notify_all();
         let _ = self.thread.join();
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use serde::Serialize;
 use sysinfo::{Disks, System};
 
 use crate::store::Store;
+use crate::sync;
 
 /// How often statistics are sampled; CPU use is the average over this interval.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -114,11 +115,7 @@ impl Monitor {
     }
 
     pub fn node_health(&self) -> NodeHealth {
-        let s = self
-            .latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let s = sync::lock(&self.latest).clone();
         let kind = self.store.kind();
         let room = self.store.room();
         NodeHealth {
@@ -180,7 +177,7 @@ impl Sampler {
         };
         let started = Instant::now();
         let store_error = self.store.refresh().err().map(|e| e.to_string());
-        let mut s = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = sync::lock(&self.latest);
         // Log changes only, not every failed check while the store stays down.
         match (&s.store_error, &store_error) {
             (None, Some(e)) => log::error!(

@@ -1,12 +1,14 @@
 //! hello: counts how many times it said hello to each name, and reports the health of its node
 //! and of its cluster.
 //!
-//! Requests flow one way: [`http`] (connections, parsing, limits) → [`routes`] (method and
-//! path to handler, JSON errors) → the domain ([`hello`], [`counts`], [`health`],
-//! [`cluster`]) → the outside world ([`store`]). [`metrics`] counts what was answered, for
-//! `/metrics` and, through [`emf`], for CloudWatch.
+//! Requests flow one way: [`http`] (connections, parsing, limits) → [`api`] (method and path
+//! to handler, lanes, JSON errors) → the domain ([`hello`], [`counts`], [`health`],
+//! [`cluster`]) → the outside world ([`store`], [`aws`]). [`metrics`] counts what was
+//! answered, for `/metrics` and, through [`emf`], for CloudWatch.
 
-pub mod app;
+#![forbid(unsafe_code)]
+
+pub mod api;
 pub mod aws;
 pub mod cluster;
 pub mod config;
@@ -18,8 +20,7 @@ pub mod hello;
 pub mod http;
 pub mod logging;
 pub mod metrics;
-pub mod route;
-pub mod routes;
 pub mod secret;
 pub mod settings;
 pub mod store;
+pub mod sync;

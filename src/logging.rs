@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::{Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +20,7 @@ use log::{Level, Record};
 use serde_json::Map;
 
 use crate::settings::{invalid, millis, value, variables, ConfigError};
+use crate::sync;
 
 variables! {
     LOG_FORMAT = "text",
@@ -142,7 +143,7 @@ impl Repeated {
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
-        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.window)
     }
 
     /// Writes the summary of an interval that has ended, if anything was held back in it.
@@ -196,7 +197,7 @@ impl Window {
 static KINDS: Mutex<Vec<&'static Repeated>> = Mutex::new(Vec::new());
 
 fn register(kind: &'static Repeated) {
-    let mut kinds = KINDS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut kinds = sync::lock(&KINDS);
     kinds.push(kind);
     if kinds.len() > 1 {
         return;
@@ -208,7 +209,7 @@ fn register(kind: &'static Repeated) {
             let interval = repeat_interval();
             thread::sleep(interval / 4);
             let now = Instant::now();
-            let kinds = KINDS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let kinds = sync::lock(&KINDS).clone();
             for kind in kinds {
                 kind.summarise(now, interval);
             }
@@ -262,7 +263,7 @@ fn write_text(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {
     }
 }
 
-/// `{"level":"info","msg":"…","target":"hello::app","ts":"2026-11-26T12:04:36.123Z"}`, plus
+/// `{"level":"info","msg":"…","target":"hello::api","ts":"2026-11-26T12:04:36.123Z"}`, plus
 /// the record's key-values (an access line's `method`, `path`, `status`, `duration_ms`,
 /// `bytes` and `peer`), keys in order.
 fn write_json(out: &mut Formatter, record: &Record<'_>) -> io::Result<()> {

@@ -1,22 +1,18 @@
 //! The `hello` binary: configuration in, server up, signals handled.
 
-use std::fmt::Display;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use log::Level;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use hello::aws::credentials::Source;
-use hello::aws::ecs;
+use hello::api::Api;
+
 use hello::aws::imds::Imds;
-use hello::aws::AwsSettings;
+use hello::aws::instance;
 use hello::cluster::Cluster;
 use hello::config::{self, Config};
 use hello::counts::Gate;
@@ -24,7 +20,6 @@ use hello::emf::Emitter;
 use hello::health::Monitor;
 use hello::http::{Server, ShutdownHandle};
 use hello::metrics::{ConnectionGauges, Metrics, Totals};
-use hello::routes::State;
 use hello::store::migrate::{self, MigrateError};
 use hello::store::{Increments, MemoryStore, RedisMode, RedisStore, Store, StoreSettings};
 use hello::{healthcheck, logging};
@@ -206,7 +201,7 @@ fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config.debug {
+    if config.cluster.local {
         log::info!("DEBUG=true: local mode, no AWS calls");
     }
     let monitor = Monitor::start(Arc::clone(&store));
@@ -216,13 +211,12 @@ fn serve() -> ExitCode {
         .imds_endpoint
         .as_deref()
         .map(|e| Arc::new(Imds::new(e)));
-    find_instance_id(
-        config.debug,
+    instance::learn_id(
         &config.cluster.aws,
         imds.clone(),
         monitor.instance_id_slot(),
     );
-    let cluster = match Cluster::new(&config.cluster, imds, |k| std::env::var(k).ok()) {
+    let cluster = match Cluster::new(&config.cluster, imds) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hello: {e}");
@@ -236,7 +230,7 @@ fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = Arc::new(State {
+    let app = Arc::new(Api {
         increments,
         listings: Gate::new(config.max_listings),
         cluster_requests: Gate::new(config.cluster.max_requests),
@@ -291,71 +285,10 @@ fn serve() -> ExitCode {
 }
 
 /// Reads the application's counters, with the HTTP layer's connection gauges, for the emitter.
-fn totals(app: Arc<State>) -> impl FnMut() -> Totals + Send + 'static {
+fn totals(app: Arc<Api>) -> impl FnMut() -> Totals + Send + 'static {
     move || {
-        app.metrics.totals(ConnectionGauges {
-            open: app.connections.open.load(Ordering::Relaxed),
-            refused: app.connections.refused.load(Ordering::Relaxed),
-            reclaimed: app.connections.reclaimed.load(Ordering::Relaxed),
-        })
-    }
-}
-
-/// Learns the EC2 instance under this task in the background, where there is one to learn.
-fn find_instance_id(
-    debug: bool,
-    aws: &AwsSettings,
-    imds: Option<Arc<Imds>>,
-    slot: Arc<OnceLock<String>>,
-) {
-    // On ECS the agent's container metadata file leads to the instance (instance metadata is
-    // out of the containers' reach there); elsewhere on EC2, instance metadata tells it.
-    let ecs_metadata = std::env::var_os(ecs::METADATA_FILE).filter(|_| !debug);
-    match (ecs_metadata, imds) {
-        (Some(path), imds) => {
-            let endpoint = aws.ecs_endpoint.clone();
-            match Source::from_env(|k| std::env::var(k).ok(), imds) {
-                Some(source) => learn_instance_id("ECS", Level::Warn, slot, move || {
-                    ecs::instance_id_from_metadata(&PathBuf::from(path), endpoint, source)
-                }),
-                None => log::warn!(
-                    "no AWS credentials to ask ECS for this task's instance: the instance id stays \"local\""
-                ),
-            }
-        }
-        (None, Some(imds)) => {
-            // Off EC2 there is no instance metadata: no cause for a warning.
-            learn_instance_id("instance metadata", Level::Info, slot, move || {
-                imds.instance_id()
-            })
-        }
-        (None, None) => {}
-    }
-}
-
-/// Asks `from` for the EC2 instance under this task in the background, so that start-up (and
-/// `/health`, which says `local` meanwhile) never waits for it; a failure is logged at
-/// `failure`.
-fn learn_instance_id<E: Display>(
-    from: &'static str,
-    failure: Level,
-    slot: Arc<OnceLock<String>>,
-    ask: impl FnOnce() -> Result<String, E> + Send + 'static,
-) {
-    let spawned = thread::Builder::new()
-        .name("instance-id".into())
-        .spawn(move || match ask() {
-            Ok(id) => {
-                log::info!("running on EC2 instance {id} (from {from})");
-                let _ = slot.set(id);
-            }
-            Err(e) => log::log!(
-                failure,
-                "cannot learn this task's EC2 instance from {from} ({e}): the instance id stays \"local\""
-            ),
-        });
-    if let Err(e) = spawned {
-        log::warn!("cannot ask {from} for this task's instance: {e}");
+        app.metrics
+            .totals(ConnectionGauges::from(&*app.connections))
     }
 }
 

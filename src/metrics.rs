@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::route::Route;
+pub use crate::api::Route;
+use crate::http::Stats;
 use crate::store::{Room, StoreStats};
 
 /// Upper bounds of the latency histogram, in seconds. The last ones cover `/health/cluster`'s
@@ -51,8 +52,18 @@ fn status_slot(status: u16) -> usize {
 pub struct ConnectionGauges {
     pub open: u64,
     pub refused: u64,
-    /// Idle keep-alive connections closed to make room for new clients at the cap.
+    /// Connections closed to make room for new clients at the cap.
     pub reclaimed: u64,
+}
+
+impl From<&Stats> for ConnectionGauges {
+    fn from(stats: &Stats) -> ConnectionGauges {
+        ConnectionGauges {
+            open: stats.open.load(Ordering::Relaxed),
+            refused: stats.refused.load(Ordering::Relaxed),
+            reclaimed: stats.reclaimed.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub struct Metrics {

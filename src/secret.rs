@@ -15,6 +15,8 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+/// A clone is a second zeroized buffer, not a shared one: each copy is wiped when dropped.
+#[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {

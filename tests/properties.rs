@@ -14,7 +14,7 @@ use hello::aws::sigv4::{canonical_query, canonical_uri};
 use hello::aws::{ec2, elb, xml};
 use hello::hello::{go_quote, Name, MAX_NAME_BYTES};
 use hello::http::conn::{Conn, Settings};
-use hello::http::drive::{drive, Application, Budget, Script, Stop};
+use hello::http::drive::{drive, Answer, Application, Budget, Script, Stop};
 use hello::http::{Exchange, Limits, Rejection, Request, Response, Status};
 use hello::store::resp::{read_reply, RedisReply, ServerError};
 
@@ -26,7 +26,7 @@ fn limits() -> Limits {
 struct Paths(Vec<String>, Instant);
 
 impl Application for Paths {
-    type Hold = Infallible;
+    type Wait = Infallible;
 
     fn now(&self) -> Instant {
         self.1
@@ -36,9 +36,9 @@ impl Application for Paths {
         false
     }
 
-    fn answer(&mut self, request: &Request<'_>) -> Result<Response, Infallible> {
+    fn answer(&mut self, request: &Request<'_>) -> Answer<Infallible> {
         self.0.push(request.path.to_owned());
-        Ok(Response::new(Status::Ok, "text/plain", "ok"))
+        Answer::Now(Response::new(Status::Ok, "text/plain", "ok"))
     }
 
     fn reject(&mut self, _: Rejection) -> Response {

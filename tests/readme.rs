@@ -107,6 +107,15 @@ fn the_release_profile_the_readme_states_is_cargo_toml_s() {
         .and_then(|s| s.split('`').next())
         .expect("the README states the release profile's opt-level");
     assert_eq!(stated, cargo_toml("profile.release", "opt-level"));
+    let dependencies = readme
+        .split("and with `opt-level = ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the README states the dependencies' opt-level");
+    assert_eq!(
+        dependencies,
+        cargo_toml("profile.release.package.\"*\"", "opt-level")
+    );
 }
 
 /// A number written with thousands separators, e.g. `3,183,720`.

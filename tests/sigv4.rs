@@ -333,7 +333,7 @@ proptest! {
 fn endpoint_host_headers_agree_with_the_reference_signer() {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
-    use hello::aws::endpoint::Endpoint;
+    use hello::aws::endpoint::ServiceEndpoint;
 
     let time = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
     let body = b"Action=DescribeInstances&Version=2016-11-15";
@@ -348,7 +348,7 @@ fn endpoint_host_headers_agree_with_the_reference_signer() {
         "http://[::1]:5000",
         "https://[fd00:ec2::254]:443",
     ] {
-        let endpoint = Endpoint::parse(url).unwrap();
+        let endpoint = ServiceEndpoint::parse(url).unwrap();
         let headers = vec![
             (
                 "content-type".to_owned(),

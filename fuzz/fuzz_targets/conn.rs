@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hello::http::conn::{Conn, Settings};
-use hello::http::drive::{drive, Application, Budget, Script, Stop};
+use hello::http::drive::{drive, Answer, Application, Budget, Script, Stop};
 use hello::http::{BodySource, Exchange, Limits, Rejection, Request, Response, Status};
 use libfuzzer_sys::fuzz_target;
 
@@ -46,7 +46,7 @@ struct Counted {
 }
 
 impl Application for Counted {
-    type Hold = Infallible;
+    type Wait = Infallible;
 
     fn now(&self) -> Instant {
         self.now
@@ -56,10 +56,10 @@ impl Application for Counted {
         false
     }
 
-    fn answer(&mut self, _: &Request<'_>) -> Result<Response, Infallible> {
+    fn answer(&mut self, _: &Request<'_>) -> Answer<Infallible> {
         assert!(!self.refused, "a request after a refusal");
         self.answered += 1;
-        Ok(if self.stream {
+        Answer::Now(if self.stream {
             Response::stream(Status::Ok, "text/plain", Box::new(Pieces(0)))
         } else {
             Response::new(Status::Ok, "text/plain", "ok")

@@ -4,7 +4,7 @@
 //! When a refresh fails, the cached credentials stay in use (with a warning) until they really
 //! expire.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use crate::secret::Secret;
 
 use super::imds::Imds;
 use super::{agent, body_text, within, AwsError};
+use crate::sync;
 
 /// How long before expiry cached credentials are replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -39,7 +40,56 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Where credentials come from, decided once at start-up.
+/// Where the environment says credentials come from: read once at start-up (with the rest of
+/// the configuration), in the AWS SDKs' order. The instance profile is the last resort, taken
+/// when instance metadata may be asked.
+#[derive(Clone, Debug)]
+pub enum CredentialSettings {
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
+    Environment(Arc<Credentials>),
+    /// ECS: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (on the agent's address) or `FULL_URI`,
+    /// with `AWS_CONTAINER_AUTHORIZATION_TOKEN` (or the file `…_TOKEN_FILE` names) for the
+    /// latter.
+    Container {
+        url: String,
+        authorization: Option<Secret>,
+    },
+    InstanceProfile,
+}
+
+impl CredentialSettings {
+    /// `get` returns a variable's value when it is set and not blank.
+    pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> CredentialSettings {
+        if let (Some(id), Some(secret)) = (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+            return CredentialSettings::Environment(Arc::new(Credentials {
+                access_key_id: id,
+                secret_access_key: Secret::new(secret),
+                session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+                expires_at: None,
+            }));
+        }
+        if let Some(relative) = get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+            return CredentialSettings::Container {
+                url: format!("{ECS_HOST}{relative}"),
+                authorization: None,
+            };
+        }
+        if let Some(full) = get("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+            let authorization = get("AWS_CONTAINER_AUTHORIZATION_TOKEN").or_else(|| {
+                get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .map(|t| t.trim().to_owned())
+            });
+            return CredentialSettings::Container {
+                url: full,
+                authorization: authorization.map(Secret::new),
+            };
+        }
+        CredentialSettings::InstanceProfile
+    }
+}
+
+/// Where credentials come from, with what asking it needs.
 pub enum Source {
     Static(Arc<Credentials>),
     /// ECS: a full URL and, for `FULL_URI`, the authorization header value.
@@ -51,38 +101,17 @@ pub enum Source {
 }
 
 impl Source {
-    /// The first source the environment offers (`var` reads a variable).
-    pub fn from_env(
-        var: impl Fn(&str) -> Option<String>,
-        imds: Option<Arc<Imds>>,
-    ) -> Option<Source> {
-        let get = |n: &str| var(n).filter(|v| !v.trim().is_empty());
-        if let (Some(id), Some(secret)) = (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-            return Some(Source::Static(Arc::new(Credentials {
-                access_key_id: id,
-                secret_access_key: Secret::new(secret),
-                session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
-                expires_at: None,
-            })));
-        }
-        if let Some(relative) = get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
-            return Some(Source::Container {
-                url: format!("{ECS_HOST}{relative}"),
-                authorization: None,
-            });
-        }
-        if let Some(full) = get("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
-            let authorization = get("AWS_CONTAINER_AUTHORIZATION_TOKEN").or_else(|| {
-                get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
-                    .and_then(|path| std::fs::read_to_string(path).ok())
-                    .map(|t| t.trim().to_owned())
-            });
-            return Some(Source::Container {
-                url: full,
-                authorization: authorization.map(Secret::new),
-            });
-        }
-        imds.map(Source::InstanceProfile)
+    /// The source `settings` name; `None` for the instance profile when instance metadata may
+    /// not be asked (`imds` is `None`).
+    pub fn new(settings: &CredentialSettings, imds: Option<Arc<Imds>>) -> Option<Source> {
+        Some(match settings {
+            CredentialSettings::Environment(credentials) => Source::Static(Arc::clone(credentials)),
+            CredentialSettings::Container { url, authorization } => Source::Container {
+                url: url.clone(),
+                authorization: authorization.clone(),
+            },
+            CredentialSettings::InstanceProfile => Source::InstanceProfile(imds?),
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -132,7 +161,7 @@ impl Provider {
         if let Source::Static(c) = &self.source {
             return Ok(Arc::clone(c));
         }
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = sync::lock(&self.cache);
         let now = SystemTime::now();
         let usable = cache.credentials.clone().filter(|c| c.valid_at(now));
         if let Some(c) = &usable {
@@ -335,18 +364,21 @@ mod tests {
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" => Some("/v2/creds".to_string()),
             _ => None,
         };
-        let source = Source::from_env(env, None).unwrap();
+        let source = Source::new(&CredentialSettings::from_env(&env), None).unwrap();
         assert_eq!(source.name(), "environment");
         let env =
             |k: &str| (k == "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").then(|| "/v2/c".to_string());
-        match Source::from_env(env, None).unwrap() {
+        match Source::new(&CredentialSettings::from_env(&env), None).unwrap() {
             Source::Container { url, authorization } => {
                 assert_eq!(url, "http://169.254.170.2/v2/c");
                 assert!(authorization.is_none());
             }
             _ => panic!("expected the container source"),
         }
-        assert!(Source::from_env(|_| None, None).is_none());
+        let none = CredentialSettings::from_env(&|_| None);
+        assert!(matches!(none, CredentialSettings::InstanceProfile));
+        // No instance metadata to ask: no source at all.
+        assert!(Source::new(&none, None).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::credentials::{Provider, Source};
-use super::endpoint::Endpoint;
+use super::endpoint::ServiceEndpoint;
 use super::signed::Signer;
 use super::{agent, AwsError};
 
@@ -33,7 +33,7 @@ const LAST_PAUSE: Duration = Duration::from_secs(16);
 /// from `source`. Blocks for up to a minute: call it off the serving threads.
 pub fn instance_id_from_metadata(
     path: &Path,
-    endpoint: Option<Endpoint>,
+    endpoint: Option<ServiceEndpoint>,
     source: Source,
 ) -> Result<String, String> {
     let waited = Instant::now();
@@ -60,7 +60,7 @@ pub fn instance_id_from_metadata(
         .ok_or_else(|| format!("no region in the ARN {:?}", instance.arn))?;
     let endpoint = match endpoint {
         Some(e) => e,
-        None => Endpoint::parse(&format!("https://ecs.{region}.amazonaws.com"))?,
+        None => ServiceEndpoint::parse(&format!("https://ecs.{region}.amazonaws.com"))?,
     };
     let client = EcsClient::new(endpoint, region, Arc::new(Provider::new(source)));
     let mut pause = FIRST_PAUSE;
@@ -113,14 +113,14 @@ pub fn container_instance(metadata: &str) -> Result<Option<ContainerInstance>, A
 
 /// The ECS API at one endpoint.
 pub struct EcsClient {
-    endpoint: Endpoint,
+    endpoint: ServiceEndpoint,
     region: String,
     credentials: Arc<Provider>,
     agent: ureq::Agent,
 }
 
 impl EcsClient {
-    pub fn new(endpoint: Endpoint, region: &str, credentials: Arc<Provider>) -> EcsClient {
+    pub fn new(endpoint: ServiceEndpoint, region: &str, credentials: Arc<Provider>) -> EcsClient {
         EcsClient {
             endpoint,
             region: region.to_owned(),

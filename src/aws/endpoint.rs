@@ -5,7 +5,7 @@
 
 /// A parsed endpoint. Pure: no I/O, no resolution.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
+pub struct ServiceEndpoint {
     /// `scheme://authority/path`, to send requests to.
     pub url: String,
     /// The `Host` header: the host in lower case, `:port` only for a port that is not the
@@ -15,8 +15,8 @@ pub struct Endpoint {
     pub path: String,
 }
 
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
+impl ServiceEndpoint {
+    pub fn parse(url: &str) -> Result<ServiceEndpoint, String> {
         let bad = |why: &str| format!("{url:?} {why}");
         let (scheme, rest) = url
             .split_once("://")
@@ -81,7 +81,7 @@ impl Endpoint {
             Some(p) if p != default_port => format!("{host}:{p}"),
             _ => host,
         };
-        Ok(Endpoint {
+        Ok(ServiceEndpoint {
             url: format!("{scheme}://{authority}{path}"),
             host,
             path: path.to_owned(),
@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     fn host(url: &str) -> String {
-        Endpoint::parse(url).unwrap().host
+        ServiceEndpoint::parse(url).unwrap().host
     }
 
     #[test]
@@ -124,12 +124,12 @@ mod tests {
 
     #[test]
     fn url_and_path() {
-        let e = Endpoint::parse("http://127.0.0.9:80").unwrap();
+        let e = ServiceEndpoint::parse("http://127.0.0.9:80").unwrap();
         assert_eq!(
             (e.url.as_str(), e.path.as_str()),
             ("http://127.0.0.9:80/", "/")
         );
-        let e = Endpoint::parse("https://[::1]:8443/api/").unwrap();
+        let e = ServiceEndpoint::parse("https://[::1]:8443/api/").unwrap();
         assert_eq!(
             (e.url.as_str(), e.path.as_str()),
             ("https://[::1]:8443/api/", "/api/")
@@ -154,7 +154,7 @@ mod tests {
             "http://[not-v6]",
             "http://ho st",
         ] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+            assert!(ServiceEndpoint::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The EC2 instance metadata service: IMDSv2 (a session token from `PUT /latest/api/token`,
 //! sent with every `GET`), falling back to IMDSv1 only when the token call is refused.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{agent, body_text, within, AwsError};
+use crate::sync;
 
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 /// Token lifetime asked for; it is renewed a minute before.
@@ -48,7 +49,7 @@ impl Imds {
         let (status, body) = body_text(response)?;
         if status == 401 {
             // The token expired early (e.g. the instance was stopped): forget it.
-            *self.token.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            *sync::lock(&self.token) = None;
         }
         if status != 200 {
             return Err(AwsError::Transport(format!(
@@ -81,7 +82,7 @@ impl Imds {
     }
 
     fn token(&self, deadline: Instant) -> Result<Option<String>, AwsError> {
-        let mut cached = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cached = sync::lock(&self.token);
         if let Some((token, until)) = cached.as_ref() {
             if Instant::now() < *until {
                 return Ok(token.clone());

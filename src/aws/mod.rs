@@ -8,6 +8,7 @@ pub mod ecs;
 pub mod elb;
 pub mod endpoint;
 pub mod imds;
+pub mod instance;
 pub mod paging;
 pub mod query;
 mod signed;
@@ -15,11 +16,13 @@ pub mod sigv4;
 pub mod xml;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::settings::{boolean, invalid, ConfigError, Variable};
 
-use self::endpoint::Endpoint;
+use self::credentials::CredentialSettings;
+use self::endpoint::ServiceEndpoint;
 
 const fn sdk(name: &'static str, default: &'static str, meaning: &'static str) -> Variable {
     Variable {
@@ -82,11 +85,16 @@ const IMDS_DISABLED: Variable = sdk(
 pub struct AwsSettings {
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); otherwise asked from instance metadata.
     pub region: Option<String>,
-    pub elb_endpoint: Option<Endpoint>,
-    pub ec2_endpoint: Option<Endpoint>,
-    pub ecs_endpoint: Option<Endpoint>,
+    pub elb_endpoint: Option<ServiceEndpoint>,
+    pub ec2_endpoint: Option<ServiceEndpoint>,
+    pub ecs_endpoint: Option<ServiceEndpoint>,
     /// `None` when `DEBUG=true` or `AWS_EC2_METADATA_DISABLED=true`.
     pub imds_endpoint: Option<String>,
+    /// Where credentials come from.
+    pub credentials: CredentialSettings,
+    /// The ECS agent's container metadata file (`ECS_CONTAINER_METADATA_FILE`), which leads to
+    /// the instance under the task; `None` off ECS and in local mode.
+    pub ecs_metadata_file: Option<PathBuf>,
 }
 
 impl AwsSettings {
@@ -96,10 +104,10 @@ impl AwsSettings {
         get: &impl Fn(&str) -> Option<String>,
         debug: bool,
     ) -> Result<AwsSettings, ConfigError> {
-        let endpoint = |variable: &'static str| -> Result<Option<Endpoint>, ConfigError> {
+        let endpoint = |variable: &'static str| -> Result<Option<ServiceEndpoint>, ConfigError> {
             get(variable)
                 .or_else(|| get("AWS_ENDPOINT_URL"))
-                .map(|url| Endpoint::parse(url.trim()))
+                .map(|url| ServiceEndpoint::parse(url.trim()))
                 .transpose()
                 .map_err(|why| invalid(variable, format!("an http:// or https:// URL ({why})")))
         };
@@ -119,6 +127,10 @@ impl AwsSettings {
             ec2_endpoint: endpoint("AWS_ENDPOINT_URL_EC2")?,
             ecs_endpoint: endpoint("AWS_ENDPOINT_URL_ECS")?,
             imds_endpoint: (!debug && !metadata_disabled).then_some(imds_endpoint),
+            credentials: CredentialSettings::from_env(get),
+            ecs_metadata_file: get(ecs::METADATA_FILE)
+                .filter(|_| !debug)
+                .map(PathBuf::from),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::credentials::Provider;
-use super::endpoint::Endpoint;
+use super::endpoint::ServiceEndpoint;
 use super::signed::Signer;
 use super::sigv4::form_encode;
 use super::{agent, xml, AwsError};
@@ -14,7 +14,7 @@ const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// One API (service, version) at one endpoint.
 pub struct QueryClient {
-    endpoint: Endpoint,
+    endpoint: ServiceEndpoint,
     region: String,
     service: &'static str,
     version: &'static str,
@@ -24,7 +24,7 @@ pub struct QueryClient {
 
 impl QueryClient {
     pub fn new(
-        endpoint: Endpoint,
+        endpoint: ServiceEndpoint,
         region: &str,
         service: &'static str,
         version: &'static str,
@@ -111,7 +111,7 @@ mod tests {
             expires_at: None,
         };
         QueryClient::new(
-            Endpoint::parse(&url).unwrap(),
+            ServiceEndpoint::parse(&url).unwrap(),
             "us-east-1",
             "elasticloadbalancing",
             elb::CLASSIC_VERSION,

@@ -5,13 +5,13 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::credentials::Provider;
-use super::endpoint::Endpoint;
+use super::endpoint::ServiceEndpoint;
 use super::sigv4::{self, Scope};
 use super::{body_text, within, AwsError};
 
 /// Where a signed request goes and who signs it.
 pub struct Signer<'a> {
-    pub endpoint: &'a Endpoint,
+    pub endpoint: &'a ServiceEndpoint,
     pub region: &'a str,
     pub service: &'a str,
     pub credentials: &'a Provider,

@@ -4,7 +4,7 @@
 //! rather than starting another.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use super::discovery::Peer;
 use super::membership::Membership;
 use super::Unreachable;
 use crate::aws::within;
+use crate::sync;
 
 /// Threads asking peers. A round with more peers than this queues the rest, each still asked
 /// only while the round's deadline allows.
@@ -111,11 +112,7 @@ impl FanOut {
             if left.is_zero() {
                 return Arc::new(unasked(membership, own_id, own));
             }
-            rounds = self
-                .ended
-                .wait_timeout(rounds, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            rounds = sync::wait_timeout(&self.ended, rounds, left).0;
         }
         rounds.running = true;
         drop(rounds);
@@ -182,14 +179,14 @@ impl FanOut {
     }
 
     fn rounds(&self) -> MutexGuard<'_, Rounds> {
-        self.rounds.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.rounds)
     }
 }
 
 /// A pool thread: asks the peers it is given until the pool is dropped.
 fn serve(queue: &Mutex<Receiver<Job>>, agent: &ureq::Agent, peer_timeout: Duration) {
     loop {
-        let job = match queue.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+        let job = match sync::lock(queue).recv() {
             Ok(job) => job,
             Err(_) => return,
         };

@@ -11,7 +11,7 @@
 //! A failed discovery is remembered: the next one waits for a backoff, exponential with jitter
 //! for errors worth retrying soon (`Throttling`, `RequestLimitExceeded`, 5xx, no answer).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::discovery::Nodes;
 use super::StaleMembership;
 use crate::aws::AwsError;
+use crate::sync;
 
 /// How long the last list found may stand in when AWS fails.
 const FALLBACK: Duration = Duration::from_secs(300);
@@ -42,21 +43,21 @@ pub struct Membership {
 
 /// Hands out the membership snapshot and has it refreshed in the background.
 pub struct Tracker {
-    shared: Arc<Shared>,
+    shared: Arc<TrackerShared>,
     /// How long a snapshot is used without asking for a newer one.
     ttl: Duration,
     /// Most requests waiting for a discovery at once.
     max_waiting: usize,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct TrackerShared {
+    state: Mutex<TrackerState>,
     /// Signalled when a discovery is wanted, ends, or the tracker closes.
     changed: Condvar,
 }
 
 #[derive(Default)]
-struct State {
+struct TrackerState {
     snapshot: Option<Snapshot>,
     /// Set while the last discovery failed.
     failure: Option<Failure>,
@@ -94,10 +95,10 @@ impl Tracker {
         ttl: Duration,
         max_waiting: usize,
     ) -> std::io::Result<Tracker> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+        let shared = Arc::new(TrackerShared {
+            state: Mutex::new(TrackerState {
                 wanted: true,
-                ..State::default()
+                ..TrackerState::default()
             }),
             changed: Condvar::new(),
         });
@@ -163,12 +164,7 @@ impl Tracker {
                 return state.answer(now, Some(AwsError::Transport(why)));
             }
             state.waiting += 1;
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, wait_until - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state = sync::wait_timeout(&self.shared.changed, state, wait_until - now).0;
             state.waiting -= 1;
         }
     }
@@ -182,9 +178,9 @@ impl Drop for Tracker {
     }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+impl TrackerShared {
+    fn lock(&self) -> MutexGuard<'_, TrackerState> {
+        sync::lock(&self.state)
     }
 }
 
@@ -198,7 +194,7 @@ impl Snapshot {
     }
 }
 
-impl State {
+impl TrackerState {
     /// The answer for a request that waits no longer: the snapshot, as found by the last
     /// discovery when it succeeded, or marked stale with why (`pending`, else the last
     /// failure) while it is young enough to stand in; otherwise the error.
@@ -227,7 +223,7 @@ impl State {
 
 /// The refresher thread: a discovery each time one is wanted, with no lock held meanwhile.
 fn refresh(
-    shared: &Shared,
+    shared: &TrackerShared,
     mut discover: impl FnMut(Instant) -> Result<Nodes, AwsError>,
     budget: Duration,
 ) {
@@ -236,10 +232,7 @@ fn refresh(
         {
             let mut state = shared.lock();
             while !state.wanted && !state.closed {
-                state = shared
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                state = sync::wait(&shared.changed, state);
             }
             if state.closed {
                 return;

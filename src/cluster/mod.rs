@@ -23,12 +23,12 @@ use self::fanout::FanOut;
 use self::membership::Tracker;
 use crate::aws::credentials::{Provider, Source};
 use crate::aws::elb;
-use crate::aws::endpoint::Endpoint;
+use crate::aws::endpoint::ServiceEndpoint;
 use crate::aws::imds::Imds;
 use crate::aws::query::QueryClient;
 use crate::aws::{ec2, AwsError, AwsSettings};
 use crate::health::Monitor;
-use crate::settings::{invalid, millis, number, variables, ConfigError};
+use crate::settings::{boolean, invalid, millis, number, variables, ConfigError};
 
 pub use self::discovery::Discovery;
 
@@ -39,6 +39,8 @@ pub enum Cluster {
 }
 
 variables! {
+    DEBUG = "false",
+        "true: local mode, no AWS calls (instance id local, the cluster is this node)";
     ELB_NAME = "",
         "Classic ELB whose in-service instances form the cluster";
     TARGET_GROUP_ARN = "",
@@ -58,6 +60,8 @@ variables! {
 /// take, and where the AWS APIs are.
 #[derive(Debug)]
 pub struct ClusterSettings {
+    /// `DEBUG=true`: local mode, as in the original service.
+    pub local: bool,
     /// `None` in local mode or when no load balancer is named.
     pub discovery: Option<Discovery>,
     pub peer_timeout: Duration,
@@ -72,10 +76,8 @@ pub struct ClusterSettings {
 impl ClusterSettings {
     /// `get` returns a variable's value when it is set and not blank; `debug` is local mode,
     /// which makes no AWS calls.
-    pub fn from_env(
-        get: &impl Fn(&str) -> Option<String>,
-        debug: bool,
-    ) -> Result<ClusterSettings, ConfigError> {
+    pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<ClusterSettings, ConfigError> {
+        let local = boolean(get, &DEBUG)?;
         let discovery = match (get(ELB_NAME.name), get(TARGET_GROUP_ARN.name)) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -95,9 +97,10 @@ impl ClusterSettings {
             }
             (None, None) => None,
         };
-        let aws = AwsSettings::from_env(get, debug)?;
+        let aws = AwsSettings::from_env(get, local)?;
         Ok(ClusterSettings {
-            discovery: if debug { None } else { discovery },
+            local,
+            discovery: if local { None } else { discovery },
             peer_timeout: millis(get, &CLUSTER_PEER_TIMEOUT_MS)?,
             deadline: millis(get, &CLUSTER_DEADLINE_MS)?,
             membership_ttl: number(get, &CLUSTER_MEMBERSHIP_TTL_MS, 0, 3_600_000)
@@ -148,11 +151,7 @@ impl Cluster {
     /// The cluster view: local, or discovery through a load balancer with clients built from the
     /// environment, started at once in the background. An error names the variable to fix.
     /// At most half of the requests in the AWS lane wait for a discovery at once.
-    pub fn new(
-        settings: &ClusterSettings,
-        imds: Option<Arc<Imds>>,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<Cluster, String> {
+    pub fn new(settings: &ClusterSettings, imds: Option<Arc<Imds>>) -> Result<Cluster, String> {
         let Some(discovery) = settings.discovery.clone() else {
             return Ok(Cluster::Local);
         };
@@ -166,7 +165,7 @@ impl Cluster {
                 return Err("invalid AWS_REGION: expected a region such as us-east-1".into())
             }
         };
-        let source = Source::from_env(var, imds).ok_or(
+        let source = Source::new(&aws.credentials, imds).ok_or(
             "invalid AWS_ACCESS_KEY_ID: no AWS credentials in the environment, the ECS container endpoint or instance metadata",
         )?;
         log::info!(
@@ -175,9 +174,9 @@ impl Cluster {
         );
         let credentials = Arc::new(Provider::new(source));
         let regional = |service: &str| {
-            Endpoint::parse(&format!("https://{service}.{region}.amazonaws.com")).map_err(|e| {
-                format!("invalid AWS_REGION: expected a region such as us-east-1 ({e})")
-            })
+            ServiceEndpoint::parse(&format!("https://{service}.{region}.amazonaws.com")).map_err(
+                |e| format!("invalid AWS_REGION: expected a region such as us-east-1 ({e})"),
+            )
         };
         let elb_endpoint = match &aws.elb_endpoint {
             Some(e) => e.clone(),

@@ -1,10 +1,12 @@
-//! The threads that run handlers which block (a listing streamed from the store, a cluster
-//! view that waits for AWS), so that no event-loop worker ever waits on them. A connection is
-//! lent to a blocking thread with its request, answered and sent there (waiting on its socket
-//! with the write deadline), then handed back to the worker that owns it, with the next
-//! request if the client had already sent one. Threads are started when a job finds none idle,
-//! up to the server's `blocking_threads`, and then kept; the handlers bound how many jobs they
-//! hand out, so none waits for a thread.
+//! The threads that run handlers which block (a cluster view that waits for AWS, a listing
+//! read from the store), so that no event-loop worker ever waits on them. A job's response
+//! goes back to the worker that owns the connection through a [`Reply`](super::Reply), as a
+//! greeting's does; only a response streamed from something that blocks takes the connection
+//! with it: it is lent to the blocking thread, sent there (waiting on its socket with the
+//! write deadline), then handed back, with the next request if the client had already sent
+//! one. Threads are started when a job finds none idle, up to the server's
+//! `blocking_threads`, and end after a while without work; the handlers bound how many jobs
+//! they hand out, so none waits for a thread.
 
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -17,57 +19,71 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use super::conn::{Expiry, Pending};
-use super::drive::{self, Application, Budget, Stop, Transport};
-use super::shared::{Entry, Message, Shared, Task};
-use super::{Exchange, Rejection, Request, Response};
+use super::drive::{self, Answer, Application, Budget, Stop, Transport};
+use super::shared::{Connection, Message, ServerState, Task, Work};
+use super::{Exchange, Job, Rejection, Request, Response};
 
-/// Lends a connection to a blocking thread with the job that answers its request.
-pub(super) fn submit(shared: &Arc<Shared>, task: Task) {
+/// Hands `work` to a blocking thread.
+pub(super) fn submit(shared: &Arc<ServerState>, work: Work) {
     let thread_shared = Arc::clone(shared);
     let start = move || {
         thread::Builder::new()
             .name("blocking".into())
             .spawn(move || {
                 let shared = &*thread_shared;
-                shared.blocking.serve(|task| run(shared, task));
+                shared.blocking.serve(|work| run(shared, work));
             })
             .map(drop)
             .inspect_err(|e| log::error!("cannot start a thread for a blocking handler: {e}"))
     };
-    // No thread would ever take them: close their connections.
-    for task in shared.blocking.submit(task, start) {
-        shared.close(task.entry);
+    // No thread would ever take them: a reply dropped unsent answers 500; a lent connection
+    // is closed.
+    for work in shared.blocking.submit(work, start) {
+        if let Work::Stream(task) = work {
+            shared.close(task.entry);
+        }
     }
+}
+
+fn run(shared: &ServerState, work: Work) {
+    match work {
+        Work::Answer(job, reply) => reply.send(answer(shared, job)),
+        Work::Stream(task) => stream(shared, *task),
+    }
+}
+
+/// The job's response; a panic in it is answered as the event loops answer one.
+fn answer(shared: &ServerState, job: Job) -> Response {
+    panic::catch_unwind(AssertUnwindSafe(job))
+        .unwrap_or_else(|_| shared.handler.reject(Rejection::Internal))
 }
 
 /// Answers a lent connection's request and sends the response; then the connection goes back
 /// to the worker that owns it, or closes.
-fn run(shared: &Shared, task: Task) {
+fn stream(shared: &ServerState, task: Task) {
     let Task {
         owner,
         mut entry,
         pending,
         job,
     } = task;
-    let request = pending.request();
-    let response = panic::catch_unwind(AssertUnwindSafe(move || job(&request)))
-        .unwrap_or_else(|_| shared.handler.reject(Rejection::Internal));
+    let response = answer(shared, job);
     entry
         .conn
         .respond(pending, response, Instant::now(), shared.draining());
     // The connection's own code must not take the thread down, nor leave the connection open
     // and counted.
     match panic::catch_unwind(AssertUnwindSafe(|| send(shared, &mut entry))) {
-        Ok(Then::GiveBack(next)) => {
+        Ok(AfterSending::GiveBack(next)) => {
             let inbox = &shared.inboxes[owner % shared.inboxes.len()];
             inbox.send(Message::Adopt(entry, next));
         }
-        Ok(Then::Close) | Err(_) => shared.close(entry),
+        Ok(AfterSending::Close) | Err(_) => shared.close(entry),
     }
 }
 
 /// What becomes of a lent connection once its response is over.
-enum Then {
+enum AfterSending {
     /// Back to its worker, with the next request if the client had already sent it.
     GiveBack(Option<Pending>),
     Close,
@@ -75,36 +91,36 @@ enum Then {
 
 /// Sends the response under way, waiting on the socket while the client is slow to take it,
 /// until the connection's write deadline.
-fn send(shared: &Shared, entry: &mut Entry) -> Then {
+fn send(shared: &ServerState, entry: &mut Connection) -> AfterSending {
     loop {
-        let mut socket = Lent(&entry.stream);
+        let mut socket = LentSocket(&entry.stream);
         // Alone on this thread: no other connection waits for a turn.
-        let sender = &mut Sender { shared };
+        let sender = &mut LentApplication { shared };
         match drive::drive(&mut entry.conn, &mut socket, sender, Budget::UNLIMITED) {
             // Reading is the worker's: a connection that wants input goes back to it.
-            Stop::Yield => return Then::GiveBack(None),
+            Stop::Yield => return AfterSending::GiveBack(None),
             Stop::Park => match entry.conn.deadline() {
                 (deadline, Expiry::Write) => {
                     if !writable_before(&entry.stream, deadline) {
-                        return Then::Close;
+                        return AfterSending::Close;
                     }
                 }
-                _ => return Then::GiveBack(None),
+                _ => return AfterSending::GiveBack(None),
             },
-            Stop::Held(next, ()) => return Then::GiveBack(Some(next)),
-            Stop::Close => return Then::Close,
+            Stop::Held(next, ()) => return AfterSending::GiveBack(Some(next)),
+            Stop::Close => return AfterSending::Close,
         }
     }
 }
 
 /// The application on a blocking thread: it records the response it sends, and holds back a
 /// pipelined request for the worker, which reads and answers everything else.
-struct Sender<'a> {
-    shared: &'a Shared,
+struct LentApplication<'a> {
+    shared: &'a ServerState,
 }
 
-impl Application for Sender<'_> {
-    type Hold = ();
+impl Application for LentApplication<'_> {
+    type Wait = ();
 
     fn now(&self) -> Instant {
         Instant::now()
@@ -114,8 +130,8 @@ impl Application for Sender<'_> {
         self.shared.draining()
     }
 
-    fn answer(&mut self, _: &Request<'_>) -> Result<Response, ()> {
-        Err(())
+    fn answer(&mut self, _: &Request<'_>) -> Answer<()> {
+        Answer::Later(())
     }
 
     fn reject(&mut self, rejection: Rejection) -> Response {
@@ -128,9 +144,9 @@ impl Application for Sender<'_> {
 }
 
 /// A lent socket: reading is the worker's, once the connection is back.
-struct Lent<'a>(&'a TcpStream);
+struct LentSocket<'a>(&'a TcpStream);
 
-impl Transport for Lent<'_> {
+impl Transport for LentSocket<'_> {
     fn read(&mut self, _: usize) -> io::Result<&[u8]> {
         Err(io::ErrorKind::WouldBlock.into())
     }

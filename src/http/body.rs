@@ -2,7 +2,7 @@
 //! framing (a length, or the chunked coding) followed exactly so that the next request on the
 //! connection starts where it should.
 
-use super::request::BodyLength;
+use super::request::{is_tchar, BodyLength};
 use super::Rejection;
 
 /// Longest chunk-size line (size and extensions) accepted.
@@ -13,14 +13,14 @@ const MAX_TRAILERS: usize = 8 * 1024;
 /// A body being thrown away.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Discard {
-    state: State,
+    state: DecodeState,
     /// Body bytes (chunk data) seen so far, and the most allowed.
     seen: u64,
     limit: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum State {
+enum DecodeState {
     /// A body of known length: this many bytes to go.
     Length(u64),
     /// In a chunk-size line: the size so far, and the line's length.
@@ -111,18 +111,14 @@ impl Ext {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 impl Discard {
     /// `None` when the request has no body. A declared length over `limit` is refused at once.
     pub fn new(length: BodyLength, limit: u64) -> Result<Option<Discard>, Rejection> {
         let state = match length {
             BodyLength::None => return Ok(None),
             BodyLength::Length(n) if n > limit => return Err(Rejection::PayloadTooLarge),
-            BodyLength::Length(n) => State::Length(n),
-            BodyLength::Chunked => State::Size { size: 0, line: 0 },
+            BodyLength::Length(n) => DecodeState::Length(n),
+            BodyLength::Chunked => DecodeState::Size { size: 0, line: 0 },
         };
         Ok(Some(Discard {
             state,
@@ -135,16 +131,16 @@ impl Discard {
     /// whether the body is now over (the rest of `bytes` is then the next request).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(usize, bool), Rejection> {
         let mut at = 0;
-        while at < bytes.len() && self.state != State::Done {
+        while at < bytes.len() && self.state != DecodeState::Done {
             match &mut self.state {
-                State::Length(left) | State::Data(left) => {
+                DecodeState::Length(left) | DecodeState::Data(left) => {
                     let take = (*left).min((bytes.len() - at) as u64);
                     *left -= take;
                     at += take as usize;
                     if *left == 0 {
                         self.state = match self.state {
-                            State::Length(_) => State::Done,
-                            _ => State::DataCr,
+                            DecodeState::Length(_) => DecodeState::Done,
+                            _ => DecodeState::DataCr,
                         };
                     }
                 }
@@ -154,14 +150,14 @@ impl Discard {
                 }
             }
         }
-        Ok((at, self.state == State::Done))
+        Ok((at, self.state == DecodeState::Done))
     }
 
     /// One byte of the chunked coding's framing.
     fn step(&mut self, b: u8) -> Result<(), Rejection> {
         let malformed = Rejection::BadRequest("malformed chunked request body");
         self.state = match self.state {
-            State::Size { size, line } => {
+            DecodeState::Size { size, line } => {
                 let line = line + 1;
                 if line > MAX_CHUNK_LINE {
                     return Err(malformed);
@@ -169,7 +165,7 @@ impl Discard {
                 match (b as char).to_digit(16) {
                     // A size that does not fit 64 bits (17 significant hex digits) is
                     // malformed, not merely too large: 400, not 413.
-                    Some(d) => State::Size {
+                    Some(d) => DecodeState::Size {
                         size: size
                             .checked_mul(16)
                             .map(|s| s + u64::from(d))
@@ -183,13 +179,13 @@ impl Discard {
                             return Err(Rejection::PayloadTooLarge);
                         }
                         match b {
-                            b'\r' => State::SizeLf { size },
-                            b';' => State::Extension {
+                            b'\r' => DecodeState::SizeLf { size },
+                            b';' => DecodeState::Extension {
                                 size,
                                 line,
                                 at: Ext::BeforeName,
                             },
-                            b' ' | b'\t' => State::Extension {
+                            b' ' | b'\t' => DecodeState::Extension {
                                 size,
                                 line,
                                 at: Ext::BeforeSemicolon,
@@ -199,52 +195,52 @@ impl Discard {
                     }
                 }
             }
-            State::Extension { size, line, at } => {
+            DecodeState::Extension { size, line, at } => {
                 let line = line + 1;
                 if line > MAX_CHUNK_LINE {
                     return Err(malformed);
                 }
                 match b {
-                    b'\r' if at.ends_line() => State::SizeLf { size },
-                    _ => State::Extension {
+                    b'\r' if at.ends_line() => DecodeState::SizeLf { size },
+                    _ => DecodeState::Extension {
                         size,
                         line,
                         at: at.step(b).ok_or(malformed)?,
                     },
                 }
             }
-            State::SizeLf { size } => match b {
-                b'\n' if size == 0 => State::Trailers { line: 0, total: 0 },
+            DecodeState::SizeLf { size } => match b {
+                b'\n' if size == 0 => DecodeState::Trailers { line: 0, total: 0 },
                 b'\n' => {
                     self.seen += size;
-                    State::Data(size)
+                    DecodeState::Data(size)
                 }
                 _ => return Err(malformed),
             },
-            State::DataCr => match b {
-                b'\r' => State::DataLf,
+            DecodeState::DataCr => match b {
+                b'\r' => DecodeState::DataLf,
                 _ => return Err(malformed),
             },
-            State::DataLf => match b {
-                b'\n' => State::Size { size: 0, line: 0 },
+            DecodeState::DataLf => match b {
+                b'\n' => DecodeState::Size { size: 0, line: 0 },
                 _ => return Err(malformed),
             },
-            State::Trailers { line, total } => {
+            DecodeState::Trailers { line, total } => {
                 let total = total + 1;
                 if total > MAX_TRAILERS {
                     return Err(Rejection::BadRequest("trailer section too large"));
                 }
                 match b {
-                    b'\n' if line == 0 => State::Done,
-                    b'\n' => State::Trailers { line: 0, total },
-                    b'\r' => State::Trailers { line, total },
-                    _ => State::Trailers {
+                    b'\n' if line == 0 => DecodeState::Done,
+                    b'\n' => DecodeState::Trailers { line: 0, total },
+                    b'\r' => DecodeState::Trailers { line, total },
+                    _ => DecodeState::Trailers {
                         line: line + 1,
                         total,
                     },
                 }
             }
-            State::Length(_) | State::Data(_) | State::Done => self.state.clone(),
+            DecodeState::Length(_) | DecodeState::Data(_) | DecodeState::Done => self.state.clone(),
         };
         Ok(())
     }

@@ -116,7 +116,7 @@ pub struct Conn {
     /// response is over), then whatever the client sent after it. Lent to the [`Pending`]
     /// while its request is answered.
     input: Vec<u8>,
-    state: State,
+    state: ConnState,
     output: Output,
     deadline: Instant,
     opened: Instant,
@@ -133,7 +133,7 @@ pub struct Conn {
     answered: u64,
 }
 
-enum State {
+enum ConnState {
     /// No request under way; `input` is empty.
     Idle,
     /// Part of a head has arrived.
@@ -188,14 +188,13 @@ impl Sending {
             elapsed: now.saturating_duration_since(self.received),
             bytes: self.outgoing.body_bytes(),
             peer,
-            tag: self.outgoing.tag(),
             trace_id,
         }
     }
 }
 
 /// Where [`Conn::advance`] stopped: what the outside world must do.
-enum Stop {
+enum Wants {
     Read,
     Request(Pending),
     Refuse(Refusal),
@@ -208,9 +207,9 @@ enum Stop {
 /// One move of the state machine.
 enum Move {
     /// Go on from this state.
-    To(State),
+    To(ConnState),
     /// Rest in this state until the outside world has done what the stop says.
-    Rest(State, Stop),
+    Rest(ConnState, Wants),
 }
 
 impl Conn {
@@ -220,7 +219,7 @@ impl Conn {
             settings,
             peer,
             input: Vec::new(),
-            state: State::Idle,
+            state: ConnState::Idle,
             output: Output::default(),
             deadline,
             opened: now,
@@ -235,22 +234,22 @@ impl Conn {
     /// What to do next.
     pub fn poll(&mut self, now: Instant) -> Event<'_> {
         match self.advance(now) {
-            Stop::Read => Event::Read,
-            Stop::Request(pending) => Event::Request(pending),
-            Stop::Refuse(refusal) => Event::Refuse(refusal),
-            Stop::Answering => Event::Answering,
-            Stop::Send => Event::Send(self.output.unsent()),
-            Stop::Answered(sending) => {
+            Wants::Read => Event::Read,
+            Wants::Request(pending) => Event::Request(pending),
+            Wants::Refuse(refusal) => Event::Refuse(refusal),
+            Wants::Answering => Event::Answering,
+            Wants::Send => Event::Send(self.output.unsent()),
+            Wants::Answered(sending) => {
                 Event::Answered(sending.exchange(&self.input, self.peer, now))
             }
-            Stop::Close => Event::Close,
+            Wants::Close => Event::Close,
         }
     }
 
     /// Moves the state on as far as it goes without the outside world.
-    fn advance(&mut self, now: Instant) -> Stop {
+    fn advance(&mut self, now: Instant) -> Wants {
         loop {
-            let state = mem::replace(&mut self.state, State::Closing);
+            let state = mem::replace(&mut self.state, ConnState::Closing);
             match self.next(state, now) {
                 Move::To(state) => self.state = state,
                 Move::Rest(state, stop) => {
@@ -261,21 +260,27 @@ impl Conn {
         }
     }
 
-    fn next(&mut self, state: State, now: Instant) -> Move {
+    fn next(&mut self, state: ConnState, now: Instant) -> Move {
         match state {
-            State::Idle if !self.input.is_empty() => Move::To(State::Head(HeadScanner::default())),
-            State::Idle | State::Body { .. } if self.peer_done => Move::To(State::Closing),
-            state @ (State::Idle | State::Body { .. }) => Move::Rest(state, Stop::Read),
-            State::Head(mut scanner) => match scanner.scan(&self.input, &self.settings.limits) {
-                Err(rejection) => Move::To(State::Refused(rejection, now)),
-                Ok(None) if self.peer_done => Move::To(State::Closing),
-                Ok(None) => Move::Rest(State::Head(scanner), Stop::Read),
-                Ok(Some(len)) => Move::To(match request::parse(&scanner, &self.input, len) {
-                    Err(rejection) => State::Refused(rejection, now),
-                    Ok(head) => self.after_head(head, now),
-                }),
-            },
-            State::Ready {
+            ConnState::Idle if !self.input.is_empty() => {
+                Move::To(ConnState::Head(HeadScanner::default()))
+            }
+            ConnState::Idle | ConnState::Body { .. } if self.peer_done => {
+                Move::To(ConnState::Closing)
+            }
+            state @ (ConnState::Idle | ConnState::Body { .. }) => Move::Rest(state, Wants::Read),
+            ConnState::Head(mut scanner) => {
+                match scanner.scan(&self.input, &self.settings.limits) {
+                    Err(rejection) => Move::To(ConnState::Refused(rejection, now)),
+                    Ok(None) if self.peer_done => Move::To(ConnState::Closing),
+                    Ok(None) => Move::Rest(ConnState::Head(scanner), Wants::Read),
+                    Ok(Some(len)) => Move::To(match request::parse(&scanner, &self.input, len) {
+                        Err(rejection) => ConnState::Refused(rejection, now),
+                        Ok(head) => self.after_head(head, now),
+                    }),
+                }
+            }
+            ConnState::Ready {
                 head,
                 received,
                 unread_body,
@@ -286,33 +291,34 @@ impl Conn {
                     received,
                     unread_body,
                 };
-                Move::Rest(State::Answering, Stop::Request(pending))
+                Move::Rest(ConnState::Answering, Wants::Request(pending))
             }
-            State::Refused(rejection, at) => {
-                Move::Rest(State::Answering, Stop::Refuse(Refusal { rejection, at }))
-            }
-            State::Answering => Move::Rest(State::Answering, Stop::Answering),
-            State::Sending(mut sending) => match sending.outgoing.progress(&mut self.output) {
-                Progress::Send => Move::Rest(State::Sending(sending), Stop::Send),
+            ConnState::Refused(rejection, at) => Move::Rest(
+                ConnState::Answering,
+                Wants::Refuse(Refusal { rejection, at }),
+            ),
+            ConnState::Answering => Move::Rest(ConnState::Answering, Wants::Answering),
+            ConnState::Sending(mut sending) => match sending.outgoing.progress(&mut self.output) {
+                Progress::Send => Move::Rest(ConnState::Sending(sending), Wants::Send),
                 Progress::Over { whole } => {
-                    let finished = State::Finished {
+                    let finished = ConnState::Finished {
                         keep: whole && sending.outgoing.keep_alive(),
                         consumed: sending.head.as_ref().map_or(0, |head| head.len),
                     };
-                    Move::Rest(finished, Stop::Answered(sending))
+                    Move::Rest(finished, Wants::Answered(sending))
                 }
             },
-            State::Finished { keep, consumed } => Move::To(self.finish(keep, consumed, now)),
-            State::Closing => Move::Rest(State::Closing, Stop::Close),
+            ConnState::Finished { keep, consumed } => Move::To(self.finish(keep, consumed, now)),
+            ConnState::Closing => Move::Rest(ConnState::Closing, Wants::Close),
         }
     }
 
     /// A head is whole: wait for its body, or answer at once.
-    fn after_head(&mut self, head: Head, now: Instant) -> State {
+    fn after_head(&mut self, head: Head, now: Instant) -> ConnState {
         let body = match Discard::new(head.framing.body, self.settings.limits.body) {
-            Err(rejection) => return State::Refused(rejection, now),
+            Err(rejection) => return ConnState::Refused(rejection, now),
             Ok(None) => {
-                return State::Ready {
+                return ConnState::Ready {
                     head,
                     received: now,
                     unread_body: false,
@@ -323,7 +329,7 @@ impl Conn {
         // A client that expects 100-continue holds its body back; no route reads one, so the
         // final answer goes out at once and the connection closes after it (RFC 9110 §10.1.1).
         if head.framing.expect_continue {
-            return State::Ready {
+            return ConnState::Ready {
                 head,
                 received: now,
                 unread_body: true,
@@ -331,46 +337,46 @@ impl Conn {
         }
         let mut body = body;
         match body.feed(&self.input[head.len..]) {
-            Err(rejection) => State::Refused(rejection, now),
+            Err(rejection) => ConnState::Refused(rejection, now),
             Ok((taken, done)) => {
                 self.input.drain(head.len..head.len + taken);
                 // The read that brought the head may have brought much of the body too: the
                 // room it took goes back rather than stay with the connection while it waits.
-                if self.input.capacity() > 2 * self.input.len() + 1024 {
+                if self.input.capacity() > 2 * self.input.len() + super::KEPT_BUFFER {
                     self.input.shrink_to_fit();
                 }
                 if done {
-                    State::Ready {
+                    ConnState::Ready {
                         head,
                         received: now,
                         unread_body: false,
                     }
                 } else {
-                    State::Body { head, body }
+                    ConnState::Body { head, body }
                 }
             }
         }
     }
 
     /// A response is over and reported: go on to the next request, or close.
-    fn finish(&mut self, keep: bool, consumed: usize, now: Instant) -> State {
+    fn finish(&mut self, keep: bool, consumed: usize, now: Instant) -> ConnState {
         self.answered += 1;
         self.output.release();
         if !keep {
-            return State::Closing;
+            return ConnState::Closing;
         }
         // The head answered travelled with its own bytes (see `Pending`), so they are there.
         self.input.drain(..consumed);
         if self.input.is_empty() {
             super::release(&mut self.input);
             self.deadline = now + self.settings.idle_timeout;
-            State::Idle
+            ConnState::Idle
         } else {
             // A pipelined request: its deadline starts now, and stays.
             self.deadline = now + self.settings.request_timeout;
             self.started = now;
             self.received = self.input.len();
-            State::Head(HeadScanner::default())
+            ConnState::Head(HeadScanner::default())
         }
     }
 
@@ -379,10 +385,10 @@ impl Conn {
     /// could outgrow its limit.
     pub fn read_room(&self) -> usize {
         match self.state {
-            State::Idle | State::Head(_) => {
+            ConnState::Idle | ConnState::Head(_) => {
                 (self.settings.limits.head + 1).saturating_sub(self.input.len())
             }
-            State::Body { .. } => usize::MAX,
+            ConnState::Body { .. } => usize::MAX,
             _ => 0,
         }
     }
@@ -393,26 +399,26 @@ impl Conn {
             return;
         }
         self.received = self.received.saturating_add(bytes.len());
-        self.state = match mem::replace(&mut self.state, State::Closing) {
-            State::Idle => {
+        self.state = match mem::replace(&mut self.state, ConnState::Closing) {
+            ConnState::Idle => {
                 // The request's deadline starts with its first byte, and stays.
                 self.deadline = now + self.settings.request_timeout;
                 self.started = now;
                 self.received = bytes.len();
                 self.input.extend_from_slice(bytes);
-                State::Head(HeadScanner::default())
+                ConnState::Head(HeadScanner::default())
             }
-            State::Body { head, mut body } => match body.feed(bytes) {
-                Err(rejection) => State::Refused(rejection, now),
+            ConnState::Body { head, mut body } => match body.feed(bytes) {
+                Err(rejection) => ConnState::Refused(rejection, now),
                 Ok((taken, true)) => {
                     self.input.extend_from_slice(&bytes[taken..]);
-                    State::Ready {
+                    ConnState::Ready {
                         head,
                         received: now,
                         unread_body: false,
                     }
                 }
-                Ok(_) => State::Body { head, body },
+                Ok(_) => ConnState::Body { head, body },
             },
             state => {
                 self.input.extend_from_slice(bytes);
@@ -430,7 +436,7 @@ impl Conn {
     /// connection closes after this response.
     pub fn respond(&mut self, pending: Pending, response: Response, now: Instant, draining: bool) {
         debug_assert!(
-            matches!(self.state, State::Answering),
+            matches!(self.state, ConnState::Answering),
             "a Pending of another connection"
         );
         let Pending {
@@ -455,7 +461,7 @@ impl Conn {
     /// Answers a refusal; the connection closes after it.
     pub fn refuse(&mut self, refusal: Refusal, response: Response, now: Instant) {
         debug_assert!(
-            matches!(self.state, State::Answering),
+            matches!(self.state, ConnState::Answering),
             "a Refusal of another connection"
         );
         // Whatever follows the refused bytes (the rest of a large head or body) is not read.
@@ -477,7 +483,7 @@ impl Conn {
         now: Instant,
     ) {
         let outgoing = Outgoing::start(response, terms, &mut self.output);
-        self.state = State::Sending(Sending {
+        self.state = ConnState::Sending(Sending {
             head,
             received,
             outgoing,
@@ -496,7 +502,7 @@ impl Conn {
     /// reading); `None` when none is.
     pub fn exchange(&self, now: Instant) -> Option<Exchange<'_>> {
         match &self.state {
-            State::Sending(sending) => Some(sending.exchange(&self.input, self.peer, now)),
+            ConnState::Sending(sending) => Some(sending.exchange(&self.input, self.peer, now)),
             _ => None,
         }
     }
@@ -507,7 +513,7 @@ impl Conn {
     /// works alike).
     pub fn deadline(&self) -> (Instant, Expiry) {
         match self.state {
-            State::Head(_) | State::Body { .. } => {
+            ConnState::Head(_) | ConnState::Body { .. } => {
                 let rate = u64::from(self.settings.min_rate);
                 let at = match rate {
                     0 => self.deadline,
@@ -520,7 +526,7 @@ impl Conn {
                 };
                 (at, Expiry::Request)
             }
-            State::Sending(_) => (self.deadline, Expiry::Write),
+            ConnState::Sending(_) => (self.deadline, Expiry::Write),
             _ => (self.deadline, Expiry::Idle),
         }
     }
@@ -530,7 +536,7 @@ impl Conn {
     /// within its grace. `None` when nothing is under way, no minimum is set, or it keeps up.
     pub fn behind(&self, now: Instant) -> Option<Duration> {
         let rate = u64::from(self.settings.min_rate);
-        if rate == 0 || !matches!(self.state, State::Head(_) | State::Body { .. }) {
+        if rate == 0 || !matches!(self.state, ConnState::Head(_) | ConnState::Body { .. }) {
             return None;
         }
         let kept_up = Duration::from_millis((self.received as u64).saturating_mul(1000) / rate);
@@ -546,26 +552,26 @@ impl Conn {
     /// connection (RFC 9112 §9.6). Not once the client has ended its side.
     pub fn closes_with_input_unread(&self) -> bool {
         !self.peer_done
-            && (self.unread || matches!(self.state, State::Head(_) | State::Body { .. }))
+            && (self.unread || matches!(self.state, ConnState::Head(_) | ConnState::Body { .. }))
     }
 
     /// Whether nothing is under way: the connection waits for a request (kept alive, or new).
     pub fn awaits_request(&self) -> bool {
-        matches!(self.state, State::Idle)
+        matches!(self.state, ConnState::Idle)
     }
 
     /// Whether the connection is kept alive between requests: it answered one and nothing is
     /// under way, so it may be closed to make room (RFC 9112 §9.6). A new connection that has
     /// not sent a request yet is not: its request may be on its way.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Idle) && self.answered > 0
+        matches!(self.state, ConnState::Idle) && self.answered > 0
     }
 
     /// Whether the client has sent nothing at all since the connection opened: at the
     /// connection cap such a client gives way after the idle ones, oldest first, so that
     /// connections that never speak cannot hold the cap.
     pub fn is_silent(&self) -> bool {
-        matches!(self.state, State::Idle) && self.answered == 0 && !self.peer_done
+        matches!(self.state, ConnState::Idle) && self.answered == 0 && !self.peer_done
     }
 
     pub fn opened(&self) -> Instant {
@@ -575,8 +581,8 @@ impl Conn {
     /// Heap bytes held for this connection's buffers (not counting a [`Pending`] that is out).
     pub fn buffered(&self) -> usize {
         let head = match &self.state {
-            State::Body { head, .. } | State::Ready { head, .. } => head.heap(),
-            State::Sending(sending) => sending.head.as_ref().map_or(0, Head::heap),
+            ConnState::Body { head, .. } | ConnState::Ready { head, .. } => head.heap(),
+            ConnState::Sending(sending) => sending.head.as_ref().map_or(0, Head::heap),
             _ => 0,
         };
         self.input.capacity() + self.output.capacity() + head

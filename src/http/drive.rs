@@ -24,18 +24,27 @@ pub trait Transport {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize>;
 }
 
+/// How a request is answered: now, or later, with what the connection waits for.
+// Most answers are `Now`, moved once from the application into the connection: boxing the
+// response to even the variants out would cost every answer an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Answer<W> {
+    Now(Response),
+    Later(W),
+}
+
 /// What answers a connection's requests.
 pub trait Application {
-    /// Why a request was held back to be answered elsewhere.
-    type Hold;
+    /// What a request answered later waits for.
+    type Wait;
 
     fn now(&self) -> Instant;
 
     /// The server is shutting down: connections close after their response.
     fn draining(&self) -> bool;
 
-    /// The response to `request`, or why it is held back.
-    fn answer(&mut self, request: &Request<'_>) -> Result<Response, Self::Hold>;
+    /// The response to `request`, or what its response waits for.
+    fn answer(&mut self, request: &Request<'_>) -> Answer<Self::Wait>;
 
     /// The response to bytes refused before they made a request.
     fn reject(&mut self, rejection: Rejection) -> Response;
@@ -62,15 +71,15 @@ impl Budget {
 }
 
 /// Why [`drive`] returned.
-pub enum Stop<H> {
+pub enum Stop<W> {
     /// Nothing to do until the transport is ready again (or, had a request been held back,
     /// until its response is given).
     Park,
     /// The budget is spent with more to do, or input that may be there already: drive it
     /// again after the others have had their turn.
     Yield,
-    /// The application held this request back; its connection waits for the response.
-    Held(Pending, H),
+    /// The application answers this request later; its connection waits for what `W` says.
+    Held(Pending, W),
     /// The connection is over: close it.
     Close,
 }
@@ -81,7 +90,7 @@ pub fn drive<T: Transport, A: Application>(
     transport: &mut T,
     app: &mut A,
     budget: Budget,
-) -> Stop<A::Hold> {
+) -> Stop<A::Wait> {
     let mut left = budget;
     loop {
         let now = app.now();
@@ -144,18 +153,18 @@ pub fn resume<T: Transport, A: Application>(
     transport: &mut T,
     app: &mut A,
     budget: Budget,
-) -> Stop<A::Hold> {
+) -> Stop<A::Wait> {
     answer(conn, pending, app).unwrap_or_else(|| drive(conn, transport, app, budget))
 }
 
-/// Answers `pending` through the application; the stop if it held the request back.
-fn answer<A: Application>(conn: &mut Conn, pending: Pending, app: &mut A) -> Option<Stop<A::Hold>> {
+/// Answers `pending` through the application; the stop if it answers later.
+fn answer<A: Application>(conn: &mut Conn, pending: Pending, app: &mut A) -> Option<Stop<A::Wait>> {
     match app.answer(&pending.request()) {
-        Ok(response) => {
+        Answer::Now(response) => {
             conn.respond(pending, response, app.now(), app.draining());
             None
         }
-        Err(hold) => Some(Stop::Held(pending, hold)),
+        Answer::Later(wait) => Some(Stop::Held(pending, wait)),
     }
 }
 

@@ -2,8 +2,8 @@
 //! framing and the sending half in `response`), the one loop that drives it ([`drive`]), and
 //! the server around that loop: event-loop workers that own their connections and answer what
 //! needs nothing outside the process at once, a [`Reply`] for answers that come later from
-//! another thread, and a bounded pool of threads for handlers that block
-//! ([`Answer::Blocking`]). Configured from the environment (`settings`). It knows nothing of
+//! another thread, and a bounded pool of threads for handlers that block ([`Wait::Pool`],
+//! [`Wait::Stream`]). Configured from the environment (`settings`). It knows nothing of
 //! the routes; the application plugs in through [`Handler`].
 
 mod blocking;
@@ -22,6 +22,7 @@ mod status;
 mod timers;
 mod worker;
 
+pub use drive::Answer;
 pub use request::{Limits, Request, Version};
 pub use response::{Body, BodySource, Response};
 pub use server::{Server, ServerConfig, ShutdownHandle};
@@ -50,10 +51,9 @@ fn release(buffer: &mut Vec<u8>) {
 /// What the application does with requests.
 pub trait Handler: Send + Sync + 'static {
     /// Answers one complete request, on the event loop that read it: it must not wait for
-    /// anything outside the process. What must wait goes elsewhere, through `context`'s
-    /// [`Reply`] ([`Answer::Later`]) or to a blocking thread ([`Answer::Blocking`]). Panics are
+    /// anything outside the process. What must wait is answered later ([`Wait`]). Panics are
     /// caught and answered with `reject(Internal)`.
-    fn handle(&self, request: &Request<'_>, context: &Context<'_>) -> Answer;
+    fn handle(&self, request: &Request<'_>, context: &Context<'_>) -> Answer<Wait>;
 
     /// Renders a request the HTTP layer refused before it reached a route.
     fn reject(&self, rejection: Rejection) -> Response;
@@ -63,20 +63,23 @@ pub trait Handler: Send + Sync + 'static {
     fn completed(&self, exchange: &Exchange<'_>);
 }
 
-/// How a handler answers a request.
-pub enum Answer {
-    Now(Response),
-    /// The [`Reply`] taken from the request's [`Context`] brings the response. The connection
-    /// waits without a thread; dropping the `Reply` unsent answers 500.
-    Later,
-    /// Run this on one of the server's blocking threads, which then sends the response too
-    /// (it may stream from a store). The handler bounds how many it hands out: no more than
-    /// the server's `blocking_threads` run at once, and the rest wait for a thread.
-    Blocking(Job),
+/// What a request answered later waits for. Whichever it is, the connection waits without a
+/// thread of its own until its response is given, and no other request of it is read.
+pub enum Wait {
+    /// The [`Reply`] taken from the request's [`Context`]. Dropping it unsent answers 500.
+    Reply,
+    /// `Job`, run on one of the server's blocking threads; its response comes back as a
+    /// `Reply` would bring it. The handler bounds how many it hands out: no more than the
+    /// server's `blocking_threads` run at once, and the rest wait for a thread.
+    Pool(Job),
+    /// `Job` run on a blocking thread as for `Pool`, for a response whose body is streamed from
+    /// something that blocks (a listing read from the store as the client takes it): that
+    /// thread sends it, waiting on the socket, and the connection is lent to it meanwhile.
+    Stream(Job),
 }
 
-/// A handler's work that may block, run with the request on a blocking thread.
-pub type Job = Box<dyn FnOnce(&Request<'_>) -> Response + Send>;
+/// A handler's work that may block, run on a blocking thread.
+pub type Job = Box<dyn FnOnce() -> Response + Send>;
 
 /// Requests refused by the HTTP layer itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,8 +116,6 @@ pub struct Exchange<'a> {
     pub elapsed: Duration,
     pub bytes: u64,
     pub peer: SocketAddr,
-    /// The response's [`Response::tag`]; `None` for a refusal.
-    pub tag: Option<u8>,
     /// The request's `X-Amzn-Trace-Id` as the client sent it (the load balancer adds one to
     /// every request), for the access line to carry once checked.
     pub trace_id: Option<&'a [u8]>,

@@ -1,28 +1,33 @@
 //! A queue of tasks and the threads that take them: started when a task finds none idle, up to
-//! a bound, and then kept until the pool is closed. It knows nothing of what the tasks are.
+//! a bound, and ended after a while without a task (a burst's threads do not stay for good),
+//! or when the pool is closed. It knows nothing of what the tasks are.
 
+use crate::sync;
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
-pub(super) struct Pool<T> {
-    state: Mutex<State<T>>,
+pub(super) struct ThreadPool<T> {
+    state: Mutex<Queue<T>>,
     ready: Condvar,
     max_threads: usize,
+    /// How long a thread waits for a task before it ends.
+    idle_for: Duration,
 }
 
-struct State<T> {
+struct Queue<T> {
     tasks: VecDeque<T>,
     closed: bool,
     threads: usize,
     idle: usize,
 }
 
-impl<T> Pool<T> {
-    pub fn new(max_threads: usize) -> Pool<T> {
-        Pool {
-            state: Mutex::new(State {
+impl<T> ThreadPool<T> {
+    pub fn new(max_threads: usize, idle_for: Duration) -> ThreadPool<T> {
+        ThreadPool {
+            state: Mutex::new(Queue {
                 tasks: VecDeque::new(),
                 closed: false,
                 threads: 0,
@@ -30,15 +35,16 @@ impl<T> Pool<T> {
             }),
             ready: Condvar::new(),
             max_threads,
+            idle_for,
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, Queue<T>> {
+        sync::lock(&self.state)
     }
 
     /// Queues `task`. When no thread is idle and the bound allows one more, `start` is called to
-    /// start a thread that calls [`Pool::serve`]. If it fails and no thread is left to take the
+    /// start a thread that calls [`ThreadPool::serve`]. If it fails and no thread is left to take the
     /// queue, the queued tasks come back, for the caller to dispose of.
     pub fn submit(&self, task: T, start: impl FnOnce() -> io::Result<()>) -> Vec<T> {
         let start_one = {
@@ -76,6 +82,8 @@ impl<T> Pool<T> {
         }
     }
 
+    /// The next task; `None` when the thread is to end: the pool is closed, or no task came
+    /// for `idle_for` (the thread is then no longer counted, so a later task starts another).
     fn next(&self) -> Option<T> {
         let mut state = self.state();
         loop {
@@ -86,11 +94,13 @@ impl<T> Pool<T> {
                 return None;
             }
             state.idle += 1;
-            state = self
-                .ready
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            let (next, waited) = sync::wait_timeout(&self.ready, state, self.idle_for);
+            state = next;
             state.idle -= 1;
+            if waited.timed_out() && state.tasks.is_empty() {
+                state.threads -= 1;
+                return None;
+            }
         }
     }
 }
@@ -101,11 +111,10 @@ mod tests {
     use std::sync::mpsc;
     use std::sync::Arc;
     use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn threads_start_up_to_the_bound_and_every_task_runs() {
-        let pool = Arc::new(Pool::new(2));
+        let pool = Arc::new(ThreadPool::new(2, Duration::from_secs(60)));
         let (done, results) = mpsc::channel();
         let started = Arc::new(Mutex::new(0));
         for n in 0..20 {
@@ -132,9 +141,37 @@ mod tests {
 
     #[test]
     fn tasks_no_thread_can_take_come_back() {
-        let pool = Pool::new(2);
+        let pool = ThreadPool::new(2, Duration::from_secs(60));
         let failed = || Err(io::Error::other("no threads today"));
         assert_eq!(pool.submit(1, failed), [1]);
         assert_eq!(pool.submit(2, failed), [2]);
+    }
+
+    #[test]
+    fn a_thread_without_work_ends_and_the_next_task_starts_another() {
+        let pool = Arc::new(ThreadPool::new(1, Duration::from_millis(50)));
+        let (done, results) = mpsc::channel();
+        let run = |n: i32| {
+            let (pool2, done) = (Arc::clone(&pool), done.clone());
+            pool.submit(n, move || {
+                thread::spawn(move || pool2.serve(|n| done.send(n).unwrap()));
+                Ok(())
+            })
+        };
+        assert!(run(1).is_empty());
+        assert_eq!(results.recv_timeout(Duration::from_secs(10)), Ok(1));
+        // The one thread ends once it has waited its while for more.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pool.state().threads > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle thread never ended"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        // A task after that starts a new one, and runs.
+        assert!(run(2).is_empty());
+        assert_eq!(results.recv_timeout(Duration::from_secs(10)), Ok(2));
+        pool.close();
     }
 }

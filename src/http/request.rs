@@ -375,25 +375,10 @@ fn valid_authority(value: &[u8]) -> bool {
     })
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+/// A token character (RFC 9110 §5.6.2): what methods, field names and chunk extensions are
+/// made of.
+pub(super) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Reads the fields that decide framing, refusing what RFC 9112 tells a server to refuse.

@@ -40,23 +40,11 @@ pub struct Response {
     pub body: Body,
     /// Close the connection after this response.
     pub close: bool,
-    /// The application's word for what was answered (e.g. its route), handed back in the
-    /// [`super::Exchange`] when the response is over.
-    pub tag: Option<u8>,
 }
 
 impl Response {
     pub fn new(status: Status, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
-        Response {
-            status,
-            content_type,
-            constant_headers: [("", ""); CONSTANT_HEADERS],
-            constant_count: 0,
-            headers: Vec::new(),
-            body: Body::Full(body.into()),
-            close: false,
-            tag: None,
-        }
+        Response::with_body(status, content_type, Body::Full(body.into()))
     }
 
     pub fn stream(
@@ -64,21 +52,19 @@ impl Response {
         content_type: &'static str,
         body: Box<dyn BodySource>,
     ) -> Response {
+        Response::with_body(status, content_type, Body::Stream(body))
+    }
+
+    fn with_body(status: Status, content_type: &'static str, body: Body) -> Response {
         Response {
             status,
             content_type,
             constant_headers: [("", ""); CONSTANT_HEADERS],
             constant_count: 0,
             headers: Vec::new(),
-            body: Body::Stream(body),
+            body,
             close: false,
-            tag: None,
         }
-    }
-
-    pub fn with_tag(mut self, tag: u8) -> Response {
-        self.tag = Some(tag);
-        self
     }
 
     pub fn with_header(
@@ -94,6 +80,13 @@ impl Response {
             value => self.headers.push((name, value)),
         }
         self
+    }
+
+    /// The value of a header added to this response (not one written as it is sent).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.extra_headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
     }
 
     /// Every header added, in the order added among those of each kind.
@@ -171,7 +164,6 @@ const CHUNK_SIZE_SLOT: &[u8] = b"00000000\r\n";
 /// A response being sent.
 pub struct Outgoing {
     status: Status,
-    tag: Option<u8>,
     /// The rest of a streamed body; `None` once it is over.
     source: Option<Box<dyn BodySource>>,
     chunked: bool,
@@ -213,7 +205,6 @@ impl Outgoing {
         };
         Outgoing {
             status: response.status,
-            tag: response.tag,
             source,
             chunked: delimit == Delimit::Chunked,
             body_bytes,
@@ -251,10 +242,6 @@ impl Outgoing {
 
     pub fn status(&self) -> Status {
         self.status
-    }
-
-    pub fn tag(&self) -> Option<u8> {
-        self.tag
     }
 
     /// Body bytes produced so far.
@@ -394,6 +381,30 @@ fn push_date(out: &mut Vec<u8>) {
     })
 }
 
+/// A body for tests, given in advance piece by piece.
+#[cfg(test)]
+pub(crate) mod pieces {
+    use std::io;
+
+    use super::BodySource;
+
+    /// Pieces of a streamed body; an `Err` piece fails the stream.
+    pub struct Pieces(pub Vec<Result<&'static str, ()>>);
+
+    impl BodySource for Pieces {
+        fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+            if self.0.is_empty() {
+                return Ok(false);
+            }
+            match self.0.remove(0) {
+                Ok(piece) => out.extend_from_slice(piece.as_bytes()),
+                Err(()) => return Err(io::Error::other("broken")),
+            }
+            Ok(!self.0.is_empty())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,18 +431,7 @@ mod tests {
         assert_eq!(date.len(), "Date: Sun, 06 Nov 1994 08:49:37 GMT".len());
     }
 
-    /// Pieces of a streamed body; an `Err` piece fails the stream.
-    struct Pieces(Vec<Result<&'static str, ()>>);
-
-    impl BodySource for Pieces {
-        fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
-            match self.0.remove(0) {
-                Ok(piece) => out.extend_from_slice(piece.as_bytes()),
-                Err(()) => return Err(io::Error::other("broken")),
-            }
-            Ok(!self.0.is_empty())
-        }
-    }
+    use super::pieces::Pieces;
 
     const KEEP_11: Terms = Terms {
         keep_alive: true,

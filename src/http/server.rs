@@ -25,15 +25,22 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use super::conn::{Conn, Settings};
-use super::pool::Pool;
-use super::shared::{prerender, Entry, Inbox, Message, Shared, Stats};
+use super::pool::ThreadPool;
+use super::shared::{prerender, Connection, Inbox, Message, ServerState, Stats};
 use super::worker;
 use super::{Handler, Rejection};
 
 /// How often the acceptor looks at the shutdown flag and the drain while no client connects.
 const TICK: Duration = Duration::from_millis(100);
+/// New connections the kernel may hold before they are accepted: std listens with 128, and a
+/// burst of new connections deserves more, or the kernel drops SYNs and clients wait a full
+/// second to retry (capped by net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
 /// Connections accepted in one go before the acceptor looks at the shutdown flag again.
 const ACCEPT_BATCH: usize = 256;
+/// How long a blocking thread waits for another job before it ends: a steady stream of
+/// listings keeps its threads, and a burst's threads (and their stacks) do not stay for good.
+const BLOCKING_THREAD_IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -73,10 +80,8 @@ pub struct Server {
 impl Server {
     pub fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
-        // std listens with a backlog of 128; a burst of new connections deserves more, or the
-        // kernel drops SYNs and clients wait a full second to retry. Calling listen(2) again
-        // on a listening socket only changes the backlog (capped by net.core.somaxconn).
-        rustix::net::listen(&listener, 4096)?;
+        // Calling listen(2) again on a listening socket only changes the backlog.
+        rustix::net::listen(&listener, LISTEN_BACKLOG)?;
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener,
@@ -105,7 +110,7 @@ impl Server {
         let inboxes = (0..self.config.workers.max(1))
             .map(|_| Inbox::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             settings: Arc::new(self.config.connection.clone()),
             drain_idle_grace: self.config.drain_idle_grace,
             refusal: prerender(handler.reject(Rejection::Overloaded)),
@@ -114,7 +119,7 @@ impl Server {
             stopping: self.stopping,
             done: AtomicBool::new(false),
             inboxes,
-            blocking: Pool::new(self.config.blocking_threads),
+            blocking: ThreadPool::new(self.config.blocking_threads, BLOCKING_THREAD_IDLE),
             handler,
         });
         let mut threads = Vec::new();
@@ -155,7 +160,7 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 /// The thread that takes new connections and deals them out to the workers, then drives the
 /// shutdown.
 struct Acceptor<'a> {
-    shared: &'a Shared,
+    shared: &'a ServerState,
     /// `None` once shutdown has begun.
     listener: Option<TcpListener>,
     max_connections: u64,
@@ -232,7 +237,7 @@ impl Acceptor<'_> {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let entry = Entry {
+        let entry = Connection {
             stream,
             conn: Conn::new(Arc::clone(&self.shared.settings), peer, Instant::now()),
         };

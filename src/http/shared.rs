@@ -8,17 +8,18 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::Level;
 use rustix::event::{eventfd, EventfdFlags};
 
 use super::conn::{Conn, Pending, Settings};
-use super::pool::Pool;
+use super::pool::ThreadPool;
 use super::response::{self, Delimit, Response};
-use super::{Exchange, Handler, Job, Status};
+use super::{Exchange, Handler, Job, Reply, Status};
 use crate::logging::Repeated;
+use crate::sync;
 
 /// Live numbers about connections, shared with whoever renders metrics.
 #[derive(Debug, Default)]
@@ -52,13 +53,13 @@ pub(super) fn prerender(response: Response) -> Prerendered {
 }
 
 /// A connection: its socket and its state.
-pub(super) struct Entry {
+pub(super) struct Connection {
     pub stream: TcpStream,
     pub conn: Conn,
 }
 
 /// What every thread of the server shares.
-pub(super) struct Shared {
+pub(super) struct ServerState {
     pub settings: Arc<Settings>,
     /// How long idle connections stay open once the drain begins, answering what arrives.
     pub drain_idle_grace: Duration,
@@ -71,18 +72,18 @@ pub(super) struct Shared {
     pub done: AtomicBool,
     /// One per worker, by worker index.
     pub inboxes: Vec<Arc<Inbox>>,
-    pub blocking: Pool<Task>,
+    pub blocking: ThreadPool<Work>,
     pub handler: Arc<dyn Handler>,
 }
 
-impl Shared {
+impl ServerState {
     pub fn draining(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
 
     /// Closes a connection, recording the response it was sending, if any, as abandoned.
     /// Closing the socket also takes it out of its worker's epoll.
-    pub fn close(&self, entry: Entry) {
+    pub fn close(&self, entry: Connection) {
         if let Some(exchange) = entry.conn.exchange(Instant::now()) {
             self.handler.completed(&exchange);
         }
@@ -91,7 +92,7 @@ impl Shared {
     }
 
     /// A best-effort answer that never blocks; the caller closes the connection.
-    pub fn reply(&self, entry: &Entry, reply: &Prerendered) {
+    pub fn reply(&self, entry: &Connection, reply: &Prerendered) {
         let written = (&entry.stream).write(&reply.bytes).unwrap_or(0);
         self.handler.completed(&Exchange {
             method: "-",
@@ -100,7 +101,6 @@ impl Shared {
             elapsed: Duration::ZERO,
             bytes: written as u64,
             peer: entry.conn.peer(),
-            tag: None,
             trace_id: None,
         });
     }
@@ -124,10 +124,10 @@ impl Shared {
 pub(super) enum Message {
     /// A connection to own: new from the acceptor, or back from a blocking thread (with the
     /// pipelined request it found after its response, if any).
-    Adopt(Entry, Option<Pending>),
+    Adopt(Connection, Option<Pending>),
     /// A new connection over the cap: close a connection that can give way to make room for
     /// it, or pass it on to the next worker (this many more may be asked), or refuse it.
-    MakeRoom(Entry, usize),
+    MakeRoom(Connection, usize),
     /// The response for the connection under this key, `None` if its
     /// [`Reply`](super::worker::Reply) was dropped unsent.
     Done(u64, Option<Response>),
@@ -149,7 +149,7 @@ impl Inbox {
     }
 
     pub fn messages(&self) -> MutexGuard<'_, Vec<Message>> {
-        self.messages.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.messages)
     }
 
     /// Only the first message after the worker emptied its inbox wakes it: one wake carries
@@ -170,11 +170,20 @@ impl Inbox {
     }
 }
 
+/// What a blocking thread is given to do.
+pub(super) enum Work {
+    /// Run the job; its response goes back through the reply, to the worker that owns the
+    /// connection, which sends it.
+    Answer(Job, Reply),
+    /// Run the job and send its (streamed) response on the lent connection.
+    Stream(Box<Task>),
+}
+
 /// A connection lent with the job that answers its request.
 pub(super) struct Task {
     /// The worker that owns the connection and takes it back.
     pub owner: usize,
-    pub entry: Entry,
+    pub entry: Connection,
     /// The request the job answers.
     pub pending: Pending,
     pub job: Job,

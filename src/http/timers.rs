@@ -1,9 +1,11 @@
 //! A timer wheel for connection deadlines, so that a sweep costs what is due rather than what is
 //! open. Time is cut into ticks of one sweep interval; a key is filed under the tick its
 //! deadline falls in (the last slot of the wheel if it is further away, to be filed again when
-//! that comes). Filing is cheap and entries are never removed: the owner remembers the tick
-//! under which each key is filed and ignores entries under any other. A pure value: every
-//! instant is passed in.
+//! that comes). Filing is cheap and entries are not removed one by one: the owner remembers the
+//! tick under which each key is filed and ignores entries under any other, and has the wheel
+//! drop the stale ones ([`Timers::retain`]) once they outnumber the live ones, so that its
+//! memory follows the connections open, not those opened. A pure value: every instant is
+//! passed in.
 
 use std::mem;
 use std::time::{Duration, Instant};
@@ -14,6 +16,8 @@ pub struct Timers {
     tick: Duration,
     /// The first tick not yet returned by [`Timers::due`].
     next: u64,
+    /// Entries filed and not yet returned or dropped.
+    filed: usize,
 }
 
 impl Timers {
@@ -24,7 +28,25 @@ impl Timers {
             epoch,
             tick,
             next: 0,
+            filed: 0,
         }
+    }
+
+    /// Entries filed and not yet returned or dropped, stale ones included.
+    pub fn len(&self) -> usize {
+        self.filed
+    }
+
+    /// Keeps only the entries `live` says are still wanted, and gives back what the slots
+    /// hold beyond their need.
+    pub fn retain(&mut self, mut live: impl FnMut(u64, u64) -> bool) {
+        for slot in &mut self.slots {
+            slot.retain(|(key, tick)| live(*key, *tick));
+            if slot.capacity() > 2 * slot.len() {
+                slot.shrink_to_fit();
+            }
+        }
+        self.filed = self.slots.iter().map(Vec::len).sum();
     }
 
     /// The tick `at` falls in, as it would be filed now.
@@ -39,6 +61,7 @@ impl Timers {
         let tick = self.tick_of(at);
         let slot = (tick % self.slots.len() as u64) as usize;
         self.slots[slot].push((key, tick));
+        self.filed += 1;
         tick
     }
 
@@ -52,6 +75,7 @@ impl Timers {
         // Past a whole turn, every slot is due once.
         for tick in self.next..=last.min(self.next + self.slots.len() as u64 - 1) {
             let slot = (tick % self.slots.len() as u64) as usize;
+            self.filed -= self.slots[slot].len();
             out.append(&mut mem::take(&mut self.slots[slot]));
         }
         self.next = last + 1;
@@ -108,5 +132,23 @@ mod tests {
         keys.sort();
         assert_eq!(keys, [0, 1, 2, 3]);
         assert!(due(&mut t, epoch + Duration::from_secs(61)).is_empty());
+    }
+
+    #[test]
+    fn stale_entries_are_dropped_and_the_live_ones_still_come_due() {
+        let epoch = Instant::now();
+        let mut t = Timers::new(epoch, TICK, 8);
+        for key in 0..100 {
+            t.schedule(key, epoch + Duration::from_millis(300));
+        }
+        assert_eq!(t.len(), 100);
+        t.retain(|key, _| key % 10 == 0);
+        assert_eq!(t.len(), 10);
+        let keys: Vec<u64> = due(&mut t, epoch + Duration::from_millis(300))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, (0..100).step_by(10).collect::<Vec<_>>());
+        assert_eq!(t.len(), 0);
     }
 }

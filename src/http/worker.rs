@@ -29,9 +29,9 @@ use rustix::event::Timespec;
 use super::blocking;
 use super::conn::{Expiry, Pending};
 use super::drive::{self, Application, Budget, Stop, Transport};
-use super::shared::{Entry, Inbox, Message, Shared, Task};
+use super::shared::{Connection, Inbox, Message, ServerState, Task, Work};
 use super::timers::Timers;
-use super::{Answer, Exchange, Job, Rejection, Request, Response};
+use super::{Answer, Exchange, Rejection, Request, Response, Wait};
 
 /// The inbox's epoll key; connections count up from 1.
 const INBOX_KEY: u64 = 0;
@@ -52,6 +52,11 @@ const PER_WAKE: Budget = Budget {
     requests: 16,
     bytes: 64 * 1024,
 };
+/// Stale timer entries a worker lets stand before it drops them (see `compact_timers`).
+const TIMERS_SLACK: usize = 4096;
+/// How many connections a worker looks at with a `peek` when it makes room, before it gives up
+/// on its own kind (each `peek` is a system call; a few found busy means most are).
+const PEEK_TRIES: usize = 4;
 /// How long a connection closed with input unread keeps reading it, and how much it reads,
 /// before it is closed anyway.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -106,7 +111,7 @@ impl Context<'_> {
 
 /// A connection the worker owns.
 struct Slot {
-    entry: Entry,
+    entry: Connection,
     phase: Phase,
     /// The client has ended its side: its end of input is in the socket, and since no edge
     /// will come for it again, reads go on until they find it.
@@ -150,7 +155,7 @@ impl Reclaim {
 
 struct Worker<'a> {
     id: usize,
-    shared: &'a Arc<Shared>,
+    shared: &'a Arc<ServerState>,
     epoll: OwnedFd,
     inbox: Arc<Inbox>,
     table: HashMap<u64, Slot>,
@@ -167,7 +172,7 @@ struct Worker<'a> {
 }
 
 /// Runs worker `id` until the server is done.
-pub(super) fn run(shared: &Arc<Shared>, id: usize) {
+pub(super) fn run(shared: &Arc<ServerState>, id: usize) {
     let mut worker = match Worker::new(shared, id) {
         Ok(worker) => worker,
         Err(e) => {
@@ -179,7 +184,7 @@ pub(super) fn run(shared: &Arc<Shared>, id: usize) {
 }
 
 impl<'a> Worker<'a> {
-    fn new(shared: &'a Arc<Shared>, id: usize) -> std::io::Result<Worker<'a>> {
+    fn new(shared: &'a Arc<ServerState>, id: usize) -> std::io::Result<Worker<'a>> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let inbox = Arc::clone(&shared.inboxes[id]);
         // Level-triggered: the worker reads the eventfd back to zero when it wakes.
@@ -282,7 +287,7 @@ impl<'a> Worker<'a> {
         self.spare = messages;
     }
 
-    fn adopt(&mut self, entry: Entry, pending: Option<Pending>) {
+    fn adopt(&mut self, entry: Connection, pending: Option<Pending>) {
         let Some(key) = self.register(entry) else {
             return;
         };
@@ -292,7 +297,7 @@ impl<'a> Worker<'a> {
 
     /// Puts a connection in this worker's epoll and table, driven by its deadline; `None` if
     /// epoll would not take it (it is closed).
-    fn register(&mut self, entry: Entry) -> Option<u64> {
+    fn register(&mut self, entry: Connection) -> Option<u64> {
         let key = self.next_key;
         self.next_key += 1;
         if epoll::add(
@@ -307,6 +312,7 @@ impl<'a> Worker<'a> {
             return None;
         }
         let filed = self.timers.schedule(key, entry.conn.deadline().0);
+        self.compact_timers();
         self.table.insert(
             key,
             Slot {
@@ -323,7 +329,7 @@ impl<'a> Worker<'a> {
     /// A new connection over the cap: this worker closes one of its own for it, of the kind
     /// this round asks for, or passes it on; `tries` counts down the asks left, round by round
     /// ([`Reclaim::ORDER`]) around the workers. Past them all it is refused.
-    fn make_room(&mut self, entry: Entry, tries: usize) {
+    fn make_room(&mut self, entry: Connection, tries: usize) {
         let workers = self.shared.inboxes.len();
         let rounds = Reclaim::ORDER.len();
         let round = rounds - 1 - (tries / workers).min(rounds - 1);
@@ -404,7 +410,7 @@ impl<'a> Worker<'a> {
         order: impl Fn(&Slot) -> K,
     ) -> Option<u64> {
         let mut busy = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..PEEK_TRIES {
             let (key, slot) = candidates
                 .clone()
                 .filter(|(key, _)| !busy.contains(*key))
@@ -535,26 +541,7 @@ impl<'a> Worker<'a> {
                     self.ready.push_back(key);
                 }
             }
-            Ok(Stop::Held(pending, Hold::Reply)) => {
-                if let Some(slot) = self.table.get_mut(&key) {
-                    slot.phase = Phase::Waiting(pending);
-                }
-            }
-            Ok(Stop::Held(pending, Hold::Blocking(job))) => {
-                if let Some(slot) = self.table.remove(&key) {
-                    // The blocking thread waits on the socket itself until it gives it back.
-                    let _ = epoll::delete(&self.epoll, &slot.entry.stream);
-                    blocking::submit(
-                        self.shared,
-                        Task {
-                            owner: self.id,
-                            entry: slot.entry,
-                            pending,
-                            job,
-                        },
-                    );
-                }
-            }
+            Ok(Stop::Held(pending, wait)) => self.wait(key, pending, wait),
             Ok(Stop::Close) => self.close(key),
             Err(_) => {
                 log::error!("a connection failed inside the server; it was closed");
@@ -565,6 +552,53 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Drops the wheel's stale entries (for connections closed or lent, or filed again since)
+    /// once they outnumber the live ones: every connection adopted, re-adopted after a blocking
+    /// thread or refiled adds one, and each would otherwise stay until its tick, up to the idle
+    /// timeout later. Amortised: a compaction follows at least as many filings as it keeps.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.table.len() + TIMERS_SLACK {
+            return;
+        }
+        let table = &self.table;
+        self.timers
+            .retain(|key, tick| table.get(&key).is_some_and(|slot| slot.filed == tick));
+    }
+
+    /// `key`'s request is answered later: the connection waits for its [`Reply`], for a job on
+    /// a blocking thread to bring its response the same way, or lent to one that streams it.
+    fn wait(&mut self, key: u64, pending: Pending, wait: Wait) {
+        let job = match wait {
+            Wait::Reply => None,
+            Wait::Pool(job) => Some(job),
+            Wait::Stream(job) => {
+                if let Some(slot) = self.table.remove(&key) {
+                    // The blocking thread waits on the socket itself until it gives it back.
+                    let _ = epoll::delete(&self.epoll, &slot.entry.stream);
+                    let task = Task {
+                        owner: self.id,
+                        entry: slot.entry,
+                        pending,
+                        job,
+                    };
+                    blocking::submit(self.shared, Work::Stream(Box::new(task)));
+                }
+                return;
+            }
+        };
+        if let Some(slot) = self.table.get_mut(&key) {
+            slot.phase = Phase::Waiting(pending);
+        }
+        if let Some(job) = job {
+            let reply = Reply {
+                inbox: Arc::clone(&self.inbox),
+                key,
+                sent: false,
+            };
+            blocking::submit(self.shared, Work::Answer(job, reply));
+        }
+    }
+
     /// Files `key`'s deadline again if it came nearer (a request started on an idle
     /// connection); one that moved away is found so when its old tick comes.
     fn refile(&mut self, key: u64) {
@@ -572,6 +606,7 @@ impl<'a> Worker<'a> {
             let at = slot.entry.conn.deadline().0;
             if self.timers.tick_of(at) < slot.filed {
                 slot.filed = self.timers.schedule(key, at);
+                self.compact_timers();
             }
         }
     }
@@ -636,22 +671,14 @@ impl<'a> Worker<'a> {
     }
 }
 
-/// Why the event loop held a request back.
-enum Hold {
-    /// Its [`Reply`] brings the response.
-    Reply,
-    /// It is answered on a blocking thread.
-    Blocking(Job),
-}
-
 /// The application as an event loop sees it: the handler, with the request's [`Context`].
 struct EventLoop<'a> {
-    shared: &'a Shared,
+    shared: &'a ServerState,
     context: Context<'a>,
 }
 
 impl Application for EventLoop<'_> {
-    type Hold = Hold;
+    type Wait = Wait;
 
     fn now(&self) -> Instant {
         Instant::now()
@@ -661,14 +688,10 @@ impl Application for EventLoop<'_> {
         self.shared.draining()
     }
 
-    fn answer(&mut self, request: &Request<'_>) -> Result<Response, Hold> {
+    fn answer(&mut self, request: &Request<'_>) -> Answer<Wait> {
         let handler = &self.shared.handler;
-        match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request, &self.context))) {
-            Ok(Answer::Now(response)) => Ok(response),
-            Ok(Answer::Later) => Err(Hold::Reply),
-            Ok(Answer::Blocking(job)) => Err(Hold::Blocking(job)),
-            Err(_) => Ok(handler.reject(Rejection::Internal)),
-        }
+        panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request, &self.context)))
+            .unwrap_or_else(|_| Answer::Now(handler.reject(Rejection::Internal)))
     }
 
     fn reject(&mut self, rejection: Rejection) -> Response {

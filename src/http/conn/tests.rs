@@ -3,11 +3,11 @@
 //! through the same loop the server uses ([`drive`]), over a [`Script`].
 
 use std::convert::Infallible;
-use std::io;
 
 use super::*;
-use crate::http::drive::{drive, resume, Application, Budget, Script, Stop};
-use crate::http::{BodySource, Status};
+use crate::http::drive::{drive, resume, Answer, Application, Budget, Script, Stop};
+use crate::http::response::pieces::Pieces;
+use crate::http::Status;
 
 const START: Duration = Duration::ZERO;
 
@@ -52,22 +52,6 @@ struct Seen {
     closed: bool,
 }
 
-/// Pieces of a streamed body; an `Err` piece fails the stream.
-struct Pieces(Vec<Result<&'static str, ()>>);
-
-impl BodySource for Pieces {
-    fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
-        if self.0.is_empty() {
-            return Ok(false);
-        }
-        match self.0.remove(0) {
-            Ok(piece) => out.extend_from_slice(piece.as_bytes()),
-            Err(()) => return Err(io::Error::other("broken")),
-        }
-        Ok(!self.0.is_empty())
-    }
-}
-
 /// Answers every request with its path (or a stream for `/stream`, one that fails midway for
 /// `/broken`) and every refusal with its status, at a fixed time, noting what it saw.
 struct Replies<'a> {
@@ -76,7 +60,7 @@ struct Replies<'a> {
 }
 
 impl Application for Replies<'_> {
-    type Hold = Infallible;
+    type Wait = Infallible;
 
     fn now(&self) -> Instant {
         self.now
@@ -86,9 +70,9 @@ impl Application for Replies<'_> {
         false
     }
 
-    fn answer(&mut self, r: &Request<'_>) -> Result<Response, Infallible> {
+    fn answer(&mut self, r: &Request<'_>) -> Answer<Infallible> {
         self.seen.requests.push(format!("{} {}", r.method, r.path));
-        Ok(match r.path {
+        Answer::Now(match r.path {
             "/stream" => Response::stream(
                 Status::Ok,
                 "text/plain",
@@ -551,7 +535,7 @@ fn a_request_is_handed_out_once_and_the_connection_waits_for_its_answer() {
 struct Holds(Vec<String>);
 
 impl Application for Holds {
-    type Hold = ();
+    type Wait = ();
 
     fn now(&self) -> Instant {
         Instant::now()
@@ -561,9 +545,9 @@ impl Application for Holds {
         false
     }
 
-    fn answer(&mut self, r: &Request<'_>) -> Result<Response, ()> {
+    fn answer(&mut self, r: &Request<'_>) -> Answer<()> {
         self.0.push(r.path.to_owned());
-        Err(())
+        Answer::Later(())
     }
 
     fn reject(&mut self, r: Rejection) -> Response {

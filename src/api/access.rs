@@ -1,32 +1,25 @@
-//! The application as the HTTP layer sees it: the `Handler` over the routes' shared
-//! [`State`], which routes requests, renders refusals and records each exchange.
+//! What is recorded of each exchange once it is over: the route's counters and latency in
+//! [`Metrics`], and the access line.
 
-use crate::http::{Answer, Context, Exchange, Handler, Rejection, Request, Response};
+use super::route::Route;
+use crate::http::{path, Exchange, Status};
 use crate::logging;
-use crate::route::Route;
-use crate::routes::{self, ApiError, State};
+use crate::metrics::Metrics;
 
-impl Handler for State {
-    fn handle(&self, request: &Request<'_>, context: &Context<'_>) -> Answer {
-        routes::dispatch(self, request, context)
-    }
+/// Counts `exchange` under its route and writes its access line.
+pub fn record(metrics: &Metrics, exchange: &Exchange<'_>) {
+    metrics.request(route_of(exchange), exchange.status.code(), exchange.elapsed);
+    access(exchange);
+}
 
-    fn reject(&self, rejection: Rejection) -> Response {
-        if rejection == Rejection::Internal {
-            log::error!("a request handler panicked; answered 500");
-        }
-        ApiError::from(rejection).into_response()
+/// The route an exchange is counted under: the one its path resolves to as the router resolved
+/// it, except a redirect, which no route answered (`Other`, as 404s, `OPTIONS *` and the HTTP
+/// layer's refusals, whose path is `-`).
+fn route_of(exchange: &Exchange<'_>) -> Route {
+    if exchange.status == Status::MovedPermanently {
+        return Route::Other;
     }
-
-    fn completed(&self, exchange: &Exchange<'_>) {
-        let route = exchange.tag.and_then(Route::from_tag);
-        self.metrics.request(
-            route.unwrap_or(Route::Other),
-            exchange.status.code(),
-            exchange.elapsed,
-        );
-        access(exchange);
-    }
+    Route::resolve(&path::clean(exchange.path)).0
 }
 
 /// The access line for one request, at `info`. Its fields go as key-values, so that the JSON
@@ -39,7 +32,6 @@ pub fn access(exchange: &Exchange<'_>) {
         elapsed,
         bytes,
         peer,
-        tag: _,
         trace_id,
     } = *exchange;
     let status = status.code();

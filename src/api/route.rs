@@ -9,7 +9,7 @@ pub enum Route {
     Health,
     Cluster,
     Metrics,
-    /// No route serves the path: 404, redirects and refusals are counted here.
+    /// No route serves the path: 404, redirects, `OPTIONS *` and refusals are counted here.
     Other,
 }
 
@@ -73,15 +73,6 @@ impl Route {
             _ => "GET, HEAD, OPTIONS",
         }
     }
-
-    /// The route as a response's tag, which the HTTP layer hands back with the exchange.
-    pub fn tag(self) -> u8 {
-        self as u8
-    }
-
-    pub fn from_tag(tag: u8) -> Option<Route> {
-        Route::ALL.get(usize::from(tag)).copied()
-    }
 }
 
 #[cfg(test)]
@@ -98,13 +89,5 @@ mod tests {
         assert_eq!(Route::resolve("/health/cluster"), (Route::Cluster, ""));
         assert_eq!(Route::resolve("/counts/").0, Route::Other);
         assert_eq!(Route::Cluster.label(), "/health/cluster");
-    }
-
-    #[test]
-    fn a_tag_names_its_route_again() {
-        for route in Route::ALL {
-            assert_eq!(Route::from_tag(route.tag()), Some(route));
-        }
-        assert_eq!(Route::from_tag(Route::ALL.len() as u8), None);
     }
 }
