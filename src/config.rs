@@ -240,14 +240,14 @@ mod tests {
             StoreSettings::Redis(r) => r.limits,
             StoreSettings::Memory { .. } => panic!("expected redis"),
         };
-        assert_eq!(limits(&[redis]), store::Limits::default());
+        assert_eq!(limits(&[redis]), store::AdmissionLimits::default());
         assert_eq!(
             limits(&[
                 redis,
                 ("NAMES_MAX", "5000"),
                 ("STORE_NEW_NAMES_MAX_MEMORY_PERCENT", "100")
             ]),
-            store::Limits {
+            store::AdmissionLimits {
                 max_memory_percent: 100,
                 max_names: Some(5000),
                 data_limit: None,

@@ -3,7 +3,10 @@
 //! holding one (its request is answered 500 and the panic logged where it happened) leaves
 //! nothing half-written, so the other threads go on with the data instead of panicking in turn.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, WaitTimeoutResult};
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    WaitTimeoutResult,
+};
 use std::time::Duration;
 
 pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -22,4 +25,23 @@ pub fn wait_timeout<'a, T>(
     condvar
         .wait_timeout(guard, timeout)
         .unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn wait_timeout_while<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: Duration,
+    condition: impl FnMut(&mut T) -> bool,
+) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+    condvar
+        .wait_timeout_while(guard, timeout, condition)
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn read<T: ?Sized>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn write<T: ?Sized>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }

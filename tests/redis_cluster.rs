@@ -120,7 +120,7 @@ fn the_store_contract_holds_on_a_cluster() {
     let settings = |max_names| RedisSettings {
         key: "contract".into(),
         timeout: Duration::from_millis(1000),
-        limits: hello::store::Limits {
+        limits: hello::store::AdmissionLimits {
             max_names,
             ..Default::default()
         },

@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::{send_signal, wait_until, Redis, Signal};
 use hello::secret::Secret;
 use hello::store::{
-    Limits, MemoryStore, Order, RedisEndpoint, RedisMode, RedisSettings, RedisStore, ScanRequest,
-    Store, StoreError,
+    AdmissionLimits, MemoryStore, Order, RedisEndpoint, RedisMode, RedisSettings, RedisStore,
+    ScanRequest, Store, StoreError,
 };
 
 /// Plain TCP to 127.0.0.1:`port`, no login.
@@ -73,11 +73,11 @@ fn redis_store_passes_the_store_contract() {
     contract::check(Arc::new(store(&redis)));
 }
 
-/// Limits with at most `max_names` names.
-fn capped(max_names: u64) -> Limits {
-    Limits {
+/// AdmissionLimits with at most `max_names` names.
+fn capped(max_names: u64) -> AdmissionLimits {
+    AdmissionLimits {
         max_names: Some(max_names),
-        ..Limits::default()
+        ..AdmissionLimits::default()
     }
 }
 

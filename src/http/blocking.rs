@@ -20,7 +20,7 @@ use rustix::io::Errno;
 
 use super::conn::{Expiry, Pending};
 use super::drive::{self, Answer, Application, Budget, Stop, Transport};
-use super::shared::{Connection, Message, ServerState, Task, Work};
+use super::shared::{Client, Message, ServerState, Task, Work};
 use super::{Exchange, Job, Rejection, Request, Response};
 
 /// Hands `work` to a blocking thread.
@@ -91,7 +91,7 @@ enum AfterSending {
 
 /// Sends the response under way, waiting on the socket while the client is slow to take it,
 /// until the connection's write deadline.
-fn send(shared: &ServerState, entry: &mut Connection) -> AfterSending {
+fn send(shared: &ServerState, entry: &mut Client) -> AfterSending {
     loop {
         let mut socket = LentSocket(&entry.stream);
         // Alone on this thread: no other connection waits for a turn.

@@ -10,14 +10,14 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub(super) struct ThreadPool<T> {
-    state: Mutex<Queue<T>>,
+    state: Mutex<Tasks<T>>,
     ready: Condvar,
     max_threads: usize,
     /// How long a thread waits for a task before it ends.
     idle_for: Duration,
 }
 
-struct Queue<T> {
+struct Tasks<T> {
     tasks: VecDeque<T>,
     closed: bool,
     threads: usize,
@@ -27,7 +27,7 @@ struct Queue<T> {
 impl<T> ThreadPool<T> {
     pub fn new(max_threads: usize, idle_for: Duration) -> ThreadPool<T> {
         ThreadPool {
-            state: Mutex::new(Queue {
+            state: Mutex::new(Tasks {
                 tasks: VecDeque::new(),
                 closed: false,
                 threads: 0,
@@ -39,7 +39,7 @@ impl<T> ThreadPool<T> {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, Queue<T>> {
+    fn state(&self) -> MutexGuard<'_, Tasks<T>> {
         sync::lock(&self.state)
     }
 

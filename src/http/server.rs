@@ -26,7 +26,7 @@ use rustix::io::Errno;
 
 use super::conn::{Conn, Settings};
 use super::pool::ThreadPool;
-use super::shared::{prerender, Connection, Inbox, Message, ServerState, Stats};
+use super::shared::{prerender, Client, Inbox, Message, ServerState, Stats};
 use super::worker;
 use super::{Handler, Rejection};
 
@@ -237,7 +237,7 @@ impl Acceptor<'_> {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let entry = Connection {
+        let entry = Client {
             stream,
             conn: Conn::new(Arc::clone(&self.shared.settings), peer, Instant::now()),
         };

@@ -53,7 +53,7 @@ pub(super) fn prerender(response: Response) -> Prerendered {
 }
 
 /// A connection: its socket and its state.
-pub(super) struct Connection {
+pub(super) struct Client {
     pub stream: TcpStream,
     pub conn: Conn,
 }
@@ -83,7 +83,7 @@ impl ServerState {
 
     /// Closes a connection, recording the response it was sending, if any, as abandoned.
     /// Closing the socket also takes it out of its worker's epoll.
-    pub fn close(&self, entry: Connection) {
+    pub fn close(&self, entry: Client) {
         if let Some(exchange) = entry.conn.exchange(Instant::now()) {
             self.handler.completed(&exchange);
         }
@@ -92,7 +92,7 @@ impl ServerState {
     }
 
     /// A best-effort answer that never blocks; the caller closes the connection.
-    pub fn reply(&self, entry: &Connection, reply: &Prerendered) {
+    pub fn reply(&self, entry: &Client, reply: &Prerendered) {
         let written = (&entry.stream).write(&reply.bytes).unwrap_or(0);
         self.handler.completed(&Exchange {
             method: "-",
@@ -124,10 +124,10 @@ impl ServerState {
 pub(super) enum Message {
     /// A connection to own: new from the acceptor, or back from a blocking thread (with the
     /// pipelined request it found after its response, if any).
-    Adopt(Connection, Option<Pending>),
+    Adopt(Client, Option<Pending>),
     /// A new connection over the cap: close a connection that can give way to make room for
     /// it, or pass it on to the next worker (this many more may be asked), or refuse it.
-    MakeRoom(Connection, usize),
+    MakeRoom(Client, usize),
     /// The response for the connection under this key, `None` if its
     /// [`Reply`](super::worker::Reply) was dropped unsent.
     Done(u64, Option<Response>),
@@ -183,7 +183,7 @@ pub(super) enum Work {
 pub(super) struct Task {
     /// The worker that owns the connection and takes it back.
     pub owner: usize,
-    pub entry: Connection,
+    pub entry: Client,
     /// The request the job answers.
     pub pending: Pending,
     pub job: Job,

@@ -29,7 +29,7 @@ use rustix::event::Timespec;
 use super::blocking;
 use super::conn::{Expiry, Pending};
 use super::drive::{self, Application, Budget, Stop, Transport};
-use super::shared::{Connection, Inbox, Message, ServerState, Task, Work};
+use super::shared::{Client, Inbox, Message, ServerState, Task, Work};
 use super::timers::Timers;
 use super::{Answer, Exchange, Rejection, Request, Response, Wait};
 
@@ -111,7 +111,7 @@ impl Context<'_> {
 
 /// A connection the worker owns.
 struct Slot {
-    entry: Connection,
+    entry: Client,
     phase: Phase,
     /// The client has ended its side: its end of input is in the socket, and since no edge
     /// will come for it again, reads go on until they find it.
@@ -287,7 +287,7 @@ impl<'a> Worker<'a> {
         self.spare = messages;
     }
 
-    fn adopt(&mut self, entry: Connection, pending: Option<Pending>) {
+    fn adopt(&mut self, entry: Client, pending: Option<Pending>) {
         let Some(key) = self.register(entry) else {
             return;
         };
@@ -297,7 +297,7 @@ impl<'a> Worker<'a> {
 
     /// Puts a connection in this worker's epoll and table, driven by its deadline; `None` if
     /// epoll would not take it (it is closed).
-    fn register(&mut self, entry: Connection) -> Option<u64> {
+    fn register(&mut self, entry: Client) -> Option<u64> {
         let key = self.next_key;
         self.next_key += 1;
         if epoll::add(
@@ -329,7 +329,7 @@ impl<'a> Worker<'a> {
     /// A new connection over the cap: this worker closes one of its own for it, of the kind
     /// this round asks for, or passes it on; `tries` counts down the asks left, round by round
     /// ([`Reclaim::ORDER`]) around the workers. Past them all it is refused.
-    fn make_room(&mut self, entry: Connection, tries: usize) {
+    fn make_room(&mut self, entry: Client, tries: usize) {
         let workers = self.shared.inboxes.len();
         let rounds = Reclaim::ORDER.len();
         let round = rounds - 1 - (tries / workers).min(rounds - 1);

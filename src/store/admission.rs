@@ -21,15 +21,16 @@
 //! it for a batch or two while Redis sits just under the line, and a client would see the same
 //! new name refused, then counted. Pure state: the Redis store feeds it and asks it.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use super::topology::NodeAddr;
 use crate::hello::MAX_NAME_BYTES;
+use crate::sync;
 
 /// The limits on new names, from `STORE_NEW_NAMES_MAX_MEMORY_PERCENT`, `NAMES_MAX` and
 /// `REDIS_DATA_LIMIT_BYTES`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct AdmissionLimits {
     /// New names stop once used memory reaches this percentage of the memory limit (1 to 100).
     pub max_memory_percent: u8,
     /// Most names in the set, when capped.
@@ -39,10 +40,10 @@ pub struct Limits {
     pub data_limit: Option<u64>,
 }
 
-impl Default for Limits {
+impl Default for AdmissionLimits {
     /// The settings' defaults: 90% of `maxmemory`, no cap on names, no limit of our own.
-    fn default() -> Limits {
-        Limits {
+    fn default() -> AdmissionLimits {
+        AdmissionLimits {
             max_memory_percent: 90,
             max_names: None,
             data_limit: None,
@@ -109,7 +110,7 @@ pub struct Memory {
 /// A sample: each primary's memory (when `INFO` answered it), and each key's size and the
 /// primary that holds it (when `ZCARD` answered).
 #[derive(Clone, Debug, Default)]
-pub struct Sample {
+pub struct MemorySample {
     pub memory: Vec<(NodeAddr, Option<Memory>)>,
     pub keys: Vec<(NodeAddr, Option<u64>)>,
 }
@@ -117,7 +118,7 @@ pub struct Sample {
 /// The rule and its state, shared by the store lane (which asks it before each batch and tells
 /// it what the batch added) and the health sampler (which gives it each sample).
 pub struct Admission {
-    limits: Limits,
+    limits: AdmissionLimits,
     state: Mutex<Reckoning>,
 }
 
@@ -215,7 +216,7 @@ impl Reckoning {
     /// Judges each shard's memory rule again after a sample or a batch: it closes when the
     /// reckoning reaches the watermark, and once closed opens when it is a hundredth of it
     /// below.
-    fn judge(&mut self, limits: &Limits) {
+    fn judge(&mut self, limits: &AdmissionLimits) {
         for shard in 0..self.shards.len() {
             let closed = match (self.limit(shard, limits.data_limit), self.used_now(shard)) {
                 (Some(limit), Some(used)) => {
@@ -271,7 +272,7 @@ impl Reckoning {
 }
 
 impl Admission {
-    pub fn new(limits: Limits) -> Admission {
+    pub fn new(limits: AdmissionLimits) -> Admission {
         Admission {
             limits,
             state: Mutex::new(Reckoning::default()),
@@ -280,7 +281,7 @@ impl Admission {
 
     fn state(&self) -> MutexGuard<'_, Reckoning> {
         // Every update is a few plain assignments: the state is whole even after a panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 
     /// How the next batch's increments of `key`, held by the primary `shard`, go.
@@ -331,7 +332,7 @@ impl Admission {
 
     /// A new sample, asked for at `mark`. What was added after the mark stays reckoned on top
     /// of it (if the sample already holds some of it, the rule errs on the side of closing).
-    pub fn sampled(&self, mark: &Mark, sample: Sample) {
+    pub fn sampled(&self, mark: &Mark, sample: MemorySample) {
         let mut state = self.state();
         for (addr, memory) in &sample.memory {
             let shard = state.shard(addr);
@@ -405,7 +406,7 @@ mod tests {
         fn sampled_at(&self, mark: &Mark, memory: Option<(u64, u64)>, names: u64) {
             self.0.sampled(
                 mark,
-                Sample {
+                MemorySample {
                     memory: vec![(node("a"), memory.map(|(used, max)| Memory { used, max }))],
                     keys: vec![(node("a"), Some(names))],
                 },
@@ -422,7 +423,7 @@ mod tests {
     }
 
     fn admission(max_memory_percent: u8, max_names: Option<u64>) -> One {
-        One(Admission::new(Limits {
+        One(Admission::new(AdmissionLimits {
             max_memory_percent,
             max_names,
             data_limit: None,
@@ -539,11 +540,11 @@ mod tests {
     }
 
     /// A cluster of two primaries, `a` holding keys 0 and 1, `b` holding key 2.
-    fn two_shards(limits: Limits, used: (u64, u64), sizes: [u64; 3]) -> Admission {
+    fn two_shards(limits: AdmissionLimits, used: (u64, u64), sizes: [u64; 3]) -> Admission {
         let a = Admission::new(limits);
         a.sampled(
             &a.mark(),
-            Sample {
+            MemorySample {
                 memory: vec![
                     (
                         node("a"),
@@ -572,7 +573,7 @@ mod tests {
 
     #[test]
     fn each_primary_is_judged_on_its_own_memory() {
-        let a = two_shards(Limits::default(), (95 * MB, 50 * MB), [10, 20, 30]);
+        let a = two_shards(AdmissionLimits::default(), (95 * MB, 50 * MB), [10, 20, 30]);
         assert_eq!(a.batch(0, &node("a")), Batch::KnownOnly);
         assert_eq!(a.batch(1, &node("a")), Batch::KnownOnly);
         assert_eq!(a.batch(2, &node("b")), Batch::Watched);
@@ -594,9 +595,9 @@ mod tests {
 
     #[test]
     fn the_names_cap_counts_every_key() {
-        let limits = Limits {
+        let limits = AdmissionLimits {
             max_names: Some(60),
-            ..Limits::default()
+            ..AdmissionLimits::default()
         };
         let a = two_shards(limits, (MB, MB), [10, 20, 29]);
         assert_eq!(a.batch(2, &node("b")), Batch::Watched);
@@ -606,12 +607,12 @@ mod tests {
 
     #[test]
     fn a_key_that_moved_is_reckoned_with_its_new_primary_and_gone_primaries_are_forgotten() {
-        let a = two_shards(Limits::default(), (95 * MB, 50 * MB), [10, 20, 30]);
+        let a = two_shards(AdmissionLimits::default(), (95 * MB, 50 * MB), [10, 20, 30]);
         // Key 1 now lives on b (a reshard), and a sample no longer sees a.
         assert_eq!(a.batch(1, &node("b")), Batch::Watched);
         a.sampled(
             &a.mark(),
-            Sample {
+            MemorySample {
                 memory: vec![(
                     node("b"),
                     Some(Memory {
@@ -632,9 +633,9 @@ mod tests {
 
     #[test]
     fn a_data_limit_stands_in_for_a_maxmemory_redis_does_not_state() {
-        let limits = Limits {
+        let limits = AdmissionLimits {
             data_limit: Some(100 * MB),
-            ..Limits::default()
+            ..AdmissionLimits::default()
         };
         let a = One(Admission::new(limits));
         a.sampled(Some((89 * MB, 0)), 0);

@@ -15,11 +15,12 @@
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Store, StoreError};
+use crate::sync;
 
 /// Most increments sent in one pipeline.
 const MAX_BATCH: usize = 256;
@@ -113,7 +114,7 @@ impl<R: CountRequest> Drop for Increments<R> {
 
 impl<R: CountRequest> Lane<R> {
     fn queue(&self) -> MutexGuard<'_, Queue<R>> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.queue)
     }
 
     fn serve(&self, store: &dyn Store) {
@@ -133,10 +134,7 @@ impl<R: CountRequest> Lane<R> {
                 return false;
             }
             queue.asleep = true;
-            queue = self
-                .ready
-                .wait(queue)
-                .unwrap_or_else(PoisonError::into_inner);
+            queue = sync::wait(&self.ready, queue);
         }
         // Awake, whoever woke it: the next submitter need not.
         queue.asleep = false;

@@ -3,10 +3,11 @@
 //! bounded like Redis: past its cap on names, a new name is refused and known names count.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::scan::{Scan, ScanRequest, Window};
+use super::scan::{RankWindow, Scan, ScanRequest};
 use super::{NameCount, Order, Room, Store, StoreError};
+use crate::sync;
 
 /// Names the in-process store holds at most unless told otherwise (`NAMES_MAX`'s default
 /// without Redis). Each name is kept twice (by name, and in count order), about 650 bytes for
@@ -49,7 +50,7 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Sets> {
         // The data stays consistent even if a holder panicked: every update is two
         // infallible collection calls.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.inner)
     }
 }
 
@@ -71,7 +72,7 @@ impl Store for MemoryStore {
 
     fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan> {
         Box::new(MemoryScan {
-            window: Window::new(&request),
+            window: RankWindow::new(&request),
             order: request.order,
             store: self,
         })
@@ -131,7 +132,7 @@ impl MemoryStore {
 struct MemoryScan {
     store: Arc<MemoryStore>,
     order: Order,
-    window: Window,
+    window: RankWindow,
 }
 
 impl Scan for MemoryScan {

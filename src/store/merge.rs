@@ -36,7 +36,7 @@ pub struct MergedScan {
     page: usize,
     keys: Vec<KeyCursor>,
     /// The first entry of each key that has one in hand, best first.
-    heads: BinaryHeap<Head>,
+    heads: BinaryHeap<Front>,
     /// Whether the first round has been asked for.
     started: bool,
 }
@@ -61,15 +61,15 @@ struct Member {
 }
 
 /// A key's first entry, ordered so that the best (the next to list) is the greatest.
-struct Head {
+struct Front {
     member: Member,
     key: usize,
     descending: bool,
 }
 
-impl Head {
+impl Front {
     /// Ascending order of the listing: by score, then name bytewise.
-    fn listing_order(&self, other: &Head) -> Ordering {
+    fn listing_order(&self, other: &Front) -> Ordering {
         self.member
             .score
             .total_cmp(&other.member.score)
@@ -77,8 +77,8 @@ impl Head {
     }
 }
 
-impl Ord for Head {
-    fn cmp(&self, other: &Head) -> Ordering {
+impl Ord for Front {
+    fn cmp(&self, other: &Front) -> Ordering {
         match self.descending {
             true => self.listing_order(other),
             // The heap gives the greatest first: for ascending order, the smallest is greatest.
@@ -87,19 +87,19 @@ impl Ord for Head {
     }
 }
 
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Head) -> Option<Ordering> {
+impl PartialOrd for Front {
+    fn partial_cmp(&self, other: &Front) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for Head {
-    fn eq(&self, other: &Head) -> bool {
+impl PartialEq for Front {
+    fn eq(&self, other: &Front) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Head {}
+impl Eq for Front {}
 
 impl MergedScan {
     pub fn new(store: Arc<RedisStore>, family: KeyFamily, request: ScanRequest) -> MergedScan {
@@ -183,7 +183,7 @@ impl MergedScan {
             if key.wanting {
                 key.wanting = false;
                 if let Some(member) = key.buffer.pop_front() {
-                    self.heads.push(Head {
+                    self.heads.push(Front {
                         member,
                         key: k,
                         descending: self.order == Order::Descending,
@@ -215,7 +215,7 @@ impl Scan for MergedScan {
             };
             let key = &mut self.keys[head.key];
             match key.buffer.pop_front() {
-                Some(member) => self.heads.push(Head {
+                Some(member) => self.heads.push(Front {
                     member,
                     key: head.key,
                     descending: head.descending,

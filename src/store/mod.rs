@@ -30,7 +30,7 @@ mod single;
 mod slots;
 mod topology;
 
-pub use self::admission::{Limits, Room};
+pub use self::admission::{AdmissionLimits, Room};
 pub use self::connection::{RedisEndpoint, TlsSetupError};
 pub use self::lane::{CountRequest, Increments};
 pub use self::memory::MemoryStore;

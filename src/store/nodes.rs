@@ -7,13 +7,13 @@
 //! read again after anything that says it changed (a failover, a reshard, a server gone), at
 //! most every [`MIN_REFRESH`], and once a second by the health sampler.
 //!
-//! [`Nodes::run`] is the one place commands go out: a pipeline per server, every pipeline
+//! [`ClusterNodes::run`] is the one place commands go out: a pipeline per server, every pipeline
 //! written before any reply is read, and each command's fate reported apart, so that callers
 //! can tell "not sent" (certainly not run) from "sent, no reply" (maybe run).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::connection::Connector;
@@ -23,6 +23,7 @@ use super::resp::{self, RedisReply};
 use super::settings::RedisMode;
 use super::topology::{self, NodeAddr, Redirect, SlotMap};
 use super::StoreError;
+use crate::sync;
 
 /// Least time between two readings of the slot map asked for by errors.
 const MIN_REFRESH: Duration = Duration::from_millis(100);
@@ -45,12 +46,12 @@ pub struct Layout {
 
 /// A command, written out, and where it goes.
 pub struct Command {
-    target: Target,
+    target: CommandTarget,
     written: Vec<u8>,
 }
 
 #[derive(Clone)]
-enum Target {
+enum CommandTarget {
     /// The primary that serves this slot.
     Slot(u16),
     /// This server (`INFO`, for instance, asked of each primary).
@@ -60,22 +61,22 @@ enum Target {
 impl Command {
     /// A command on a key of `slot`.
     pub fn for_slot(slot: u16, args: &[&[u8]]) -> Command {
-        Command::new(Target::Slot(slot), args)
+        Command::new(CommandTarget::Slot(slot), args)
     }
 
     /// A command for the server `addr` itself.
     pub fn for_node(addr: &NodeAddr, args: &[&[u8]]) -> Command {
-        Command::new(Target::Node(addr.clone()), args)
+        Command::new(CommandTarget::Node(addr.clone()), args)
     }
 
-    fn new(target: Target, args: &[&[u8]]) -> Command {
+    fn new(target: CommandTarget, args: &[&[u8]]) -> Command {
         let mut written = Vec::new();
         resp::write_command(&mut written, args);
         Command { target, written }
     }
 }
 
-/// What became of one command of [`Nodes::run`].
+/// What became of one command of [`ClusterNodes::run`].
 #[derive(Clone, Debug)]
 pub enum Delivery {
     /// Not one byte of it reached a server that would run it: certainly not run.
@@ -91,9 +92,9 @@ pub enum Delivery {
     },
 }
 
-/// Where a command goes in the next round of [`Nodes::run`].
+/// Where a command goes in the next round of [`ClusterNodes::run`].
 #[derive(Clone)]
-enum Route {
+enum Destination {
     /// As the map says.
     Map,
     /// Where a `-MOVED` said.
@@ -102,7 +103,7 @@ enum Route {
     Asking(NodeAddr),
 }
 
-pub struct Nodes {
+pub struct ClusterNodes {
     setting: RedisMode,
     /// The configured endpoint: the server of standalone Redis, the first one asked of a
     /// cluster.
@@ -138,14 +139,14 @@ pub struct NodeStats {
     pub refreshes: u64,
 }
 
-impl Nodes {
+impl ClusterNodes {
     /// Nothing is connected until first use. `connector` reaches the configured endpoint.
     pub fn new(
         setting: RedisMode,
         connector: Connector,
         max_connections: usize,
         timeout: Duration,
-    ) -> Nodes {
+    ) -> ClusterNodes {
         let seed = NodeAddr {
             host: connector.host().to_owned(),
             port: connector.port(),
@@ -161,7 +162,7 @@ impl Nodes {
             })),
             RedisMode::Detect | RedisMode::Cluster => None,
         };
-        Nodes {
+        ClusterNodes {
             setting,
             seed,
             seed_pool,
@@ -195,10 +196,7 @@ impl Nodes {
     }
 
     fn current(&self) -> Option<Arc<Layout>> {
-        self.layout
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        sync::read(&self.layout).clone()
     }
 
     /// The servers as known, found out first if they are not yet (whether Redis is a cluster,
@@ -238,10 +236,7 @@ impl Nodes {
     /// Finds out what Redis is: one server, or a cluster and its map. One thread asks; the
     /// others wait for its answer, within their own deadline.
     fn discover(&self, deadline: Instant) -> Result<Arc<Layout>, StoreError> {
-        let mut busy = self
-            .discovering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut busy = sync::lock(&self.discovering);
         loop {
             if let Some(layout) = self.current() {
                 return Ok(layout);
@@ -256,16 +251,12 @@ impl Nodes {
                     "Redis's topology is still being read; not sent".into(),
                 ));
             }
-            busy = self
-                .discovered
-                .wait_timeout(busy, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            busy = sync::wait_timeout(&self.discovered, busy, deadline - now).0;
         }
         drop(busy);
         let _turn = DiscoveryTurn(self);
         let found = self.ask_layout(deadline)?;
-        *self.layout.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&found));
+        *sync::write(&self.layout) = Some(Arc::clone(&found));
         Ok(found)
     }
 
@@ -404,11 +395,8 @@ impl Nodes {
                 }
             );
         }
-        self.pools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|addr, _| map.primaries().contains(addr));
-        *self.layout.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Layout {
+        sync::lock(&self.pools).retain(|addr, _| map.primaries().contains(addr));
+        *sync::write(&self.layout) = Some(Arc::new(Layout {
             mode: before.mode,
             map,
         }));
@@ -418,7 +406,7 @@ impl Nodes {
     /// soon, since slots seldom move alone.
     fn moved(&self, slot: u16, addr: &NodeAddr) {
         self.suspect();
-        let mut layout = self.layout.write().unwrap_or_else(PoisonError::into_inner);
+        let mut layout = sync::write(&self.layout);
         if let Some(current) = layout.as_mut() {
             if current.map.owner(slot) != Some(addr) {
                 Arc::make_mut(current).map.moved(slot, addr);
@@ -431,7 +419,7 @@ impl Nodes {
         if *addr == self.seed {
             return Arc::clone(&self.seed_pool);
         }
-        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pools = sync::lock(&self.pools);
         Arc::clone(pools.entry(addr.clone()).or_insert_with(|| {
             ConnectionPool::new(
                 self.seed_pool.connector().to_node(&addr.host, addr.port),
@@ -454,7 +442,7 @@ impl Nodes {
         deadline: Instant,
     ) -> Vec<Delivery> {
         let mut results: Vec<Option<Delivery>> = vec![None; commands.len()];
-        let mut routes: Vec<Route> = vec![Route::Map; commands.len()];
+        let mut routes: Vec<Destination> = vec![Destination::Map; commands.len()];
         let follow = layout.mode == Mode::Cluster;
         for round in 0..=MAX_REDIRECTS {
             let pending: Vec<usize> = (0..commands.len())
@@ -480,18 +468,18 @@ impl Nodes {
             let mut by_server: BTreeMap<NodeAddr, Vec<(usize, bool)>> = BTreeMap::new();
             for i in pending {
                 let (addr, asking) = match (&routes[i], &commands[i].target) {
-                    (Route::To(addr), _) => (Some(addr), false),
-                    (Route::Asking(addr), _) => (Some(addr), true),
-                    (Route::Map, Target::Node(addr)) => (Some(addr), false),
-                    (Route::Map, Target::Slot(slot)) => (map.owner(*slot), false),
+                    (Destination::To(addr), _) => (Some(addr), false),
+                    (Destination::Asking(addr), _) => (Some(addr), true),
+                    (Destination::Map, CommandTarget::Node(addr)) => (Some(addr), false),
+                    (Destination::Map, CommandTarget::Slot(slot)) => (map.owner(*slot), false),
                 };
                 match addr {
                     Some(addr) => by_server.entry(addr.clone()).or_default().push((i, asking)),
                     None => {
                         self.suspect();
                         let slot = match &commands[i].target {
-                            Target::Slot(slot) => *slot,
-                            Target::Node(_) => 0,
+                            CommandTarget::Slot(slot) => *slot,
+                            CommandTarget::Node(_) => 0,
                         };
                         results[i] = Some(Delivery::NotSent(StoreError::Unavailable(format!(
                             "no Redis primary serves slot {slot}"
@@ -595,7 +583,7 @@ impl Nodes {
         waited: bool,
         follow: bool,
         results: &mut [Option<Delivery>],
-        routes: &mut [Route],
+        routes: &mut [Destination],
     ) {
         let mut fate = Fate::Keep;
         let mut broken: Option<String> = None;
@@ -629,12 +617,12 @@ impl Nodes {
                         Some(Redirect::Moved { slot, addr: to }) => {
                             self.redirects.fetch_add(1, Ordering::Relaxed);
                             self.moved(slot, &to);
-                            routes[i] = Route::To(to);
+                            routes[i] = Destination::To(to);
                             continue;
                         }
                         Some(Redirect::Ask { addr: to, .. }) => {
                             self.redirects.fetch_add(1, Ordering::Relaxed);
-                            routes[i] = Route::Asking(to);
+                            routes[i] = Destination::Asking(to);
                             continue;
                         }
                         None => {}
@@ -694,15 +682,11 @@ impl Nodes {
 
 /// The turn of the thread finding out what Redis is, given up when it is over however it ends,
 /// so that the waiting threads try themselves rather than wait for it until their deadline.
-struct DiscoveryTurn<'a>(&'a Nodes);
+struct DiscoveryTurn<'a>(&'a ClusterNodes);
 
 impl Drop for DiscoveryTurn<'_> {
     fn drop(&mut self) {
-        *self
-            .0
-            .discovering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = false;
+        *sync::lock(&self.0.discovering) = false;
         self.0.discovered.notify_all();
     }
 }

@@ -6,11 +6,12 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::connection::{Connection, Connector};
 use super::StoreError;
+use crate::sync;
 
 pub struct ConnectionPool {
     connector: Connector,
@@ -145,7 +146,7 @@ impl ConnectionPool {
     }
 
     fn state(&self) -> MutexGuard<'_, Places> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 
     /// `n` connections closed, or never made: their places are free.
@@ -289,11 +290,7 @@ impl ConnectionPool {
             *waited = true;
             count(&self.counters.waited);
         }
-        drop(
-            self.freed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        drop(sync::wait_timeout(&self.freed, state, deadline - now));
         true
     }
 

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::admission::{name_bytes, Admission, Batch, Memory, Room, Sample};
+use super::admission::{name_bytes, Admission, Batch, Memory, MemorySample, Room};
 use super::connection::{Connector, TlsSetupError};
 use super::merge::MergedScan;
-use super::nodes::{Command, Delivery, Layout, Mode, Nodes};
+use super::nodes::{ClusterNodes, Command, Delivery, Layout, Mode};
 use super::replies::{classify, count_of, memory_from_info};
 use super::resp::RedisReply;
-use super::scan::{Scan, ScanRequest, Window};
+use super::scan::{RankWindow, Scan, ScanRequest};
 use super::settings::{RedisMode, RedisSettings};
 use super::single::SingleKeyScan;
 use super::slots::KeyFamily;
@@ -24,7 +24,7 @@ use super::topology::NodeAddr;
 use super::{NameCount, Order, Store, StoreError, StoreStats};
 
 pub struct RedisStore {
-    nodes: Nodes,
+    nodes: ClusterNodes,
     /// `REDIS_URL` or `REDIS_CLUSTER_ADDRESS` without credentials, for logs.
     endpoint: String,
     setting: RedisMode,
@@ -57,7 +57,7 @@ impl RedisStore {
         let endpoint = settings.endpoint.to_string();
         let connector = Connector::new(settings.endpoint, settings.tls_ca_file.as_deref())?;
         Ok(RedisStore {
-            nodes: Nodes::new(
+            nodes: ClusterNodes::new(
                 settings.mode,
                 connector,
                 settings.max_connections,
@@ -383,7 +383,7 @@ impl Store for RedisStore {
     }
 
     fn scan(self: Arc<Self>, request: ScanRequest) -> Box<dyn Scan> {
-        Box::new(Listing::Undecided(self, request))
+        Box::new(RedisListing::Undecided(self, request))
     }
 
     fn names(&self) -> Result<u64, StoreError> {
@@ -411,7 +411,7 @@ impl Store for RedisStore {
         let mut sent = self.nodes.run(&layout, &commands, None, deadline);
         let sizes = sent.split_off(primaries.len());
         let mut failure = None;
-        let mut sample = Sample::default();
+        let mut sample = MemorySample::default();
         for (primary, sent) in primaries.iter().zip(sent) {
             let memory = match sent {
                 Delivery::Replied {
@@ -482,45 +482,45 @@ impl Store for RedisStore {
 
 /// A listing, decided at its first chunk: standalone Redis's one key read in ranges, or a
 /// cluster's keys merged.
-enum Listing {
+enum RedisListing {
     Undecided(Arc<RedisStore>, ScanRequest),
     Single(SingleKeyScan),
     Merged(MergedScan),
     Failed,
 }
 
-impl Scan for Listing {
+impl Scan for RedisListing {
     fn next_chunk(&mut self) -> Result<Vec<NameCount>, StoreError> {
-        if let Listing::Undecided(store, request) = self {
+        if let RedisListing::Undecided(store, request) = self {
             let (store, request) = (Arc::clone(store), *request);
             let layout = match store.layout(Instant::now() + store.timeout) {
                 Ok(layout) => layout,
                 Err(e) => {
-                    *self = Listing::Failed;
+                    *self = RedisListing::Failed;
                     return Err(e);
                 }
             };
             *self = match layout.mode {
-                Mode::Standalone => Listing::Single(SingleKeyScan::new(
+                Mode::Standalone => RedisListing::Single(SingleKeyScan::new(
                     store.single.key(0).to_owned(),
                     match request.order {
                         Order::Ascending => "ZRANGE",
                         Order::Descending => "ZREVRANGE",
                     },
-                    Window::new(&request),
+                    RankWindow::new(&request),
                     Arc::clone(store.nodes.seed_pool()),
                     store.timeout,
                 )),
                 Mode::Cluster => {
                     let family = store.spread.clone();
-                    Listing::Merged(MergedScan::new(store, family, request))
+                    RedisListing::Merged(MergedScan::new(store, family, request))
                 }
             };
         }
         match self {
-            Listing::Single(scan) => scan.next_chunk(),
-            Listing::Merged(scan) => scan.next_chunk(),
-            Listing::Undecided(..) | Listing::Failed => Ok(Vec::new()),
+            RedisListing::Single(scan) => scan.next_chunk(),
+            RedisListing::Merged(scan) => scan.next_chunk(),
+            RedisListing::Undecided(..) | RedisListing::Failed => Ok(Vec::new()),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! addresses found stand in, so that a resolver outage does not keep the store from
 //! reconnecting to a Redis it knew.
 
+use crate::sync;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ impl Resolver {
                     Err(e) => Err(e.to_string()),
                 };
                 let (lock, ended) = &*state;
-                let mut lookups = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut lookups = sync::lock(lock);
                 lookups.running = false;
                 lookups.ended += 1;
                 if let Ok(addresses) = &found {
@@ -87,7 +88,7 @@ impl Resolver {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let (lock, ended) = &*self.state;
-        let mut lookups = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lookups = sync::lock(lock);
         let before = lookups.ended;
         // The lookup thread needs the lock to record its result, so it cannot end before
         // `running` is set.
@@ -95,10 +96,8 @@ impl Resolver {
             lookups.running = self.start(host, port).is_ok();
         }
         let started = lookups.running;
-        let lookups = ended
-            .wait_timeout_while(lookups, timeout, |l| started && l.ended == before)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
+        let lookups =
+            sync::wait_timeout_while(ended, lookups, timeout, |l| started && l.ended == before).0;
         let why = match (&lookups.last, lookups.ended > before) {
             (Some(Ok(addresses)), true) => return Ok(addresses.clone()),
             (Some(Err(why)), true) => why.clone(),

@@ -1,5 +1,5 @@
 //! Reading a listing of any length in chunks, so that memory stays bounded: the `Scan` each
-//! store hands out, and the `Window` of ranks a scan still has to read.
+//! store hands out, and the `RankWindow` of ranks a scan still has to read.
 
 use super::{NameCount, Order, StoreError};
 
@@ -24,16 +24,16 @@ pub trait Scan: Send {
 
 /// The ranks a scan has yet to read.
 #[derive(Clone, Debug)]
-pub struct Window {
+pub struct RankWindow {
     next: u64,
     remaining: Option<u64>,
     chunk: usize,
     ended: bool,
 }
 
-impl Window {
-    pub fn new(request: &ScanRequest) -> Window {
-        Window {
+impl RankWindow {
+    pub fn new(request: &ScanRequest) -> RankWindow {
+        RankWindow {
             next: request.start,
             remaining: request.limit,
             chunk: request.chunk,
@@ -69,8 +69,8 @@ impl Window {
 mod tests {
     use super::*;
 
-    fn window(start: u64, limit: Option<u64>, chunk: usize) -> Window {
-        Window::new(&ScanRequest {
+    fn window(start: u64, limit: Option<u64>, chunk: usize) -> RankWindow {
+        RankWindow::new(&ScanRequest {
             order: Order::Ascending,
             start,
             limit,

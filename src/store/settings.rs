@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::admission::Limits;
+use super::admission::AdmissionLimits;
 use super::connection::RedisEndpoint;
 use super::memory::DEFAULT_MAX_NAMES;
 use crate::secret::Secret;
@@ -82,7 +82,7 @@ pub struct RedisSettings {
     /// Replicas a batch's writes must reach before its greetings are answered 200.
     pub wait_replicas: u8,
     /// When new names stop being admitted.
-    pub limits: Limits,
+    pub limits: AdmissionLimits,
 }
 
 /// Standalone or cluster, as `REDIS_MODE` says.
@@ -184,7 +184,7 @@ impl StoreSettings {
                 max_connections,
                 tls_ca_file,
                 wait_replicas,
-                limits: Limits {
+                limits: AdmissionLimits {
                     max_memory_percent,
                     max_names,
                     data_limit,

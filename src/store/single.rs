@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use super::pool::{ConnectionPool, Pooled};
 use super::replies::{self, classify, to_entries};
 use super::resp::RedisReply;
-use super::scan::{Scan, Window};
+use super::scan::{RankWindow, Scan};
 use super::{NameCount, StoreError};
 
 pub struct SingleKeyScan {
     key: String,
     command: &'static str,
-    window: Window,
+    window: RankWindow,
     pool: Arc<ConnectionPool>,
     timeout: Duration,
     conn: Option<Pooled>,
@@ -28,7 +28,7 @@ impl SingleKeyScan {
     pub fn new(
         key: String,
         command: &'static str,
-        window: Window,
+        window: RankWindow,
         pool: Arc<ConnectionPool>,
         timeout: Duration,
     ) -> SingleKeyScan {
