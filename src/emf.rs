@@ -197,6 +197,11 @@ impl Emitter {
     where
         F: FnMut() -> Totals + Send + 'static,
     {
+        log::info!(
+            "CloudWatch metrics: one embedded-metric-format line every {} ms on stdout, namespace {:?}",
+            settings.interval.as_millis(),
+            settings.namespace
+        );
         let stop = Arc::new(StopSignal::default());
         let stopped = Arc::clone(&stop);
         // The first interval starts now, before the server answers anything: sampled in the

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod aws;
 pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod counts;
 pub mod emf;

@@ -158,3 +158,42 @@ pub trait Store: Send + Sync {
     /// A short word for logs and `/health`: `redis` or `memory`.
     fn kind(&self) -> &'static str;
 }
+
+/// The store `settings` name, opened (Redis is connected at first use), with a line that says
+/// what it is and what it promises; the error names `REDIS_TLS_CA_FILE`, the one setting that
+/// is read only now.
+pub fn open(settings: StoreSettings) -> Result<Arc<dyn Store>, TlsSetupError> {
+    let r = match settings {
+        StoreSettings::Memory { max_names } => {
+            log::warn!(
+                "neither REDIS_URL nor REDIS_CLUSTER_ADDRESS is set: counts are kept in memory and lost when the process exits (at most {max_names} names)"
+            );
+            return Ok(Arc::new(MemoryStore::new().with_max_names(max_names)));
+        }
+        StoreSettings::Redis(r) => r,
+    };
+    let display = r.endpoint.to_string();
+    if r.tls_ca_file.is_some() && !r.endpoint.tls {
+        log::warn!("REDIS_TLS_CA_FILE is ignored: Redis is not reached over TLS (rediss://)");
+    }
+    let mode = match r.mode {
+        RedisMode::Detect => "standalone or cluster, as Redis says at first use",
+        RedisMode::Standalone => "standalone (REDIS_MODE)",
+        RedisMode::Cluster => "cluster (REDIS_MODE)",
+    };
+    let limits = r.limits;
+    let cap = match limits.max_names {
+        Some(max) => format!("and {max} names"),
+        None => "with no cap on names".to_owned(),
+    };
+    let wait = match r.wait_replicas {
+        0 => "answered once Redis has them".to_owned(),
+        n => format!("answered once {n} replica(s) have them (WAIT)"),
+    };
+    let store = RedisStore::new(r)?;
+    log::info!(
+        "counting in Redis at {display}, {mode}; greetings {wait}; new names admitted up to {}% of each primary's memory limit {cap}",
+        limits.max_memory_percent
+    );
+    Ok(Arc::new(store))
+}

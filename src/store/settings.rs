@@ -110,6 +110,15 @@ impl RedisSettings {
 }
 
 impl StoreSettings {
+    /// How long a greeting may wait in the store lane: longer than a command may take to be
+    /// sent means the store is not keeping up.
+    pub fn max_wait(&self) -> Duration {
+        match self {
+            StoreSettings::Redis(r) => r.timeout,
+            StoreSettings::Memory { .. } => Duration::from_secs(1),
+        }
+    }
+
     /// `get` returns a variable's value when it is set and not blank. The URL wins over the
     /// address; the other variables are checked even for the in-process store, so that a
     /// mistake shows before it matters. Each of `max_listings` open listings holds a
