@@ -181,38 +181,47 @@ impl Metrics {
         }
     }
 
-    /// The exposition, with the HTTP layer's connection gauges, the store's room for new
-    /// names as last known, and what the store did.
+    /// The exposition, with the HTTP layer's connection gauges and the store's room for new
+    /// names and its own counters, as last known.
     pub fn render(&self, connections: ConnectionGauges, room: Room, store: StoreStats) -> String {
-        let mut out = String::with_capacity(8192);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        header(
-            &mut out,
+        let mut out = Exposition(String::with_capacity(8192));
+        self.render_requests(&mut out);
+        self.render_store(&mut out, room);
+        render_redis(&mut out, store);
+        render_connections(&mut out, connections);
+        out.single(
+            "hello_uptime_seconds",
+            "gauge",
+            "Seconds since the process started.",
+            self.started.elapsed().as_secs_f64(),
+        );
+        out.0
+    }
+
+    /// Requests by route and status, and their latency histogram by route.
+    fn render_requests(&self, out: &mut Exposition) {
+        out.family(
             "hello_http_requests_total",
             "counter",
             "HTTP requests answered, by route and status.",
         );
         for (route, row) in Route::ALL.iter().zip(&self.requests) {
-            let route = route.label();
             for (slot, n) in row.iter().enumerate() {
                 let n = load(n);
                 if n == 0 {
                     continue;
                 }
-                let status = if slot == STATUS_SLOTS - 1 {
-                    "other".to_owned()
-                } else {
-                    (slot + 100).to_string()
+                let status = match slot {
+                    s if s == STATUS_SLOTS - 1 => "other".to_owned(),
+                    s => (s + 100).to_string(),
                 };
-                let _ = writeln!(
-                    out,
-                    "hello_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+                let labels = format!("route=\"{}\",status=\"{status}\"", route.label());
+                out.sample("hello_http_requests_total", &labels, n);
             }
         }
-        header(
-            &mut out,
-            "hello_http_request_duration_seconds",
+        let name = "hello_http_request_duration_seconds";
+        out.family(
+            name,
             "histogram",
             "Time from a complete request to its response, by route.",
         );
@@ -225,62 +234,40 @@ impl Metrics {
             let mut cumulative = 0;
             for (n, bound) in h.buckets.iter().zip(BUCKETS) {
                 cumulative += load(n);
-                let _ = writeln!(
-                    out,
-                    "hello_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
-                );
+                let labels = format!("route=\"{route}\",le=\"{bound}\"");
+                out.sample(&format!("{name}_bucket"), &labels, cumulative);
             }
-            let _ = writeln!(
-                out,
-                "hello_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "hello_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                load(&h.sum_nanos) as f64 / 1e9
-            );
-            let _ = writeln!(
-                out,
-                "hello_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
-            );
+            let labels = format!("route=\"{route}\",le=\"+Inf\"");
+            out.sample(&format!("{name}_bucket"), &labels, count);
+            let labels = format!("route=\"{route}\"");
+            let seconds = load(&h.sum_nanos) as f64 / 1e9;
+            out.sample(&format!("{name}_sum"), &labels, seconds);
+            out.sample(&format!("{name}_count"), &labels, count);
         }
-        header(
-            &mut out,
+    }
+
+    /// What the store did for the requests, and its room for new names.
+    fn render_store(&self, out: &mut Exposition, room: Room) {
+        out.family(
             "hello_store_errors_total",
             "counter",
             "Store operations that failed, by operation.",
         );
         for (op, n) in StoreOperation::ALL.iter().zip(&self.store_errors) {
-            let _ = writeln!(
-                out,
-                "hello_store_errors_total{{operation=\"{}\"}} {}",
-                op.label(),
-                load(n)
-            );
+            let labels = format!("operation=\"{}\"", op.label());
+            out.sample("hello_store_errors_total", &labels, load(n));
         }
-        header(
-            &mut out,
-            "hello_store_unavailable_total",
-            "counter",
-            "Requests answered 503 store_unavailable: nothing was done.",
-        );
-        let _ = writeln!(
-            out,
-            "hello_store_unavailable_total {}",
-            load(&self.store_unavailable)
-        );
-        header(
-            &mut out,
-            "hello_store_outcome_unknown_total",
-            "counter",
-            "Requests answered 504 store_outcome_unknown: sent to Redis, no reply in time.",
-        );
-        let _ = writeln!(
-            out,
-            "hello_store_outcome_unknown_total {}",
-            load(&self.store_outcome_unknown)
-        );
         for (name, help, value) in [
+            (
+                "hello_store_unavailable_total",
+                "Requests answered 503 store_unavailable: nothing was done.",
+                &self.store_unavailable,
+            ),
+            (
+                "hello_store_outcome_unknown_total",
+                "Requests answered 504 store_outcome_unknown: sent to Redis, no reply in time.",
+                &self.store_outcome_unknown,
+            ),
             (
                 "hello_store_names_refused_total",
                 "Greetings of new names answered 507 names_full: the store takes no new names \
@@ -293,20 +280,19 @@ impl Metrics {
                  the write; nothing was counted.",
                 &self.store_full,
             ),
+            (
+                "hello_increments_total",
+                "Increments the store confirmed.",
+                &self.increments,
+            ),
         ] {
-            header(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", load(value));
+            out.single(name, "counter", help, load(value));
         }
-        header(
-            &mut out,
+        out.single(
             "hello_store_admitting_new_names",
             "gauge",
             "1 while new names are counted, 0 while only names already in the store are.",
-        );
-        let _ = writeln!(
-            out,
-            "hello_store_admitting_new_names {}",
-            u8::from(room.admitting)
+            u8::from(room.admitting),
         );
         // Only what is known: nothing before the first sample, and no memory for the
         // in-process store.
@@ -328,134 +314,131 @@ impl Metrics {
             ),
         ] {
             if let Some(value) = value {
-                header(&mut out, name, "gauge", help);
-                let _ = writeln!(out, "{name} {value}");
+                out.single(name, "gauge", help, value);
             }
         }
-        header(
-            &mut out,
-            "hello_increments_total",
-            "counter",
-            "Increments the store confirmed.",
-        );
-        let _ = writeln!(out, "hello_increments_total {}", load(&self.increments));
-        let pool = store.pool;
-        for (name, kind, help, value) in [
-            (
-                "hello_redis_connections_opened_total",
-                "counter",
-                "Connections to Redis opened (each a handshake and a login).",
-                pool.opened,
-            ),
-            (
-                "hello_redis_connection_reuses_total",
-                "counter",
-                "Commands sent on a connection taken idle from the pool, not opened for them.",
-                pool.reused,
-            ),
-            (
-                "hello_redis_connections_open",
-                "gauge",
-                "Connections to Redis open now, idle or in use (at most REDIS_MAX_CONNECTIONS \
-                 per server).",
-                pool.open,
-            ),
-            (
-                "hello_redis_pool_waits_total",
-                "counter",
-                "Callers that found REDIS_MAX_CONNECTIONS connections in use and waited for one.",
-                pool.waited,
-            ),
-            (
-                "hello_store_batches_total",
-                "counter",
-                "Batches of greetings sent to Redis, each one pipeline per primary: increments \
-                 over batches is how many greetings a pipeline carries.",
-                store.batches,
-            ),
-            (
-                "hello_redis_redirects_total",
-                "counter",
-                "Commands sent again where a cluster's -MOVED or -ASK said (they had not run).",
-                store.redirects,
-            ),
-            (
-                "hello_redis_topology_refreshes_total",
-                "counter",
-                "Readings of a Redis cluster's slot map (CLUSTER SHARDS).",
-                store.topology_refreshes,
-            ),
-            (
-                "hello_store_unreplicated_total",
-                "counter",
-                "Greetings counted but answered 504 because WAIT did not see them on \
-                 REDIS_WAIT_REPLICAS replicas in time.",
-                store.unreplicated,
-            ),
-        ] {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        header(
-            &mut out,
-            "hello_redis_listings_left_total",
-            "counter",
-            "Listings left before their end with a reply on its way, by what became of their \
-             connection: drained (the reply read and thrown away by its next user; kept) or \
-             closed (the reply could not be read).",
-        );
-        for (outcome, n) in [("drained", pool.drained), ("closed", pool.abandoned)] {
-            let _ = writeln!(
-                out,
-                "hello_redis_listings_left_total{{outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        header(
-            &mut out,
-            "hello_http_connections_open",
-            "gauge",
-            "Client connections currently open.",
-        );
-        let _ = writeln!(out, "hello_http_connections_open {}", connections.open);
-        header(
-            &mut out,
-            "hello_http_connections_refused_total",
-            "counter",
-            "Connections refused at the connection cap or for lack of descriptors.",
-        );
-        let _ = writeln!(
-            out,
-            "hello_http_connections_refused_total {}",
-            connections.refused
-        );
-        header(
-            &mut out,
-            "hello_http_connections_reclaimed_total",
-            "counter",
-            "Idle keep-alive connections closed to make room for new clients at the cap.",
-        );
-        let _ = writeln!(
-            out,
-            "hello_http_connections_reclaimed_total {}",
-            connections.reclaimed
-        );
-        header(
-            &mut out,
-            "hello_uptime_seconds",
-            "gauge",
-            "Seconds since the process started.",
-        );
-        let _ = writeln!(
-            out,
-            "hello_uptime_seconds {}",
-            self.started.elapsed().as_secs_f64()
-        );
-        out
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// The store's connections to Redis and how its batches went, as it counts them.
+fn render_redis(out: &mut Exposition, store: StoreStats) {
+    let pool = store.pool;
+    for (name, kind, help, value) in [
+        (
+            "hello_redis_connections_opened_total",
+            "counter",
+            "Connections to Redis opened (each a handshake and a login).",
+            pool.opened,
+        ),
+        (
+            "hello_redis_connection_reuses_total",
+            "counter",
+            "Commands sent on a connection taken idle from the pool, not opened for them.",
+            pool.reused,
+        ),
+        (
+            "hello_redis_connections_open",
+            "gauge",
+            "Connections to Redis open now, idle or in use (at most REDIS_MAX_CONNECTIONS \
+             per server).",
+            pool.open,
+        ),
+        (
+            "hello_redis_pool_waits_total",
+            "counter",
+            "Callers that found REDIS_MAX_CONNECTIONS connections in use and waited for one.",
+            pool.waited,
+        ),
+        (
+            "hello_store_batches_total",
+            "counter",
+            "Batches of greetings sent to Redis, each one pipeline per primary: increments \
+             over batches is how many greetings a pipeline carries.",
+            store.batches,
+        ),
+        (
+            "hello_redis_redirects_total",
+            "counter",
+            "Commands sent again where a cluster's -MOVED or -ASK said (they had not run).",
+            store.redirects,
+        ),
+        (
+            "hello_redis_topology_refreshes_total",
+            "counter",
+            "Readings of a Redis cluster's slot map (CLUSTER SHARDS).",
+            store.topology_refreshes,
+        ),
+        (
+            "hello_store_unreplicated_total",
+            "counter",
+            "Greetings counted but answered 504 because WAIT did not see them on \
+             REDIS_WAIT_REPLICAS replicas in time.",
+            store.unreplicated,
+        ),
+    ] {
+        out.single(name, kind, help, value);
+    }
+    let name = "hello_redis_listings_left_total";
+    out.family(
+        name,
+        "counter",
+        "Listings left before their end with a reply on its way, by what became of their \
+         connection: drained (the reply read and thrown away by its next user; kept) or \
+         closed (the reply could not be read).",
+    );
+    for (outcome, n) in [("drained", pool.drained), ("closed", pool.abandoned)] {
+        out.sample(name, &format!("outcome=\"{outcome}\""), n);
+    }
+}
+
+/// The HTTP layer's client connections.
+fn render_connections(out: &mut Exposition, connections: ConnectionGauges) {
+    for (name, kind, help, value) in [
+        (
+            "hello_http_connections_open",
+            "gauge",
+            "Client connections currently open.",
+            connections.open,
+        ),
+        (
+            "hello_http_connections_refused_total",
+            "counter",
+            "Connections refused at the connection cap or for lack of descriptors.",
+            connections.refused,
+        ),
+        (
+            "hello_http_connections_reclaimed_total",
+            "counter",
+            "Connections closed to make room for new clients at the cap.",
+            connections.reclaimed,
+        ),
+    ] {
+        out.single(name, kind, help, value);
+    }
+}
+
+/// Prometheus text exposition (version 0.0.4), written line by line.
+struct Exposition(String);
+
+impl Exposition {
+    /// A metric family's `HELP` and `TYPE` lines, before its samples.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+    }
+
+    /// A family of one sample without labels.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        let _ = writeln!(self.0, "{name} {value}");
+    }
 }
 
 /// The counters at one instant; [`Totals::since`] turns two of them into one interval's worth.
