@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod counts;
+pub mod decimal;
 pub mod emf;
 pub mod health;
 pub mod healthcheck;

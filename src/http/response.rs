@@ -11,6 +11,7 @@ use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Status;
+use crate::decimal;
 
 /// A body produced while it is sent.
 pub trait BodySource: Send {
@@ -312,7 +313,7 @@ pub fn write_head(
     // Pieces appended as they are, without the formatting machinery: this runs for every
     // response, and musl's memcpy makes many small formatted writes show in a profile.
     out.extend_from_slice(b"HTTP/1.1 ");
-    push_number(out, u64::from(response.status.code()));
+    decimal::push(out, u64::from(response.status.code()));
     out.push(b' ');
     out.extend_from_slice(response.status.reason().as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
@@ -329,7 +330,7 @@ pub fn write_head(
     match delimit {
         Delimit::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
-            push_number(out, n as u64);
+            decimal::push(out, n as u64);
             out.extend_from_slice(b"\r\n");
         }
         Delimit::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -341,21 +342,6 @@ pub fn write_head(
         (false, _) => b"Connection: close\r\n",
     });
     out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal.
-fn push_number(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends the `Date` header's value, formatted once a second per thread. (The system clock
@@ -537,7 +523,7 @@ mod tests {
     fn numbers_are_written_in_decimal() {
         for n in [0, 7, 10, 404, 65_536, u64::MAX] {
             let mut out = Vec::new();
-            push_number(&mut out, n);
+            decimal::push(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
         }
     }

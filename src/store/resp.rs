@@ -3,6 +3,7 @@
 //!
 //! Only what our commands need: every RESP2 reply type, arrays nested a few levels deep.
 
+use crate::decimal;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
@@ -32,7 +33,7 @@ pub fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn push_number(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(n.to_string().as_bytes());
+    decimal::push(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
