@@ -19,12 +19,7 @@ if [ -z "$binary" ]; then
   binary=target/x86_64-unknown-linux-musl/release/hello
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; exit 1; }
+scratch
 field() { awk -v f="$1" '$1 == f {print $2}' "/proc/$2/status"; }
 # A gauge from the server's /metrics.
 gauge() { curl -s "http://127.0.0.1:$port/metrics" | awk -v g="$1" '$1 == g {print $2}'; }

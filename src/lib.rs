@@ -22,6 +22,7 @@ pub mod hello;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod route;
 pub mod secret;
 pub mod settings;
 pub mod store;

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::api::Route;
 use crate::http::Stats;
+pub use crate::route::Route;
 use crate::store::{Room, StoreStats};
 
 /// Upper bounds of the latency histogram, in seconds. The last ones cover `/health/cluster`'s

@@ -1,10 +1,10 @@
 //! What is recorded of each exchange once it is over: the route's counters and latency in
 //! [`Metrics`], and the access line.
 
-use super::route::Route;
 use crate::http::{path, Exchange, Status};
 use crate::logging;
 use crate::metrics::Metrics;
+use crate::route::Route;
 
 /// Counts `exchange` under its route and writes its access line.
 pub fn record(metrics: &Metrics, exchange: &Exchange<'_>) {

@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use super::dispatch::finish;
 use super::error::ApiError;
-use super::render;
-use super::route::Route;
+use super::render::{self, finish};
 use super::Api;
 use crate::cluster::Cluster;
 use crate::health::Monitor;
 use crate::http::{Answer, Response, Status, Wait};
+use crate::route::Route;
 
 pub fn view(api: &Api) -> Result<Answer<Wait>, ApiError> {
     if let Cluster::Local = api.cluster.as_ref() {

@@ -6,15 +6,14 @@
 use std::io;
 use std::sync::Arc;
 
-use super::dispatch::finish;
 use super::error::ApiError;
-use super::route::Route;
 use super::Api;
 use crate::counts::{self, Listing, Paging};
 use crate::http::{Answer, BodySource, Request, Response, Status, Wait};
 use crate::metrics::StoreOperation;
+use crate::route::Route;
 
-use super::render::JSON;
+use super::render::{finish, JSON};
 
 pub fn list(api: &Api, request: &Request<'_>) -> Result<Answer<Wait>, ApiError> {
     let paging = Paging::from_query(request.query)?;

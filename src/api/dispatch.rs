@@ -3,10 +3,10 @@
 //! says besides its body (how caches may keep it, what it varies on).
 
 use super::error::ApiError;
-use super::render::{self, JSON, LIVE, STATIC};
-use super::route::Route;
+use super::render::{self, finish, JSON, LIVE, STATIC};
 use super::{cluster, counts, fast, hello, Api};
 use crate::http::{path, Answer, Context, Request, Response, Status, Wait};
+use crate::route::Route;
 
 /// The methods the server takes anywhere, for `OPTIONS *`.
 const SERVER_ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -91,23 +91,6 @@ fn handle(
         // `decide` answers a path no route serves itself.
         Route::Other => return Err(not_found(request)),
     })
-}
-
-/// What every answer of a route says besides its body.
-pub fn finish(route: Route, response: Response) -> Response {
-    let response = match route {
-        // Errors carry their own `Cache-Control`.
-        _ if response.status.is_error() => response,
-        // The welcome text never changes while the process runs.
-        Route::Root => response.with_header("Cache-Control", STATIC),
-        _ => response.with_header("Cache-Control", LIVE),
-    };
-    match route {
-        // The answer depends on `Accept`, whatever it is (errors included, for simplicity of
-        // caches' keys).
-        Route::Hello => response.with_header("Vary", "Accept"),
-        _ => response,
-    }
 }
 
 /// `OPTIONS` (RFC 9110 §9.3.7): the methods `route` takes (for `Route::Other`, `*`: those the

@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::dispatch::finish;
 use super::error::ApiError;
-use super::render::{self, JSON, TEXT, TEXT_TYPE};
-use super::route::Route;
+use super::render::{self, finish, JSON, TEXT, TEXT_TYPE};
 use super::Api;
 use crate::hello::{greeting, Name};
 use crate::http::{negotiate, Answer, Context, Reply, Request, Response, Status, Wait};
 use crate::metrics::{Metrics, StoreOperation};
+use crate::route::Route;
 use crate::store::{CountRequest, StoreError};
 
 pub fn greet(

@@ -19,11 +19,10 @@ mod error;
 mod fast;
 mod hello;
 mod render;
-pub mod route;
 
 pub use self::error::ApiError;
 pub use self::hello::Greeting;
-pub use self::route::Route;
+pub use crate::route::Route;
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
-//! How the API's answers are written: their content types, how long caches may keep them, and
-//! JSON bodies.
+//! How the API's answers are written: their content types, how long caches may keep them
+//! (and what they vary on), and JSON bodies.
 
 use crate::http::{Response, Status};
+use crate::route::Route;
 
 pub const JSON: &str = "application/json";
 /// The media type `Accept` negotiation offers for text; answers say their charset too.
@@ -28,5 +29,22 @@ pub fn json(status: Status, value: &impl serde::Serialize) -> Response {
                 r#"{"error":{"status":500,"code":"internal","message":"internal error"}}"#,
             )
         }
+    }
+}
+
+/// What every answer of a route says besides its body.
+pub fn finish(route: Route, response: Response) -> Response {
+    let response = match route {
+        // Errors carry their own `Cache-Control`.
+        _ if response.status.is_error() => response,
+        // The welcome text never changes while the process runs.
+        Route::Root => response.with_header("Cache-Control", STATIC),
+        _ => response.with_header("Cache-Control", LIVE),
+    };
+    match route {
+        // The answer depends on `Accept`, whatever it is (errors included, for simplicity of
+        // caches' keys).
+        Route::Hello => response.with_header("Vary", "Accept"),
+        _ => response,
     }
 }

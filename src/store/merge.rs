@@ -11,8 +11,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::nodes::{Command, Delivery};
-use super::redis::RedisStore;
+use super::nodes::{Command, CommandRunner, Delivery};
 use super::replies::{classify, name_count, score_of, to_pairs};
 use super::resp::RedisReply;
 use super::scan::{Scan, ScanRequest};
@@ -24,7 +23,7 @@ use super::{NameCount, Order, StoreError};
 const MIN_PAGE: usize = 16;
 
 pub struct MergedScan {
-    store: Arc<RedisStore>,
+    store: Arc<dyn CommandRunner>,
     family: KeyFamily,
     order: Order,
     /// Entries still to pass over before the first one listed.
@@ -102,7 +101,11 @@ impl PartialEq for Front {
 impl Eq for Front {}
 
 impl MergedScan {
-    pub fn new(store: Arc<RedisStore>, family: KeyFamily, request: ScanRequest) -> MergedScan {
+    pub fn new(
+        store: Arc<dyn CommandRunner>,
+        family: KeyFamily,
+        request: ScanRequest,
+    ) -> MergedScan {
         let mut page = (request.chunk / family.size().max(1)).max(MIN_PAGE);
         // A short listing asks each key for no more than the listing could take from it.
         if let Some(limit) = request.limit {

@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use super::nodes::{Command, Delivery, Mode};
+use super::nodes::{Command, CommandRunner, Delivery, Mode};
 use super::redis::RedisStore;
 use super::replies::{classify, to_pairs};
 use super::resp::RedisReply;

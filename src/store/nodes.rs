@@ -25,6 +25,16 @@ use super::topology::{self, NodeAddr, Redirect, SlotMap};
 use super::StoreError;
 use crate::sync;
 
+/// What sends commands to the servers they go to and brings back what became of each: the
+/// Redis store, as the listings that read through it see it (so that they need not know it).
+pub(super) trait CommandRunner: Send + Sync {
+    /// How long one command may take.
+    fn timeout(&self) -> Duration;
+
+    /// Sends `commands`, each to its server, and what became of each, in order.
+    fn run(&self, commands: &[Command], deadline: Instant) -> Result<Vec<Delivery>, StoreError>;
+}
+
 /// Least time between two readings of the slot map asked for by errors.
 const MIN_REFRESH: Duration = Duration::from_millis(100);
 /// Most times one command follows a redirect before it is given up (not run).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::admission::{name_bytes, Admission, Batch, Memory, MemorySample, Room};
 use super::connection::{Connector, TlsSetupError};
 use super::merge::MergedScan;
-use super::nodes::{ClusterNodes, Command, Delivery, Layout, Mode};
+use super::nodes::{ClusterNodes, Command, CommandRunner, Delivery, Layout, Mode};
 use super::replies::{classify, count_of, memory_from_info};
 use super::resp::RedisReply;
 use super::scan::{RankWindow, Scan, ScanRequest};
@@ -275,20 +275,6 @@ impl RedisStore {
 }
 
 impl RedisStore {
-    /// Sends `commands` where they belong (for the merged listing and the migration).
-    pub(super) fn run(
-        &self,
-        commands: &[Command],
-        deadline: Instant,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let layout = self.layout(deadline)?;
-        Ok(self.nodes.run(&layout, commands, None, deadline))
-    }
-
-    pub(super) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Standalone or cluster, found out first if it is not known yet.
     pub(super) fn mode(&self, deadline: Instant) -> Result<Mode, StoreError> {
         Ok(self.layout(deadline)?.mode)
@@ -365,6 +351,17 @@ fn size_from(sent: Delivery) -> Result<u64, StoreError> {
         } => Err(classify(e)),
         Delivery::Replied { reply, .. } => Err(StoreError::Refused(reply.unexpected("ZCARD"))),
         Delivery::NotSent(e) | Delivery::Unanswered(e) => Err(read_failure(e)),
+    }
+}
+
+impl CommandRunner for RedisStore {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn run(&self, commands: &[Command], deadline: Instant) -> Result<Vec<Delivery>, StoreError> {
+        let layout = self.layout(deadline)?;
+        Ok(self.nodes.run(&layout, commands, None, deadline))
     }
 }
 
