@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make soak`: the static binary's memory under a mixed load that stops and starts, as a
 # service's traffic does. SOAK_BURSTS bursts of SOAK_SECONDS each (default 5 x 25 s), SOAK_PAUSE
-# seconds apart (default 5): wrk's connections greet over 10,000 names and ask /, /health,
-# /counts?limit=20, a 404, a 301 and /metrics, while malformed clients come and go. After each
+# seconds apart (default 12, past the blocking threads' 10 s idle end): wrk's connections greet
+# over 10,000 names and ask /, /health, /counts?limit=20, a 404, a 301 and /metrics, while
+# malformed clients come and go. After each
 # burst and its pause: the server's RSS and threads. SOAK_BINARY=<path> measures another build.
 # Everything listens on 127.0.0.1 and stops by itself.
 set -euo pipefail
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 BURSTS=${SOAK_BURSTS:-5}
 SECONDS_PER_BURST=${SOAK_SECONDS:-25}
-PAUSE=${SOAK_PAUSE:-5}
+PAUSE=${SOAK_PAUSE:-12}
 need_packages redis-server:redis-server wrk:wrk curl:curl
 binary=${SOAK_BINARY:-}
 if [ -z "$binary" ]; then
