@@ -101,7 +101,10 @@ fn cargo_toml(section: &str, key: &str) -> String {
 #[test]
 fn the_release_profile_the_readme_states_is_cargo_toml_s() {
     // Read as prose: a line may break anywhere.
-    let readme = read("README.md").split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = read("README.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let stated = readme
         .split("The release profile compiles with `opt-level = ")
         .nth(1)
