@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::redis::{command_calls, make_certificates};
@@ -24,6 +25,10 @@ pub struct RedisCluster {
     pub tls: bool,
     /// Replicas of each primary.
     replicas: usize,
+    /// One cluster at a time in a test process: six nodes and their load each, and the
+    /// failover, reshard and admission tests time what they measure (a replica starved of the
+    /// CPU by another test's cluster lags its WAIT, a sampler its memory).
+    _alone: MutexGuard<'static, ()>,
 }
 
 pub struct Node {
@@ -49,6 +54,9 @@ impl RedisCluster {
     }
 
     fn started(primaries: usize, replicas: usize, tls: bool) -> RedisCluster {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        // A test that failed while holding it leaves nothing half-done that matters here.
+        let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let first = free_port();
         let dir =
             std::env::temp_dir().join(format!("hello-cluster-{}-{first}", std::process::id()));
@@ -62,6 +70,7 @@ impl RedisCluster {
             dir,
             tls,
             replicas: 0,
+            _alone: alone,
         };
         // Two ports a node, none twice (a port just let go may be handed out again).
         let mut ports = vec![first];
