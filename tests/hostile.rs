@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Redis, Service};
+use common::{refused_client, Conn, Redis, Refused, Service};
 
 const KEY: &str = "nytimes.names";
 
@@ -361,28 +361,12 @@ fn connections_that_never_send_a_byte_give_way_at_the_cap_oldest_first() {
 #[test]
 fn a_refused_client_still_sending_reads_its_whole_answer_then_end_of_file() {
     let s = Service::start(&[]);
+    let head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}", "a".repeat(20_000));
     for _ in 0..20 {
-        let mut stream = TcpStream::connect(s.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}", "a".repeat(20_000));
-        let _ = stream.write_all(head.as_bytes());
-        // More of the head, which the server will not read.
-        for _ in 0..4 {
-            if stream.write_all(&[b'a'; 4096]).is_err() {
-                break;
-            }
-        }
-        let mut out = Vec::new();
-        let end = stream.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out);
-        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
-        assert!(text.ends_with("}"), "the whole JSON body: {text}");
+        // More of the head follows, which the server will not read.
+        let read = refused_client(s.addr, head.as_bytes(), 4);
+        assert!(read.text.starts_with("HTTP/1.1 431 "), "{}", read.text);
         // End of file, not a reset: the server read what was left before it closed.
-        assert!(end.is_ok(), "{end:?} after {text}");
+        assert_eq!(read.end, Refused::WholeThenEnd, "{}", read.text);
     }
 }

@@ -20,8 +20,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::load::greet_all;
-use common::{wait_until, Conn, Redis, RedisCluster, Service};
-use hello::store::{KeyFamily, RedisEndpoint, RedisSettings, RedisStore};
+use common::{plain_endpoint, wait_until, Conn, Redis, RedisCluster, Service};
+use hello::store::{KeyFamily, RedisSettings, RedisStore};
 
 const KEY: &str = "nytimes.names";
 /// Greetings in flight on each connection of [`greet_all`].
@@ -37,7 +37,16 @@ fn service(cluster: &RedisCluster, env: &[(&str, &str)]) -> Service {
     let address = cluster.address();
     let mut all = vec![("REDIS_CLUSTER_ADDRESS", address.as_str())];
     all.extend_from_slice(env);
-    Service::start(&all)
+    let s = Service::start(&all);
+    // A cluster just made may still tell its nodes apart for a moment (a slot not yet known
+    // everywhere): the service answers 503 until it has read a whole map. HEAD /counts reads
+    // every key's size through the map and counts nothing.
+    wait_until(
+        "the service reading the cluster",
+        Duration::from_secs(20),
+        || s.request("HEAD", "/counts", &[]).status == 200,
+    );
+    s
 }
 
 #[test]
@@ -124,15 +133,7 @@ fn the_store_contract_holds_on_a_cluster() {
             max_names,
             ..Default::default()
         },
-        ..RedisSettings::with_defaults(RedisEndpoint {
-            host: "127.0.0.1".into(),
-            port,
-            tls: false,
-            username: None,
-            password: None,
-            db: 0,
-        })
-        .unwrap()
+        ..RedisSettings::with_defaults(plain_endpoint(port)).unwrap()
     };
     contract::check(Arc::new(RedisStore::new(settings(None)).unwrap()));
     let capped = RedisSettings {
@@ -283,18 +284,23 @@ fn failover_under_load(wait_replicas: &str) -> (Reckoning, Vec<Seen>, Instant, I
     (reckon(&seen, &stored), seen, killed, whole)
 }
 
+/// Prints what a failover under load did, and holds what every setting promises: greetings
+/// went on, no 503 was counted, and nothing but 200, 503 and 504 was answered.
+fn said_and_sound(wait_replicas: &str, r: &Reckoning, back_in_step: Duration) {
+    println!(
+        "REDIS_WAIT_REPLICAS={wait_replicas}, a primary killed under 128 clients: {r:?}; \
+         failover and replica back in step after {back_in_step:?}"
+    );
+    assert!(r.ok > 3000, "{r:?}");
+    assert_eq!(r.unavailable_stored, 0, "a 503 was counted: {r:?}");
+    assert_eq!(r.other, 0, "{r:?}");
+}
+
 #[test]
 fn with_wait_every_200_survives_a_primary_killed_under_load() {
     let (r, seen, killed, whole) = failover_under_load("1");
-    println!(
-        "REDIS_WAIT_REPLICAS=1, a primary killed under 128 clients: {r:?}; failover and replica \
-         back in step after {:?}",
-        whole - killed
-    );
-    assert!(r.ok > 3000, "{r:?}");
+    said_and_sound("1", &r, whole - killed);
     assert_eq!(r.ok_lost, 0, "acknowledged greetings lost: {r:?}");
-    assert_eq!(r.unavailable_stored, 0, "a 503 was counted: {r:?}");
-    assert_eq!(r.other, 0, "{r:?}");
     // A 504 only from the kill until the shard had a replica in step again, give or take the
     // timeout; sent at most two timeouts before the kill (the lane's queue, then its batch).
     let timeout = Duration::from_secs(1);
@@ -325,14 +331,7 @@ fn with_wait_every_200_survives_a_primary_killed_under_load() {
 #[test]
 fn without_wait_a_failover_may_lose_acknowledged_greetings() {
     let (r, _, killed, whole) = failover_under_load("0");
-    println!(
-        "REDIS_WAIT_REPLICAS=0, a primary killed under 128 clients: {r:?}; failover and replica \
-         back in step after {:?}",
-        whole - killed
-    );
-    assert!(r.ok > 3000, "{r:?}");
-    assert_eq!(r.unavailable_stored, 0, "a 503 was counted: {r:?}");
-    assert_eq!(r.other, 0, "{r:?}");
+    said_and_sound("0", &r, whole - killed);
 }
 
 #[test]

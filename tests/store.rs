@@ -11,24 +11,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{send_signal, wait_until, Redis, Signal};
+use common::{plain_endpoint as plain, send_signal, wait_until, Redis, Signal};
 use hello::secret::Secret;
 use hello::store::{
     AdmissionLimits, MemoryStore, Order, RedisEndpoint, RedisMode, RedisSettings, RedisStore,
     ScanRequest, Store, StoreError,
 };
-
-/// Plain TCP to 127.0.0.1:`port`, no login.
-fn plain(port: u16) -> RedisEndpoint {
-    RedisEndpoint {
-        host: "127.0.0.1".into(),
-        port,
-        tls: false,
-        username: None,
-        password: None,
-        db: 0,
-    }
-}
 
 /// The store's defaults (Redis's mode asked of it at first use), on the key `contract` with
 /// a 500 ms timeout.

@@ -214,6 +214,73 @@ impl Conn {
     }
 }
 
+/// How a refused client's reading ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The whole answer (as its Content-Length says), then end of file.
+    WholeThenEnd,
+    /// The whole answer, then a reset instead of end of file.
+    WholeThenReset,
+    /// A reset (or another error) before the answer was whole.
+    Cut,
+}
+
+/// What a refused client read, and how its reading ended.
+pub struct RefusedRead {
+    pub text: String,
+    pub end: Refused,
+}
+
+/// One client sending `head`, then `more` 4 KB writes the server will not read (until it stops
+/// taking them), as an uploading client would; reads what comes back until end of file or an
+/// error.
+pub fn refused_client(addr: SocketAddr, head: &[u8], more: usize) -> RefusedRead {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return RefusedRead {
+            text: String::new(),
+            end: Refused::Cut,
+        };
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let _ = stream.write_all(head);
+    for _ in 0..more {
+        if stream.write_all(&[b'y'; 4096]).is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let ended = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let whole = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+        head.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>())
+            })
+            .and_then(Result::ok)
+            .is_some_and(|len| body.len() >= len)
+    });
+    let end = match (whole, ended) {
+        (true, true) => Refused::WholeThenEnd,
+        (true, false) => Refused::WholeThenReset,
+        (false, _) => Refused::Cut,
+    };
+    RefusedRead { text, end }
+}
+
 /// Opens `connections` keep-alive connections, releases them all at once, and on each sends
 /// `GET path(i)` while `more(answered so far, time since release)` holds. Each connection's
 /// time to its first `200` and number of `200`s; any other answer fails the test.

@@ -22,11 +22,13 @@ use std::time::{Duration, Instant};
 // Re-exported so that every suite's `use common::{…}` reads the same, whichever file the item
 // lives in; a suite need not use them all.
 #[allow(unused_imports)]
-pub use self::client::{burst, observed, status_line, Conn, Response};
+pub use self::client::{
+    burst, observed, refused_client, status_line, Conn, Refused, RefusedRead, Response,
+};
 #[allow(unused_imports)]
 pub use self::nginx::Nginx;
 #[allow(unused_imports)]
-pub use self::redis::{trickling_proxy, Redis};
+pub use self::redis::{plain_endpoint, trickling_proxy, Redis};
 #[allow(unused_imports)]
 pub use self::redis_cluster::{RedisCluster, PASSWORD as CLUSTER_PASSWORD, USER as CLUSTER_USER};
 #[allow(unused_imports)]

@@ -468,3 +468,15 @@ impl Drop for Redis {
         }
     }
 }
+
+/// Plain TCP to 127.0.0.1:`port`, no login: how the suites reach the servers they start.
+pub fn plain_endpoint(port: u16) -> hello::store::RedisEndpoint {
+    hello::store::RedisEndpoint {
+        host: "127.0.0.1".into(),
+        port,
+        tls: false,
+        username: None,
+        password: None,
+        db: 0,
+    }
+}

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::load::Tally;
-use crate::common::{Conn, Nginx, Redis, Service, Signal};
+use crate::common::{refused_client, Conn, Nginx, Redis, Refused, Service, Signal};
 use crate::KEY;
 
 /// How long each flood lasts.
@@ -297,7 +297,7 @@ fn v2_the_cap_gives_way_to_new_clients() {
     }
 }
 
-/// How a refused client's reading ended.
+/// How many refused clients' readings ended each way.
 #[derive(Debug, Default)]
 struct Reads {
     /// The whole answer (as its Content-Length says), then end of file.
@@ -308,63 +308,19 @@ struct Reads {
     whole_then_reset: u64,
 }
 
-/// One client sending `head`, then more bytes the server will not read, in 4 KB writes until
-/// the server stops taking them; reads what comes back until end of file or an error.
-fn refused_client(addr: SocketAddr, head: &[u8]) -> Result<(), bool> {
-    let mut stream = TcpStream::connect(addr).map_err(|_| false)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let _ = stream.write_all(head);
-    // The client goes on sending, as an uploading client would, for a moment.
-    for _ in 0..8 {
-        if stream.write_all(&[b'y'; 4096]).is_err() {
-            break;
-        }
-    }
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let end = loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) => break Err(()),
-        }
-    };
-    let text = String::from_utf8_lossy(&out);
-    let whole = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
-        head.lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse::<usize>())
-            })
-            .and_then(Result::ok)
-            .is_some_and(|len| body.len() >= len)
-    });
-    match (whole, end) {
-        (true, Ok(())) => Ok(()),
-        (true, Err(())) => Err(true),
-        (false, _) => Err(false),
-    }
-}
-
 fn refusals(addr: SocketAddr, head: &[u8], clients: usize) -> Reads {
-    let results: Vec<Result<(), bool>> = thread::scope(|scope| {
+    let results: Vec<Refused> = thread::scope(|scope| {
         let all: Vec<_> = (0..clients)
-            .map(|_| scope.spawn(|| refused_client(addr, head)))
+            .map(|_| scope.spawn(|| refused_client(addr, head, 8).end))
             .collect();
         all.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut reads = Reads::default();
     for r in results {
         match r {
-            Ok(()) => reads.whole += 1,
-            Err(true) => reads.whole_then_reset += 1,
-            Err(false) => reads.reset += 1,
+            Refused::WholeThenEnd => reads.whole += 1,
+            Refused::WholeThenReset => reads.whole_then_reset += 1,
+            Refused::Cut => reads.reset += 1,
         }
     }
     reads
