@@ -67,8 +67,6 @@ locals {
   # Serverless publishes under the cache's name, in the dimension clusterId (not
   # CacheClusterId, which is the nodes').
   serverless_dimensions = { clusterId = var.name }
-  # The data-storage maximum in bytes, as CloudWatch counts BytesUsedForCache.
-  serverless_max_bytes = var.serverless_max_data_gb * 1000000000
 }
 
 resource "aws_cloudwatch_metric_alarm" "http_5xx" {
@@ -165,107 +163,6 @@ resource "aws_cloudwatch_metric_alarm" "ecs_memory" {
   alarm_actions       = local.alarm_actions
 }
 
-# Memory of the fullest node, as ElastiCache counts it (used memory against maxmemory, which
-# leaves out the reserved memory). At 80% it is time to size up; at 90% the service begins to
-# refuse new names (its default STORE_NEW_NAMES_MAX_MEMORY_PERCENT), and at 100% Redis refuses
-# writes (noeviction, redis.tf): that pages.
-resource "aws_cloudwatch_metric_alarm" "redis_memory_warn" {
-  count               = local.redis_node_count > 0 ? 1 : 0
-  alarm_name          = "${var.name}-redis-memory-warn"
-  alarm_description   = "A Redis node above 80% of its memory for 5 minutes: size the node up (redis_node_type) before new names are refused."
-  evaluation_periods  = 5
-  datapoints_to_alarm = 5
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 80
-  alarm_actions       = local.notice_actions
-  ok_actions          = local.notice_actions
-
-  metric_query {
-    id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
-    label       = "largest node's memory %"
-    return_data = true
-  }
-
-  dynamic "metric_query" {
-    for_each = range(local.redis_node_count)
-    content {
-      id = "n${metric_query.value}"
-      metric {
-        namespace   = "AWS/ElastiCache"
-        metric_name = "DatabaseMemoryUsagePercentage"
-        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
-        period      = 60
-        stat        = "Maximum"
-      }
-    }
-  }
-}
-
-resource "aws_cloudwatch_metric_alarm" "redis_memory_page" {
-  count               = local.redis_node_count > 0 ? 1 : 0
-  alarm_name          = "${var.name}-redis-memory-page"
-  alarm_description   = "A Redis node above 90% of its memory for 3 minutes: new names are being refused, and at 100% every greeting fails. Size up now (redis_node_type)."
-  evaluation_periods  = 3
-  datapoints_to_alarm = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 90
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  metric_query {
-    id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
-    label       = "largest node's memory %"
-    return_data = true
-  }
-
-  dynamic "metric_query" {
-    for_each = range(local.redis_node_count)
-    content {
-      id = "n${metric_query.value}"
-      metric {
-        namespace   = "AWS/ElastiCache"
-        metric_name = "DatabaseMemoryUsagePercentage"
-        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
-        period      = 60
-        stat        = "Maximum"
-      }
-    }
-  }
-}
-
-resource "aws_cloudwatch_metric_alarm" "redis_cpu" {
-  count               = local.redis_node_count > 0 ? 1 : 0
-  alarm_name          = "${var.name}-redis-cpu"
-  alarm_description   = "Redis engine CPU above 80% on a node for 10 minutes (Redis is single-threaded)."
-  evaluation_periods  = 2
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 80
-  alarm_actions       = local.alarm_actions
-
-  metric_query {
-    id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
-    label       = "busiest node's engine CPU %"
-    return_data = true
-  }
-
-  dynamic "metric_query" {
-    for_each = range(local.redis_node_count)
-    content {
-      id = "n${metric_query.value}"
-      metric {
-        namespace   = "AWS/ElastiCache"
-        metric_name = "EngineCPUUtilization"
-        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
-        period      = 300
-        stat        = "Maximum"
-      }
-    }
-  }
-}
-
 # The service's own signals, from its embedded-metric lines. A Redis failover costs seconds of
 # 503s; three minutes in a row is an outage. Latency: 3 of 5 minutes, so that a log batch that
 # arrives late does not decide alone (CloudWatch's advice for alarms on embedded metrics).
@@ -352,76 +249,6 @@ resource "aws_cloudwatch_metric_alarm" "healthy_hosts" {
   treat_missing_data = "breaching"
   alarm_actions      = local.alarm_actions
   ok_actions         = local.alarm_actions
-}
-
-# Evictions lose counts. With noeviction (redis.tf) there should never be one: an eviction
-# means the parameter group is not the one applied.
-resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
-  count               = local.redis_node_count > 0 ? 1 : 0
-  alarm_name          = "${var.name}-redis-evictions"
-  alarm_description   = "Redis evicted keys: memory is full and data is being dropped."
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  metric_query {
-    id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
-    label       = "evictions on the worst node"
-    return_data = true
-  }
-
-  dynamic "metric_query" {
-    for_each = range(local.redis_node_count)
-    content {
-      id = "n${metric_query.value}"
-      metric {
-        namespace   = "AWS/ElastiCache"
-        metric_name = "Evictions"
-        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
-        period      = 300
-        stat        = "Sum"
-      }
-    }
-  }
-}
-
-# Only replicas publish ReplicationLag, and which node is a replica changes at a failover, so
-# the alarm takes the worst of every node; the primary's missing data counts for nothing.
-resource "aws_cloudwatch_metric_alarm" "redis_replication_lag" {
-  count               = local.redis_replicas > 0 ? 1 : 0
-  alarm_name          = "${var.name}-redis-replication-lag"
-  alarm_description   = "A Redis replica more than 10 s behind the primary for 5 minutes: a failover now would lose the counts since."
-  evaluation_periods  = 5
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 10
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
-
-  metric_query {
-    id          = "worst"
-    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
-    label       = "worst replica's lag (s)"
-    return_data = true
-  }
-
-  dynamic "metric_query" {
-    for_each = range(local.redis_node_count)
-    content {
-      id = "n${metric_query.value}"
-      metric {
-        namespace   = "AWS/ElastiCache"
-        metric_name = "ReplicationLag"
-        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
-        period      = 60
-        stat        = "Maximum"
-      }
-    }
-  }
 }
 
 # Deployments that ECS gives up on (the circuit breaker or an alarm rolled them back) and tasks
@@ -533,7 +360,63 @@ resource "aws_sns_topic_policy" "notices" {
   policy = data.aws_iam_policy_document.notice_topic.json
 }
 
-# Stacks applied before the store was a choice had one of each node alarm.
+# The store's alarms, from the tables in derived.tf (what each watches, when it fires, whom it
+# reaches, and why).
+resource "aws_cloudwatch_metric_alarm" "redis_node" {
+  for_each            = local.redis_node_alarms
+  alarm_name          = "${var.name}-redis-${each.key}"
+  alarm_description   = each.value.description
+  evaluation_periods  = each.value.periods
+  datapoints_to_alarm = each.value.periods
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = each.value.missing
+  alarm_actions       = each.value.pages ? local.alarm_actions : local.notice_actions
+  ok_actions          = each.value.pages ? local.alarm_actions : local.notice_actions
+
+  metric_query {
+    id          = "worst"
+    expression  = "MAX([${join(",", [for i in range(local.redis_node_count) : "n${i}"])}])"
+    label       = each.value.label
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = range(local.redis_node_count)
+    content {
+      id = "n${metric_query.value}"
+      metric {
+        namespace   = "AWS/ElastiCache"
+        metric_name = each.value.metric
+        dimensions  = { CacheClusterId = local.redis_clusters[metric_query.value] }
+        period      = each.value.period
+        stat        = each.value.stat
+      }
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "serverless" {
+  for_each            = local.serverless_alarms
+  alarm_name          = "${var.name}-serverless-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = "AWS/ElastiCache"
+  metric_name         = each.value.metric
+  dimensions          = local.serverless_dimensions
+  statistic           = each.value.stat
+  period              = each.value.period
+  evaluation_periods  = each.value.periods
+  datapoints_to_alarm = each.value.periods
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = each.value.missing
+  alarm_actions       = each.value.pages ? local.alarm_actions : local.notice_actions
+  ok_actions          = each.value.pages ? local.alarm_actions : local.notice_actions
+}
+
+# Stacks applied before the store was a choice had one of each node alarm; the stacks of
+# issues 26 and 27 had one resource per alarm, counted. Each move follows on from the one
+# before it.
 moved {
   from = aws_cloudwatch_metric_alarm.redis_memory_warn
   to   = aws_cloudwatch_metric_alarm.redis_memory_warn[0]
@@ -554,79 +437,49 @@ moved {
   to   = aws_cloudwatch_metric_alarm.redis_evictions[0]
 }
 
-# ElastiCache Serverless has no nodes: what it publishes is the cache's (dimension clusterId).
-# Its data against its data-storage maximum stands for the nodes' memory: warn at 80%, page at
-# 90%, where the service refuses new names (and at 100% every write fails). Throttled commands
-# mean it scaled slower than the load, or hit serverless_max_ecpu_per_second: greetings fail
-# with 503s.
-resource "aws_cloudwatch_metric_alarm" "serverless_data_warn" {
-  count               = local.store_serverless ? 1 : 0
-  alarm_name          = "${var.name}-serverless-data-warn"
-  alarm_description   = "The serverless cache holds more than 80% of serverless_max_data_gb for 5 minutes: raise it before new names are refused."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "BytesUsedForCache"
-  dimensions          = local.serverless_dimensions
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 5
-  datapoints_to_alarm = 5
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = local.serverless_max_bytes * 0.8
-  alarm_actions       = local.notice_actions
-  ok_actions          = local.notice_actions
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_memory_warn[0]
+  to   = aws_cloudwatch_metric_alarm.redis_node["memory-warn"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "serverless_data_page" {
-  count               = local.store_serverless ? 1 : 0
-  alarm_name          = "${var.name}-serverless-data-page"
-  alarm_description   = "The serverless cache holds more than 90% of serverless_max_data_gb for 3 minutes: new names are being refused, and at 100% every greeting fails. Raise serverless_max_data_gb now."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "BytesUsedForCache"
-  dimensions          = local.serverless_dimensions
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 3
-  datapoints_to_alarm = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = local.serverless_max_bytes * 0.9
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_memory_page[0]
+  to   = aws_cloudwatch_metric_alarm.redis_node["memory-page"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "serverless_throttled" {
-  count               = local.store_serverless ? 1 : 0
-  alarm_name          = "${var.name}-serverless-throttled"
-  alarm_description   = "The serverless cache throttled commands in 3 minutes in a row: it is at serverless_max_ecpu_per_second, or scaling more slowly than the load grows."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "ThrottledCmds"
-  dimensions          = local.serverless_dimensions
-  statistic           = "Sum"
-  period              = 60
-  evaluation_periods  = 3
-  datapoints_to_alarm = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = local.alarm_actions
-  ok_actions          = local.alarm_actions
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_cpu[0]
+  to   = aws_cloudwatch_metric_alarm.redis_node["cpu"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "serverless_ecpu" {
-  count               = local.store_serverless ? 1 : 0
-  alarm_name          = "${var.name}-serverless-ecpu"
-  alarm_description   = "The serverless cache used more than 80% of serverless_max_ecpu_per_second over 10 minutes: raise it before commands are throttled."
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "ElastiCacheProcessingUnits"
-  dimensions          = local.serverless_dimensions
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 2
-  comparison_operator = "GreaterThanThreshold"
-  # ECPUs in a 5-minute period at 80% of the per-second maximum.
-  threshold          = var.serverless_max_ecpu_per_second * 300 * 0.8
-  treat_missing_data = "notBreaching"
-  alarm_actions      = local.notice_actions
-  ok_actions         = local.notice_actions
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_evictions[0]
+  to   = aws_cloudwatch_metric_alarm.redis_node["evictions"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.redis_replication_lag[0]
+  to   = aws_cloudwatch_metric_alarm.redis_node["replication-lag"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.serverless_data_warn[0]
+  to   = aws_cloudwatch_metric_alarm.serverless["data-warn"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.serverless_data_page[0]
+  to   = aws_cloudwatch_metric_alarm.serverless["data-page"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.serverless_throttled[0]
+  to   = aws_cloudwatch_metric_alarm.serverless["throttled"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.serverless_ecpu[0]
+  to   = aws_cloudwatch_metric_alarm.serverless["ecpu"]
 }
 
 module "dashboard" {
@@ -650,15 +503,8 @@ module "dashboard" {
     aws_cloudwatch_metric_alarm.store_full,
     aws_cloudwatch_metric_alarm.event_delivery,
     ] : alarm.arn],
-    aws_cloudwatch_metric_alarm.redis_memory_warn[*].arn,
-    aws_cloudwatch_metric_alarm.redis_memory_page[*].arn,
-    aws_cloudwatch_metric_alarm.redis_cpu[*].arn,
-    aws_cloudwatch_metric_alarm.redis_evictions[*].arn,
-    aws_cloudwatch_metric_alarm.redis_replication_lag[*].arn,
-    aws_cloudwatch_metric_alarm.serverless_data_warn[*].arn,
-    aws_cloudwatch_metric_alarm.serverless_data_page[*].arn,
-    aws_cloudwatch_metric_alarm.serverless_throttled[*].arn,
-    aws_cloudwatch_metric_alarm.serverless_ecpu[*].arn,
+    [for alarm in aws_cloudwatch_metric_alarm.redis_node : alarm.arn],
+    [for alarm in aws_cloudwatch_metric_alarm.serverless : alarm.arn],
   )
 }
 

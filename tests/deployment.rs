@@ -273,6 +273,7 @@ fn dashboard_names_only_metrics_this_stack_produces(store: Store) {
 fn every_alarm_watches_a_metric_this_stack_produces() {
     let service_metrics = hello::emf::metric_names();
     let mut watched = Vec::new();
+    let mut tabled = Vec::new();
     for entry in std::fs::read_dir(deployment()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "tf") {
@@ -285,6 +286,7 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
             continue;
         }
         // Within an alarm (or one of its metric queries), `namespace` comes before `metric_name`.
+        // An alarm made from a table (`each.value.metric`) watches that table's metrics.
         let mut namespace = None;
         for line in text.lines() {
             let Some((key, value)) = line.split_once('=') else {
@@ -295,10 +297,28 @@ fn every_alarm_watches_a_metric_this_stack_produces() {
                 "namespace" => namespace = Some(value.to_owned()),
                 "metric_name" => {
                     let namespace = namespace.take().expect("a namespace before metric_name");
-                    watched.push((namespace, value.to_owned()));
+                    if value == "each.value.metric" {
+                        tabled.push(namespace);
+                    } else {
+                        watched.push((namespace, value.to_owned()));
+                    }
                 }
                 _ => {}
             }
+        }
+    }
+    // The two store tables (derived.tf), each with the stores that fill it.
+    assert_eq!(tabled, ["AWS/ElastiCache", "AWS/ElastiCache"]);
+    for (vars, table) in [
+        (&[][..], "local.redis_node_alarms"),
+        (&["store=serverless"][..], "local.serverless_alarms"),
+    ] {
+        let alarms = derived(vars, table);
+        let alarms = alarms.as_object().unwrap();
+        assert!(!alarms.is_empty(), "{table} is empty");
+        for alarm in alarms.values() {
+            let metric = alarm["metric"].as_str().unwrap().to_owned();
+            watched.push(("AWS/ElastiCache".to_owned(), metric));
         }
     }
     assert!(watched.len() >= 10, "{watched:?}");
@@ -1084,67 +1104,87 @@ fn serverless_is_capped_encrypted_and_least_privileged() {
         assert!(!access.contains(wide), "{access} allows {wide}");
     }
     // Data and processing near their caps warn, then page; throttling pages.
-    let alarms = |metric: &str| {
-        resources_where(
-            &config,
-            "aws_cloudwatch_metric_alarm",
-            "metric_name",
-            metric,
-        )
-        .into_iter()
-        .map(|a| {
-            (
-                attr(a, "threshold").as_str().unwrap_or_default().to_owned(),
-                attr(a, "alarm_actions").as_str().unwrap().to_owned(),
-            )
-        })
-        .collect::<BTreeSet<_>>()
-    };
-    assert_eq!(
-        alarms("BytesUsedForCache"),
-        BTreeSet::from([
-            (
-                "${local.serverless_max_bytes * 0.8}".to_owned(),
-                "${local.notice_actions}".to_owned()
-            ),
-            (
-                "${local.serverless_max_bytes * 0.9}".to_owned(),
-                "${local.alarm_actions}".to_owned()
-            ),
-        ])
+    let alarms = derived(
+        &["store=serverless", "serverless_max_data_gb=5"],
+        "{ for key, a in local.serverless_alarms : key => [a.metric, a.threshold, a.pages] }",
     );
-    assert_eq!(alarms("ThrottledCmds").len(), 1);
-    assert_eq!(alarms("ElastiCacheProcessingUnits").len(), 1);
+    assert_eq!(
+        alarms,
+        serde_json::json!({
+            "data-warn": ["BytesUsedForCache", 4_000_000_000u64, false],
+            "data-page": ["BytesUsedForCache", 4_500_000_000u64, true],
+            "throttled": ["ThrottledCmds", 0, true],
+            "ecpu": ["ElastiCacheProcessingUnits", 12_000_000, false],
+        })
+    );
+    let alarm = resource(&config, "aws_cloudwatch_metric_alarm", "serverless");
+    assert_eq!(attr(alarm, "for_each"), "${local.serverless_alarms}");
+    assert_eq!(attr(alarm, "dimensions"), "${local.serverless_dimensions}");
+    assert_reaches_whom_its_table_says(alarm);
+    // No serverless alarm on a store of nodes, and no node alarm on a serverless cache.
+    assert_eq!(
+        derived(&[], "local.serverless_alarms"),
+        serde_json::json!({})
+    );
+    assert_eq!(
+        derived(&["store=serverless"], "local.redis_node_alarms"),
+        serde_json::json!({})
+    );
+}
+
+/// An alarm made from a table pages (the alarm topic) or informs (the notice topic) as its
+/// row says, and tells the same topic when it is over.
+fn assert_reaches_whom_its_table_says(alarm: &Value) {
+    let whom = "${each.value.pages ? local.alarm_actions : local.notice_actions}";
+    assert_eq!(attr(alarm, "alarm_actions"), whom);
+    assert_eq!(attr(alarm, "ok_actions"), whom);
 }
 
 /// Issue 26: memory warns at 80% and pages at 90%; refused names inform, -OOM pages.
 #[test]
 fn full_memory_warns_then_pages() {
     let config = configuration();
-    let mut memory: BTreeMap<u64, String> = BTreeMap::new();
-    for (name, alarm) in config["resource"]["aws_cloudwatch_metric_alarm"]
-        .as_object()
-        .unwrap()
-    {
-        let watches_memory = blocks(alarm, "dynamic").iter().any(|d| {
-            blocks(&d["metric_query"], "content").iter().any(|c| {
-                blocks(c, "metric")
-                    .iter()
-                    .any(|m| attr(m, "metric_name") == "DatabaseMemoryUsagePercentage")
-            })
-        });
-        if watches_memory {
-            let threshold = attr(alarm, "threshold").as_u64().unwrap();
-            let actions = attr(alarm, "alarm_actions").as_str().unwrap().to_owned();
-            assert!(memory.insert(threshold, actions).is_none(), "{name}");
-        }
-    }
+    // The worst node's memory: 80% informs, 90% pages.
+    let memory = derived(
+        &[],
+        // One line: the console reads an expression a line.
+        r#"{ for key, a in local.redis_node_alarms : key => [a.threshold, a.pages] if a.metric == "DatabaseMemoryUsagePercentage" }"#,
+    );
     assert_eq!(
         memory,
-        BTreeMap::from([
-            (80, "${local.notice_actions}".to_owned()),
-            (90, "${local.alarm_actions}".to_owned()),
+        serde_json::json!({ "memory-warn": [80, false], "memory-page": [90, true] })
+    );
+    let alarm = resource(&config, "aws_cloudwatch_metric_alarm", "redis_node");
+    assert_eq!(attr(alarm, "for_each"), "${local.redis_node_alarms}");
+    assert_reaches_whom_its_table_says(alarm);
+    // Every node is watched, whichever is the primary now.
+    let queries = blocks(alarm, "dynamic");
+    assert_eq!(
+        attr(&queries[0]["metric_query"], "for_each"),
+        "${range(local.redis_node_count)}"
+    );
+    // Replication lag only where there are replicas; a cluster's nodes are every shard's.
+    let keys = |vars: &[&str]| derived(vars, "keys(local.redis_node_alarms)");
+    assert_eq!(
+        keys(&["redis_nodes=1"]),
+        serde_json::json!(["cpu", "evictions", "memory-page", "memory-warn"])
+    );
+    assert_eq!(
+        keys(&["store=cluster"]),
+        serde_json::json!([
+            "cpu",
+            "evictions",
+            "memory-page",
+            "memory-warn",
+            "replication-lag"
         ])
+    );
+    assert_eq!(
+        derived(
+            &["store=cluster", "redis_shards=3"],
+            "local.redis_node_count"
+        ),
+        6
     );
 
     for (metric, actions) in [
