@@ -133,10 +133,7 @@ fn a_flood_of_new_names_is_refused_before_redis_is_full_and_known_names_keep_cou
 #[test]
 fn a_redis_that_answers_oom_gives_507_store_full_and_costs_no_reconnects() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("STORE_NEW_NAMES_MAX_MEMORY_PERCENT", "100"),
-    ]);
+    let s = Service::on_redis(&redis, &[("STORE_NEW_NAMES_MAX_MEMORY_PERCENT", "100")]);
     assert_eq!(s.greet("known").count(), 1);
     let opened = s
         .metric("hello_redis_connections_opened_total")
@@ -179,10 +176,7 @@ fn a_redis_that_answers_oom_gives_507_store_full_and_costs_no_reconnects() {
 #[test]
 fn names_max_caps_the_set_within_one_batch_and_known_names_count() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("NAMES_MAX", "1000"),
-    ]);
+    let s = Service::on_redis(&redis, &[("NAMES_MAX", "1000")]);
     let names: Vec<String> = (0..3000).map(|i| name(i, 20)).collect();
     let answers = greet_all(&s, &names, 8, DEPTH);
     let mut admitted = Vec::new();

@@ -63,12 +63,14 @@ fn sums(lines: &[Value], namespace: &str) -> BTreeMap<String, f64> {
 #[test]
 fn lines_on_stdout_count_what_was_answered() {
     let mut redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("METRICS_EMF", "true"),
-        ("METRICS_EMF_NAMESPACE", "hello-test"),
-        ("METRICS_EMF_INTERVAL_MS", "200"),
-    ]);
+    let s = Service::on_redis(
+        &redis,
+        &[
+            ("METRICS_EMF", "true"),
+            ("METRICS_EMF_NAMESPACE", "hello-test"),
+            ("METRICS_EMF_INTERVAL_MS", "200"),
+        ],
+    );
     for _ in 0..3 {
         assert_eq!(s.get("/hello/Emf").status, 200);
     }

@@ -108,12 +108,14 @@ fn status_waiting(stream: &mut TcpStream) -> Option<u16> {
 fn clients_that_never_read_cost_table_entries_not_workers() {
     let redis = Redis::start();
     redis.add_names(KEY, 200_000);
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("HTTP_WORKERS", "4"),
-        ("COUNTS_MAX_LISTINGS", "8"),
-        ("HTTP_WRITE_TIMEOUT_MS", "3000"),
-    ]);
+    let s = Service::on_redis(
+        &redis,
+        &[
+            ("HTTP_WORKERS", "4"),
+            ("COUNTS_MAX_LISTINGS", "8"),
+            ("HTTP_WRITE_TIMEOUT_MS", "3000"),
+        ],
+    );
     // 64 listings of 200,000 names nobody reads: 16 times the workers.
     let mut stalled: Vec<TcpStream> = (0..64).map(|_| non_reader(&s, "/counts")).collect();
     let started = Instant::now();

@@ -43,11 +43,10 @@ fn waiting_greetings(s: &Service, n: usize, path: &str) -> Vec<Conn> {
 #[test]
 fn health_answers_at_once_while_redis_is_stopped_under_greetings() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "5000"),
-        ("HTTP_WORKERS", "2"),
-    ]);
+    let s = Service::on_redis(
+        &redis,
+        &[("REDIS_TIMEOUT_MS", "5000"), ("HTTP_WORKERS", "2")],
+    );
     assert_eq!(s.get("/hello/warm").status, 200);
     let stopped = Stopped::new(&redis);
     // More greetings than workers, all waiting for Redis.
@@ -89,11 +88,10 @@ fn health_answers_at_once_while_redis_is_stopped_under_greetings() {
 #[test]
 fn a_full_store_lane_answers_overloaded_at_once_and_sends_nothing() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "30000"),
-        ("STORE_MAX_PENDING", "4"),
-    ]);
+    let s = Service::on_redis(
+        &redis,
+        &[("REDIS_TIMEOUT_MS", "30000"), ("STORE_MAX_PENDING", "4")],
+    );
     assert_eq!(s.get("/hello/warm").status, 200);
     let stopped = Stopped::new(&redis);
     // At most one pipeline is in flight (it took what was queued, at most 4) and 4 more may

@@ -79,10 +79,7 @@ impl Drop for StopOnDrop<'_> {
 #[test]
 fn redis_restart_under_load_gives_503s_then_heals_without_double_counting() {
     let mut redis = Redis::start_durable();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "300"),
-    ]);
+    let s = Service::on_redis(&redis, &[("REDIS_TIMEOUT_MS", "300")]);
     let stop = AtomicBool::new(false);
     let ok = AtomicU64::new(0);
     let unavailable = AtomicU64::new(0);
@@ -175,10 +172,7 @@ fn redis_restart_under_load_gives_503s_then_heals_without_double_counting() {
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let redis = Redis::start();
-    let mut s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "3000"),
-    ]);
+    let mut s = Service::on_redis(&redis, &[("REDIS_TIMEOUT_MS", "3000")]);
     // An idle keep-alive connection is closed at shutdown, not waited for.
     let mut idle = Conn::open(s.addr);
     assert_eq!(idle.get("/").status, 200);

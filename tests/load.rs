@@ -43,10 +43,7 @@ fn concurrent_increments_are_counted_exactly() {
 fn a_burst_of_keep_alive_connections_is_served_fairly() {
     const CONNECTIONS: usize = 256;
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("HTTP_WORKERS", "16"),
-    ]);
+    let s = Service::on_redis(&redis, &[("HTTP_WORKERS", "16")]);
     let run_for = Duration::from_secs(3);
     let results = burst(
         s.addr,

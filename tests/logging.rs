@@ -229,10 +229,7 @@ fn json_lines_stay_whole_for_any_line_splitter() {
 #[test]
 fn a_failure_per_request_is_written_once_then_summed_up_with_a_count() {
     let mut redis = common::Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("LOG_REPEAT_INTERVAL_MS", "500"),
-    ]);
+    let s = Service::on_redis(&redis, &[("LOG_REPEAT_INTERVAL_MS", "500")]);
     redis.kill();
     let mut conn = common::Conn::open(s.addr);
     let mut failed = 0;

@@ -161,10 +161,7 @@ fn hello_negotiates_with_q_values_and_says_it_varies() {
 #[test]
 fn every_answer_says_how_caches_may_keep_it() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("HTTP_REQUEST_TIMEOUT_MS", "300"),
-    ]);
+    let s = Service::on_redis(&redis, &[("HTTP_REQUEST_TIMEOUT_MS", "300")]);
     for (path, cache) in [
         ("/", "max-age=3600"),
         ("/hello/Cache", "no-store"),
@@ -270,10 +267,7 @@ fn redis_refusing_clients_is_a_passing_503_that_heals() {
 #[test]
 fn a_greeting_sent_and_not_answered_in_time_is_a_504_that_invites_no_repeat() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "300"),
-    ]);
+    let s = Service::on_redis(&redis, &[("REDIS_TIMEOUT_MS", "300")]);
     assert_eq!(s.get("/hello/late").status, 200);
     send_signal(redis.pid(), Signal::STOP);
     let r = s.get("/hello/late");

@@ -337,19 +337,7 @@ impl<'a> Worker<'a> {
         match self.reclaimable(reclaim) {
             Some(key) => {
                 self.shared.stats.reclaimed.fetch_add(1, Ordering::Relaxed);
-                match reclaim {
-                    Reclaim::Slow => {
-                        if let Some(slot) = self.table.get(&key) {
-                            self.shared.reply(&slot.entry, &self.shared.timeout_reply);
-                        }
-                        self.close(key);
-                    }
-                    Reclaim::Idle | Reclaim::Silent => {
-                        if let Some(slot) = self.table.remove(&key) {
-                            self.shared.close(slot.entry);
-                        }
-                    }
-                }
+                self.give_up(key, reclaim == Reclaim::Slow);
                 self.adopt(entry, None);
             }
             None if tries > 0 => {
@@ -471,6 +459,20 @@ impl<'a> Worker<'a> {
     }
 
     /// Closes `key`'s connection: lingering if the client's bytes would be left unread.
+    /// Ends a connection the worker will not wait for any longer. One with a request under way
+    /// (`answering_408`) gets its 408 first, and lingers if it is still sending; any other is
+    /// closed at once, with nothing to say.
+    fn give_up(&mut self, key: u64, answering_408: bool) {
+        if answering_408 {
+            if let Some(slot) = self.table.get(&key) {
+                self.shared.reply(&slot.entry, &self.shared.timeout_reply);
+            }
+            self.close(key);
+        } else if let Some(slot) = self.table.remove(&key) {
+            self.shared.close(slot.entry);
+        }
+    }
+
     fn close(&mut self, key: u64) {
         let unread = self
             .table
@@ -654,19 +656,7 @@ impl<'a> Worker<'a> {
             }
         }
         for (key, expiry) in expired {
-            match expiry {
-                Expiry::Request => {
-                    if let Some(slot) = self.table.get(&key) {
-                        self.shared.reply(&slot.entry, &self.shared.timeout_reply);
-                    }
-                    self.close(key);
-                }
-                Expiry::Idle | Expiry::Write => {
-                    if let Some(slot) = self.table.remove(&key) {
-                        self.shared.close(slot.entry);
-                    }
-                }
-            }
+            self.give_up(key, expiry == Expiry::Request);
         }
     }
 }

@@ -526,10 +526,6 @@ impl Scan for RedisListing {
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> RedisReply {
-        RedisReply::Bulk(s.as_bytes().to_vec())
-    }
-
     #[test]
     fn a_batch_collapses_each_name_and_each_greeting_gets_its_own_count() {
         let family = KeyFamily::spread("k", 64);
@@ -543,8 +539,14 @@ mod tests {
 
     #[test]
     fn increment_replies_by_how_the_batch_was_sent() {
-        assert_eq!(count_from(bulk("4"), Batch::Watched).unwrap(), 4);
-        assert_eq!(count_from(bulk("4"), Batch::KnownOnly).unwrap(), 4);
+        assert_eq!(
+            count_from(RedisReply::bulk("4"), Batch::Watched).unwrap(),
+            4
+        );
+        assert_eq!(
+            count_from(RedisReply::bulk("4"), Batch::KnownOnly).unwrap(),
+            4
+        );
         // `XX`: a name not in the set was left out.
         assert!(matches!(
             count_from(RedisReply::Nil, Batch::KnownOnly),

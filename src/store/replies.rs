@@ -114,10 +114,6 @@ pub fn to_entries(reply: RedisReply, command: &str) -> Result<Vec<NameCount>, St
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> RedisReply {
-        RedisReply::Bulk(s.as_bytes().to_vec())
-    }
-
     #[test]
     fn increment_replies_are_read_as_counts() {
         assert_eq!(count_of(b"12"), Some(12));
@@ -132,12 +128,12 @@ mod tests {
     #[test]
     fn listed_scores_keep_redis_text() {
         let reply = RedisReply::Array(vec![
-            bulk("a"),
-            bulk("1.5"),
-            bulk("b"),
-            bulk("1e+20"),
-            bulk("c"),
-            bulk("inf"),
+            RedisReply::bulk("a"),
+            RedisReply::bulk("1.5"),
+            RedisReply::bulk("b"),
+            RedisReply::bulk("1e+20"),
+            RedisReply::bulk("c"),
+            RedisReply::bulk("inf"),
         ]);
         let scores: Vec<String> = to_entries(reply, "ZRANGE")
             .unwrap()
@@ -145,14 +141,19 @@ mod tests {
             .map(|e| e.score)
             .collect();
         assert_eq!(scores, ["1.5", "1e+20", "inf"]);
-        let nan = RedisReply::Array(vec![bulk("a"), bulk("nan")]);
+        let nan = RedisReply::Array(vec![RedisReply::bulk("a"), RedisReply::bulk("nan")]);
         assert!(to_entries(nan, "ZRANGE").is_err());
         assert_eq!(score_of("-inf"), Some(f64::NEG_INFINITY));
     }
 
     #[test]
     fn range_replies_become_entries() {
-        let reply = RedisReply::Array(vec![bulk("Ann"), bulk("1"), bulk("Bob"), bulk("7")]);
+        let reply = RedisReply::Array(vec![
+            RedisReply::bulk("Ann"),
+            RedisReply::bulk("1"),
+            RedisReply::bulk("Bob"),
+            RedisReply::bulk("7"),
+        ]);
         let entries = to_entries(reply, "ZRANGE").unwrap();
         assert_eq!(
             entries,
@@ -167,16 +168,19 @@ mod tests {
                 },
             ]
         );
-        let lossy = RedisReply::Array(vec![RedisReply::Bulk(b"a\xffb".to_vec()), bulk("1")]);
+        let lossy = RedisReply::Array(vec![
+            RedisReply::Bulk(b"a\xffb".to_vec()),
+            RedisReply::bulk("1"),
+        ]);
         assert_eq!(to_entries(lossy, "ZRANGE").unwrap()[0].name, "a\u{fffd}b");
     }
 
     #[test]
     fn malformed_range_replies_are_refused() {
         for reply in [
-            RedisReply::Array(vec![bulk("Ann")]),
-            RedisReply::Array(vec![bulk("Ann"), bulk("many")]),
-            RedisReply::Array(vec![RedisReply::Integer(1), bulk("1")]),
+            RedisReply::Array(vec![RedisReply::bulk("Ann")]),
+            RedisReply::Array(vec![RedisReply::bulk("Ann"), RedisReply::bulk("many")]),
+            RedisReply::Array(vec![RedisReply::Integer(1), RedisReply::bulk("1")]),
             RedisReply::Nil,
         ] {
             assert!(matches!(

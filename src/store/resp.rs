@@ -62,6 +62,12 @@ impl RedisReply {
         };
         format!("unexpected {kind} reply to {command}")
     }
+
+    /// A bulk string of text, as the store's tests write replies.
+    #[cfg(test)]
+    pub fn bulk(text: &str) -> RedisReply {
+        RedisReply::Bulk(text.as_bytes().to_vec())
+    }
 }
 
 /// An error reply: its first word (`ERR`, `WRONGTYPE`, `LOADING`, …) and the whole line.

@@ -293,21 +293,17 @@ fn node_addr(node: &[(String, RedisReply)], asked: &str, tls: bool) -> Result<No
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> RedisReply {
-        RedisReply::Bulk(s.as_bytes().to_vec())
-    }
-
     fn map(fields: Vec<(&str, RedisReply)>) -> RedisReply {
         RedisReply::Array(
             fields
                 .into_iter()
-                .flat_map(|(name, value)| [bulk(name), value])
+                .flat_map(|(name, value)| [RedisReply::bulk(name), value])
                 .collect(),
         )
     }
 
     fn node(role: &str, endpoint: &str, port: Option<i64>, tls_port: Option<i64>) -> RedisReply {
-        let mut fields = vec![("id", bulk("0123abcd"))];
+        let mut fields = vec![("id", RedisReply::bulk("0123abcd"))];
         if let Some(port) = port {
             fields.push(("port", RedisReply::Integer(port)));
         }
@@ -315,11 +311,11 @@ mod tests {
             fields.push(("tls-port", RedisReply::Integer(port)));
         }
         fields.extend([
-            ("ip", bulk("10.0.0.9")),
-            ("endpoint", bulk(endpoint)),
-            ("role", bulk(role)),
+            ("ip", RedisReply::bulk("10.0.0.9")),
+            ("endpoint", RedisReply::bulk(endpoint)),
+            ("role", RedisReply::bulk(role)),
             ("replication-offset", RedisReply::Integer(0)),
-            ("health", bulk("online")),
+            ("health", RedisReply::bulk("online")),
         ]);
         map(fields)
     }
@@ -374,9 +370,9 @@ mod tests {
     fn cluster_slots_gives_each_range_its_first_node() {
         let primary = |host: &str, port| {
             RedisReply::Array(vec![
-                bulk(host),
+                RedisReply::bulk(host),
                 RedisReply::Integer(port),
-                bulk("id"),
+                RedisReply::bulk("id"),
                 RedisReply::Array(vec![]),
             ])
         };
@@ -403,8 +399,8 @@ mod tests {
     #[test]
     fn malformed_topologies_are_refused() {
         for reply in [
-            bulk("no"),
-            RedisReply::Array(vec![bulk("x")]),
+            RedisReply::bulk("no"),
+            RedisReply::Array(vec![RedisReply::bulk("x")]),
             RedisReply::Array(vec![shard(&[0], vec![node("master", "h", Some(1), None)])]),
             RedisReply::Array(vec![shard(
                 &[0, 16384],
@@ -419,34 +415,26 @@ mod tests {
 
     #[test]
     fn redirects_name_their_slot_and_server() {
-        assert_eq!(
-            Redirect::parse("MOVED 3999 127.0.0.1:6381", "seed"),
-            Some(Redirect::Moved {
-                slot: 3999,
-                addr: addr("127.0.0.1", 6381)
-            })
-        );
-        assert_eq!(
-            Redirect::parse("ASK 12 node-3.example:6379", "seed"),
-            Some(Redirect::Ask {
-                slot: 12,
-                addr: addr("node-3.example", 6379)
-            })
-        );
-        assert_eq!(
-            Redirect::parse("MOVED 1 :7000", "seed"),
-            Some(Redirect::Moved {
-                slot: 1,
-                addr: addr("seed", 7000)
-            })
-        );
-        assert_eq!(
-            Redirect::parse("MOVED 1 [::1]:7000", "seed"),
-            Some(Redirect::Moved {
-                slot: 1,
-                addr: addr("::1", 7000)
-            })
-        );
+        // An empty host is the node that answered (the seed); an IPv6 host comes bracketed.
+        for (error, moved, slot, host, port) in [
+            ("MOVED 3999 127.0.0.1:6381", true, 3999, "127.0.0.1", 6381),
+            (
+                "ASK 12 node-3.example:6379",
+                false,
+                12,
+                "node-3.example",
+                6379,
+            ),
+            ("MOVED 1 :7000", true, 1, "seed", 7000),
+            ("MOVED 1 [::1]:7000", true, 1, "::1", 7000),
+        ] {
+            let addr = addr(host, port);
+            let expected = match moved {
+                true => Redirect::Moved { slot, addr },
+                false => Redirect::Ask { slot, addr },
+            };
+            assert_eq!(Redirect::parse(error, "seed"), Some(expected), "{error}");
+        }
         for other in [
             "ERR unknown",
             "MOVED x 1.2.3.4:5",

@@ -33,7 +33,15 @@ impl Service {
     }
 
     pub fn with_redis(redis: &Redis) -> Service {
-        Service::start(&[("REDIS_CLUSTER_ADDRESS", &redis.address())])
+        Service::on_redis(redis, &[])
+    }
+
+    /// Starts `hello` counting in `redis`, with `env` added.
+    pub fn on_redis(redis: &Redis, env: &[(&str, &str)]) -> Service {
+        let address = redis.address();
+        let mut all = vec![("REDIS_CLUSTER_ADDRESS", address.as_str())];
+        all.extend_from_slice(env);
+        Service::start(&all)
     }
 
     pub fn start_on(host: &str, env: &[(&str, &str)]) -> Service {

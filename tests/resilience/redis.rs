@@ -14,10 +14,7 @@ use crate::KEY;
 #[ignore]
 fn s1_redis_restart_under_load() {
     let mut redis = Redis::start_durable();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "300"),
-    ]);
+    let s = Service::on_redis(&redis, &[("REDIS_TIMEOUT_MS", "300")]);
     let stop = AtomicBool::new(false);
     let mut first_ok_after = None;
     let tally = thread::scope(|scope| {
@@ -56,10 +53,7 @@ fn s1_redis_restart_under_load() {
 #[ignore]
 fn s2_redis_stall_longer_than_the_timeout() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "500"),
-    ]);
+    let s = Service::on_redis(&redis, &[("REDIS_TIMEOUT_MS", "500")]);
     let stop = AtomicBool::new(false);
     let side = Mutex::new(Tally::default());
     let tally = thread::scope(|scope| {
@@ -104,7 +98,7 @@ fn s2_redis_stall_longer_than_the_timeout() {
 #[ignore]
 fn s13_redis_stall_under_128_greeting_clients() {
     let redis = Redis::start();
-    let s = Service::start(&[("REDIS_CLUSTER_ADDRESS", &redis.address())]);
+    let s = Service::with_redis(&redis);
     let stop = AtomicBool::new(false);
     let health_stop = AtomicBool::new(false);
     let (tally, health) = thread::scope(|scope| {

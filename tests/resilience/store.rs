@@ -17,10 +17,7 @@ use crate::KEY;
 #[ignore]
 fn u1_stall_answers_unknown_outcomes_apart() {
     let redis = Redis::start();
-    let s = Service::start(&[
-        ("REDIS_CLUSTER_ADDRESS", &redis.address()),
-        ("REDIS_TIMEOUT_MS", "300"),
-    ]);
+    let s = Service::on_redis(&redis, &[("REDIS_TIMEOUT_MS", "300")]);
     let stop = AtomicBool::new(false);
     let tally = thread::scope(|scope| {
         let load = scope.spawn(|| hammer(s.addr, 8, &stop, "stall"));
