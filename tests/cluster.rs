@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::aws::{
-    canned_server, container_endpoint, hanging_listener, ids, node_with_aws, scripted_server,
-    wait_for_membership, ContainerCredentials, ImdsConfig, ImdsStub, Moto, MotoCluster, THROTTLING,
+    canned_server, container_endpoint, hanging_listener, ids, node_with_aws, node_with_hung_aws,
+    scripted_server, wait_for_membership, ContainerCredentials, ImdsConfig, ImdsStub, Moto,
+    MotoCluster, THROTTLING,
 };
 use common::{free_port, Service, Signal};
 
@@ -215,12 +216,8 @@ fn when_aws_hangs_the_last_list_stands_in_within_the_deadline() {
 
 #[test]
 fn a_hung_aws_holds_no_request_past_its_deadline_and_other_routes_stay_free() {
-    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _hung = hanging_listener(aws);
-    let node = node_with_aws(
-        &format!("http://{aws}"),
-        &[("HTTP_WORKERS", "4"), ("CLUSTER_DEADLINE_MS", "1500")],
-    );
+    let (node, _hung) =
+        node_with_hung_aws(&[("HTTP_WORKERS", "4"), ("CLUSTER_DEADLINE_MS", "1500")]);
     let deadline = Duration::from_millis(1500);
     std::thread::scope(|scope| {
         let askers: Vec<_> = (0..8)
@@ -246,15 +243,10 @@ fn a_hung_aws_holds_no_request_past_its_deadline_and_other_routes_stay_free() {
 
 #[test]
 fn a_full_aws_lane_answers_503_at_once_and_head_says_what_get_would() {
-    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _hung = hanging_listener(aws);
-    let node = node_with_aws(
-        &format!("http://{aws}"),
-        &[
-            ("CLUSTER_MAX_REQUESTS", "1"),
-            ("CLUSTER_DEADLINE_MS", "1500"),
-        ],
-    );
+    let (node, _hung) = node_with_hung_aws(&[
+        ("CLUSTER_MAX_REQUESTS", "1"),
+        ("CLUSTER_DEADLINE_MS", "1500"),
+    ]);
     // Two at once into a lane of one: the first waits for AWS until the deadline (502), the
     // second is refused at once (503 overloaded, nothing done). HEAD goes the same way.
     for method in ["GET", "HEAD"] {

@@ -803,13 +803,7 @@ fn access_logs_plan_in_regions_without_an_elb_account() {
     let config = configuration();
     let account = &config["data"]["aws_elb_service_account"]["main"];
     assert_eq!(attr(account, "count"), "${local.elb_log_account ? 1 : 0}");
-    // Read only as a list (none where it does not exist): a bare reference would fail.
-    let text = all_text();
-    let bare = text
-        .match_indices("data.aws_elb_service_account.main")
-        .filter(|(at, found)| !text[at + found.len()..].starts_with("[*]"))
-        .count();
-    assert_eq!(bare, 0, "aws_elb_service_account read without [*]");
+    assert_read_only_as_a_list("data.aws_elb_service_account.main");
 
     let policy = &config["data"]["aws_iam_policy_document"]["access_logs"];
     let delivery = statements_for(policy, "logdelivery.elasticloadbalancing.amazonaws.com");
@@ -861,12 +855,18 @@ fn instances_change_ami_only_on_purpose() {
     }
     let ssm = &config["data"]["aws_ssm_parameter"]["ecs_ami"];
     assert_eq!(attr(ssm, "count"), "${local.ecs_ami_from_ssm ? 1 : 0}");
+    assert_read_only_as_a_list("data.aws_ssm_parameter.ecs_ami");
+}
+
+/// A data source that may not exist (a count of 0) is read only as a list, `[*]`, which is
+/// empty then: a bare reference would fail the plan.
+fn assert_read_only_as_a_list(address: &str) {
     let text = all_text();
     let bare = text
-        .match_indices("data.aws_ssm_parameter.ecs_ami")
+        .match_indices(address)
         .filter(|(at, found)| !text[at + found.len()..].starts_with("[*]"))
         .count();
-    assert_eq!(bare, 0, "the SSM parameter read without [*]");
+    assert_eq!(bare, 0, "{address} read without [*]");
 }
 
 /// Issue 28, item 9: the task role is ECS's for this account and region only.

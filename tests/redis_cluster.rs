@@ -269,12 +269,7 @@ fn failover_under_load(wait_replicas: &str) -> (Reckoning, Vec<Seen>, Instant, I
         cluster.wait_until_whole();
         let whole = Instant::now();
         // Then a while of greetings with every shard whole again.
-        let before = answered.load(Ordering::Relaxed);
-        wait_until(
-            "greetings after the failover",
-            Duration::from_secs(30),
-            || answered.load(Ordering::Relaxed) > before + 3000,
-        );
+        wait_for_more(&answered, 3000, "greetings after the failover");
         stop.store(true, Ordering::Relaxed);
         *times.lock().unwrap() = Some((killed, whole));
         load.join().expect("the load")
@@ -348,12 +343,7 @@ fn a_reshard_under_load_follows_moved_and_ask_and_counts_each_greeting_once() {
         });
         // A third of the slots from one primary to another, key by key.
         cluster.reshard(primaries[0], primaries[1], 3000);
-        let before = answered.load(Ordering::Relaxed);
-        wait_until(
-            "greetings after the reshard",
-            Duration::from_secs(30),
-            || answered.load(Ordering::Relaxed) > before + 1000,
-        );
+        wait_for_more(&answered, 1000, "greetings after the reshard");
         stop.store(true, Ordering::Relaxed);
         load.join().expect("the load")
     });
@@ -849,4 +839,12 @@ fn a_greeting_follows_ask_to_a_key_already_moved_then_moved() {
     );
     assert_eq!(owner(&cluster, &key), to);
     assert_eq!(cluster.counts(&[key])["asked"], 5);
+}
+
+/// Waits (at most 30 s) until the load has had `more` greetings answered from now on.
+fn wait_for_more(answered: &AtomicU64, more: u64, what: &str) {
+    let before = answered.load(Ordering::Relaxed);
+    wait_until(what, Duration::from_secs(30), || {
+        answered.load(Ordering::Relaxed) > before + more
+    });
 }

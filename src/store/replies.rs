@@ -127,33 +127,21 @@ mod tests {
 
     #[test]
     fn listed_scores_keep_redis_text() {
-        let reply = RedisReply::Array(vec![
-            RedisReply::bulk("a"),
-            RedisReply::bulk("1.5"),
-            RedisReply::bulk("b"),
-            RedisReply::bulk("1e+20"),
-            RedisReply::bulk("c"),
-            RedisReply::bulk("inf"),
-        ]);
+        let reply = RedisReply::bulks(&["a", "1.5", "b", "1e+20", "c", "inf"]);
         let scores: Vec<String> = to_entries(reply, "ZRANGE")
             .unwrap()
             .into_iter()
             .map(|e| e.score)
             .collect();
         assert_eq!(scores, ["1.5", "1e+20", "inf"]);
-        let nan = RedisReply::Array(vec![RedisReply::bulk("a"), RedisReply::bulk("nan")]);
+        let nan = RedisReply::bulks(&["a", "nan"]);
         assert!(to_entries(nan, "ZRANGE").is_err());
         assert_eq!(score_of("-inf"), Some(f64::NEG_INFINITY));
     }
 
     #[test]
     fn range_replies_become_entries() {
-        let reply = RedisReply::Array(vec![
-            RedisReply::bulk("Ann"),
-            RedisReply::bulk("1"),
-            RedisReply::bulk("Bob"),
-            RedisReply::bulk("7"),
-        ]);
+        let reply = RedisReply::bulks(&["Ann", "1", "Bob", "7"]);
         let entries = to_entries(reply, "ZRANGE").unwrap();
         assert_eq!(
             entries,
@@ -178,8 +166,8 @@ mod tests {
     #[test]
     fn malformed_range_replies_are_refused() {
         for reply in [
-            RedisReply::Array(vec![RedisReply::bulk("Ann")]),
-            RedisReply::Array(vec![RedisReply::bulk("Ann"), RedisReply::bulk("many")]),
+            RedisReply::bulks(&["Ann"]),
+            RedisReply::bulks(&["Ann", "many"]),
             RedisReply::Array(vec![RedisReply::Integer(1), RedisReply::bulk("1")]),
             RedisReply::Nil,
         ] {

@@ -68,6 +68,12 @@ impl RedisReply {
     pub fn bulk(text: &str) -> RedisReply {
         RedisReply::Bulk(text.as_bytes().to_vec())
     }
+
+    /// An array of bulk strings, as `ZRANGE` and `CLUSTER SHARDS` answer.
+    #[cfg(test)]
+    pub fn bulks(texts: &[&str]) -> RedisReply {
+        RedisReply::Array(texts.iter().map(|t| RedisReply::bulk(t)).collect())
+    }
 }
 
 /// An error reply: its first word (`ERR`, `WRONGTYPE`, `LOADING`, …) and the whole line.

@@ -400,7 +400,7 @@ mod tests {
     fn malformed_topologies_are_refused() {
         for reply in [
             RedisReply::bulk("no"),
-            RedisReply::Array(vec![RedisReply::bulk("x")]),
+            RedisReply::bulks(&["x"]),
             RedisReply::Array(vec![shard(&[0], vec![node("master", "h", Some(1), None)])]),
             RedisReply::Array(vec![shard(
                 &[0, 16384],

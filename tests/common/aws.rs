@@ -288,6 +288,14 @@ pub fn hanging_listener(addr: SocketAddr) -> TcpListener {
     TcpListener::bind(addr).expect("bind the hanging peer")
 }
 
+/// A node whose AWS accepts connections and never answers (for as long as the listener
+/// returned with it lives).
+pub fn node_with_hung_aws(extra: &[(&str, &str)]) -> (Service, TcpListener) {
+    let hung = hanging_listener("127.0.0.1:0".parse().expect("an address"));
+    let url = format!("http://{}", hung.local_addr().expect("its address"));
+    (node_with_aws(&url, extra), hung)
+}
+
 /// What the ECS credentials endpoint stub hands out.
 pub struct ContainerCredentials {
     /// `AccessKeyId`, `SecretAccessKey`, `Token`.

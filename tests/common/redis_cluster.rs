@@ -269,14 +269,18 @@ impl RedisCluster {
             })
     }
 
+    /// Where the node on `port` is in `nodes`.
+    fn index(&self, port: u16) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node on that port")
+    }
+
     /// Kills the node on `port` (SIGKILL): its connections drop, its data is gone.
     pub fn kill(&mut self, port: u16) {
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.port == port)
-            .expect("a node");
-        if let Some(mut child) = node.child.take() {
+        let index = self.index(port);
+        if let Some(mut child) = self.nodes[index].child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -285,11 +289,7 @@ impl RedisCluster {
     /// Starts the node on `port` again, with the cluster configuration it had (and no data):
     /// it rejoins as a replica of whoever serves its slots now, as a replaced node does.
     pub fn restart(&mut self, port: u16) {
-        let index = self
-            .nodes
-            .iter()
-            .position(|n| n.port == port)
-            .expect("a node");
+        let index = self.index(port);
         let mut node = std::mem::replace(
             &mut self.nodes[index],
             Node {

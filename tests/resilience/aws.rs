@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::aws::{
-    canned_server, hanging_listener, node_with_aws, wait_for_membership, MotoCluster, THROTTLING,
+    canned_server, node_with_aws, node_with_hung_aws, wait_for_membership, MotoCluster, THROTTLING,
 };
 use crate::common::load::{peak_threads, Tally};
 use crate::common::{free_port, Conn};
@@ -17,9 +17,7 @@ use crate::common::{free_port, Conn};
 #[ignore]
 fn s10_aws_hangs() {
     // AWS accepts connections and never answers.
-    let aws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _hung = hanging_listener(aws);
-    let s = node_with_aws(&format!("http://{aws}"), &[("HTTP_WORKERS", "8")]);
+    let (s, _hung) = node_with_hung_aws(&[("HTTP_WORKERS", "8")]);
     let deadline = Duration::from_secs(3); // CLUSTER_DEADLINE_MS's default
     let barrier = Barrier::new(13);
     let done = AtomicBool::new(false);
