@@ -21,37 +21,46 @@ fn trickle(s: &Service, bytes: &[u8], every: Duration) -> (String, Duration) {
     stream.set_nonblocking(true).unwrap();
     let started = Instant::now();
     let mut out = Vec::new();
+    let mut closed = false;
     for b in bytes {
         if stream.write_all(&[*b]).is_err() {
             break;
         }
-        let waited = Instant::now();
-        let mut buf = [0u8; 4096];
-        let mut closed = false;
-        while waited.elapsed() < every {
-            match stream.read(&mut buf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    thread::sleep(Duration::from_millis(10))
-                }
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        closed = read_for(&mut stream, &mut out, every);
         if closed || !out.is_empty() {
             break;
         }
+    }
+    // All sent and nothing back yet: the answer is on its way (a busy machine may take longer
+    // than one interval to send it).
+    if !closed && out.is_empty() {
+        read_for(&mut stream, &mut out, Duration::from_secs(10));
     }
     (
         String::from_utf8_lossy(&out).into_owned(),
         started.elapsed(),
     )
+}
+
+/// Reads what arrives for up to `limit`, stopping once something has; says whether the
+/// connection ended.
+fn read_for(stream: &mut TcpStream, out: &mut Vec<u8>, limit: Duration) -> bool {
+    let waited = Instant::now();
+    let mut buf = [0u8; 4096];
+    while waited.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !out.is_empty() {
+                    return false;
+                }
+                thread::sleep(Duration::from_millis(10))
+            }
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 #[test]
