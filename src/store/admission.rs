@@ -108,11 +108,12 @@ pub struct Memory {
 }
 
 /// A sample: each primary's memory (when `INFO` answered it), and each key's size and the
-/// primary that holds it (when `ZCARD` answered).
+/// primary that holds it (when `ZCARD` answered), by the key's index in the family: a key
+/// whose slot no primary serves is left out, and the keys after it keep their own places.
 #[derive(Clone, Debug, Default)]
 pub struct MemorySample {
     pub memory: Vec<(NodeAddr, Option<Memory>)>,
-    pub keys: Vec<(NodeAddr, Option<u64>)>,
+    pub keys: Vec<(usize, NodeAddr, Option<u64>)>,
 }
 
 /// The rule and its state, shared by the store lane (which asks it before each batch and tells
@@ -338,9 +339,9 @@ impl Admission {
             let shard = state.shard(addr);
             state.shards[shard].memory = *memory;
         }
-        for (key, (addr, size)) in sample.keys.iter().enumerate() {
-            let (before, before_bytes) = mark.added.get(key).copied().unwrap_or((0, 0));
-            let reckoning = state.key(key, addr);
+        for (key, addr, size) in &sample.keys {
+            let (before, before_bytes) = mark.added.get(*key).copied().unwrap_or((0, 0));
+            let reckoning = state.key(*key, addr);
             if size.is_some() {
                 reckoning.sampled = *size;
                 reckoning.known = *size;
@@ -408,7 +409,7 @@ mod tests {
                 mark,
                 MemorySample {
                     memory: vec![(node("a"), memory.map(|(used, max)| Memory { used, max }))],
-                    keys: vec![(node("a"), Some(names))],
+                    keys: vec![(0, node("a"), Some(names))],
                 },
             );
         }
@@ -562,9 +563,9 @@ mod tests {
                     ),
                 ],
                 keys: vec![
-                    (node("a"), Some(sizes[0])),
-                    (node("a"), Some(sizes[1])),
-                    (node("b"), Some(sizes[2])),
+                    (0, node("a"), Some(sizes[0])),
+                    (1, node("a"), Some(sizes[1])),
+                    (2, node("b"), Some(sizes[2])),
                 ],
             },
         );
@@ -621,14 +622,32 @@ mod tests {
                     }),
                 )],
                 keys: vec![
-                    (node("b"), Some(10)),
-                    (node("b"), Some(20)),
-                    (node("b"), Some(30)),
+                    (0, node("b"), Some(10)),
+                    (1, node("b"), Some(20)),
+                    (2, node("b"), Some(30)),
                 ],
             },
         );
         assert!(a.room().admitting);
         assert_eq!(a.state().shards.len(), 1);
+    }
+
+    #[test]
+    fn a_key_no_primary_serves_leaves_the_others_in_their_places() {
+        let a = two_shards(AdmissionLimits::default(), (50 * MB, 50 * MB), [10, 20, 30]);
+        // Key 1's slot has no primary during this sample: it is left out, and key 2 is still
+        // key 2, on b, with its new size.
+        a.sampled(
+            &a.mark(),
+            MemorySample {
+                memory: vec![],
+                keys: vec![(0, node("a"), Some(11)), (2, node("b"), Some(31))],
+            },
+        );
+        let state = a.state();
+        let on = |key: usize| &state.shards[state.keys[key].shard].addr;
+        assert_eq!((on(1), state.keys[1].known), (&node("a"), Some(20)));
+        assert_eq!((on(2), state.keys[2].known), (&node("b"), Some(31)));
     }
 
     #[test]

@@ -447,7 +447,7 @@ impl Store for RedisStore {
                 }
             };
             if let Some(owner) = owner {
-                sample.keys.push((owner, size));
+                sample.keys.push((i, owner, size));
             }
         }
         self.admission.sampled(&mark, sample);
