@@ -28,17 +28,17 @@ pub enum Decision<'r> {
 /// Decides what answers `method` on `path`. Only GET and HEAD reach a handler, and only for a
 /// canonical path (any other is redirected), so a handler's segment is the request's own.
 pub fn decide<'r>(method: &str, path: &'r str, query: Option<&str>) -> Decision<'r> {
+    if method == "OPTIONS" && path == "*" {
+        return Decision::Options(Route::Other);
+    }
+    let clean = path::clean(path);
     if method == "OPTIONS" {
-        if path == "*" {
-            return Decision::Options(Route::Other);
-        }
-        match Route::resolve(&path::clean(path)).0 {
+        match Route::resolve(&clean).0 {
             // A path no route serves: its 404 is the usual one.
             Route::Other => {}
             route => return Decision::Options(route),
         }
     }
-    let clean = path::clean(path);
     if clean != path && matches!(method, "GET" | "HEAD") {
         return Decision::Redirect(path::location(&clean, query));
     }

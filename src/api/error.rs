@@ -190,11 +190,7 @@ impl From<Rejection> for ApiError {
                 "http_version_not_supported",
                 "only HTTP/1.0 and HTTP/1.1 are supported",
             ),
-            Rejection::Overloaded => ApiError::new(
-                Status::ServiceUnavailable,
-                "overloaded",
-                "the server has too many connections; try again later",
-            ),
+            Rejection::Overloaded => ApiError::overloaded("the server has too many connections"),
             Rejection::Internal => {
                 ApiError::new(Status::InternalServerError, "internal", "internal error")
             }

@@ -54,7 +54,7 @@ impl Handler for Api {
 
     fn reject(&self, rejection: Rejection) -> Response {
         if rejection == Rejection::Internal {
-            log::error!("a request handler panicked; answered 500");
+            log::error!("a request handler panicked or its reply was dropped unsent; answered 500");
         }
         ApiError::from(rejection).into_response()
     }

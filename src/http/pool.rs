@@ -75,7 +75,8 @@ impl<T> ThreadPool<T> {
         self.ready.notify_all();
     }
 
-    /// A pool thread: runs tasks until the pool is closed.
+    /// A pool thread: runs tasks until the pool is closed, or until it has waited its idle
+    /// time with none to run.
     pub fn serve(&self, mut run: impl FnMut(T)) {
         while let Some(task) = self.next() {
             run(task);

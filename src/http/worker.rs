@@ -78,6 +78,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    fn new(inbox: &Arc<Inbox>, key: u64) -> Reply {
+        Reply {
+            inbox: Arc::clone(inbox),
+            key,
+            sent: false,
+        }
+    }
+
     pub fn send(mut self, response: Response) {
         self.sent = true;
         self.inbox.send(Message::Done(self.key, Some(response)));
@@ -99,13 +107,9 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The way to answer this request later (see [`super::Answer::Later`]).
+    /// The way to answer this request later (see [`super::Wait::Reply`]).
     pub fn reply(&self) -> Reply {
-        Reply {
-            inbox: Arc::clone(self.inbox),
-            key: self.key,
-            sent: false,
-        }
+        Reply::new(self.inbox, self.key)
     }
 }
 
@@ -458,7 +462,6 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Closes `key`'s connection: lingering if the client's bytes would be left unread.
     /// Ends a connection the worker will not wait for any longer. One with a request under way
     /// (`answering_408`) gets its 408 first, and lingers if it is still sending; any other is
     /// closed at once, with nothing to say.
@@ -473,6 +476,7 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Closes `key`'s connection: lingering if the client's bytes would be left unread.
     fn close(&mut self, key: u64) {
         let unread = self
             .table
@@ -592,12 +596,7 @@ impl<'a> Worker<'a> {
             slot.phase = Phase::Waiting(pending);
         }
         if let Some(job) = job {
-            let reply = Reply {
-                inbox: Arc::clone(&self.inbox),
-                key,
-                sent: false,
-            };
-            blocking::submit(self.shared, Work::Answer(job, reply));
+            blocking::submit(self.shared, Work::Answer(job, Reply::new(&self.inbox, key)));
         }
     }
 
