@@ -190,7 +190,7 @@ impl Reckoning {
     /// A shard's used memory now, reckoned from the sample: this task's new names at their own
     /// size, the others' (the keys' growth beyond ours) at the largest a name may be. Without a
     /// sampled `used_memory` (a Redis that does not write it), its names at the largest size.
-    fn used_now(&self, shard: usize) -> Option<u64> {
+    fn used_now(&self, shard: usize) -> u64 {
         let keys = self.keys.iter().filter(|k| k.shard == shard);
         let sampled = match self.shards[shard].memory {
             Some(memory) => memory.used,
@@ -211,7 +211,7 @@ impl Reckoning {
                 .saturating_add(key.added_bytes)
                 .saturating_add(others.saturating_mul(worst_name_bytes()));
         }
-        Some(used)
+        used
     }
 
     /// Judges each shard's memory rule again after a sample or a batch: it closes when the
@@ -219,8 +219,9 @@ impl Reckoning {
     /// below.
     fn judge(&mut self, limits: &AdmissionLimits) {
         for shard in 0..self.shards.len() {
-            let closed = match (self.limit(shard, limits.data_limit), self.used_now(shard)) {
-                (Some(limit), Some(used)) => {
+            let closed = match self.limit(shard, limits.data_limit) {
+                Some(limit) => {
+                    let used = self.used_now(shard);
                     let line =
                         (u128::from(limit) * u128::from(limits.max_memory_percent) / 100) as u64;
                     match self.shards[shard].closed {
@@ -229,7 +230,7 @@ impl Reckoning {
                     }
                 }
                 // No limit, or not known: nothing to measure against.
-                _ => false,
+                None => false,
             };
             self.shards[shard].closed = closed;
         }
@@ -537,7 +538,7 @@ mod tests {
         a.sampled_at(&mark, Some((81 * MB, 100 * MB)), 4);
         let state = a.0.state();
         assert_eq!((state.keys[0].added, state.keys[0].added_bytes), (2, 2000));
-        assert_eq!(state.used_now(0), Some(81 * MB + 2000));
+        assert_eq!(state.used_now(0), 81 * MB + 2000);
     }
 
     /// A cluster of two primaries, `a` holding keys 0 and 1, `b` holding key 2.

@@ -1,7 +1,7 @@
 //! A cluster's listing: the keys of the family each read in ranges, merged into one list in
 //! `ZRANGE` order (count, then name bytewise; `ZREVRANGE`'s for descending), so that `offset`
-//! and `limit` mean what they mean on one key. A k-way merge: each key holds at most one page
-//! at a time, so memory is bounded by the keys times the page, not by the number of names.
+//! and `limit` mean what they mean on one key. A k-way merge: each key holds about a page at a
+//! time (read again when a quarter of a page is left), so memory is bounded by the keys times the page, not by the number of names.
 //! Entries before the offset are read and passed over: an offset costs what reading that far
 //! costs. Each round of pages goes out as one pipeline per primary, for every key that runs
 //! low at once, and no connection is held between rounds.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::nodes::{Command, CommandRunner, Delivery};
-use super::replies::{classify, name_count, score_of, to_pairs};
+use super::replies::{classify, name_count, read_failure, score_of, to_pairs};
 use super::resp::RedisReply;
 use super::scan::{Scan, ScanRequest};
 use super::slots::KeyFamily;
@@ -172,9 +172,7 @@ impl MergedScan {
                 } => return Err(classify(e)),
                 Delivery::Replied { reply, .. } => to_pairs(reply, &name)?,
                 // A read is safe to ask again: unavailable, whatever went out.
-                Delivery::NotSent(e) | Delivery::Unanswered(e) => {
-                    return Err(StoreError::Unavailable(e.to_string()))
-                }
+                Delivery::NotSent(e) | Delivery::Unanswered(e) => return Err(read_failure(e)),
             };
             let key = &mut self.keys[k];
             key.ended = pairs.len() < self.page;

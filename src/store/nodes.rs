@@ -37,7 +37,8 @@ pub(super) trait CommandRunner: Send + Sync {
 
 /// Least time between two readings of the slot map asked for by errors.
 const MIN_REFRESH: Duration = Duration::from_millis(100);
-/// Most times one command follows a redirect before it is given up (not run).
+/// Most times one command is sent: redirected every time, it is given up (not run), having
+/// followed one redirect fewer.
 const MAX_REDIRECTS: usize = 5;
 
 /// How the servers are arranged.

@@ -14,7 +14,7 @@ use super::admission::{name_bytes, Admission, Batch, Memory, MemorySample, Room}
 use super::connection::{Connector, TlsSetupError};
 use super::merge::MergedScan;
 use super::nodes::{ClusterNodes, Command, CommandRunner, Delivery, Layout, Mode};
-use super::replies::{classify, count_of, memory_from_info};
+use super::replies::{classify, count_of, memory_from_info, read_failure};
 use super::resp::RedisReply;
 use super::scan::{RankWindow, Scan, ScanRequest};
 use super::settings::{RedisMode, RedisSettings};
@@ -327,14 +327,6 @@ fn count_from(reply: RedisReply, batch: Batch) -> Result<i64, StoreError> {
         // `XX`: the name is not in the set, and was not added.
         RedisReply::Nil if batch == Batch::KnownOnly => Err(StoreError::NamesFull),
         other => Err(StoreError::Refused(other.unexpected(command))),
-    }
-}
-
-/// A read's failure: whatever went out, asking again is safe, so it is unavailable.
-fn read_failure(e: StoreError) -> StoreError {
-    match e {
-        StoreError::OutcomeUnknown(why) => StoreError::Unavailable(why),
-        other => other,
     }
 }
 

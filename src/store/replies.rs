@@ -110,6 +110,14 @@ pub fn to_entries(reply: RedisReply, command: &str) -> Result<Vec<NameCount>, St
         .collect())
 }
 
+/// A read's failure: whatever went out, asking again is safe, so it is unavailable.
+pub fn read_failure(e: StoreError) -> StoreError {
+    match e {
+        StoreError::OutcomeUnknown(why) => StoreError::Unavailable(why),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

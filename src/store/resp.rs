@@ -7,7 +7,8 @@ use crate::decimal;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
-/// Deepest array nesting accepted; our replies nest at most once.
+/// Deepest array nesting accepted; our deepest reply, `CLUSTER SHARDS`, nests three levels
+/// (shards, their nodes, a node's fields).
 const MAX_DEPTH: usize = 4;
 /// Largest bulk string Redis itself allows (`proto-max-bulk-len`).
 const MAX_BULK: usize = 512 * 1024 * 1024;
